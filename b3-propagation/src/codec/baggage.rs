@@ -1,0 +1,358 @@
+//! W3C `baggage` and the prefixed baggage headers (`baggage-*`, `ot-baggage-*`, `uberctx-*`).
+//!
+//! Decode (W3C Baggage; FACTS §8):
+//! - `key OWS "=" OWS value *(OWS ";" OWS property)`, keys are HTTP tokens, values
+//!   percent-decoded (invalid UTF-8 becomes U+FFFD), may be empty and may contain `=`;
+//! - an invalid member (bad key, a space or other forbidden byte in the value, a malformed
+//!   `%` escape) is dropped alone, the others are kept;
+//! - duplicates are all kept, in order; members are kept while there are at most 180 of them
+//!   and at most 8192 bytes across all `baggage` headers, the rest is dropped whole.
+//!
+//! Encode percent-encodes only what must be (upper-case hex), within the same limits.
+//!
+//! # Example
+//!
+//! ```
+//! use b3_propagation::codec::baggage;
+//!
+//! let (bag, dropped) = baggage::decode_lines([&b"userId=Am%C3%A9lie, bad key=1, k=v;p=1"[..]]);
+//! assert_eq!(bag.get("userId"), Some("Amélie"));
+//! assert_eq!(bag.len(), 2);
+//! assert!(dropped.is_some()); // why `bad key` was dropped
+//! assert_eq!(bag.to_header_value().unwrap(), "userId=Am%C3%A9lie,k=v;p=1");
+//! ```
+
+use std::borrow::Cow;
+
+use http::{HeaderName, HeaderValue};
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
+
+use crate::Format;
+use crate::baggage::{
+    Baggage, BaggageEntry, BaggageOrigin, BaggagePrefix, BaggageProperty, MAX_BYTES, MAX_MEMBERS,
+};
+use crate::carrier::{Extractor, Injector};
+use crate::error::{ErrorKind, Field, ParseError};
+use crate::header;
+
+const FORMAT: Format = Format::Baggage;
+
+/// Bytes that must be percent-encoded in a value: everything outside `baggage-octet`, and `%`.
+const ENCODE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b',')
+    .add(b';')
+    .add(b'\\')
+    .add(b'%');
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+        )
+}
+
+fn is_baggage_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+fn token(s: &[u8], field: Field) -> Result<String, ParseError> {
+    if s.is_empty() {
+        return Err(ParseError::at(FORMAT, field, ErrorKind::Empty));
+    }
+    if let Some(i) = s.iter().position(|&b| !is_tchar(b)) {
+        return Err(ParseError::at(FORMAT, field, ErrorKind::InvalidCharacter {
+            byte: s[i],
+            index: i,
+        }));
+    }
+    Ok(String::from_utf8_lossy(s).into_owned())
+}
+
+/// Check the octets and `%` escapes of a value, then percent-decode it.
+fn value(s: &[u8]) -> Result<String, ParseError> {
+    let bad = |i: usize| {
+        ParseError::at(FORMAT, Field::Value, ErrorKind::InvalidCharacter {
+            byte: s[i],
+            index: i,
+        })
+    };
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if !is_baggage_octet(b) {
+            return Err(bad(i));
+        }
+        if b == b'%' {
+            let ok = s.len() > i + 2 && s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit();
+            if !ok {
+                return Err(bad(i));
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(match percent_decode(s).decode_utf8_lossy() {
+        Cow::Borrowed(v) => v.to_owned(),
+        Cow::Owned(v) => v,
+    })
+}
+
+/// Decode one member (already split off and trimmed).
+fn member(m: &[u8]) -> Result<BaggageEntry, ParseError> {
+    let mut parts = m.split(|&b| b == b';');
+    let kv = parts.next().unwrap_or_default();
+    let Some(eq) = kv.iter().position(|&b| b == b'=') else {
+        return Err(ParseError::at(FORMAT, Field::Member, ErrorKind::MissingField));
+    };
+    let key = token(trim_ows(&kv[..eq]), Field::Key)?;
+    let value = value(trim_ows(&kv[eq + 1..]))?;
+    let mut properties = Vec::new();
+    for p in parts {
+        let p = trim_ows(p);
+        match p.iter().position(|&b| b == b'=') {
+            Some(eq) => properties.push(BaggageProperty {
+                key: token(trim_ows(&p[..eq]), Field::Key)?,
+                value: Some(self::value(trim_ows(&p[eq + 1..]))?),
+            }),
+            None => properties.push(BaggageProperty {
+                key: token(p, Field::Key)?,
+                value: None,
+            }),
+        }
+    }
+    Ok(BaggageEntry {
+        key,
+        value,
+        properties,
+        origin: BaggageOrigin::W3c,
+    })
+}
+
+/// Decode the field lines of `baggage`, in order. Returns the kept entries and, when any
+/// member was dropped, the reason for the first one.
+pub fn decode_lines<'a, I>(lines: I) -> (Baggage, Option<ParseError>)
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut entries = Vec::new();
+    let mut dropped = None;
+    let mut bytes = 0usize;
+    let mut full = false;
+    for line in lines {
+        for m in line.split(|&b| b == b',') {
+            let m = trim_ows(m);
+            if m.is_empty() {
+                continue;
+            }
+            if full {
+                break;
+            }
+            let next_bytes = bytes + m.len() + usize::from(!entries.is_empty());
+            if entries.len() == MAX_MEMBERS || next_bytes > MAX_BYTES {
+                full = true;
+                dropped.get_or_insert(ParseError::new(
+                    FORMAT,
+                    None,
+                    if entries.len() == MAX_MEMBERS {
+                        ErrorKind::TooManyMembers { max: MAX_MEMBERS }
+                    } else {
+                        ErrorKind::TooLong {
+                            len: next_bytes,
+                            max: MAX_BYTES,
+                        }
+                    },
+                ));
+                break;
+            }
+            match member(m) {
+                Ok(e) => {
+                    bytes = next_bytes;
+                    entries.push(e);
+                }
+                Err(e) => {
+                    dropped.get_or_insert(e);
+                }
+            }
+        }
+    }
+    (Baggage::from_parts(entries, None), dropped)
+}
+
+/// Decode a single received `baggage` header; when every member was kept, the value is
+/// remembered and forwarded verbatim.
+pub fn decode_value(value: &HeaderValue) -> (Baggage, Option<ParseError>) {
+    let (bag, dropped) = decode_lines([value.as_bytes()]);
+    if dropped.is_none() && !bag.is_empty() {
+        let entries = bag.entries().to_vec();
+        return (Baggage::from_parts(entries, Some(value.clone())), None);
+    }
+    (bag, dropped)
+}
+
+/// Decode one prefixed header (`baggage-<key>`, `ot-baggage-<key>`, `uberctx-<key>`).
+/// `None` when `name` has none of the prefixes (or nothing after it).
+pub fn decode_prefixed(name: &str, value: &[u8]) -> Option<Result<BaggageEntry, ParseError>> {
+    let name_lc;
+    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        name_lc = name.to_ascii_lowercase();
+        name_lc.as_str()
+    } else {
+        name
+    };
+    let (prefix, key) = BaggagePrefix::ALL.iter().find_map(|p| {
+        name.strip_prefix(p.as_str())
+            .filter(|k| !k.is_empty())
+            .map(|k| (*p, k))
+    })?;
+    if let Some(i) = value.iter().position(|&b| !(0x20..0x7f).contains(&b) && b != b'\t') {
+        return Some(Err(ParseError::at(FORMAT, Field::Value, ErrorKind::InvalidCharacter {
+            byte: value[i],
+            index: i,
+        })));
+    }
+    Some(Ok(BaggageEntry {
+        key: key.to_owned(),
+        value: String::from_utf8_lossy(value).into_owned(),
+        properties: Vec::new(),
+        origin: BaggageOrigin::Prefixed(prefix),
+    }))
+}
+
+/// Encode W3C entries as one `baggage` value (`None` when there is nothing to send). Entries
+/// with a key that is not an HTTP token are skipped; members beyond 180 or 8192 bytes are
+/// dropped whole.
+pub fn encode<'a, I>(entries: I) -> Option<HeaderValue>
+where
+    I: IntoIterator<Item = &'a BaggageEntry>,
+{
+    let mut out = String::new();
+    let mut count = 0;
+    let mut member = String::new();
+    for e in entries {
+        if e.key.is_empty() || !e.key.bytes().all(is_tchar) {
+            continue;
+        }
+        member.clear();
+        member.push_str(&e.key);
+        member.push('=');
+        member.extend(utf8_percent_encode(&e.value, ENCODE));
+        for p in &e.properties {
+            if p.key.is_empty() || !p.key.bytes().all(is_tchar) {
+                continue;
+            }
+            member.push(';');
+            member.push_str(&p.key);
+            if let Some(v) = &p.value {
+                member.push('=');
+                member.extend(utf8_percent_encode(v, ENCODE));
+            }
+        }
+        let sep = usize::from(!out.is_empty());
+        if count == MAX_MEMBERS || out.len() + sep + member.len() > MAX_BYTES {
+            break;
+        }
+        if sep == 1 {
+            out.push(',');
+        }
+        out.push_str(&member);
+        count += 1;
+    }
+    if out.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&out).ok()
+}
+
+/// Read `baggage` (all lines) and the prefixed headers of a carrier.
+pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> (Baggage, Option<ParseError>) {
+    let mut lines = carrier.get_all_values(&header::BAGGAGE);
+    let (mut bag, mut dropped) = match (lines.next(), lines.next()) {
+        (None, _) => (Baggage::new(), None),
+        (Some(_), None) => match carrier.get_value(&header::BAGGAGE) {
+            Some(v) => decode_value(&v),
+            None => decode_lines(carrier.get_all_values(&header::BAGGAGE)),
+        },
+        _ => decode_lines(carrier.get_all_values(&header::BAGGAGE)),
+    };
+    for (name, value) in carrier.iter_headers() {
+        match decode_prefixed(name, value) {
+            Some(Ok(entry)) => bag.push(entry),
+            Some(Err(e)) => {
+                dropped.get_or_insert(e);
+            }
+            None => {}
+        }
+    }
+    (bag, dropped)
+}
+
+/// Write `baggage` for the W3C entries and one prefixed header per prefixed entry.
+pub fn inject<I: Injector + ?Sized>(bag: &Baggage, carrier: &mut I) {
+    match bag.to_header_value() {
+        Some(v) => carrier.set(&header::BAGGAGE, v),
+        None => carrier.remove(&header::BAGGAGE),
+    }
+    for e in bag.entries() {
+        if let BaggageOrigin::Prefixed(p) = e.origin {
+            let name = format!("{}{}", p.as_str(), e.key);
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&e.value),
+            ) {
+                carrier.set(&name, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_escape_drops_member() {
+        let (b, e) = decode_lines([&b"k1=v1,k2=a%zzb,k3=%4"[..]]);
+        assert_eq!(b.iter().collect::<Vec<_>>(), vec![("k1", "v1")]);
+        assert_eq!(e.unwrap().field(), Some(Field::Value));
+    }
+
+    #[test]
+    fn encode_skips_invalid_keys() {
+        let e = [BaggageEntry::new("bad key", "v"), BaggageEntry::new("ok", "a b")];
+        assert_eq!(encode(&e).unwrap(), "ok=a%20b");
+        assert!(encode(&e[..1]).is_none());
+    }
+
+    #[test]
+    fn prefixed_rejects_control_bytes() {
+        assert!(decode_prefixed("baggage-k", b"a\x01b").unwrap().is_err());
+        assert!(decode_prefixed("baggage", b"x").is_none());
+        assert!(decode_prefixed("baggage-", b"x").is_none());
+        let e = decode_prefixed("OT-Baggage-UserId", b"x").unwrap().unwrap();
+        assert_eq!(e.key, "userid");
+        assert_eq!(e.origin, BaggageOrigin::Prefixed(BaggagePrefix::OtBaggage));
+    }
+
+    #[test]
+    fn member_limit() {
+        let line: Vec<String> = (0..200).map(|i| format!("k{i}=v")).collect();
+        let (b, e) = decode_lines([line.join(",").as_bytes()]);
+        assert_eq!(b.len(), MAX_MEMBERS);
+        assert_eq!(e.unwrap().kind(), ErrorKind::TooManyMembers { max: MAX_MEMBERS });
+    }
+}

@@ -1,0 +1,520 @@
+//! Trace and span ids: parse and format lower-case hex without allocating.
+//!
+//! A [`TraceId`] is 128 bits and remembers whether it arrived as 64 bits (16 hex characters), so
+//! it is re-emitted at the width it was received: a Zipkin / Envoy peer that sent
+//! `48485a3953bb6124` gets `48485a3953bb6124` back, not `000000000000000048485a3953bb6124`.
+//! A [`SpanId`] is 64 bits. Neither can be zero.
+//!
+//! # Example
+//!
+//! ```
+//! use b3_propagation::{SpanId, TraceId};
+//!
+//! let short: TraceId = "48485a3953bb6124".parse()?;
+//! assert!(short.is_64bit());
+//! assert_eq!(short.to_string(), "48485a3953bb6124");
+//! assert_eq!(short.to_hex32().as_str(), "000000000000000048485a3953bb6124");
+//!
+//! let long: TraceId = "000000000000000048485a3953bb6124".parse()?;
+//! assert!(!long.is_64bit());
+//! assert_eq!(short, long); // same id, different width
+//!
+//! assert!("48485A3953BB6124".parse::<TraceId>().is_err()); // lower-case only
+//! assert!("0000000000000000".parse::<SpanId>().is_err()); // never zero
+//! # Ok::<(), b3_propagation::error::ParseError>(())
+//! ```
+
+use std::cell::RefCell;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::num::{NonZeroU64, NonZeroU128};
+use std::str::FromStr;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::Format;
+use crate::error::{ErrorKind, Field, ParseError};
+
+/// Marks a byte that is not a lower-case hex digit in [`HEX_LOWER`].
+const NOT_HEX: u8 = 0xff;
+
+/// Lower-case hex digit values; every other byte maps to [`NOT_HEX`].
+static HEX_LOWER: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Why a hex field failed, before the caller attaches the format and field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HexError {
+    Length(usize),
+    Char(u8, usize),
+    Zero,
+}
+
+impl HexError {
+    pub(crate) const fn into_parse_error(self, format: Format, field: Field, offset: usize) -> ParseError {
+        let kind = match self {
+            HexError::Length(len) => {
+                if len == 0 {
+                    ErrorKind::Empty
+                } else {
+                    ErrorKind::InvalidLength { len }
+                }
+            }
+            HexError::Char(byte, index) => ErrorKind::InvalidCharacter {
+                byte,
+                index: index + offset,
+            },
+            HexError::Zero => ErrorKind::ZeroId,
+        };
+        ParseError::at(format, field, kind)
+    }
+}
+
+/// Parse 1..=16 lower-case hex digits.
+#[inline]
+pub(crate) fn parse_hex_u64(s: &[u8]) -> Result<u64, HexError> {
+    if s.is_empty() || s.len() > 16 {
+        return Err(HexError::Length(s.len()));
+    }
+    let mut v: u64 = 0;
+    for (i, &b) in s.iter().enumerate() {
+        let d = HEX_LOWER[b as usize];
+        if d == NOT_HEX {
+            return Err(HexError::Char(b, i));
+        }
+        v = (v << 4) | u64::from(d);
+    }
+    Ok(v)
+}
+
+/// Parse 1..=32 lower-case hex digits.
+#[inline]
+pub(crate) fn parse_hex_u128(s: &[u8]) -> Result<u128, HexError> {
+    if s.len() <= 16 {
+        return parse_hex_u64(s).map(u128::from);
+    }
+    if s.len() > 32 {
+        return Err(HexError::Length(s.len()));
+    }
+    let split = s.len() - 16;
+    let high = parse_hex_u64(&s[..split])?;
+    let low = parse_hex_u64(&s[split..]).map_err(|e| match e {
+        HexError::Char(b, i) => HexError::Char(b, i + split),
+        other => other,
+    })?;
+    Ok((u128::from(high) << 64) | u128::from(low))
+}
+
+/// Write `v` as 16 lower-case hex digits.
+#[inline]
+pub(crate) fn write_hex_u64(v: u64, out: &mut [u8]) {
+    debug_assert!(out.len() >= 16);
+    for (i, slot) in out.iter_mut().take(16).enumerate() {
+        *slot = HEX_DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+}
+
+/// Write one byte as two lower-case hex digits.
+#[inline]
+pub(crate) fn write_hex_u8(v: u8, out: &mut [u8]) {
+    out[0] = HEX_DIGITS[usize::from(v >> 4)];
+    out[1] = HEX_DIGITS[usize::from(v & 0xf)];
+}
+
+/// A fixed-size, stack-allocated hex string, as returned by the `to_hex*` methods.
+#[derive(Clone, Copy)]
+pub struct HexBuf<const N: usize> {
+    buf: [u8; N],
+    len: u8,
+}
+
+impl<const N: usize> HexBuf<N> {
+    /// The hex digits.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written, so this cannot fail; fall back to "" rather
+        // than panicking if that invariant were ever broken.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The hex digits as bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+impl<const N: usize> fmt::Debug for HexBuf<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl<const N: usize> fmt::Display for HexBuf<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<const N: usize> AsRef<str> for HexBuf<N> {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// A 128-bit trace id that remembers if it was received as 64 bits. See the [module docs](self).
+///
+/// Equality and hashing compare the numeric value only, so a 64-bit id and the same id
+/// zero-padded to 128 bits are the same trace (as Envoy and Zipkin treat them).
+#[derive(Clone, Copy)]
+pub struct TraceId {
+    value: NonZeroU128,
+    is_64bit: bool,
+}
+
+impl TraceId {
+    /// A 128-bit trace id, or `None` for zero.
+    #[must_use]
+    pub const fn from_u128(value: u128) -> Option<Self> {
+        match NonZeroU128::new(value) {
+            Some(value) => Some(TraceId {
+                value,
+                is_64bit: false,
+            }),
+            None => None,
+        }
+    }
+
+    /// A 64-bit trace id (emitted as 16 hex characters), or `None` for zero.
+    #[must_use]
+    pub const fn from_u64(value: u64) -> Option<Self> {
+        match NonZeroU128::new(value as u128) {
+            Some(value) => Some(TraceId {
+                value,
+                is_64bit: true,
+            }),
+            None => None,
+        }
+    }
+
+    /// A 128-bit trace id from its big-endian bytes, or `None` for zero.
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; 16]) -> Option<Self> {
+        Self::from_u128(u128::from_be_bytes(bytes))
+    }
+
+    /// A new random id of the given width (never zero), from a fast thread-local generator.
+    #[must_use]
+    pub fn random(is_64bit: bool) -> Self {
+        with_rng(|rng| loop {
+            let v: u128 = if is_64bit {
+                u128::from(rng.random::<u64>())
+            } else {
+                rng.random()
+            };
+            if let Some(value) = NonZeroU128::new(v) {
+                return TraceId { value, is_64bit };
+            }
+        })
+    }
+
+    /// The numeric value.
+    #[must_use]
+    pub const fn to_u128(self) -> u128 {
+        self.value.get()
+    }
+
+    /// The big-endian bytes (always 16; a 64-bit id is left-padded with zeros).
+    #[must_use]
+    pub const fn to_bytes(self) -> [u8; 16] {
+        self.value.get().to_be_bytes()
+    }
+
+    /// The high 64 bits (zero for a 64-bit id).
+    #[must_use]
+    pub const fn high(self) -> u64 {
+        (self.value.get() >> 64) as u64
+    }
+
+    /// The low 64 bits.
+    #[must_use]
+    pub const fn low(self) -> u64 {
+        self.value.get() as u64
+    }
+
+    /// Whether the id was received (or created) as 64 bits and is emitted as 16 hex characters.
+    #[must_use]
+    pub const fn is_64bit(self) -> bool {
+        self.is_64bit
+    }
+
+    /// The same id, emitted at 128 bits from now on.
+    #[must_use]
+    pub const fn into_128bit(self) -> Self {
+        TraceId {
+            value: self.value,
+            is_64bit: false,
+        }
+    }
+
+    /// The hex form at the received width: 16 or 32 characters.
+    #[must_use]
+    pub fn to_hex(self) -> HexBuf<32> {
+        if self.is_64bit && self.high() == 0 {
+            let mut buf = [0u8; 32];
+            write_hex_u64(self.low(), &mut buf);
+            HexBuf { buf, len: 16 }
+        } else {
+            self.to_hex32()
+        }
+    }
+
+    /// The hex form at 32 characters, as W3C `traceparent` needs.
+    #[must_use]
+    pub fn to_hex32(self) -> HexBuf<32> {
+        let mut buf = [0u8; 32];
+        write_hex_u64(self.high(), &mut buf[..16]);
+        write_hex_u64(self.low(), &mut buf[16..]);
+        HexBuf { buf, len: 32 }
+    }
+
+    /// Parse a B3 trace id: exactly 16 or 32 lower-case hex characters, not all zero.
+    ///
+    /// # Errors
+    ///
+    /// A [`ParseError`] (format `x-b3-*`, field trace id) naming the rule that was broken.
+    pub fn parse_b3(s: &[u8]) -> Result<Self, ParseError> {
+        Self::parse_exact(s, Format::B3Multi, 0)
+    }
+
+    /// Parse exactly 16 or 32 lower-case hex characters, reporting errors for `format`.
+    #[inline]
+    pub(crate) fn parse_exact(s: &[u8], format: Format, offset: usize) -> Result<Self, ParseError> {
+        let err = |e: HexError| e.into_parse_error(format, Field::TraceId, offset);
+        match s.len() {
+            16 => {
+                let v = parse_hex_u64(s).map_err(err)?;
+                Self::from_u64(v).ok_or(err(HexError::Zero))
+            }
+            32 => {
+                let v = parse_hex_u128(s).map_err(err)?;
+                Self::from_u128(v).ok_or(err(HexError::Zero))
+            }
+            len => Err(err(HexError::Length(len))),
+        }
+    }
+}
+
+impl PartialEq for TraceId {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl Eq for TraceId {}
+
+impl Hash for TraceId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.value.hash(state);
+    }
+}
+
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceId({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.to_hex().as_str())
+    }
+}
+
+impl FromStr for TraceId {
+    type Err = ParseError;
+
+    /// Parse 16 or 32 lower-case hex characters (see [`TraceId::parse_b3`]).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse_b3(s.as_bytes())
+    }
+}
+
+/// A 64-bit span id, never zero. See the [module docs](self).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpanId(NonZeroU64);
+
+impl SpanId {
+    /// A span id, or `None` for zero.
+    #[must_use]
+    pub const fn from_u64(value: u64) -> Option<Self> {
+        match NonZeroU64::new(value) {
+            Some(v) => Some(SpanId(v)),
+            None => None,
+        }
+    }
+
+    /// A span id from its big-endian bytes, or `None` for zero.
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; 8]) -> Option<Self> {
+        Self::from_u64(u64::from_be_bytes(bytes))
+    }
+
+    /// A new random span id (never zero), from a fast thread-local generator.
+    #[must_use]
+    pub fn random() -> Self {
+        with_rng(|rng| loop {
+            if let Some(v) = NonZeroU64::new(rng.random()) {
+                return SpanId(v);
+            }
+        })
+    }
+
+    /// The numeric value.
+    #[must_use]
+    pub const fn to_u64(self) -> u64 {
+        self.0.get()
+    }
+
+    /// The big-endian bytes.
+    #[must_use]
+    pub const fn to_bytes(self) -> [u8; 8] {
+        self.0.get().to_be_bytes()
+    }
+
+    /// The 16-character lower-case hex form.
+    #[must_use]
+    pub fn to_hex(self) -> HexBuf<16> {
+        let mut buf = [0u8; 16];
+        write_hex_u64(self.0.get(), &mut buf);
+        HexBuf { buf, len: 16 }
+    }
+
+    /// Parse exactly 16 lower-case hex characters, not all zero.
+    ///
+    /// # Errors
+    ///
+    /// A [`ParseError`] (format `x-b3-*`, field span id) naming the rule that was broken.
+    pub fn parse_b3(s: &[u8]) -> Result<Self, ParseError> {
+        Self::parse_exact(s, Format::B3Multi, Field::SpanId, 0)
+    }
+
+    #[inline]
+    pub(crate) fn parse_exact(
+        s: &[u8],
+        format: Format,
+        field: Field,
+        offset: usize,
+    ) -> Result<Self, ParseError> {
+        let err = |e: HexError| e.into_parse_error(format, field, offset);
+        if s.len() != 16 {
+            return Err(err(HexError::Length(s.len())));
+        }
+        let v = parse_hex_u64(s).map_err(err)?;
+        Self::from_u64(v).ok_or(err(HexError::Zero))
+    }
+}
+
+impl fmt::Debug for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpanId({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.to_hex().as_str())
+    }
+}
+
+impl FromStr for SpanId {
+    type Err = ParseError;
+
+    /// Parse exactly 16 lower-case hex characters (see [`SpanId::parse_b3`]).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse_b3(s.as_bytes())
+    }
+}
+
+thread_local! {
+    /// One small, fast generator per thread, seeded once from the OS: no system call per id.
+    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
+}
+
+/// Run `f` with this thread's generator.
+pub(crate) fn with_rng<T>(f: impl FnOnce(&mut SmallRng) -> T) -> T {
+    RNG.with(|rng| f(&mut rng.borrow_mut()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_tables_reject_uppercase_and_signs() {
+        assert_eq!(parse_hex_u64(b"00ff"), Ok(255));
+        assert_eq!(parse_hex_u64(b"00FF"), Err(HexError::Char(b'F', 2)));
+        assert_eq!(parse_hex_u64(b"+1"), Err(HexError::Char(b'+', 0)));
+        assert_eq!(parse_hex_u64(b""), Err(HexError::Length(0)));
+        assert_eq!(parse_hex_u64(b"00000000000000001"), Err(HexError::Length(17)));
+        assert_eq!(
+            parse_hex_u128(b"0000000000000000000000000000000g"),
+            Err(HexError::Char(b'g', 31))
+        );
+        assert_eq!(parse_hex_u128(b"10000000000000000"), Ok(1u128 << 64));
+    }
+
+    #[test]
+    fn trace_id_width_is_kept() {
+        let t = TraceId::parse_b3(b"48485a3953bb6124").unwrap();
+        assert!(t.is_64bit());
+        assert_eq!(t.to_hex().as_str(), "48485a3953bb6124");
+        let t = TraceId::parse_b3(b"463ac35c9f6413ad0000000000000000").unwrap();
+        assert!(!t.is_64bit());
+        assert_eq!(t.to_hex().as_str(), "463ac35c9f6413ad0000000000000000");
+        assert_eq!(t.low(), 0);
+    }
+
+    #[test]
+    fn trace_id_errors_are_typed() {
+        let e = TraceId::parse_b3(b"48485a3953bb612").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidLength { len: 15 });
+        assert_eq!(e.field(), Some(Field::TraceId));
+        let e = TraceId::parse_b3(b"0000000000000000").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ZeroId);
+        let e = TraceId::parse_b3(b"").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Empty);
+    }
+
+    #[test]
+    fn random_ids_are_nonzero_and_distinct() {
+        let a = TraceId::random(false);
+        let b = TraceId::random(false);
+        assert_ne!(a, b);
+        assert!(TraceId::random(true).is_64bit());
+        assert_eq!(TraceId::random(true).high(), 0);
+        assert_ne!(SpanId::random(), SpanId::random());
+    }
+
+    #[test]
+    fn span_id_roundtrip() {
+        let s: SpanId = "a2fb4a1d1a96d312".parse().unwrap();
+        assert_eq!(s.to_string(), "a2fb4a1d1a96d312");
+        assert_eq!(SpanId::from_bytes(s.to_bytes()), Some(s));
+    }
+}

@@ -1,0 +1,262 @@
+//! [`RequestContext`]: everything a request carries for tracing, as extracted by a
+//! [`Propagator`](crate::Propagator).
+//!
+//! It holds the caller's span context (`remote`), this hop's span (`local`, set by a server
+//! middleware), `tracestate`, the request id, baggage, the received header values to forward
+//! verbatim, and why any header was rejected. It is what the Tower layers and gRPC
+//! interceptors store in request extensions and make current.
+//!
+//! # Example
+//!
+//! ```
+//! use b3_propagation::{Propagator, RequestContext};
+//! use http::{HeaderMap, HeaderValue};
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert("x-b3-traceid", HeaderValue::from_static("463ac35c9f6413ad48485a3953bb6124"));
+//! headers.insert("x-b3-spanid", HeaderValue::from_static("A2FB4A1D1A96D312")); // upper case
+//!
+//! let cx: RequestContext = Propagator::default().extract(&headers);
+//! assert!(cx.span().is_none()); // treated as absent...
+//! assert_eq!(cx.errors()[0].to_string(),
+//!     "invalid x-b3-* header: span id: invalid character 'A' at byte 0 (lower-case hex only)");
+//! ```
+
+use std::fmt;
+
+use http::{HeaderName, HeaderValue};
+
+use crate::baggage::Baggage;
+use crate::carrier::Extractor;
+use crate::context::SpanContext;
+use crate::error::ParseError;
+use crate::header;
+use crate::propagator::{ContextFormat, FormatSet};
+use crate::request_id::RequestId;
+use crate::tracestate::TraceState;
+use crate::OpaqueHeader;
+
+/// Number of header slots kept for forwarding.
+const SLOTS: usize = 15;
+
+/// The header of each slot. Slots 0..=8 carry context formats, 8..=14 opaque headers
+/// (`grpc-trace-bin` is either, depending on the propagator).
+static SLOT_NAMES: [HeaderName; SLOTS] = [
+    header::B3,
+    header::X_B3_TRACE_ID,
+    header::X_B3_SPAN_ID,
+    header::X_B3_PARENT_SPAN_ID,
+    header::X_B3_SAMPLED,
+    header::X_B3_FLAGS,
+    header::TRACEPARENT,
+    header::UBER_TRACE_ID,
+    header::GRPC_TRACE_BIN,
+    header::X_OT_SPAN_CONTEXT,
+    header::X_CLOUD_TRACE_CONTEXT,
+    header::SW8,
+    header::X_DATADOG_TRACE_ID,
+    header::X_DATADOG_PARENT_ID,
+    header::X_DATADOG_SAMPLING_PRIORITY,
+];
+
+const GRPC_TRACE_BIN_SLOT: usize = 8;
+
+/// The slots of a context format.
+const fn context_slots(f: ContextFormat) -> std::ops::Range<usize> {
+    match f {
+        ContextFormat::B3Single => 0..1,
+        ContextFormat::B3Multi => 1..6,
+        ContextFormat::TraceParent => 6..7,
+        ContextFormat::Jaeger => 7..8,
+        ContextFormat::GrpcTraceBin => 8..9,
+    }
+}
+
+/// The slots of an opaque header.
+pub(crate) const fn opaque_slots(h: OpaqueHeader) -> std::ops::Range<usize> {
+    match h {
+        OpaqueHeader::GrpcTraceBin => 8..9,
+        OpaqueHeader::OtSpanContext => 9..10,
+        OpaqueHeader::CloudTraceContext => 10..11,
+        OpaqueHeader::Sw8 => 11..12,
+        OpaqueHeader::Datadog => 12..15,
+    }
+}
+
+pub(crate) fn slot_name(slot: usize) -> &'static HeaderName {
+    &SLOT_NAMES[slot]
+}
+
+/// Received header values kept for forward mode.
+#[derive(Clone, Default)]
+pub(crate) struct Received {
+    values: [Option<HeaderValue>; SLOTS],
+    /// The context formats that arrived valid.
+    pub(crate) formats: FormatSet,
+    /// Whether the context is exactly what those headers say (no trust policy change).
+    pub(crate) context_verbatim: bool,
+}
+
+impl Received {
+    pub(crate) fn capture<E: Extractor + ?Sized>(&mut self, f: ContextFormat, carrier: &E) {
+        for slot in context_slots(f) {
+            self.values[slot] = carrier.get_value(&SLOT_NAMES[slot]);
+        }
+    }
+
+    pub(crate) fn set(&mut self, slot: usize, v: HeaderValue) {
+        if let Some(s) = self.values.get_mut(slot) {
+            *s = Some(v);
+        }
+    }
+
+    /// The received context headers of the valid formats.
+    pub(crate) fn context_values(&self) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
+        self.formats
+            .iter()
+            .flat_map(context_slots)
+            .filter_map(|s| self.values[s].as_ref().map(|v| (&SLOT_NAMES[s], v)))
+    }
+
+    /// The received opaque headers.
+    pub(crate) fn opaque(&self) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
+        let start = if self.formats.contains(ContextFormat::GrpcTraceBin) {
+            GRPC_TRACE_BIN_SLOT + 1
+        } else {
+            GRPC_TRACE_BIN_SLOT
+        };
+        (start..SLOTS).filter_map(|s| self.values[s].as_ref().map(|v| (&SLOT_NAMES[s], v)))
+    }
+}
+
+impl fmt::Debug for Received {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.as_ref().map(|v| (SLOT_NAMES[i].as_str(), v))),
+            )
+            .finish()
+    }
+}
+
+/// Everything a request carries for tracing. See the [module docs](self).
+#[derive(Clone, Debug, Default)]
+pub struct RequestContext {
+    pub(crate) remote: Option<SpanContext>,
+    pub(crate) local: Option<SpanContext>,
+    pub(crate) source: Option<ContextFormat>,
+    pub(crate) tracestate: TraceState,
+    pub(crate) request_id: Option<RequestId>,
+    pub(crate) baggage: Baggage,
+    pub(crate) received: Received,
+    pub(crate) errors: Vec<ParseError>,
+}
+
+impl RequestContext {
+    /// An empty context: no span, no request id, no baggage.
+    #[must_use]
+    pub fn new() -> Self {
+        RequestContext::default()
+    }
+
+    /// A context whose current span is `span` (for code that starts its own work outside a
+    /// request, or tests).
+    #[must_use]
+    pub fn from_span(span: SpanContext) -> Self {
+        RequestContext {
+            local: Some(span),
+            ..RequestContext::default()
+        }
+    }
+
+    /// The current span: this hop's span if set, else the caller's.
+    #[must_use]
+    pub fn span(&self) -> Option<SpanContext> {
+        self.local.or(self.remote)
+    }
+
+    /// The caller's span context (after the trust policy).
+    #[must_use]
+    pub fn remote(&self) -> Option<&SpanContext> {
+        self.remote.as_ref()
+    }
+
+    /// This hop's span, once a server middleware set it.
+    #[must_use]
+    pub fn local(&self) -> Option<&SpanContext> {
+        self.local.as_ref()
+    }
+
+    /// Set this hop's span.
+    pub fn set_local(&mut self, span: SpanContext) {
+        self.local = Some(span);
+    }
+
+    /// Which format the caller's context came from.
+    #[must_use]
+    pub fn source(&self) -> Option<ContextFormat> {
+        self.source
+    }
+
+    /// The context formats that arrived valid (forward mode re-sends these).
+    #[must_use]
+    pub fn received_formats(&self) -> FormatSet {
+        self.received.formats
+    }
+
+    /// The received value of a forwarded header (context or opaque), if kept.
+    #[must_use]
+    pub fn received_header(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        SLOT_NAMES
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| self.received.values[i].as_ref())
+    }
+
+    /// The W3C `tracestate` (empty unless a valid `traceparent` of the same trace came in).
+    #[must_use]
+    pub fn tracestate(&self) -> &TraceState {
+        &self.tracestate
+    }
+
+    /// Replace the `tracestate`.
+    pub fn set_tracestate(&mut self, tracestate: TraceState) {
+        self.tracestate = tracestate;
+    }
+
+    /// The request id, if a valid (and trusted) one came in or was set.
+    #[must_use]
+    pub fn request_id(&self) -> Option<&RequestId> {
+        self.request_id.as_ref()
+    }
+
+    /// Set the request id.
+    pub fn set_request_id(&mut self, id: RequestId) {
+        self.request_id = Some(id);
+    }
+
+    /// The request id, generating a UUIDv4 when there is none.
+    pub fn ensure_request_id(&mut self) -> &RequestId {
+        self.request_id.get_or_insert_with(RequestId::generate)
+    }
+
+    /// The baggage.
+    #[must_use]
+    pub fn baggage(&self) -> &Baggage {
+        &self.baggage
+    }
+
+    /// The baggage, to change it (changes reach every outgoing call made afterwards).
+    pub fn baggage_mut(&mut self) -> &mut Baggage {
+        &mut self.baggage
+    }
+
+    /// Why each rejected header was rejected (rejected headers are treated as absent).
+    #[must_use]
+    pub fn errors(&self) -> &[ParseError] {
+        &self.errors
+    }
+}

@@ -26,7 +26,10 @@ pub trait Extractor {
     fn get(&self, name: &HeaderName) -> Option<&[u8]>;
 
     /// Every value of `name`, one per field line, in order.
-    fn get_all_values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a, Self>;
+    fn get_all_values<'a>(
+        &'a self,
+        name: &HeaderName,
+    ) -> impl Iterator<Item = &'a [u8]> + use<'a, Self>;
 
     /// The first value of `name` as a [`HeaderValue`] to forward verbatim.
     ///
@@ -93,8 +96,8 @@ mod tests {
     #[test]
     fn header_map_carrier() {
         let mut h = HeaderMap::new();
-        h.append(header::TRACESTATE.clone(), HeaderValue::from_static("a=1"));
-        h.append(header::TRACESTATE.clone(), HeaderValue::from_static("b=2"));
+        h.append(header::TRACESTATE, HeaderValue::from_static("a=1"));
+        h.append(header::TRACESTATE, HeaderValue::from_static("b=2"));
         let all: Vec<&[u8]> = h.get_all_values(&header::TRACESTATE).collect();
         assert_eq!(all, vec![&b"a=1"[..], &b"b=2"[..]]);
         Injector::set(&mut h, &header::TRACESTATE, HeaderValue::from_static("c=3"));

@@ -246,12 +246,22 @@ mod tests {
             Field::TraceId,
             ErrorKind::InvalidLength { len: 15 },
         );
-        assert_eq!(e.to_string(), "invalid x-b3-* header: trace id: wrong length (15)");
-        let e = ParseError::new(Format::RequestId, None, ErrorKind::InvalidCharacter {
-            byte: 0x01,
-            index: 3,
-        });
-        assert_eq!(e.to_string(), "invalid x-request-id header: invalid byte 0x01 at byte 3");
+        assert_eq!(
+            e.to_string(),
+            "invalid x-b3-* header: trace id: wrong length (15)"
+        );
+        let e = ParseError::new(
+            Format::RequestId,
+            None,
+            ErrorKind::InvalidCharacter {
+                byte: 0x01,
+                index: 3,
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid x-request-id header: invalid byte 0x01 at byte 3"
+        );
         assert_eq!(e.kind().as_str(), "invalid_character");
     }
 }

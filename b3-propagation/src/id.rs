@@ -66,7 +66,12 @@ pub(crate) enum HexError {
 }
 
 impl HexError {
-    pub(crate) const fn into_parse_error(self, format: Format, field: Field, offset: usize) -> ParseError {
+    pub(crate) const fn into_parse_error(
+        self,
+        format: Format,
+        field: Field,
+        offset: usize,
+    ) -> ParseError {
         let kind = match self {
             HexError::Length(len) => {
                 if len == 0 {
@@ -221,14 +226,16 @@ impl TraceId {
     /// A new random id of the given width (never zero), from a fast thread-local generator.
     #[must_use]
     pub fn random(is_64bit: bool) -> Self {
-        with_rng(|rng| loop {
-            let v: u128 = if is_64bit {
-                u128::from(rng.random::<u64>())
-            } else {
-                rng.random()
-            };
-            if let Some(value) = NonZeroU128::new(v) {
-                return TraceId { value, is_64bit };
+        with_rng(|rng| {
+            loop {
+                let v: u128 = if is_64bit {
+                    u128::from(rng.random::<u64>())
+                } else {
+                    rng.random()
+                };
+                if let Some(value) = NonZeroU128::new(v) {
+                    return TraceId { value, is_64bit };
+                }
             }
         })
     }
@@ -378,9 +385,11 @@ impl SpanId {
     /// A new random span id (never zero), from a fast thread-local generator.
     #[must_use]
     pub fn random() -> Self {
-        with_rng(|rng| loop {
-            if let Some(v) = NonZeroU64::new(rng.random()) {
-                return SpanId(v);
+        with_rng(|rng| {
+            loop {
+                if let Some(v) = NonZeroU64::new(rng.random()) {
+                    return SpanId(v);
+                }
             }
         })
     }
@@ -471,7 +480,10 @@ mod tests {
         assert_eq!(parse_hex_u64(b"00FF"), Err(HexError::Char(b'F', 2)));
         assert_eq!(parse_hex_u64(b"+1"), Err(HexError::Char(b'+', 0)));
         assert_eq!(parse_hex_u64(b""), Err(HexError::Length(0)));
-        assert_eq!(parse_hex_u64(b"00000000000000001"), Err(HexError::Length(17)));
+        assert_eq!(
+            parse_hex_u64(b"00000000000000001"),
+            Err(HexError::Length(17))
+        );
         assert_eq!(
             parse_hex_u128(b"0000000000000000000000000000000g"),
             Err(HexError::Char(b'g', 31))

@@ -139,7 +139,9 @@ impl FormatSet {
 
     /// The formats in the set, in [`ContextFormat::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = ContextFormat> {
-        ContextFormat::ALL.into_iter().filter(move |f| self.contains(*f))
+        ContextFormat::ALL
+            .into_iter()
+            .filter(move |f| self.contains(*f))
     }
 }
 
@@ -498,7 +500,9 @@ impl Propagator {
     /// # Errors
     ///
     /// [`UnknownPropagator`] naming the first value this crate does not implement.
-    pub fn builder_from_otel_propagators(value: &str) -> Result<PropagatorBuilder, UnknownPropagator> {
+    pub fn builder_from_otel_propagators(
+        value: &str,
+    ) -> Result<PropagatorBuilder, UnknownPropagator> {
         let names: Vec<&str> = value
             .split(',')
             .map(str::trim)
@@ -699,26 +703,27 @@ impl Propagator {
         }
 
         // tracestate travels with a valid traceparent of the same trace.
-        if c.extract_set.contains(ContextFormat::TraceParent) {
-            if let (Some(tp), Some(remote)) = (traceparent_ok, cx.remote) {
-                if tp.trace_id() == remote.trace_id() {
-                    match carrier.get_value(&header::TRACESTATE) {
-                        None => {}
-                        Some(first) => {
-                            let mut lines = carrier.get_all_values(&header::TRACESTATE);
-                            let single = lines.next().is_some() && lines.next().is_none();
-                            let parsed = if single {
-                                TraceState::parse_value(&first)
-                            } else {
-                                TraceState::parse_with(|| {
-                                    carrier.get_all_values(&header::TRACESTATE).map(|l| (l, None))
-                                })
-                            };
-                            match parsed {
-                                Ok(ts) => cx.tracestate = ts,
-                                Err(e) => errors.push(e),
-                            }
-                        }
+        if c.extract_set.contains(ContextFormat::TraceParent)
+            && let (Some(tp), Some(remote)) = (traceparent_ok, cx.remote)
+            && tp.trace_id() == remote.trace_id()
+        {
+            match carrier.get_value(&header::TRACESTATE) {
+                None => {}
+                Some(first) => {
+                    let mut lines = carrier.get_all_values(&header::TRACESTATE);
+                    let single = lines.next().is_some() && lines.next().is_none();
+                    let parsed = if single {
+                        TraceState::parse_value(&first)
+                    } else {
+                        TraceState::parse_with(|| {
+                            carrier
+                                .get_all_values(&header::TRACESTATE)
+                                .map(|l| (l, None))
+                        })
+                    };
+                    match parsed {
+                        Ok(ts) => cx.tracestate = ts,
+                        Err(e) => errors.push(e),
                     }
                 }
             }
@@ -742,7 +747,9 @@ impl Propagator {
                     Some(v) if carrier.get_all_values(&header::BAGGAGE).nth(1).is_none() => {
                         codec::baggage::decode_value(&v)
                     }
-                    Some(_) => codec::baggage::decode_lines(carrier.get_all_values(&header::BAGGAGE)),
+                    Some(_) => {
+                        codec::baggage::decode_lines(carrier.get_all_values(&header::BAGGAGE))
+                    }
                     None => (Baggage::new(), None),
                 }
             };
@@ -753,7 +760,9 @@ impl Propagator {
         }
 
         for &h in &c.opaque {
-            if h == OpaqueHeader::GrpcTraceBin && c.extract_set.contains(ContextFormat::GrpcTraceBin) {
+            if h == OpaqueHeader::GrpcTraceBin
+                && c.extract_set.contains(ContextFormat::GrpcTraceBin)
+            {
                 continue; // handled as a context format
             }
             for slot in opaque_slots(h) {
@@ -813,7 +822,12 @@ impl Propagator {
     ///
     /// Allocates once per id-carrying header value; sampling values and forwarded values are
     /// shared.
-    pub fn inject<I: Injector + ?Sized>(&self, span: &SpanContext, cx: &RequestContext, carrier: &mut I) {
+    pub fn inject<I: Injector + ?Sized>(
+        &self,
+        span: &SpanContext,
+        cx: &RequestContext,
+        carrier: &mut I,
+    ) {
         self.inject_span_formats(span, self.config.inject, cx, carrier);
         self.inject_rest(cx, carrier);
     }
@@ -832,7 +846,9 @@ impl Propagator {
                 ContextFormat::TraceParent => {
                     traceparent::inject(span, carrier);
                     match cx.tracestate.header_value() {
-                        Some(ts) if !span.is_sampling_only() => carrier.set(&header::TRACESTATE, ts.clone()),
+                        Some(ts) if !span.is_sampling_only() => {
+                            carrier.set(&header::TRACESTATE, ts.clone());
+                        }
                         _ => carrier.remove(&header::TRACESTATE),
                     }
                 }
@@ -844,10 +860,10 @@ impl Propagator {
 
     fn inject_rest<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
         let c = &self.config;
-        if c.request_id {
-            if let Some(id) = &cx.request_id {
-                codec::request_id::inject(id, carrier);
-            }
+        if c.request_id
+            && let Some(id) = &cx.request_id
+        {
+            codec::request_id::inject(id, carrier);
         }
         if c.baggage && !cx.baggage.is_empty() {
             codec::baggage::inject(&cx.baggage, carrier);
@@ -868,13 +884,17 @@ impl Propagator {
             for (name, value) in r.context_values() {
                 carrier.set(name, value.clone());
             }
-            if r.formats.contains(ContextFormat::TraceParent) {
-                if let Some(ts) = cx.tracestate.header_value() {
-                    carrier.set(&header::TRACESTATE, ts.clone());
-                }
+            if r.formats.contains(ContextFormat::TraceParent)
+                && let Some(ts) = cx.tracestate.header_value()
+            {
+                carrier.set(&header::TRACESTATE, ts.clone());
             }
         } else if let Some(remote) = &cx.remote {
-            let formats = if r.formats.is_empty() { self.config.inject } else { r.formats };
+            let formats = if r.formats.is_empty() {
+                self.config.inject
+            } else {
+                r.formats
+            };
             self.inject_span_formats(remote, formats, cx, carrier);
         } else if let Some(local) = &cx.local {
             self.inject_span_formats(local, self.config.inject, cx, carrier);
@@ -890,16 +910,24 @@ fn check_opaque(h: OpaqueHeader, v: &HeaderValue) -> Result<(), ParseError> {
         return Err(ParseError::new(format, None, ErrorKind::Empty));
     }
     if b.len() > MAX_OPAQUE_LEN {
-        return Err(ParseError::new(format, None, ErrorKind::TooLong {
-            len: b.len(),
-            max: MAX_OPAQUE_LEN,
-        }));
+        return Err(ParseError::new(
+            format,
+            None,
+            ErrorKind::TooLong {
+                len: b.len(),
+                max: MAX_OPAQUE_LEN,
+            },
+        ));
     }
     if let Some(i) = b.iter().position(|&c| !(0x21..=0x7e).contains(&c)) {
-        return Err(ParseError::new(format, None, ErrorKind::InvalidCharacter {
-            byte: b[i],
-            index: i,
-        }));
+        return Err(ParseError::new(
+            format,
+            None,
+            ErrorKind::InvalidCharacter {
+                byte: b[i],
+                index: i,
+            },
+        ));
     }
     Ok(())
 }
@@ -923,7 +951,14 @@ mod tests {
         assert_eq!(p.extract_order(), &[ContextFormat::TraceParent]);
         assert!(p.config.baggage);
         let p = Propagator::from_otel_propagators("b3multi,jaeger").unwrap();
-        assert_eq!(p.extract_order(), &[ContextFormat::B3Single, ContextFormat::B3Multi, ContextFormat::Jaeger]);
+        assert_eq!(
+            p.extract_order(),
+            &[
+                ContextFormat::B3Single,
+                ContextFormat::B3Multi,
+                ContextFormat::Jaeger
+            ]
+        );
         assert!(p.inject_formats().contains(ContextFormat::B3Multi));
         assert!(!p.inject_formats().contains(ContextFormat::B3Single));
         assert!(!p.config.baggage);
@@ -932,7 +967,13 @@ mod tests {
         let e = Propagator::from_otel_propagators("tracecontext,xray").unwrap_err();
         assert_eq!(e.name(), "xray");
         assert!(e.to_string().contains("`xray`"));
-        assert_eq!(Propagator::from_otel_propagators(" ").unwrap().extract_order().len(), 3);
+        assert_eq!(
+            Propagator::from_otel_propagators(" ")
+                .unwrap()
+                .extract_order()
+                .len(),
+            3
+        );
     }
 
     #[test]
@@ -942,7 +983,10 @@ mod tests {
             ("x-b3-traceid", "48485a3953bb6124"),
             ("x-b3-spanid", "a2fb4a1d1a96d312"),
             ("x-b3-sampled", "1"),
-            ("traceparent", "00-000000000000000048485a3953bb6124-a2fb4a1d1a96d312-01"),
+            (
+                "traceparent",
+                "00-000000000000000048485a3953bb6124-a2fb4a1d1a96d312-01",
+            ),
             ("tracestate", "a=1 , b=2"),
             ("x-request-id", "rid-1"),
             ("x-ot-span-context", "EhQJnDGAHCHrSIQRMTMgaXFrrbcYAQ=="),
@@ -952,7 +996,15 @@ mod tests {
         assert!(cx.errors().is_empty(), "{:?}", cx.errors());
         let mut out = HeaderMap::new();
         p.forward(&cx, &mut out);
-        for name in ["x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "traceparent", "x-request-id", "x-ot-span-context", "baggage"] {
+        for name in [
+            "x-b3-traceid",
+            "x-b3-spanid",
+            "x-b3-sampled",
+            "traceparent",
+            "x-request-id",
+            "x-ot-span-context",
+            "baggage",
+        ] {
             assert_eq!(out.get(name), incoming.get(name), "{name}");
         }
         assert_eq!(out["tracestate"], "a=1,b=2");
@@ -979,7 +1031,9 @@ mod tests {
 
     #[test]
     fn untrusted_edge_re_encodes_without_forcing() {
-        let p = Propagator::builder().trust(TrustPolicy::untrusted()).build();
+        let p = Propagator::builder()
+            .trust(TrustPolicy::untrusted())
+            .build();
         let incoming = map(&[
             ("x-b3-traceid", "48485a3953bb6124"),
             ("x-b3-spanid", "a2fb4a1d1a96d312"),
@@ -998,7 +1052,9 @@ mod tests {
 
     #[test]
     fn keep_request_id_only() {
-        let p = Propagator::builder().trust(TrustPolicy::keep_request_id_only()).build();
+        let p = Propagator::builder()
+            .trust(TrustPolicy::keep_request_id_only())
+            .build();
         let cx = p.extract(&map(&[("b3", "1"), ("x-request-id", "abc")]));
         assert!(cx.remote().is_none());
         assert_eq!(cx.request_id().unwrap().as_str(), "abc");
@@ -1006,8 +1062,13 @@ mod tests {
 
     #[test]
     fn span_semantics() {
-        let remote = b3_single::decode(b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90").unwrap();
-        let shared = Propagator::builder().span_semantics(SpanSemantics::Shared).build();
+        let remote = b3_single::decode(
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90",
+        )
+        .unwrap();
+        let shared = Propagator::builder()
+            .span_semantics(SpanSemantics::Shared)
+            .build();
         assert_eq!(shared.server_span(Some(&remote)), remote);
         let child = Propagator::default().server_span(Some(&remote));
         assert_eq!(child.parent_span_id(), remote.span_id());
@@ -1016,7 +1077,8 @@ mod tests {
         assert_eq!(root.parent_span_id(), None);
         assert_eq!(root.sampling(), Sampling::Deferred);
         assert!(root.trace_flags().contains(crate::TraceFlags::RANDOM));
-        let deny = Propagator::default().server_span(Some(&SpanContext::sampling_only(Sampling::Deny)));
+        let deny =
+            Propagator::default().server_span(Some(&SpanContext::sampling_only(Sampling::Deny)));
         assert_eq!(deny.sampling(), Sampling::Deny);
     }
 
@@ -1025,12 +1087,18 @@ mod tests {
         let p = Propagator::default();
         let cx = p.extract(&map(&[
             ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
-            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
             ("tracestate", "rojo=1"),
         ]));
         assert!(cx.tracestate().is_empty());
         let cx = p.extract(&map(&[
-            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
             ("tracestate", "rojo=1"),
             ("tracestate", "congo=2"),
         ]));

@@ -26,6 +26,7 @@ use std::fmt;
 
 use http::{HeaderName, HeaderValue};
 
+use crate::OpaqueHeader;
 use crate::baggage::Baggage;
 use crate::carrier::Extractor;
 use crate::context::SpanContext;
@@ -34,7 +35,6 @@ use crate::header;
 use crate::propagator::{ContextFormat, FormatSet};
 use crate::request_id::RequestId;
 use crate::tracestate::TraceState;
-use crate::OpaqueHeader;
 
 /// Number of header slots kept for forwarding.
 const SLOTS: usize = 15;
@@ -111,7 +111,9 @@ impl Received {
     }
 
     /// The received context headers of the valid formats.
-    pub(crate) fn context_values(&self) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
+    pub(crate) fn context_values(
+        &self,
+    ) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
         self.formats
             .iter()
             .flat_map(context_slots)

@@ -97,16 +97,24 @@ fn validate(v: &[u8]) -> Result<(), ParseError> {
         return Err(ParseError::new(FORMAT, None, ErrorKind::Empty));
     }
     if v.len() > MAX_LEN {
-        return Err(ParseError::new(FORMAT, None, ErrorKind::TooLong {
-            len: v.len(),
-            max: MAX_LEN,
-        }));
+        return Err(ParseError::new(
+            FORMAT,
+            None,
+            ErrorKind::TooLong {
+                len: v.len(),
+                max: MAX_LEN,
+            },
+        ));
     }
     if let Some(i) = v.iter().position(|&b| !(0x21..=0x7e).contains(&b)) {
-        return Err(ParseError::new(FORMAT, None, ErrorKind::InvalidCharacter {
-            byte: v[i],
-            index: i,
-        }));
+        return Err(ParseError::new(
+            FORMAT,
+            None,
+            ErrorKind::InvalidCharacter {
+                byte: v[i],
+                index: i,
+            },
+        ));
     }
     Ok(())
 }
@@ -267,7 +275,10 @@ mod tests {
         assert_eq!(RequestId::parse(b"").unwrap_err().kind(), ErrorKind::Empty);
         assert_eq!(
             RequestId::parse(b"a\tb").unwrap_err().kind(),
-            ErrorKind::InvalidCharacter { byte: b'\t', index: 1 }
+            ErrorKind::InvalidCharacter {
+                byte: b'\t',
+                index: 1
+            }
         );
         assert_eq!(
             RequestId::parse(&[b'a'; 256]).unwrap_err().kind(),

@@ -71,52 +71,80 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 /// Validate one (trimmed, non-empty) member and split it into key and value.
 fn member(m: &[u8]) -> Result<(&[u8], &[u8]), ParseError> {
     let Some(eq) = m.iter().position(|&b| b == b'=') else {
-        return Err(ParseError::at(FORMAT, Field::Member, ErrorKind::MissingField));
+        return Err(ParseError::at(
+            FORMAT,
+            Field::Member,
+            ErrorKind::MissingField,
+        ));
     };
     let (key, value) = (&m[..eq], &m[eq + 1..]);
     if key.is_empty() {
         return Err(ParseError::at(FORMAT, Field::Key, ErrorKind::Empty));
     }
     if key.len() > MAX_KEY_LEN {
-        return Err(ParseError::at(FORMAT, Field::Key, ErrorKind::TooLong {
-            len: key.len(),
-            max: MAX_KEY_LEN,
-        }));
+        return Err(ParseError::at(
+            FORMAT,
+            Field::Key,
+            ErrorKind::TooLong {
+                len: key.len(),
+                max: MAX_KEY_LEN,
+            },
+        ));
     }
     if !is_key_start(key[0]) {
-        return Err(ParseError::at(FORMAT, Field::Key, ErrorKind::InvalidCharacter {
-            byte: key[0],
-            index: 0,
-        }));
+        return Err(ParseError::at(
+            FORMAT,
+            Field::Key,
+            ErrorKind::InvalidCharacter {
+                byte: key[0],
+                index: 0,
+            },
+        ));
     }
     if let Some(i) = key.iter().position(|&b| !is_key_char(b)) {
-        return Err(ParseError::at(FORMAT, Field::Key, ErrorKind::InvalidCharacter {
-            byte: key[i],
-            index: i,
-        }));
+        return Err(ParseError::at(
+            FORMAT,
+            Field::Key,
+            ErrorKind::InvalidCharacter {
+                byte: key[i],
+                index: i,
+            },
+        ));
     }
     if value.is_empty() {
         return Err(ParseError::at(FORMAT, Field::Value, ErrorKind::Empty));
     }
     if value.len() > MAX_VALUE_LEN {
-        return Err(ParseError::at(FORMAT, Field::Value, ErrorKind::TooLong {
-            len: value.len(),
-            max: MAX_VALUE_LEN,
-        }));
+        return Err(ParseError::at(
+            FORMAT,
+            Field::Value,
+            ErrorKind::TooLong {
+                len: value.len(),
+                max: MAX_VALUE_LEN,
+            },
+        ));
     }
     if let Some(i) = value.iter().position(|&b| !is_value_char(b)) {
-        return Err(ParseError::at(FORMAT, Field::Value, ErrorKind::InvalidCharacter {
-            byte: value[i],
-            index: eq + 1 + i,
-        }));
+        return Err(ParseError::at(
+            FORMAT,
+            Field::Value,
+            ErrorKind::InvalidCharacter {
+                byte: value[i],
+                index: eq + 1 + i,
+            },
+        ));
     }
     // `nblk-chr` last: a trailing space would have been trimmed as OWS, so this only fires
     // for a value made of spaces only.
     if value.last() == Some(&b' ') {
-        return Err(ParseError::at(FORMAT, Field::Value, ErrorKind::InvalidCharacter {
-            byte: b' ',
-            index: eq + value.len(),
-        }));
+        return Err(ParseError::at(
+            FORMAT,
+            Field::Value,
+            ErrorKind::InvalidCharacter {
+                byte: b' ',
+                index: eq + value.len(),
+            },
+        ));
     }
     Ok((key, value))
 }
@@ -176,9 +204,11 @@ impl TraceState {
                 count += 1;
                 line_members += 1;
                 if count > MAX_MEMBERS {
-                    return Err(ParseError::new(FORMAT, None, ErrorKind::TooManyMembers {
-                        max: MAX_MEMBERS,
-                    }));
+                    return Err(ParseError::new(
+                        FORMAT,
+                        None,
+                        ErrorKind::TooManyMembers { max: MAX_MEMBERS },
+                    ));
                 }
             }
             if line_members > 0 {
@@ -190,15 +220,15 @@ impl TraceState {
             return Ok(TraceState::new());
         }
         // Fast path: one line, already `k=v,k=v` with no OWS, empty members or duplicates.
-        if lines_with_members == 1 {
-            if let Some((line, hv)) = single.filter(|(line, _)| is_normal(line)) {
-                let value = match hv {
-                    Some(hv) => hv.clone(),
-                    None => HeaderValue::from_bytes(line)
-                        .map_err(|_| ParseError::new(FORMAT, None, ErrorKind::InvalidEncoding))?,
-                };
-                return Ok(TraceState { value: Some(value) });
-            }
+        if lines_with_members == 1
+            && let Some((line, hv)) = single.filter(|(line, _)| is_normal(line))
+        {
+            let value = match hv {
+                Some(hv) => hv.clone(),
+                None => HeaderValue::from_bytes(line)
+                    .map_err(|_| ParseError::new(FORMAT, None, ErrorKind::InvalidEncoding))?,
+            };
+            return Ok(TraceState { value: Some(value) });
         }
         let mut out: Vec<u8> = Vec::new();
         let mut kept: Vec<&[u8]> = Vec::with_capacity(count);
@@ -268,10 +298,14 @@ impl TraceState {
         m.push(b'=');
         m.extend_from_slice(value.as_bytes());
         if trim_ows(&m).len() != m.len() || m.iter().filter(|&&b| b == b',').count() > 0 {
-            return Err(ParseError::at(FORMAT, Field::Value, ErrorKind::InvalidCharacter {
-                byte: b',',
-                index: 0,
-            }));
+            return Err(ParseError::at(
+                FORMAT,
+                Field::Value,
+                ErrorKind::InvalidCharacter {
+                    byte: b',',
+                    index: 0,
+                },
+            ));
         }
         member(&m)?;
         let mut out = m;
@@ -305,7 +339,8 @@ impl TraceState {
             return self.clone();
         }
         let mut list: Vec<&[u8]> = members(v.as_bytes()).collect();
-        let total = |l: &[&[u8]]| l.iter().map(|m| m.len()).sum::<usize>() + l.len().saturating_sub(1);
+        let total =
+            |l: &[&[u8]]| l.iter().map(|m| m.len()).sum::<usize>() + l.len().saturating_sub(1);
         while total(&list) > max_len {
             if let Some(i) = list.iter().rposition(|m| m.len() > 128) {
                 list.remove(i);
@@ -374,7 +409,10 @@ mod tests {
     #[test]
     fn invalid_member_reasons() {
         assert_eq!(parse(&["foo =1"]).unwrap_err().field(), Some(Field::Key));
-        assert_eq!(parse(&["foo=bar=baz"]).unwrap_err().field(), Some(Field::Value));
+        assert_eq!(
+            parse(&["foo=bar=baz"]).unwrap_err().field(),
+            Some(Field::Value)
+        );
         assert_eq!(parse(&["foo="]).unwrap_err().kind(), ErrorKind::Empty);
         assert_eq!(parse(&["foo"]).unwrap_err().kind(), ErrorKind::MissingField);
     }

@@ -34,13 +34,13 @@
 
 use http::HeaderValue;
 
+use crate::Format;
 use crate::carrier::{Extractor, Injector};
 use crate::context::SpanContext;
 use crate::error::{ErrorKind, Field, ParseError};
 use crate::header;
 use crate::id::{SpanId, TraceId};
 use crate::sampling::Sampling;
-use crate::Format;
 
 const FORMAT: Format = Format::B3Multi;
 
@@ -134,11 +134,19 @@ fn decode_present(h: &B3Headers<'_>) -> Result<SpanContext, ParseError> {
             return Ok(SpanContext::sampling_only(sampling));
         }
         // A span id or parent without a trace id (and no sampling state to keep).
-        return Err(ParseError::at(FORMAT, Field::TraceId, ErrorKind::MissingField));
+        return Err(ParseError::at(
+            FORMAT,
+            Field::TraceId,
+            ErrorKind::MissingField,
+        ));
     };
     let trace_id = TraceId::parse_exact(trace_id, FORMAT, 0)?;
     let Some(span_id) = h.span_id else {
-        return Err(ParseError::at(FORMAT, Field::SpanId, ErrorKind::MissingField));
+        return Err(ParseError::at(
+            FORMAT,
+            Field::SpanId,
+            ErrorKind::MissingField,
+        ));
     };
     let span_id = SpanId::parse_exact(span_id, FORMAT, Field::SpanId, 0)?;
     let parent = match h.parent_span_id {
@@ -161,7 +169,11 @@ pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> Option<Result<SpanContext,
 pub fn inject<I: Injector + ?Sized>(cx: &SpanContext, carrier: &mut I) {
     match (cx.trace_id(), cx.span_id()) {
         (Some(trace_id), Some(span_id)) => {
-            set_bytes(carrier, &header::X_B3_TRACE_ID, trace_id.to_hex().as_bytes());
+            set_bytes(
+                carrier,
+                &header::X_B3_TRACE_ID,
+                trace_id.to_hex().as_bytes(),
+            );
             set_bytes(carrier, &header::X_B3_SPAN_ID, span_id.to_hex().as_bytes());
             match cx.parent_span_id() {
                 Some(p) => set_bytes(carrier, &header::X_B3_PARENT_SPAN_ID, p.to_hex().as_bytes()),
@@ -205,7 +217,13 @@ fn set_bytes<I: Injector + ?Sized>(carrier: &mut I, name: &http::HeaderName, val
 mod tests {
     use super::*;
 
-    fn h<'a>(t: Option<&'a str>, s: Option<&'a str>, p: Option<&'a str>, sm: Option<&'a str>, f: Option<&'a str>) -> B3Headers<'a> {
+    fn h<'a>(
+        t: Option<&'a str>,
+        s: Option<&'a str>,
+        p: Option<&'a str>,
+        sm: Option<&'a str>,
+        f: Option<&'a str>,
+    ) -> B3Headers<'a> {
         B3Headers {
             trace_id: t.map(str::as_bytes),
             span_id: s.map(str::as_bytes),
@@ -243,16 +261,23 @@ mod tests {
 
     #[test]
     fn sampled_is_case_insensitive_for_words() {
-        let cx = decode(&h(Some(T), Some(S), None, Some("True"), None)).unwrap().unwrap();
+        let cx = decode(&h(Some(T), Some(S), None, Some("True"), None))
+            .unwrap()
+            .unwrap();
         assert_eq!(cx.sampling(), Sampling::Accept);
     }
 
     #[test]
     fn inject_clears_stale_headers() {
         let mut map = http::HeaderMap::new();
-        map.insert(header::X_B3_PARENT_SPAN_ID, HeaderValue::from_static("0020000000000001"));
+        map.insert(
+            header::X_B3_PARENT_SPAN_ID,
+            HeaderValue::from_static("0020000000000001"),
+        );
         map.insert(header::X_B3_SAMPLED, HeaderValue::from_static("1"));
-        let cx = decode(&h(Some(T), Some(S), None, None, Some("1"))).unwrap().unwrap();
+        let cx = decode(&h(Some(T), Some(S), None, None, Some("1")))
+            .unwrap()
+            .unwrap();
         inject(&cx, &mut map);
         assert!(map.get(header::X_B3_PARENT_SPAN_ID).is_none());
         assert!(map.get(header::X_B3_SAMPLED).is_none());

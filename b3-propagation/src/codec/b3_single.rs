@@ -27,13 +27,13 @@
 
 use http::HeaderValue;
 
+use crate::Format;
 use crate::carrier::{Extractor, Injector};
 use crate::context::SpanContext;
 use crate::error::{ErrorKind, Field, ParseError};
 use crate::header;
 use crate::id::{SpanId, TraceId};
 use crate::sampling::Sampling;
-use crate::Format;
 
 /// The longest valid value: `32 + 1 + 16 + 3 + 16` bytes.
 pub const MAX_LEN: usize = 68;
@@ -66,10 +66,14 @@ pub fn decode(value: &[u8]) -> Result<SpanContext, ParseError> {
         return Err(ParseError::new(FORMAT, None, ErrorKind::Empty));
     }
     if value.len() > MAX_LEN {
-        return Err(ParseError::new(FORMAT, None, ErrorKind::TooLong {
-            len: value.len(),
-            max: MAX_LEN,
-        }));
+        return Err(ParseError::new(
+            FORMAT,
+            None,
+            ErrorKind::TooLong {
+                len: value.len(),
+                max: MAX_LEN,
+            },
+        ));
     }
     if value.len() == 1 {
         return sampling_char(value)
@@ -233,17 +237,24 @@ mod tests {
 
     #[test]
     fn three_fields_with_parent_is_deferred_with_parent() {
-        let cx = decode(b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-05e3ac9a4f6e3b90").unwrap();
+        let cx =
+            decode(b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-05e3ac9a4f6e3b90").unwrap();
         assert_eq!(cx.sampling(), Sampling::Deferred);
         assert_eq!(cx.parent_span_id().unwrap().to_string(), "05e3ac9a4f6e3b90");
         // and it is re-emitted without the parent
         let mut buf = [0; MAX_LEN];
-        assert_eq!(encode_to(&cx, &mut buf), "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1");
+        assert_eq!(
+            encode_to(&cx, &mut buf),
+            "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1"
+        );
     }
 
     #[test]
     fn encode_sampling_only_is_static() {
-        assert_eq!(encode(&SpanContext::sampling_only(Sampling::Deny)).unwrap(), "0");
+        assert_eq!(
+            encode(&SpanContext::sampling_only(Sampling::Deny)).unwrap(),
+            "0"
+        );
         assert!(encode(&SpanContext::sampling_only(Sampling::Deferred)).is_none());
     }
 }

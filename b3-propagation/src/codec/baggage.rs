@@ -51,7 +51,20 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
         )
 }
 
@@ -74,10 +87,14 @@ fn token(s: &[u8], field: Field) -> Result<String, ParseError> {
         return Err(ParseError::at(FORMAT, field, ErrorKind::Empty));
     }
     if let Some(i) = s.iter().position(|&b| !is_tchar(b)) {
-        return Err(ParseError::at(FORMAT, field, ErrorKind::InvalidCharacter {
-            byte: s[i],
-            index: i,
-        }));
+        return Err(ParseError::at(
+            FORMAT,
+            field,
+            ErrorKind::InvalidCharacter {
+                byte: s[i],
+                index: i,
+            },
+        ));
     }
     Ok(String::from_utf8_lossy(s).into_owned())
 }
@@ -85,10 +102,14 @@ fn token(s: &[u8], field: Field) -> Result<String, ParseError> {
 /// Check the octets and `%` escapes of a value, then percent-decode it.
 fn value(s: &[u8]) -> Result<String, ParseError> {
     let bad = |i: usize| {
-        ParseError::at(FORMAT, Field::Value, ErrorKind::InvalidCharacter {
-            byte: s[i],
-            index: i,
-        })
+        ParseError::at(
+            FORMAT,
+            Field::Value,
+            ErrorKind::InvalidCharacter {
+                byte: s[i],
+                index: i,
+            },
+        )
     };
     let mut i = 0;
     while i < s.len() {
@@ -97,7 +118,8 @@ fn value(s: &[u8]) -> Result<String, ParseError> {
             return Err(bad(i));
         }
         if b == b'%' {
-            let ok = s.len() > i + 2 && s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit();
+            let ok =
+                s.len() > i + 2 && s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit();
             if !ok {
                 return Err(bad(i));
             }
@@ -117,7 +139,11 @@ fn member(m: &[u8]) -> Result<BaggageEntry, ParseError> {
     let mut parts = m.split(|&b| b == b';');
     let kv = parts.next().unwrap_or_default();
     let Some(eq) = kv.iter().position(|&b| b == b'=') else {
-        return Err(ParseError::at(FORMAT, Field::Member, ErrorKind::MissingField));
+        return Err(ParseError::at(
+            FORMAT,
+            Field::Member,
+            ErrorKind::MissingField,
+        ));
     };
     let key = token(trim_ows(&kv[..eq]), Field::Key)?;
     let value = value(trim_ows(&kv[eq + 1..]))?;
@@ -219,11 +245,18 @@ pub fn decode_prefixed(name: &str, value: &[u8]) -> Option<Result<BaggageEntry, 
             .filter(|k| !k.is_empty())
             .map(|k| (*p, k))
     })?;
-    if let Some(i) = value.iter().position(|&b| !(0x20..0x7f).contains(&b) && b != b'\t') {
-        return Some(Err(ParseError::at(FORMAT, Field::Value, ErrorKind::InvalidCharacter {
-            byte: value[i],
-            index: i,
-        })));
+    if let Some(i) = value
+        .iter()
+        .position(|&b| !(0x20..0x7f).contains(&b) && b != b'\t')
+    {
+        return Some(Err(ParseError::at(
+            FORMAT,
+            Field::Value,
+            ErrorKind::InvalidCharacter {
+                byte: value[i],
+                index: i,
+            },
+        )));
     }
     Some(Ok(BaggageEntry {
         key: key.to_owned(),
@@ -333,7 +366,10 @@ mod tests {
 
     #[test]
     fn encode_skips_invalid_keys() {
-        let e = [BaggageEntry::new("bad key", "v"), BaggageEntry::new("ok", "a b")];
+        let e = [
+            BaggageEntry::new("bad key", "v"),
+            BaggageEntry::new("ok", "a b"),
+        ];
         assert_eq!(encode(&e).unwrap(), "ok=a%20b");
         assert!(encode(&e[..1]).is_none());
     }
@@ -353,6 +389,9 @@ mod tests {
         let line: Vec<String> = (0..200).map(|i| format!("k{i}=v")).collect();
         let (b, e) = decode_lines([line.join(",").as_bytes()]);
         assert_eq!(b.len(), MAX_MEMBERS);
-        assert_eq!(e.unwrap().kind(), ErrorKind::TooManyMembers { max: MAX_MEMBERS });
+        assert_eq!(
+            e.unwrap().kind(),
+            ErrorKind::TooManyMembers { max: MAX_MEMBERS }
+        );
     }
 }

@@ -20,8 +20,8 @@
 //! ```
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
 use http::HeaderValue;
 
 use crate::Format;
@@ -60,10 +60,13 @@ pub fn decode(value: &[u8]) -> Result<SpanContext, ParseError> {
         return Err(err(None, ErrorKind::Empty));
     }
     if value.len() > MAX_LEN {
-        return Err(err(None, ErrorKind::TooLong {
-            len: value.len(),
-            max: MAX_LEN,
-        }));
+        return Err(err(
+            None,
+            ErrorKind::TooLong {
+                len: value.len(),
+                max: MAX_LEN,
+            },
+        ));
     }
     let mut buf = [0u8; MAX_LEN];
     let n = LENIENT
@@ -163,9 +166,18 @@ mod tests {
 
     #[test]
     fn binary_errors() {
-        assert_eq!(decode_bytes(&[1]).unwrap_err().kind(), ErrorKind::InvalidVersion);
-        assert_eq!(decode_bytes(&[0, 0, 1, 2]).unwrap_err().kind(), ErrorKind::Truncated);
-        assert_eq!(decode_bytes(&[0]).unwrap_err().kind(), ErrorKind::MissingField);
+        assert_eq!(
+            decode_bytes(&[1]).unwrap_err().kind(),
+            ErrorKind::InvalidVersion
+        );
+        assert_eq!(
+            decode_bytes(&[0, 0, 1, 2]).unwrap_err().kind(),
+            ErrorKind::Truncated
+        );
+        assert_eq!(
+            decode_bytes(&[0]).unwrap_err().kind(),
+            ErrorKind::MissingField
+        );
         assert_eq!(decode(b"!!").unwrap_err().kind(), ErrorKind::InvalidBase64);
     }
 }

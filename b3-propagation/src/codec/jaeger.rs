@@ -92,10 +92,13 @@ pub fn decode(value: &[u8]) -> Result<SpanContext, ParseError> {
         return Err(err(None, ErrorKind::Empty));
     }
     if value.len() > MAX_LEN {
-        return Err(err(None, ErrorKind::TooLong {
-            len: value.len(),
-            max: MAX_LEN,
-        }));
+        return Err(err(
+            None,
+            ErrorKind::TooLong {
+                len: value.len(),
+                max: MAX_LEN,
+            },
+        ));
     }
     let [t, s, _parent, f] = fields(value)?;
     let hex = |e: HexError, field| e.into_parse_error(FORMAT, field, 0);
@@ -109,7 +112,10 @@ pub fn decode(value: &[u8]) -> Result<SpanContext, ParseError> {
     let span = parse_hex_u64(s).map_err(|e| hex(e, Field::SpanId))?;
     let span_id = SpanId::from_u64(span).ok_or(err(Some(Field::SpanId), ErrorKind::ZeroId))?;
     if f.is_empty() || f.len() > 2 {
-        return Err(err(Some(Field::TraceFlags), ErrorKind::InvalidLength { len: f.len() }));
+        return Err(err(
+            Some(Field::TraceFlags),
+            ErrorKind::InvalidLength { len: f.len() },
+        ));
     }
     let flags = parse_hex_u64(f).map_err(|e| hex(e, Field::TraceFlags))?;
     let sampling = match (flags & 1 == 1, flags & 2 == 2) {
@@ -159,10 +165,22 @@ mod tests {
 
     #[test]
     fn field_errors() {
-        assert_eq!(decode(b"1:2:3").unwrap_err().kind(), ErrorKind::MissingField);
-        assert_eq!(decode(b"1:2:3:4:5").unwrap_err().kind(), ErrorKind::TooManyFields);
-        assert_eq!(decode(b"1%3A2%3A0%3A1%3A5").unwrap_err().kind(), ErrorKind::TooManyFields);
-        assert_eq!(decode(b"1:2:0:").unwrap_err().field(), Some(Field::TraceFlags));
+        assert_eq!(
+            decode(b"1:2:3").unwrap_err().kind(),
+            ErrorKind::MissingField
+        );
+        assert_eq!(
+            decode(b"1:2:3:4:5").unwrap_err().kind(),
+            ErrorKind::TooManyFields
+        );
+        assert_eq!(
+            decode(b"1%3A2%3A0%3A1%3A5").unwrap_err().kind(),
+            ErrorKind::TooManyFields
+        );
+        assert_eq!(
+            decode(b"1:2:0:").unwrap_err().field(),
+            Some(Field::TraceFlags)
+        );
         assert_eq!(decode(b"1:2:0:1").unwrap().sampling(), Sampling::Accept);
     }
 }

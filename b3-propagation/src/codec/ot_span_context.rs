@@ -25,8 +25,8 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use http::HeaderValue;
 use prost::Message;
 
@@ -89,10 +89,14 @@ pub fn decode(value: &[u8]) -> Result<OtSpanContext, ParseError> {
         return Err(ParseError::new(FORMAT, None, ErrorKind::Empty));
     }
     if value.len() > MAX_LEN {
-        return Err(ParseError::new(FORMAT, None, ErrorKind::TooLong {
-            len: value.len(),
-            max: MAX_LEN,
-        }));
+        return Err(ParseError::new(
+            FORMAT,
+            None,
+            ErrorKind::TooLong {
+                len: value.len(),
+                max: MAX_LEN,
+            },
+        ));
     }
     let bytes = LENIENT
         .decode(value)
@@ -102,10 +106,16 @@ pub fn decode(value: &[u8]) -> Result<OtSpanContext, ParseError> {
     let Some(basic) = carrier.basic_ctx else {
         return Err(ParseError::new(FORMAT, None, ErrorKind::MissingField));
     };
-    let trace_id = TraceId::from_u64(basic.trace_id)
-        .ok_or(ParseError::at(FORMAT, Field::TraceId, ErrorKind::ZeroId))?;
-    let span_id = SpanId::from_u64(basic.span_id)
-        .ok_or(ParseError::at(FORMAT, Field::SpanId, ErrorKind::ZeroId))?;
+    let trace_id = TraceId::from_u64(basic.trace_id).ok_or(ParseError::at(
+        FORMAT,
+        Field::TraceId,
+        ErrorKind::ZeroId,
+    ))?;
+    let span_id = SpanId::from_u64(basic.span_id).ok_or(ParseError::at(
+        FORMAT,
+        Field::SpanId,
+        ErrorKind::ZeroId,
+    ))?;
     let sampling = if basic.sampled {
         Sampling::Accept
     } else {
@@ -158,8 +168,14 @@ mod tests {
     #[test]
     fn garbage_is_rejected_not_panicking() {
         assert!(decode(b"notvalidcontext").is_err());
-        assert_eq!(decode(b"not base64!").unwrap_err().kind(), ErrorKind::InvalidBase64);
-        assert_eq!(decode(b"AAAA").unwrap_err().kind(), ErrorKind::InvalidEncoding);
+        assert_eq!(
+            decode(b"not base64!").unwrap_err().kind(),
+            ErrorKind::InvalidBase64
+        );
+        assert_eq!(
+            decode(b"AAAA").unwrap_err().kind(),
+            ErrorKind::InvalidEncoding
+        );
         assert_eq!(decode(b"").unwrap_err().kind(), ErrorKind::Empty);
         // a BinaryCarrier without basic_ctx
         assert_eq!(decode(b"CgA=").unwrap_err().kind(), ErrorKind::MissingField);

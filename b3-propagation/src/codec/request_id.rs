@@ -27,7 +27,9 @@ use crate::request_id::RequestId;
 pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> Option<Result<RequestId, ParseError>> {
     let raw = carrier.get(&header::X_REQUEST_ID)?;
     // Validate on the bytes first: a rejected id never costs a copy.
-    Some(RequestId::parse_shared(raw, || carrier.get_value(&header::X_REQUEST_ID)))
+    Some(RequestId::parse_shared(raw, || {
+        carrier.get_value(&header::X_REQUEST_ID)
+    }))
 }
 
 /// Write `x-request-id`.

@@ -29,13 +29,15 @@
 
 use http::HeaderValue;
 
+use crate::Format;
 use crate::carrier::{Extractor, Injector};
 use crate::context::{SpanContext, TraceFlags};
 use crate::error::{ErrorKind, Field, ParseError};
 use crate::header;
-use crate::id::{HexError, SpanId, TraceId, parse_hex_u64, parse_hex_u128, write_hex_u8, write_hex_u64};
+use crate::id::{
+    HexError, SpanId, TraceId, parse_hex_u64, parse_hex_u128, write_hex_u8, write_hex_u64,
+};
 use crate::sampling::Sampling;
-use crate::Format;
 
 /// The length of a version-00 value.
 pub const LEN: usize = 55;
@@ -83,18 +85,23 @@ pub fn decode(value: &[u8]) -> Result<Traceparent, ParseError> {
         return Err(err(None, ErrorKind::Empty));
     }
     if v.len() > MAX_LEN {
-        return Err(err(None, ErrorKind::TooLong {
-            len: v.len(),
-            max: MAX_LEN,
-        }));
+        return Err(err(
+            None,
+            ErrorKind::TooLong {
+                len: v.len(),
+                max: MAX_LEN,
+            },
+        ));
     }
     // Version: two lower-hex digits followed by '-'.
     let version_end = v.iter().position(|&b| b == b'-').unwrap_or(v.len());
     if version_end != 2 {
-        return Err(err(Some(Field::Version), ErrorKind::InvalidLength { len: version_end }));
+        return Err(err(
+            Some(Field::Version),
+            ErrorKind::InvalidLength { len: version_end },
+        ));
     }
-    let version = parse_hex_u64(&v[..2])
-        .map_err(|e| hex_err(e, Field::Version, off))? as u8;
+    let version = parse_hex_u64(&v[..2]).map_err(|e| hex_err(e, Field::Version, off))? as u8;
     if version == 0xff {
         return Err(err(Some(Field::Version), ErrorKind::InvalidVersion));
     }
@@ -110,18 +117,21 @@ pub fn decode(value: &[u8]) -> Result<Traceparent, ParseError> {
     for (pos, field) in [(35, Field::TraceId), (52, Field::SpanId)] {
         if v[pos] != b'-' {
             // A field of the wrong length moves the separator.
-            return Err(err(Some(field), ErrorKind::InvalidCharacter {
-                byte: v[pos],
-                index: pos + off,
-            }));
+            return Err(err(
+                Some(field),
+                ErrorKind::InvalidCharacter {
+                    byte: v[pos],
+                    index: pos + off,
+                },
+            ));
         }
     }
     let trace = parse_hex_u128(&v[3..35]).map_err(|e| hex_err(e, Field::TraceId, off + 3))?;
-    let trace_id = TraceId::from_u128(trace)
-        .ok_or(err(Some(Field::TraceId), ErrorKind::ZeroId))?;
+    let trace_id = TraceId::from_u128(trace).ok_or(err(Some(Field::TraceId), ErrorKind::ZeroId))?;
     let span = parse_hex_u64(&v[36..52]).map_err(|e| hex_err(e, Field::SpanId, off + 36))?;
     let span_id = SpanId::from_u64(span).ok_or(err(Some(Field::SpanId), ErrorKind::ZeroId))?;
-    let flags = parse_hex_u64(&v[53..55]).map_err(|e| hex_err(e, Field::TraceFlags, off + 53))? as u8;
+    let flags =
+        parse_hex_u64(&v[53..55]).map_err(|e| hex_err(e, Field::TraceFlags, off + 53))? as u8;
     let flags = TraceFlags::new(flags);
     let sampling = if flags.contains(TraceFlags::SAMPLED) {
         Sampling::Accept
@@ -188,7 +198,8 @@ mod tests {
     fn future_version_extra_fields() {
         let tp = decode(b"cc-12345678901234567890123456789012-1234567890123456-01-what").unwrap();
         assert_eq!(tp.version, 0xcc);
-        let e = decode(b"cc-12345678901234567890123456789012-1234567890123456-01.what").unwrap_err();
+        let e =
+            decode(b"cc-12345678901234567890123456789012-1234567890123456-01.what").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TrailingData);
     }
 
@@ -199,10 +210,19 @@ mod tests {
         let e = decode(b"00-12345678901234567890123456789012-1234567890123456-01.").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TrailingData);
         let e = decode(b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::InvalidCharacter { byte: b'B', index: 4 });
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidCharacter {
+                byte: b'B',
+                index: 4
+            }
+        );
         assert_eq!(e.field(), Some(Field::TraceId));
         let e = decode(b"00-12345678901234567890123456789012-0000000000000000-01").unwrap_err();
-        assert_eq!((e.field(), e.kind()), (Some(Field::SpanId), ErrorKind::ZeroId));
+        assert_eq!(
+            (e.field(), e.kind()),
+            (Some(Field::SpanId), ErrorKind::ZeroId)
+        );
         let e = decode(b"").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Empty);
     }

@@ -1,0 +1,350 @@
+//! OpenTelemetry interop (feature `opentelemetry`).
+//!
+//! [`OtelPropagator`] is a [`TextMapPropagator`] usable wherever
+//! `opentelemetry-propagator-b3`'s `Propagator` (or the SDK's `TraceContextPropagator`) is,
+//! built from a [`Propagator`] — without their bugs:
+//!
+//! | input | `opentelemetry-propagator-b3` 0.33 | here |
+//! |---|---|---|
+//! | `b3: {t}-{s}-d` | rejected when injecting multi headers | debug, re-emitted as debug |
+//! | `b3: 0`, `x-b3-sampled: 0` alone | dropped: the deny decision is lost | kept and re-emitted |
+//! | 64-bit trace id | re-emitted zero-padded to 32 hex | re-emitted at 16 hex |
+//! | parent span id | never sent | sent for the extracted span |
+//! | `+`-prefixed / wrong-length ids | partly accepted | rejected |
+//! | extract order | last valid propagator wins (composite) | first valid format wins |
+//!
+//! The extracted [`SpanContext`] (width, parent, debug, deferred) is stored in the OTel
+//! [`Context`] next to the remote span context, so injecting that same context — or a local
+//! span of the same trace — keeps what OTel's `SpanContext` cannot carry. Debug is carried in
+//! OTel trace flags as bit `0x04`, as `opentelemetry-propagator-b3` does.
+//!
+//! # Example
+//!
+//! ```
+//! use b3_propagation::otel::OtelPropagator;
+//! use b3_propagation::Propagator;
+//! use opentelemetry::propagation::TextMapPropagator;
+//! use std::collections::HashMap;
+//!
+//! let propagator = OtelPropagator::new(Propagator::default());
+//! let mut incoming = HashMap::new();
+//! incoming.insert("b3".to_owned(), "48485a3953bb6124-a2fb4a1d1a96d312-d".to_owned());
+//! let cx = propagator.extract(&incoming);
+//!
+//! let mut outgoing = HashMap::new();
+//! propagator.inject_context(&cx, &mut outgoing);
+//! assert_eq!(outgoing["x-b3-traceid"], "48485a3953bb6124"); // 64-bit kept
+//! assert_eq!(outgoing["x-b3-flags"], "1"); // debug kept
+//! ```
+
+use opentelemetry::Context;
+use opentelemetry::propagation::text_map_propagator::FieldIter;
+use opentelemetry::propagation::{
+    Extractor as OtelExtractor, Injector as OtelInjector, TextMapPropagator,
+};
+use opentelemetry::trace::{self as ot, TraceContextExt};
+
+use crate::carrier::{Extractor, Injector};
+use crate::codec::{b3_multi, b3_single, grpc_trace_bin, jaeger, traceparent};
+use crate::context::SpanContext;
+use crate::header;
+use crate::id::{SpanId, TraceId};
+use crate::propagator::{ContextFormat, Propagator};
+use crate::request_context::RequestContext;
+use crate::sampling::Sampling;
+use crate::tracestate::TraceState;
+
+/// OTel trace-flags bit for B3 debug (the bit `opentelemetry-propagator-b3` uses).
+pub const DEBUG_FLAG: ot::TraceFlags = ot::TraceFlags::new(0x04);
+
+impl SpanContext {
+    /// The OTel span context for these ids (remote), or `None` for a sampling-only context.
+    /// Accept and debug are sampled; debug also sets [`DEBUG_FLAG`]; deny and deferred are
+    /// not sampled.
+    #[must_use]
+    pub fn to_otel(&self, tracestate: &TraceState) -> Option<ot::SpanContext> {
+        let flags = match self.sampling() {
+            Sampling::Accept => ot::TraceFlags::SAMPLED,
+            Sampling::Debug => ot::TraceFlags::SAMPLED | DEBUG_FLAG,
+            Sampling::Deny | Sampling::Deferred => ot::TraceFlags::default(),
+        };
+        let state = tracestate
+            .header_value()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<ot::TraceState>().ok())
+            .unwrap_or_default();
+        Some(ot::SpanContext::new(
+            ot::TraceId::from_bytes(self.trace_id()?.to_bytes()),
+            ot::SpanId::from_bytes(self.span_id()?.to_bytes()),
+            flags,
+            true,
+            state,
+        ))
+    }
+
+    /// Our span context for an OTel one, or `None` when it is invalid. A trace id whose high
+    /// 64 bits are zero is taken as 64-bit; [`DEBUG_FLAG`] means debug, sampled accept, else
+    /// deny. (OTel has no parent id and no deferred state.)
+    #[must_use]
+    pub fn from_otel(sc: &ot::SpanContext) -> Option<Self> {
+        let bytes = sc.trace_id().to_bytes();
+        let value = u128::from_be_bytes(bytes);
+        let trace_id = if value >> 64 == 0 {
+            TraceId::from_u64(value as u64)?
+        } else {
+            TraceId::from_u128(value)?
+        };
+        let span_id = SpanId::from_bytes(sc.span_id().to_bytes())?;
+        let flags = sc.trace_flags();
+        let sampling = if flags & DEBUG_FLAG == DEBUG_FLAG {
+            Sampling::Debug
+        } else if sc.is_sampled() {
+            Sampling::Accept
+        } else {
+            Sampling::Deny
+        };
+        Some(SpanContext::new(trace_id, span_id).with_sampling(sampling))
+    }
+}
+
+/// The context extracted by [`OtelPropagator`], kept in the OTel [`Context`].
+#[derive(Clone, Debug)]
+struct Extracted(SpanContext);
+
+/// Adapts an OTel extractor to ours.
+struct FromOtel<'a>(&'a dyn OtelExtractor);
+
+impl<'x> Extractor for FromOtel<'x> {
+    fn get(&self, name: &http::HeaderName) -> Option<&[u8]> {
+        self.0.get(name.as_str()).map(str::as_bytes)
+    }
+
+    fn get_all_values<'a>(
+        &'a self,
+        name: &http::HeaderName,
+    ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'x> {
+        self.0
+            .get_all(name.as_str())
+            .unwrap_or_default()
+            .into_iter()
+            .map(str::as_bytes)
+    }
+
+    fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.0
+            .keys()
+            .into_iter()
+            .filter_map(|k| self.0.get(k).map(|v| (k, v.as_bytes())))
+    }
+}
+
+/// Adapts an OTel injector to ours (OTel injectors cannot remove, so removal is a no-op).
+struct ToOtel<'a>(&'a mut dyn OtelInjector);
+
+impl Injector for ToOtel<'_> {
+    fn set(&mut self, name: &http::HeaderName, value: http::HeaderValue) {
+        if let Ok(v) = value.to_str() {
+            self.0.set(name.as_str(), v.to_owned());
+        }
+    }
+
+    fn remove(&mut self, _name: &http::HeaderName) {}
+}
+
+/// A [`TextMapPropagator`] over a [`Propagator`]: its extract order and inject set, for the
+/// span context and `tracestate` (request id and baggage are the Tower layers' business).
+/// See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct OtelPropagator {
+    inner: Propagator,
+    fields: Vec<String>,
+}
+
+impl OtelPropagator {
+    /// Wrap a propagator.
+    #[must_use]
+    pub fn new(inner: Propagator) -> Self {
+        let mut fields = Vec::new();
+        for f in inner.inject_formats().iter() {
+            let names: &[http::HeaderName] = match f {
+                ContextFormat::B3Single => &[header::B3],
+                ContextFormat::B3Multi => &[
+                    header::X_B3_TRACE_ID,
+                    header::X_B3_SPAN_ID,
+                    header::X_B3_PARENT_SPAN_ID,
+                    header::X_B3_SAMPLED,
+                    header::X_B3_FLAGS,
+                ],
+                ContextFormat::TraceParent => &[header::TRACEPARENT, header::TRACESTATE],
+                ContextFormat::Jaeger => &[header::UBER_TRACE_ID],
+                ContextFormat::GrpcTraceBin => &[header::GRPC_TRACE_BIN],
+            };
+            fields.extend(names.iter().map(|n| n.as_str().to_owned()));
+        }
+        OtelPropagator { inner, fields }
+    }
+
+    /// The wrapped propagator.
+    #[must_use]
+    pub fn propagator(&self) -> &Propagator {
+        &self.inner
+    }
+
+    /// The span context to inject for an OTel context: the extracted one when the current
+    /// span *is* it; otherwise the current span, keeping the extracted trace's 64-bit width
+    /// and debug flag; a sampling-only extracted context when there is no valid span.
+    #[must_use]
+    pub fn span_context_for(cx: &Context) -> Option<SpanContext> {
+        let extracted = cx.get::<Extracted>().map(|e| e.0);
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return extracted.filter(SpanContext::is_sampling_only);
+        }
+        let mut ours = SpanContext::from_otel(sc)?;
+        if let Some(e) = extracted
+            && e.trace_id() == ours.trace_id()
+        {
+            if e.span_id() == ours.span_id() {
+                return Some(e);
+            }
+            let trace_id = e.trace_id()?;
+            ours = SpanContext::new(trace_id, ours.span_id()?).with_sampling(
+                if e.sampling() == Sampling::Debug && ours.sampling() != Sampling::Deny {
+                    Sampling::Debug
+                } else {
+                    ours.sampling()
+                },
+            );
+        }
+        Some(ours)
+    }
+}
+
+impl TextMapPropagator for OtelPropagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn OtelInjector) {
+        let Some(span) = Self::span_context_for(cx) else {
+            return;
+        };
+        let mut rc = RequestContext::new();
+        let state = cx.span().span_context().trace_state().header();
+        if !state.is_empty()
+            && let Ok(ts) = TraceState::parse_lines([state.as_bytes()])
+        {
+            rc.set_tracestate(ts);
+        }
+        let mut carrier = ToOtel(injector);
+        for f in self.inner.inject_formats().iter() {
+            match f {
+                ContextFormat::B3Single => b3_single::inject(&span, &mut carrier),
+                ContextFormat::B3Multi => b3_multi::inject(&span, &mut carrier),
+                ContextFormat::TraceParent => {
+                    traceparent::inject(&span, &mut carrier);
+                    if let Some(ts) = rc.tracestate().header_value()
+                        && !span.is_sampling_only()
+                    {
+                        carrier.set(&header::TRACESTATE, ts.clone());
+                    }
+                }
+                ContextFormat::Jaeger => jaeger::inject(&span, &mut carrier),
+                ContextFormat::GrpcTraceBin => grpc_trace_bin::inject(&span, &mut carrier),
+            }
+        }
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn OtelExtractor) -> Context {
+        let carrier = FromOtel(extractor);
+        let Some((span, format)) = self.inner.extract_span(&carrier, |_| {}) else {
+            return cx.clone();
+        };
+        let tracestate = if format == ContextFormat::TraceParent {
+            TraceState::parse_with(|| {
+                carrier
+                    .get_all_values(&header::TRACESTATE)
+                    .map(|l| (l, None))
+            })
+            .unwrap_or_default()
+        } else {
+            TraceState::new()
+        };
+        let cx = cx.with_value(Extracted(span));
+        match span.to_otel(&tracestate) {
+            Some(sc) => cx.with_remote_span_context(sc),
+            None => cx,
+        }
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        FieldIter::new(&self.fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn extract(p: &OtelPropagator, pairs: &[(&str, &str)]) -> Context {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        p.extract(&map)
+    }
+
+    fn inject(p: &OtelPropagator, cx: &Context) -> HashMap<String, String> {
+        let mut out = HashMap::new();
+        p.inject_context(cx, &mut out);
+        out
+    }
+
+    #[test]
+    fn sampling_only_deny_survives() {
+        let p = OtelPropagator::new(Propagator::default());
+        let out = inject(&p, &extract(&p, &[("b3", "0")]));
+        assert_eq!(out.get("x-b3-sampled").map(String::as_str), Some("0"));
+        assert!(!out.contains_key("traceparent"));
+    }
+
+    #[test]
+    fn parent_is_propagated_for_the_extracted_span() {
+        let p = OtelPropagator::new(Propagator::default());
+        let cx = extract(
+            &p,
+            &[
+                ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+                ("x-b3-spanid", "a2fb4a1d1a96d312"),
+                ("x-b3-parentspanid", "0020000000000001"),
+                ("x-b3-sampled", "1"),
+            ],
+        );
+        let out = inject(&p, &cx);
+        assert_eq!(out["x-b3-parentspanid"], "0020000000000001");
+        assert_eq!(out["x-b3-sampled"], "1");
+    }
+
+    #[test]
+    fn conversions_keep_width_and_debug() {
+        let cx = b3_single::decode(b"48485a3953bb6124-a2fb4a1d1a96d312-d").unwrap();
+        let ot = cx.to_otel(&TraceState::new()).unwrap();
+        assert!(ot.is_sampled());
+        let back = SpanContext::from_otel(&ot).unwrap();
+        assert_eq!(back, cx);
+        assert!(back.trace_id().unwrap().is_64bit());
+        assert!(
+            SpanContext::sampling_only(Sampling::Deny)
+                .to_otel(&TraceState::new())
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn fields_follow_the_inject_set() {
+        let p = OtelPropagator::new(
+            Propagator::builder()
+                .inject([ContextFormat::B3Single])
+                .build(),
+        );
+        assert_eq!(p.fields().collect::<Vec<_>>(), vec!["b3"]);
+    }
+}

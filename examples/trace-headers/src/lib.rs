@@ -1,0 +1,551 @@
+//! The `trace-headers` CLI: decode, encode and convert mesh tracing headers.
+//!
+//! The binary is a thin `clap` front end over [`decode`], [`encode`] and [`convert`], which
+//! implement the contract of `spec/CLI.md` on top of `b3-propagation`'s codecs. Scripts and
+//! the conformance runner depend on the exact JSON, so field names and meanings follow
+//! `spec/vectors.json`.
+//!
+//! ```
+//! use trace_headers::{Headers, decode};
+//!
+//! let mut headers = Headers::default();
+//! headers.push_line("b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-d").unwrap();
+//! let out = decode(&headers, None);
+//! assert_eq!(out["context"]["sampling"], "debug");
+//! assert_eq!(out["context"]["format"], "b3-single");
+//! ```
+
+use b3_propagation::baggage::{BaggageEntry, BaggageOrigin, BaggageProperty};
+use b3_propagation::codec::{
+    b3_multi, b3_single, baggage, grpc_trace_bin, jaeger, ot_span_context, traceparent,
+};
+use b3_propagation::error::ParseError;
+use b3_propagation::{
+    Extractor, Format, Injector, RequestId, Sampling, SpanContext, SpanId, TraceFlags, TraceId,
+    TraceState, header,
+};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value, json};
+
+/// Header lines in the order given, names lower-cased, values as raw bytes (so that control
+/// characters reach the codecs and are reported, not lost).
+#[derive(Clone, Debug, Default)]
+pub struct Headers {
+    lines: Vec<(String, Vec<u8>)>,
+}
+
+/// A header line without a `:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingColon(pub String);
+
+impl std::fmt::Display for MissingColon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "expected 'Name: value', got {:?}", self.0)
+    }
+}
+
+impl std::error::Error for MissingColon {}
+
+impl Headers {
+    /// Add a `Name: value` line. The value is everything after the first `:` minus one
+    /// leading space, otherwise verbatim; a leading `> ` (from `curl -v`) is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`MissingColon`] when the line has no `:`.
+    pub fn push_line(&mut self, line: &str) -> Result<(), MissingColon> {
+        let line = line.strip_prefix("> ").unwrap_or(line);
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(MissingColon(line.to_owned()));
+        };
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        self.push(name.trim(), value.as_bytes());
+        Ok(())
+    }
+
+    /// Add one field line.
+    pub fn push(&mut self, name: &str, value: &[u8]) {
+        self.lines.push((name.to_ascii_lowercase(), value.to_vec()));
+    }
+
+    /// Read `Name: value` lines (blank lines skipped, `> ` prefixes dropped; a trailing `\r`
+    /// as in pasted HTTP is removed). Lines without `:` (such as `curl -v`'s request line)
+    /// are returned for a warning.
+    pub fn push_text(&mut self, text: &str) -> Vec<String> {
+        let mut skipped = Vec::new();
+        for line in text.lines() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.trim().is_empty() || line.trim() == ">" {
+                continue;
+            }
+            if let Err(MissingColon(l)) = self.push_line(line) {
+                skipped.push(l);
+            }
+        }
+        skipped
+    }
+}
+
+impl Extractor for Headers {
+    fn get(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.lines
+            .iter()
+            .find(|(n, _)| n == name.as_str())
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn get_all_values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let name = name.as_str().to_owned();
+        self.lines
+            .iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.lines.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+}
+
+/// The formats `decode` tries for the context, in order.
+const CONTEXT_ORDER: [Format; 6] = [
+    Format::B3Single,
+    Format::B3Multi,
+    Format::TraceParent,
+    Format::GrpcTraceBin,
+    Format::OtSpanContext,
+    Format::Jaeger,
+];
+
+fn hex_or_null(v: Option<impl std::fmt::Display>) -> Value {
+    v.map_or(Value::Null, |v| Value::String(v.to_string()))
+}
+
+/// The JSON of a context: ids, width, sampling, format (and flags / version for
+/// `traceparent`).
+#[must_use]
+pub fn context_json(cx: &SpanContext, format: Format, version: Option<u8>) -> Value {
+    let mut m = Map::new();
+    m.insert(
+        "trace_id".into(),
+        hex_or_null(cx.trace_id().map(TraceId::to_hex32)),
+    );
+    m.insert(
+        "trace_id_64bit".into(),
+        Value::Bool(cx.trace_id().is_some_and(TraceId::is_64bit)),
+    );
+    m.insert("span_id".into(), hex_or_null(cx.span_id()));
+    m.insert("parent_span_id".into(), hex_or_null(cx.parent_span_id()));
+    m.insert("sampling".into(), cx.sampling().as_str().into());
+    m.insert("format".into(), format.name().into());
+    if format == Format::TraceParent {
+        m.insert("trace_flags".into(), cx.trace_flags().to_string().into());
+        m.insert(
+            "version".into(),
+            format!("{:02x}", version.unwrap_or(0)).into(),
+        );
+    }
+    Value::Object(m)
+}
+
+fn entry_json(e: &BaggageEntry) -> Value {
+    json!({
+        "key": e.key,
+        "value": e.value,
+        "properties": e.properties.iter().map(|p| json!({"key": p.key, "value": p.value})).collect::<Vec<_>>(),
+    })
+}
+
+fn error_json(e: &ParseError) -> Value {
+    json!({"format": e.format().name(), "kind": e.kind().as_str(), "message": e.to_string()})
+}
+
+/// One decoded context candidate.
+struct Decoded {
+    context: SpanContext,
+    format: Format,
+    version: Option<u8>,
+    ot_baggage: Vec<BaggageEntry>,
+}
+
+fn decode_format(h: &Headers, f: Format) -> Option<Result<Decoded, ParseError>> {
+    let plain = |r: Option<Result<SpanContext, ParseError>>| {
+        r.map(|r| {
+            r.map(|context| Decoded {
+                context,
+                format: f,
+                version: None,
+                ot_baggage: Vec::new(),
+            })
+        })
+    };
+    match f {
+        Format::B3Single => plain(b3_single::extract(h)),
+        Format::B3Multi => plain(b3_multi::extract(h)),
+        Format::GrpcTraceBin => plain(grpc_trace_bin::extract(h)),
+        Format::Jaeger => plain(jaeger::extract(h)),
+        Format::TraceParent => traceparent::extract(h).map(|r| {
+            r.map(|tp| Decoded {
+                context: tp.context,
+                format: f,
+                version: Some(tp.version),
+                ot_baggage: Vec::new(),
+            })
+        }),
+        Format::OtSpanContext => ot_span_context::extract(h).map(|r| {
+            r.map(|ot| Decoded {
+                context: ot.context,
+                format: f,
+                version: None,
+                ot_baggage: ot.baggage,
+            })
+        }),
+        _ => None,
+    }
+}
+
+/// What `decode` found, before it is printed (also the input of `convert`).
+struct Decode {
+    context: Option<Decoded>,
+    tracestate: Option<TraceState>,
+    baggage: Vec<BaggageEntry>,
+    request_id: Option<RequestId>,
+    errors: Vec<Value>,
+}
+
+fn decode_all(h: &Headers, only: Option<Format>) -> Decode {
+    let wanted = |f: Format| only.is_none_or(|o| o == f);
+    let mut out = Decode {
+        context: None,
+        tracestate: None,
+        baggage: Vec::new(),
+        request_id: None,
+        errors: Vec::new(),
+    };
+    let mut traceparent_valid = false;
+    for f in CONTEXT_ORDER.into_iter().filter(|f| wanted(*f)) {
+        match decode_format(h, f) {
+            Some(Ok(d)) => {
+                if f == Format::TraceParent {
+                    traceparent_valid = true;
+                }
+                if out.context.is_none() {
+                    out.context = Some(d);
+                }
+            }
+            Some(Err(e)) => out.errors.push(error_json(&e)),
+            None => {}
+        }
+    }
+    if wanted(Format::TraceParent) {
+        let present = h.get(&header::TRACESTATE).is_some();
+        if traceparent_valid {
+            match TraceState::parse_lines(h.get_all_values(&header::TRACESTATE).collect::<Vec<_>>())
+            {
+                Ok(ts) => out.tracestate = Some(ts),
+                Err(e) => {
+                    out.tracestate = Some(TraceState::new());
+                    out.errors.push(error_json(&e));
+                }
+            }
+        } else if present {
+            out.errors.push(json!({
+                "format": "tracestate",
+                "kind": "no_traceparent",
+                "message": "tracestate without a valid traceparent is discarded",
+            }));
+        }
+    }
+    if wanted(Format::Baggage) {
+        let (bag, dropped) = baggage::extract(h);
+        out.baggage.extend(bag.entries().iter().cloned());
+        if let Some(e) = dropped {
+            out.errors.push(error_json(&e));
+        }
+    }
+    if wanted(Format::OtSpanContext) {
+        if let Some(d) = &out.context {
+            if d.format == Format::OtSpanContext {
+                out.baggage.extend(d.ot_baggage.iter().cloned());
+            } else if let Some(Ok(ot)) = ot_span_context::extract(h) {
+                out.baggage.extend(ot.baggage);
+            }
+        } else if let Some(Ok(ot)) = ot_span_context::extract(h) {
+            out.baggage.extend(ot.baggage);
+        }
+    }
+    if wanted(Format::RequestId) {
+        match b3_propagation::codec::request_id::extract(h) {
+            Some(Ok(id)) => out.request_id = Some(id),
+            Some(Err(e)) => out.errors.push(error_json(&e)),
+            None => {}
+        }
+    }
+    out
+}
+
+/// `decode`: the JSON object of CLI.md (`context`, `tracestate`, `baggage`, `request_id`,
+/// `request_id_info`, `errors`), optionally for one format only.
+#[must_use]
+pub fn decode(h: &Headers, only: Option<Format>) -> Value {
+    let d = decode_all(h, only);
+    let context = d.context.as_ref().map_or(Value::Null, |c| {
+        context_json(&c.context, c.format, c.version)
+    });
+    let tracestate = d.tracestate.as_ref().map_or(Value::Null, |ts| {
+        Value::Array(ts.iter().map(|(k, v)| json!([k, v])).collect())
+    });
+    let request_id_info = d.request_id.as_ref().map_or(Value::Null, |id| {
+        json!({
+            "trace_reason": id.trace_reason().as_str(),
+            "stable_sampling_value": id.stable_sampling_value(),
+        })
+    });
+    json!({
+        "context": context,
+        "tracestate": tracestate,
+        "baggage": d.baggage.iter().map(entry_json).collect::<Vec<_>>(),
+        "request_id": d.request_id.as_ref().map(RequestId::as_str),
+        "request_id_info": request_id_info,
+        "errors": d.errors,
+    })
+}
+
+/// An error in the JSON given to `encode`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputError(pub String);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+fn field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn parse_hex_field(v: &Value, key: &str, max: usize) -> Result<Option<u128>, InputError> {
+    let Some(s) = field(v, key) else {
+        return Ok(None);
+    };
+    if s.is_empty() || s.len() > max {
+        return Err(InputError(format!(
+            "`{key}`: expected 1..={max} hex digits, got {s:?}"
+        )));
+    }
+    u128::from_str_radix(s, 16)
+        .map(Some)
+        .map_err(|_| InputError(format!("`{key}`: not hex: {s:?}")))
+}
+
+/// The context, tracestate, baggage and request id of an `encode` input.
+struct EncodeInput {
+    context: Option<SpanContext>,
+    tracestate: TraceState,
+    baggage: Vec<BaggageEntry>,
+    request_id: Option<RequestId>,
+}
+
+fn parse_input(v: &Value) -> Result<EncodeInput, InputError> {
+    if !v.is_object() {
+        return Err(InputError("expected a JSON object".into()));
+    }
+    let sampling = match field(v, "sampling") {
+        None => Sampling::Deferred,
+        Some(s) => s
+            .parse()
+            .map_err(|e| InputError(format!("`sampling`: {e}")))?,
+    };
+    let trace = parse_hex_field(v, "trace_id", 32)?;
+    let span = parse_hex_field(v, "span_id", 16)?;
+    let parent = parse_hex_field(v, "parent_span_id", 16)?;
+    let is_64 = v
+        .get("trace_id_64bit")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let context = match (trace, span) {
+        (Some(t), Some(s)) => {
+            let trace_id = if is_64 && t >> 64 == 0 {
+                TraceId::from_u64(t as u64)
+            } else {
+                TraceId::from_u128(t)
+            }
+            .ok_or_else(|| InputError("`trace_id`: all zero".into()))?;
+            let span_id = SpanId::from_u64(s as u64)
+                .ok_or_else(|| InputError("`span_id`: all zero".into()))?;
+            let flags = match field(v, "trace_flags") {
+                Some(f) => u8::from_str_radix(f, 16)
+                    .map_err(|_| InputError(format!("`trace_flags`: not hex: {f:?}")))?,
+                None => 0,
+            };
+            Some(
+                SpanContext::new(trace_id, span_id)
+                    .with_parent(parent.and_then(|p| SpanId::from_u64(p as u64)))
+                    .with_sampling(sampling)
+                    .with_trace_flags(TraceFlags::new(flags)),
+            )
+        }
+        (None, None) => Some(SpanContext::sampling_only(sampling)),
+        _ => return Err(InputError("`trace_id` and `span_id` go together".into())),
+    };
+    let tracestate = match v.get("tracestate").and_then(Value::as_array) {
+        None => TraceState::new(),
+        Some(members) => {
+            let line = members
+                .iter()
+                .filter_map(|m| {
+                    let k = m.get(0)?.as_str()?;
+                    let v = m.get(1)?.as_str()?;
+                    Some(format!("{k}={v}"))
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            TraceState::parse_lines([line.as_bytes()])
+                .map_err(|e| InputError(format!("`tracestate`: {e}")))?
+        }
+    };
+    let mut baggage = Vec::new();
+    for e in v
+        .get("baggage")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let (Some(key), Some(value)) = (field(e, "key"), field(e, "value")) else {
+            return Err(InputError(
+                "`baggage` entries need `key` and `value`".into(),
+            ));
+        };
+        let mut entry = BaggageEntry::new(key, value);
+        for p in e
+            .get("properties")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(k) = field(p, "key") {
+                entry.properties.push(BaggageProperty {
+                    key: k.to_owned(),
+                    value: field(p, "value").map(str::to_owned),
+                });
+            }
+        }
+        baggage.push(entry);
+    }
+    let request_id = match field(v, "request_id") {
+        None => None,
+        Some(s) => Some(
+            RequestId::parse(s.as_bytes()).map_err(|e| InputError(format!("`request_id`: {e}")))?,
+        ),
+    };
+    Ok(EncodeInput {
+        context,
+        tracestate,
+        baggage,
+        request_id,
+    })
+}
+
+fn emit(input: &EncodeInput, f: Format) -> Value {
+    let mut out = HeaderMap::new();
+    let cx = input
+        .context
+        .unwrap_or(SpanContext::sampling_only(Sampling::Deferred));
+    let set = |out: &mut HeaderMap, name: HeaderName, v: Option<HeaderValue>| {
+        if let Some(v) = v {
+            out.set(&name, v);
+        }
+    };
+    match f {
+        Format::B3Single => set(&mut out, header::B3, b3_single::encode(&cx)),
+        Format::B3Multi => b3_multi::inject(&cx, &mut out),
+        Format::TraceParent => {
+            if let Some(tp) = traceparent::encode(&cx) {
+                out.set(&header::TRACEPARENT, tp);
+                set(
+                    &mut out,
+                    header::TRACESTATE,
+                    input.tracestate.header_value().cloned(),
+                );
+            }
+        }
+        Format::Baggage => set(&mut out, header::BAGGAGE, baggage::encode(&input.baggage)),
+        Format::RequestId => {
+            let id = input.request_id.clone().unwrap_or_else(RequestId::generate);
+            out.set(&header::X_REQUEST_ID, id.header_value().clone());
+        }
+        Format::OtSpanContext => set(
+            &mut out,
+            header::X_OT_SPAN_CONTEXT,
+            ot_span_context::encode(&cx, &input.baggage),
+        ),
+        Format::GrpcTraceBin => set(
+            &mut out,
+            header::GRPC_TRACE_BIN,
+            grpc_trace_bin::encode(&cx),
+        ),
+        Format::Jaeger => set(&mut out, header::UBER_TRACE_ID, jaeger::encode(&cx)),
+        _ => {}
+    }
+    let mut m = Map::new();
+    for (name, value) in &out {
+        m.insert(
+            name.as_str().to_owned(),
+            Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        );
+    }
+    Value::Object(m)
+}
+
+/// `encode --format F`: the headers of `f` for the JSON `input`.
+///
+/// # Errors
+///
+/// [`InputError`] when the input is not an object of the documented shape.
+pub fn encode(input: &Value, f: Format) -> Result<Value, InputError> {
+    Ok(emit(&parse_input(input)?, f))
+}
+
+/// `convert --to F`: decode, then encode the decoded context (with its baggage, request id,
+/// and the `tracestate` only when the context came from `traceparent`).
+#[must_use]
+pub fn convert(h: &Headers, to: Format) -> Value {
+    let d = decode_all(h, None);
+    let from_traceparent = d
+        .context
+        .as_ref()
+        .is_some_and(|c| c.format == Format::TraceParent);
+    let input = EncodeInput {
+        context: d.context.as_ref().map(|c| c.context),
+        tracestate: if from_traceparent {
+            d.tracestate.unwrap_or_default()
+        } else {
+            TraceState::new()
+        },
+        baggage: d
+            .baggage
+            .into_iter()
+            .map(|mut e| {
+                e.origin = BaggageOrigin::W3c;
+                e
+            })
+            .collect(),
+        request_id: d.request_id,
+    };
+    emit(&input, to)
+}
+
+/// The formats `decode --format`, `encode --format` and `convert --to` accept.
+pub const FORMATS: [Format; 8] = [
+    Format::B3Single,
+    Format::B3Multi,
+    Format::TraceParent,
+    Format::Baggage,
+    Format::RequestId,
+    Format::OtSpanContext,
+    Format::GrpcTraceBin,
+    Format::Jaeger,
+];

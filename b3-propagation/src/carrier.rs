@@ -42,6 +42,124 @@ pub trait Extractor {
 
     /// Every header as `(lower-case name, value)`, for prefix matches (`baggage-*`, ...).
     fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])>;
+
+    /// The underlying `HeaderMap`, when there is one. The propagator then finds every
+    /// tracing header in a single pass instead of one hashed lookup per name.
+    fn as_header_map(&self) -> Option<&HeaderMap> {
+        None
+    }
+}
+
+/// The tracing headers of a `HeaderMap`, found in one pass over it.
+pub(crate) struct Scanned<'a> {
+    map: &'a HeaderMap,
+    slots: [Option<&'a HeaderValue>; SCAN_SLOTS],
+    /// Bit `i`: slot `i` has more than one field line.
+    repeated: u32,
+    /// Whether a prefixed baggage header is present.
+    prefixed: bool,
+}
+
+const SCAN_SLOTS: usize = 18;
+
+/// The slot of a tracing header name (lower case), if it is one.
+#[inline]
+fn scan_slot(name: &str) -> Option<usize> {
+    Some(match name {
+        "b3" => 0,
+        "x-b3-traceid" => 1,
+        "x-b3-spanid" => 2,
+        "x-b3-parentspanid" => 3,
+        "x-b3-sampled" => 4,
+        "x-b3-flags" => 5,
+        "traceparent" => 6,
+        "tracestate" => 7,
+        "baggage" => 8,
+        "x-request-id" => 9,
+        "uber-trace-id" => 10,
+        "grpc-trace-bin" => 11,
+        "x-ot-span-context" => 12,
+        "x-cloud-trace-context" => 13,
+        "sw8" => 14,
+        "x-datadog-trace-id" => 15,
+        "x-datadog-parent-id" => 16,
+        "x-datadog-sampling-priority" => 17,
+        _ => return None,
+    })
+}
+
+/// Whether `name` may be a prefixed baggage header (`baggage-*`, `ot-baggage-*`, `uberctx-*`).
+#[inline]
+pub(crate) fn maybe_prefixed_baggage(name: &str) -> bool {
+    match name.as_bytes().first() {
+        Some(b'b') => name.len() > 8 && name.starts_with("baggage-"),
+        Some(b'o') => name.len() > 11 && name.starts_with("ot-baggage-"),
+        Some(b'u') => name.len() > 8 && name.starts_with("uberctx-"),
+        _ => false,
+    }
+}
+
+impl<'a> Scanned<'a> {
+    pub(crate) fn new(map: &'a HeaderMap) -> Self {
+        let mut s = Scanned {
+            map,
+            slots: [None; SCAN_SLOTS],
+            repeated: 0,
+            prefixed: false,
+        };
+        for (name, value) in map {
+            let name = name.as_str();
+            match scan_slot(name) {
+                Some(i) => match s.slots[i] {
+                    None => s.slots[i] = Some(value),
+                    Some(_) => s.repeated |= 1 << i,
+                },
+                None => s.prefixed |= maybe_prefixed_baggage(name),
+            }
+        }
+        s
+    }
+}
+
+impl<'a> Extractor for Scanned<'a> {
+    #[inline]
+    fn get(&self, name: &HeaderName) -> Option<&[u8]> {
+        match scan_slot(name.as_str()) {
+            Some(i) => self.slots[i].map(HeaderValue::as_bytes),
+            None => HeaderMap::get(self.map, name).map(HeaderValue::as_bytes),
+        }
+    }
+
+    fn get_all_values<'b>(
+        &'b self,
+        name: &HeaderName,
+    ) -> impl Iterator<Item = &'b [u8]> + use<'a, 'b> {
+        let (single, all) = match scan_slot(name.as_str()) {
+            Some(i) if self.repeated & (1 << i) == 0 => (self.slots[i], None),
+            _ => (None, Some(HeaderMap::get_all(self.map, name).into_iter())),
+        };
+        single
+            .into_iter()
+            .chain(all.into_iter().flatten())
+            .map(HeaderValue::as_bytes)
+    }
+
+    #[inline]
+    fn get_value(&self, name: &HeaderName) -> Option<HeaderValue> {
+        match scan_slot(name.as_str()) {
+            Some(i) => self.slots[i].cloned(),
+            None => HeaderMap::get(self.map, name).cloned(),
+        }
+    }
+
+    fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        // Only the prefixed baggage headers are looked for this way: skip the walk when the
+        // scan saw none.
+        self.map
+            .iter()
+            .take(if self.prefixed { usize::MAX } else { 0 })
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+    }
 }
 
 /// Write access to a set of headers (or gRPC metadata).
@@ -73,6 +191,10 @@ impl Extractor for HeaderMap {
 
     fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.iter().map(|(k, v)| (k.as_str(), v.as_bytes()))
+    }
+
+    fn as_header_map(&self) -> Option<&HeaderMap> {
+        Some(self)
     }
 }
 

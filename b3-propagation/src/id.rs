@@ -90,9 +90,55 @@ impl HexError {
     }
 }
 
+/// Parse exactly 8 lower-case hex digits at once (SWAR): `None` if any byte is not one.
+#[inline]
+fn parse8(chunk: &[u8]) -> Option<u64> {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(chunk);
+    let x = u64::from_be_bytes(a);
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    if x & HIGH != 0 {
+        return None;
+    }
+    // For 7-bit bytes, `x + (0x80 - c)` sets a byte's high bit iff the byte is >= c.
+    let ge = |c: u8| x.wrapping_add(ONES * u64::from(0x80 - c)) & HIGH;
+    let digit = ge(b'0') & !ge(b'9' + 1);
+    let alpha = ge(b'a') & !ge(b'f' + 1);
+    if digit | alpha != HIGH {
+        return None;
+    }
+    // Nibble values: the low 4 bits, plus 9 for 'a'..='f'.
+    let v = (x & (ONES * 0x0f)) + (alpha >> 7) * 9;
+    let v = ((v & 0x0f00_0f00_0f00_0f00) >> 4) | (v & 0x000f_000f_000f_000f);
+    let v = ((v & 0x00ff_0000_00ff_0000) >> 8) | (v & 0x0000_00ff_0000_00ff);
+    let v = ((v & 0x0000_ffff_0000_0000) >> 16) | (v & 0x0000_0000_0000_ffff);
+    Some(v)
+}
+
+/// Parse exactly 16 lower-case hex digits (SWAR), `None` otherwise. The fast path of the
+/// codecs; errors are then located by the byte-at-a-time parser.
+#[inline]
+pub(crate) fn parse16(s: &[u8]) -> Option<u64> {
+    if s.len() != 16 {
+        return None;
+    }
+    Some((parse8(&s[..8])? << 32) | parse8(&s[8..])?)
+}
+
 /// Parse 1..=16 lower-case hex digits.
 #[inline]
 pub(crate) fn parse_hex_u64(s: &[u8]) -> Result<u64, HexError> {
+    if s.len() == 16
+        && let (Some(hi), Some(lo)) = (parse8(&s[..8]), parse8(&s[8..]))
+    {
+        return Ok((hi << 32) | lo);
+    }
+    parse_hex_u64_slow(s)
+}
+
+/// Byte-at-a-time parse, which also finds the first offending byte.
+fn parse_hex_u64_slow(s: &[u8]) -> Result<u64, HexError> {
     if s.is_empty() || s.len() > 16 {
         return Err(HexError::Length(s.len()));
     }
@@ -312,15 +358,30 @@ impl TraceId {
     /// Parse exactly 16 or 32 lower-case hex characters, reporting errors for `format`.
     #[inline]
     pub(crate) fn parse_exact(s: &[u8], format: Format, offset: usize) -> Result<Self, ParseError> {
+        match s.len() {
+            16 => {
+                if let Some(id) = parse16(s).and_then(Self::from_u64) {
+                    return Ok(id);
+                }
+            }
+            32 => {
+                if let (Some(hi), Some(lo)) = (parse16(&s[..16]), parse16(&s[16..]))
+                    && let Some(id) = Self::from_u128((u128::from(hi) << 64) | u128::from(lo))
+                {
+                    return Ok(id);
+                }
+            }
+            _ => {}
+        }
         let err = |e: HexError| e.into_parse_error(format, Field::TraceId, offset);
         match s.len() {
             16 => {
                 let v = parse_hex_u64(s).map_err(err)?;
-                Self::from_u64(v).ok_or(err(HexError::Zero))
+                Self::from_u64(v).ok_or_else(|| err(HexError::Zero))
             }
             32 => {
                 let v = parse_hex_u128(s).map_err(err)?;
-                Self::from_u128(v).ok_or(err(HexError::Zero))
+                Self::from_u128(v).ok_or_else(|| err(HexError::Zero))
             }
             len => Err(err(HexError::Length(len))),
         }
@@ -430,12 +491,15 @@ impl SpanId {
         field: Field,
         offset: usize,
     ) -> Result<Self, ParseError> {
+        if let Some(id) = parse16(s).and_then(Self::from_u64) {
+            return Ok(id);
+        }
         let err = |e: HexError| e.into_parse_error(format, field, offset);
         if s.len() != 16 {
             return Err(err(HexError::Length(s.len())));
         }
-        let v = parse_hex_u64(s).map_err(err)?;
-        Self::from_u64(v).ok_or(err(HexError::Zero))
+        let v = parse_hex_u64_slow(s).map_err(err)?;
+        Self::from_u64(v).ok_or_else(|| err(HexError::Zero))
     }
 }
 
@@ -489,6 +553,33 @@ mod tests {
             Err(HexError::Char(b'g', 31))
         );
         assert_eq!(parse_hex_u128(b"10000000000000000"), Ok(1u128 << 64));
+    }
+
+    #[test]
+    fn swar_matches_the_table() {
+        for s in [
+            "0123456789abcdef",
+            "fedcba9876543210",
+            "ffffffffffffffff",
+            "0000000000000000",
+            "a2fb4a1d1a96d312",
+        ] {
+            assert_eq!(
+                parse_hex_u64(s.as_bytes()),
+                Ok(u64::from_str_radix(s, 16).unwrap()),
+                "{s}"
+            );
+        }
+        // Every byte value in every position is rejected unless it is lower-case hex.
+        for pos in 0..16 {
+            for b in 0..=255u8 {
+                let mut s = *b"0123456789abcdef";
+                s[pos] = b;
+                let ok = b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+                assert_eq!(parse_hex_u64(&s).is_ok(), ok, "byte {b:#x} at {pos}");
+                assert_eq!(parse_hex_u64(&s), parse_hex_u64_slow(&s));
+            }
+        }
     }
 
     #[test]

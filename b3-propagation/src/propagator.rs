@@ -51,7 +51,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::baggage::Baggage;
-use crate::carrier::{Extractor, Injector};
+use crate::carrier::{Extractor, Injector, Scanned};
 use crate::codec::{self, b3_multi, b3_single, grpc_trace_bin, jaeger, traceparent};
 use crate::context::SpanContext;
 use crate::error::{ErrorKind, ParseError};
@@ -659,6 +659,13 @@ impl Propagator {
     ///
     /// Never generates a request id: see [`RequestContext::ensure_request_id`].
     pub fn extract<E: Extractor + ?Sized>(&self, carrier: &E) -> RequestContext {
+        match carrier.as_header_map() {
+            Some(map) => self.extract_from(&Scanned::new(map)),
+            None => self.extract_from(carrier),
+        }
+    }
+
+    fn extract_from<E: Extractor + ?Sized>(&self, carrier: &E) -> RequestContext {
         let c = &self.config;
         let mut cx = RequestContext::new();
         let mut errors = Vec::new();

@@ -106,6 +106,10 @@ fn validate(v: &[u8]) -> Result<(), ParseError> {
             },
         ));
     }
+    // The common case in one vectorisable pass; locate the offending byte only on failure.
+    if v.iter().all(|&b| b.wrapping_sub(0x21) < 0x5e) {
+        return Ok(());
+    }
     if let Some(i) = v.iter().position(|&b| !(0x21..=0x7e).contains(&b)) {
         return Err(ParseError::new(
             FORMAT,

@@ -290,10 +290,10 @@ fn roundtrip(format: &str, headers: &Raw) -> HeaderMap {
             codec::request_id::inject(cx.ensure_request_id(), &mut out);
         }
         (None, "x_ot_span_context") => {
-            if let Some(Ok(ot)) = ot_span_context::extract(headers) {
-                if let Some(v) = ot_span_context::encode(&ot.context, &ot.baggage) {
-                    out.insert("x-ot-span-context", v);
-                }
+            if let Some(Ok(ot)) = ot_span_context::extract(headers)
+                && let Some(v) = ot_span_context::encode(&ot.context, &ot.baggage)
+            {
+                out.insert("x-ot-span-context", v);
             }
         }
         _ => panic!("unknown format {format}"),

@@ -32,7 +32,7 @@ use crate::carrier::{Extractor, Injector};
 use crate::context::SpanContext;
 use crate::error::{ErrorKind, Field, ParseError};
 use crate::header;
-use crate::id::{SpanId, TraceId};
+use crate::id::{SpanId, TraceId, parse16};
 use crate::sampling::Sampling;
 
 /// The longest valid value: `32 + 1 + 16 + 3 + 16` bytes.
@@ -81,47 +81,77 @@ pub fn decode(value: &[u8]) -> Result<SpanContext, ParseError> {
             .ok_or(err(Field::Sampling, ErrorKind::InvalidSampling));
     }
 
-    // Split into at most 4 fields without allocating.
-    let mut fields: [&[u8]; 4] = [&[]; 4];
-    let mut offsets = [0usize; 4];
-    let mut count = 0;
-    let mut start = 0;
-    for (i, part) in value.split(|&b| b == b'-').enumerate() {
-        if i == 4 {
-            return Err(ParseError::new(FORMAT, None, ErrorKind::TooManyFields));
-        }
-        fields[i] = part;
-        offsets[i] = start;
-        start += part.len() + 1;
-        count = i + 1;
+    if let Some(cx) = decode_fast(value) {
+        return Ok(cx);
     }
-
-    let trace_id = TraceId::parse_exact(fields[0], FORMAT, offsets[0])?;
-    if count < 2 {
+    // Fields are found by position: no iterator state, no allocation.
+    let dash = |s: &[u8]| s.iter().position(|&b| b == b'-');
+    let Some(t_end) = dash(value) else {
+        TraceId::parse_exact(value, FORMAT, 0)?;
         return Err(err(Field::SpanId, ErrorKind::MissingField));
-    }
-    let span_id = SpanId::parse_exact(fields[1], FORMAT, Field::SpanId, offsets[1])?;
+    };
+    let trace_id = TraceId::parse_exact(&value[..t_end], FORMAT, 0)?;
+    let s_start = t_end + 1;
+    let rest = &value[s_start..];
+    let s_end = dash(rest).unwrap_or(rest.len());
+    let span_id = SpanId::parse_exact(&rest[..s_end], FORMAT, Field::SpanId, s_start)?;
     let mut cx = SpanContext::new(trace_id, span_id);
-
-    match count {
-        2 => {}
-        3 if fields[2].len() == 16 => {
-            // Brave: `{t}-{s}-{p}` is a parent with deferred sampling.
-            cx = cx.with_parent(parse_parent(fields[2], offsets[2])?);
-        }
-        _ => {
-            let sampling = match sampling_char(fields[2]) {
-                Some(s) => s,
-                None if fields[2].is_empty() => return Err(err(Field::Sampling, ErrorKind::Empty)),
-                None => return Err(err(Field::Sampling, ErrorKind::InvalidSampling)),
-            };
-            cx = cx.with_sampling(sampling);
-            if count == 4 {
-                cx = cx.with_parent(parse_parent(fields[3], offsets[3])?);
-            }
-        }
+    if s_end == rest.len() {
+        return Ok(cx);
     }
-    Ok(cx)
+    let f3_start = s_start + s_end + 1;
+    let rest = &value[f3_start..];
+    let f3_end = dash(rest).unwrap_or(rest.len());
+    let f3 = &rest[..f3_end];
+    if f3_end == rest.len() && f3.len() == 16 {
+        // Brave: `{t}-{s}-{p}` is a parent with deferred sampling.
+        return Ok(cx.with_parent(parse_parent(f3, f3_start)?));
+    }
+    let sampling = match sampling_char(f3) {
+        Some(s) => s,
+        None if f3.is_empty() => return Err(err(Field::Sampling, ErrorKind::Empty)),
+        None => return Err(err(Field::Sampling, ErrorKind::InvalidSampling)),
+    };
+    cx = cx.with_sampling(sampling);
+    if f3_end == rest.len() {
+        return Ok(cx);
+    }
+    let p_start = f3_start + f3_end + 1;
+    let parent = &value[p_start..];
+    if dash(parent).is_some() {
+        return Err(ParseError::new(FORMAT, None, ErrorKind::TooManyFields));
+    }
+    Ok(cx.with_parent(parse_parent(parent, p_start)?))
+}
+
+/// The common, well-formed shapes by fixed positions; `None` sends anything else (including
+/// every invalid value) to the general path, which also finds the exact error.
+#[inline]
+fn decode_fast(v: &[u8]) -> Option<SpanContext> {
+    let t = match (v.get(16), v.get(32)) {
+        (Some(b'-'), _) => 16,
+        (_, Some(b'-')) => 32,
+        _ => return None,
+    };
+    let trace_id = if t == 16 {
+        TraceId::from_u64(parse16(&v[..16])?)?
+    } else {
+        TraceId::from_u128(
+            (u128::from(parse16(&v[..16])?) << 64) | u128::from(parse16(&v[16..32])?),
+        )?
+    };
+    let span_id = SpanId::from_u64(parse16(v.get(t + 1..t + 17)?)?)?;
+    let cx = SpanContext::new(trace_id, span_id);
+    match v.len() - t {
+        17 => Some(cx),
+        19 if v[t + 17] == b'-' => Some(cx.with_sampling(sampling_char(&v[t + 18..])?)),
+        36 if v[t + 17] == b'-' && v[t + 19] == b'-' => {
+            let sampling = sampling_char(&v[t + 18..t + 19])?;
+            let parent = SpanId::from_u64(parse16(&v[t + 20..])?);
+            Some(cx.with_sampling(sampling).with_parent(parent))
+        }
+        _ => None,
+    }
 }
 
 #[inline]

@@ -233,6 +233,9 @@ pub fn decode_value(value: &HeaderValue) -> (Baggage, Option<ParseError>) {
 /// Decode one prefixed header (`baggage-<key>`, `ot-baggage-<key>`, `uberctx-<key>`).
 /// `None` when `name` has none of the prefixes (or nothing after it).
 pub fn decode_prefixed(name: &str, value: &[u8]) -> Option<Result<BaggageEntry, ParseError>> {
+    if name.len() <= 8 || !matches!(name.as_bytes()[0], b'b' | b'B' | b'o' | b'O' | b'u' | b'U') {
+        return None;
+    }
     let name_lc;
     let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
         name_lc = name.to_ascii_lowercase();

@@ -1,0 +1,260 @@
+//! HTTP routes: OTLP/HTTP and Zipkin v2 ingestion, Zipkin v2 query API.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::{HeaderMap, StatusCode};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use serde::Deserialize;
+
+use super::Collector;
+use super::ids::{IngestError, normalize_trace_id};
+use super::model::ZipkinSpan;
+use super::otlp::from_otlp;
+use super::query::{TraceQuery, TracesParams};
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+pub(crate) fn router(collector: Collector) -> Router {
+    let limit = collector.inner.config.max_body_bytes;
+    Router::new()
+        .route("/v1/traces", post(otlp_traces))
+        .route("/api/v2/spans", post(zipkin_spans).get(span_names))
+        .route("/api/v2/services", get(services))
+        .route("/api/v2/remoteServices", get(remote_services))
+        .route("/api/v2/traces", get(traces))
+        .route("/api/v2/trace/{trace_id}", get(trace))
+        .route("/health", get(health))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(collector)
+}
+
+/// A refused request: status and a short plain-text reason.
+#[derive(Debug)]
+struct Reject {
+    status: StatusCode,
+    reason: String,
+}
+
+impl Reject {
+    fn bad_request(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        (self.status, self.reason).into_response()
+    }
+}
+
+impl From<IngestError> for Reject {
+    fn from(err: IngestError) -> Self {
+        Self::bad_request(err.to_string())
+    }
+}
+
+/// The media type of `content-type`, lower-cased, without parameters.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    Some(essence.to_ascii_lowercase())
+}
+
+/// 415 unless the body is sent without compression.
+fn check_identity_encoding(headers: &HeaderMap) -> Result<(), Reject> {
+    let Some(value) = headers.get(CONTENT_ENCODING) else {
+        return Ok(());
+    };
+    match value.to_str().map(str::trim) {
+        Ok(v) if v.is_empty() || v.eq_ignore_ascii_case("identity") => Ok(()),
+        other => Err(Reject {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            reason: format!(
+                "unsupported content-encoding {:?}: send uncompressed bodies",
+                other.unwrap_or("(not ASCII)")
+            ),
+        }),
+    }
+}
+
+/// The body, or 413 (over the size limit) / 400 (could not be read).
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Reject> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "request body too large".to_owned()
+        } else {
+            format!("cannot read request body: {rejection}")
+        };
+        Reject { status, reason }
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum OtlpEncoding {
+    Protobuf,
+    Json,
+}
+
+async fn otlp_traces(
+    State(collector): State<Collector>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Reject> {
+    check_identity_encoding(&headers)?;
+    let encoding = match media_type(&headers).as_deref() {
+        Some(PROTOBUF | "application/protobuf") => OtlpEncoding::Protobuf,
+        Some(JSON) => OtlpEncoding::Json,
+        Some(other) => {
+            return Err(Reject::bad_request(format!(
+                "unsupported content-type {other:?}: expected {PROTOBUF} or {JSON}"
+            )));
+        }
+        None => {
+            return Err(Reject::bad_request(format!(
+                "missing content-type: expected {PROTOBUF} or {JSON}"
+            )));
+        }
+    };
+    let body = body_or_error(body)?;
+    let request = match encoding {
+        OtlpEncoding::Protobuf => ExportTraceServiceRequest::decode(body)
+            .map_err(|e| Reject::bad_request(format!("invalid OTLP protobuf: {e}")))?,
+        OtlpEncoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&body)
+            .map_err(|e| Reject::bad_request(format!("invalid OTLP JSON: {e}")))?,
+    };
+    collector.store_normalized(from_otlp(&request)?);
+    Ok(match encoding {
+        OtlpEncoding::Protobuf => (
+            StatusCode::OK,
+            [(CONTENT_TYPE, PROTOBUF)],
+            ExportTraceServiceResponse::default().encode_to_vec(),
+        )
+            .into_response(),
+        // An empty ExportTraceServiceResponse in OTLP/JSON.
+        OtlpEncoding::Json => (StatusCode::OK, [(CONTENT_TYPE, JSON)], "{}").into_response(),
+    })
+}
+
+async fn zipkin_spans(
+    State(collector): State<Collector>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, Reject> {
+    check_identity_encoding(&headers)?;
+    // Zipkin's own server reads anything without a protobuf type as JSON; be
+    // a little stricter but accept a missing content-type (curl, scripts).
+    match media_type(&headers).as_deref() {
+        None | Some(JSON) => {}
+        Some(other) => {
+            return Err(Reject::bad_request(format!(
+                "unsupported content-type {other:?}: expected {JSON} (Zipkin v2 JSON, Envoy HTTP_JSON)"
+            )));
+        }
+    }
+    let body = body_or_error(body)?;
+    let spans = serde_json::from_slice::<Vec<ZipkinSpan>>(&body)
+        .map_err(|e| Reject::bad_request(format!("invalid Zipkin v2 JSON: {e}")))?;
+    collector.ingest(spans)?;
+    Ok(StatusCode::ACCEPTED)
+}
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceParam {
+    service_name: Option<String>,
+}
+
+impl ServiceParam {
+    fn matches(&self, span: &ZipkinSpan) -> bool {
+        match self.service_name.as_deref().map(str::trim) {
+            None | Some("") => true,
+            Some(wanted) => span
+                .service()
+                .is_some_and(|s| s.eq_ignore_ascii_case(wanted)),
+        }
+    }
+}
+
+async fn services(State(collector): State<Collector>) -> Json<Vec<String>> {
+    let store = collector.lock();
+    let names: BTreeSet<&str> = store
+        .iter_spans()
+        .filter_map(ZipkinSpan::service)
+        .filter(|s| !s.is_empty())
+        .collect();
+    Json(names.into_iter().map(str::to_owned).collect())
+}
+
+/// Span names recorded by `serviceName` (all span names when it is absent).
+async fn span_names(
+    State(collector): State<Collector>,
+    Query(param): Query<ServiceParam>,
+) -> Json<Vec<String>> {
+    let store = collector.lock();
+    let names: BTreeSet<&str> = store
+        .iter_spans()
+        .filter(|s| param.matches(s))
+        .map(|s| s.name.as_str())
+        .filter(|n| !n.is_empty())
+        .collect();
+    Json(names.into_iter().map(str::to_owned).collect())
+}
+
+/// Remote service names seen by `serviceName` (all when it is absent).
+async fn remote_services(
+    State(collector): State<Collector>,
+    Query(param): Query<ServiceParam>,
+) -> Json<Vec<String>> {
+    let store = collector.lock();
+    let names: BTreeSet<&str> = store
+        .iter_spans()
+        .filter(|s| param.matches(s))
+        .filter_map(ZipkinSpan::remote_service)
+        .filter(|n| !n.is_empty())
+        .collect();
+    Json(names.into_iter().map(str::to_owned).collect())
+}
+
+async fn traces(
+    State(collector): State<Collector>,
+    Query(params): Query<TracesParams>,
+) -> Result<Json<Vec<Vec<ZipkinSpan>>>, Reject> {
+    let query = TraceQuery::try_from(params).map_err(Reject::bad_request)?;
+    let result = query.run(&collector.lock());
+    Ok(Json(result))
+}
+
+async fn trace(
+    State(collector): State<Collector>,
+    Path(trace_id): Path<String>,
+) -> Result<Json<Vec<ZipkinSpan>>, Reject> {
+    let id = normalize_trace_id(&trace_id).ok_or_else(|| {
+        Reject::bad_request(format!(
+            "invalid trace id {trace_id:?}: expected 16 or 32 hex characters"
+        ))
+    })?;
+    let spans = collector.lock().trace(&id);
+    spans.map(Json).ok_or(Reject {
+        status: StatusCode::NOT_FOUND,
+        reason: format!("trace {id} not found"),
+    })
+}
+
+async fn health() -> &'static str {
+    "ok"
+}

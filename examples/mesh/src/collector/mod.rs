@@ -1,0 +1,253 @@
+//! An embedded trace collector: accepts what Jaeger accepts on one machine, so
+//! the demo needs no external tracing server.
+//!
+//! # Ingestion
+//!
+//! - `POST /v1/traces`: OTLP/HTTP, `application/x-protobuf` or
+//!   `application/json` (OTLP/JSON, hex trace and span ids). Answers 200 with
+//!   an empty `ExportTraceServiceResponse` in the request's encoding.
+//! - `POST /api/v2/spans`: a Zipkin v2 JSON array, as Envoy's Zipkin tracer
+//!   sends with `HTTP_JSON` (chunked bodies accepted). Answers 202.
+//!
+//! Compressed bodies (`content-encoding` other than `identity`) get 415.
+//! Undecodable payloads, wrong content types and malformed ids get 400 with a
+//! short plain-text reason; nothing from such a request is stored. Bodies
+//! over [`CollectorConfig::max_body_bytes`] get 413, chunked or not.
+//!
+//! Everything is converted to one model, [`ZipkinSpan`] (see [`from_otlp`]
+//! for the OTLP mapping). Trace ids are stored as 32 lower-case hex
+//! characters, 64-bit ids left-padded with zeros, so an Envoy 64-bit trace id
+//! and the 128-bit id an OpenTelemetry SDK derives from it join one trace.
+//!
+//! # Memory bound
+//!
+//! At most [`CollectorConfig::max_spans`] spans are kept. When a new span
+//! would exceed that, the oldest traces (first-seen order) are dropped whole,
+//! never the trace the new span belongs to; a single trace larger than the cap
+//! loses its own oldest spans. New spans are never refused: the latest traces
+//! are the interesting ones in a live demo. Dropped spans are counted in
+//! [`Collector::dropped_spans`].
+//!
+//! # Query API (Zipkin v2 compatible)
+//!
+//! - `GET /api/v2/services`: service names, sorted;
+//! - `GET /api/v2/spans?serviceName=`: span names of a service, sorted;
+//! - `GET /api/v2/remoteServices?serviceName=`: remote service names, sorted;
+//! - `GET /api/v2/traces`: traces (arrays of spans), most recent first;
+//!   parameters `serviceName`, `spanName`, `remoteServiceName`,
+//!   `annotationQuery`, `minDuration`, `maxDuration`, `limit` (default 10),
+//!   and `endTs`/`lookback` (ms; a time window is applied only when one of
+//!   them is given);
+//! - `GET /api/v2/trace/{traceId}`: one trace by 16- or 32-hex id, 404 if
+//!   unknown;
+//! - `GET /health`: 200 `ok`.
+
+mod http;
+mod ids;
+mod model;
+mod otlp;
+mod query;
+mod store;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+
+pub use ids::{IngestError, normalize_trace_id};
+pub use model::{Annotation, Endpoint, SpanKind, ZipkinSpan};
+pub use otlp::from_otlp;
+
+use store::Store;
+
+/// How many spans a slow [`Collector::subscribe`] receiver may fall behind
+/// before it starts missing spans (it then gets `RecvError::Lagged`).
+const LIVE_CAPACITY: usize = 4096;
+
+/// Collector limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CollectorConfig {
+    /// Maximum number of spans held; the oldest traces are dropped beyond it.
+    /// Default 200 000.
+    pub max_spans: usize,
+    /// Maximum request body size in bytes; larger bodies get 413.
+    /// Default 4 MiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            max_spans: 200_000,
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// The in-process trace collector. Cheap to clone: clones share one store.
+#[derive(Clone)]
+pub struct Collector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: CollectorConfig,
+    store: Mutex<Store>,
+    /// Bumped after every batch of stored spans; wakes [`Collector::wait_until`].
+    changes: watch::Sender<u64>,
+    /// Every ingested span, for live printing.
+    live: broadcast::Sender<ZipkinSpan>,
+}
+
+impl fmt::Debug for Collector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let store = self.lock();
+        f.debug_struct("Collector")
+            .field("config", &self.inner.config)
+            .field("span_count", &store.span_count())
+            .field("dropped_spans", &store.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// A new, empty collector.
+    pub fn new(config: CollectorConfig) -> Self {
+        let (changes, _) = watch::channel(0);
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                store: Mutex::new(Store::new(config.max_spans)),
+                changes,
+                live,
+            }),
+        }
+    }
+
+    /// The limits this collector was created with.
+    pub fn config(&self) -> &CollectorConfig {
+        &self.inner.config
+    }
+
+    /// An axum router with every ingestion and query route, state included.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.clone())
+    }
+
+    /// Serve [`router`](Self::router) on `listener` until `shutdown`
+    /// completes, then finish in-flight requests and return.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// Validate, normalise and store spans given in Zipkin form (as if they
+    /// had been posted to `/api/v2/spans`). All or nothing: on a malformed id
+    /// nothing is stored. Returns how many spans were stored.
+    pub fn ingest(&self, spans: Vec<ZipkinSpan>) -> Result<usize, IngestError> {
+        let spans = spans
+            .into_iter()
+            .map(ids::normalize_span)
+            .collect::<Result<Vec<_>, _>>()?;
+        let count = spans.len();
+        self.store_normalized(spans);
+        Ok(count)
+    }
+
+    /// Store spans whose ids are already normalised, then notify waiters and
+    /// subscribers.
+    pub(crate) fn store_normalized(&self, spans: Vec<ZipkinSpan>) {
+        if spans.is_empty() {
+            return;
+        }
+        {
+            let mut store = self.lock();
+            for span in &spans {
+                store.insert(span.clone());
+            }
+        }
+        for span in spans {
+            // No receiver is not an error: nobody is printing live.
+            let _ = self.inner.live.send(span);
+        }
+        self.inner.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock cannot leave the store inconsistent
+        // in a way that matters more than losing the collector: keep going.
+        self.inner
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every span held, in arrival order.
+    pub fn spans(&self) -> Vec<ZipkinSpan> {
+        self.lock().spans()
+    }
+
+    /// The spans of one trace, in arrival order, by 16- or 32-hex id (any
+    /// case). Empty if the id is malformed or unknown.
+    pub fn trace(&self, trace_id: &str) -> Vec<ZipkinSpan> {
+        normalize_trace_id(trace_id)
+            .and_then(|id| self.lock().trace(&id))
+            .unwrap_or_default()
+    }
+
+    /// Normalised ids of the traces held, in first-seen order.
+    pub fn trace_ids(&self) -> Vec<String> {
+        self.lock().trace_ids()
+    }
+
+    /// Number of spans held.
+    pub fn span_count(&self) -> usize {
+        self.lock().span_count()
+    }
+
+    /// Number of spans dropped so far to stay within
+    /// [`CollectorConfig::max_spans`].
+    pub fn dropped_spans(&self) -> u64 {
+        self.lock().dropped()
+    }
+
+    /// Wait until `pred` holds. `pred` is checked at once and again each time
+    /// spans are stored; returns `false` if it still does not hold when
+    /// `timeout` expires.
+    pub async fn wait_until(&self, timeout: Duration, pred: impl Fn(&Collector) -> bool) -> bool {
+        // Subscribe before the first check so no change can slip in between.
+        let mut changes = self.inner.changes.subscribe();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            if pred(self) {
+                return true;
+            }
+            tokio::select! {
+                () = &mut deadline => return pred(self),
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // Cannot happen (we own the sender), but never spin.
+                        deadline.as_mut().await;
+                        return pred(self);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A receiver of every span ingested from now on, for live printing.
+    /// A receiver more than 4096 spans behind misses the oldest ones
+    /// (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<ZipkinSpan> {
+        self.inner.live.subscribe()
+    }
+}

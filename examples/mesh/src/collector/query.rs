@@ -1,0 +1,185 @@
+//! Zipkin v2 `GET /api/v2/traces` query parameters and matching.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use super::model::ZipkinSpan;
+use super::store::Store;
+
+/// Default number of traces returned by `GET /api/v2/traces`.
+const DEFAULT_LIMIT: usize = 10;
+
+/// Raw query string of `GET /api/v2/traces`. Numbers are parsed by hand so
+/// that empty values (`minDuration=`, as the Zipkin UI sends) mean "unset".
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TracesParams {
+    service_name: Option<String>,
+    span_name: Option<String>,
+    remote_service_name: Option<String>,
+    annotation_query: Option<String>,
+    min_duration: Option<String>,
+    max_duration: Option<String>,
+    end_ts: Option<String>,
+    lookback: Option<String>,
+    limit: Option<String>,
+}
+
+/// Parsed `GET /api/v2/traces` filters.
+#[derive(Debug)]
+pub(crate) struct TraceQuery {
+    service_name: Option<String>,
+    span_name: Option<String>,
+    remote_service_name: Option<String>,
+    /// `key=value` (tag equals) or `key` (tag present or annotation value).
+    annotation_terms: Vec<(String, Option<String>)>,
+    min_duration: Option<u64>,
+    max_duration: Option<u64>,
+    /// Inclusive window on span timestamps, µs. Only applied when the caller
+    /// passed `endTs` or `lookback`.
+    window: Option<(u64, u64)>,
+    limit: usize,
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+fn number(name: &str, v: Option<String>) -> Result<Option<u64>, String> {
+    non_empty(v)
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| format!("{name} must be a non-negative integer, got {s:?}"))
+        })
+        .transpose()
+}
+
+impl TryFrom<TracesParams> for TraceQuery {
+    type Error = String;
+
+    fn try_from(p: TracesParams) -> Result<Self, String> {
+        let limit = match number("limit", p.limit)? {
+            None => DEFAULT_LIMIT,
+            Some(0) => return Err("limit must be greater than 0".to_owned()),
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let end_ts = number("endTs", p.end_ts)?;
+        let lookback = number("lookback", p.lookback)?;
+        let window = if end_ts.is_none() && lookback.is_none() {
+            None
+        } else {
+            let end_ms = end_ts.unwrap_or_else(now_ms);
+            // Zipkin: lookback defaults to endTs, i.e. everything before it.
+            let begin_ms = end_ms.saturating_sub(lookback.unwrap_or(end_ms));
+            Some((
+                begin_ms.saturating_mul(1_000),
+                end_ms.saturating_mul(1_000).saturating_add(999),
+            ))
+        };
+        let annotation_terms = non_empty(p.annotation_query)
+            .map(|q| {
+                q.split(" and ")
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(|t| match t.split_once('=') {
+                        Some((k, v)) => (k.trim().to_owned(), Some(v.trim().to_owned())),
+                        None => (t.to_owned(), None),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            service_name: non_empty(p.service_name),
+            // Old Zipkin UIs send spanName=all for "any".
+            span_name: non_empty(p.span_name).filter(|s| !s.eq_ignore_ascii_case("all")),
+            remote_service_name: non_empty(p.remote_service_name),
+            annotation_terms,
+            min_duration: number("minDuration", p.min_duration)?,
+            max_duration: number("maxDuration", p.max_duration)?,
+            window,
+            limit,
+        })
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn eq_ci(a: Option<&str>, b: &str) -> bool {
+    a.is_some_and(|a| a.eq_ignore_ascii_case(b))
+}
+
+impl TraceQuery {
+    /// Whether one span satisfies every span-level criterion.
+    fn span_matches(&self, span: &ZipkinSpan) -> bool {
+        self.service_name
+            .as_deref()
+            .is_none_or(|s| eq_ci(span.service(), s))
+            && self
+                .span_name
+                .as_deref()
+                .is_none_or(|n| span.name.eq_ignore_ascii_case(n))
+            && self
+                .remote_service_name
+                .as_deref()
+                .is_none_or(|s| eq_ci(span.remote_service(), s))
+            && self.min_duration.is_none_or(|d| span.duration >= d)
+            && self.max_duration.is_none_or(|d| span.duration <= d)
+    }
+
+    fn trace_matches(&self, spans: &[&ZipkinSpan]) -> bool {
+        if let Some((begin, end)) = self.window
+            && !spans
+                .iter()
+                .any(|s| s.timestamp >= begin && s.timestamp <= end)
+        {
+            return false;
+        }
+        if !spans.iter().any(|s| self.span_matches(s)) {
+            return false;
+        }
+        self.annotation_terms.iter().all(|(key, value)| {
+            spans.iter().any(|s| {
+                let in_service = self
+                    .service_name
+                    .as_deref()
+                    .is_none_or(|svc| eq_ci(s.service(), svc));
+                in_service
+                    && match value {
+                        Some(v) => s.tags.get(key) == Some(v),
+                        None => {
+                            s.tags.contains_key(key)
+                                || s.annotations.iter().any(|a| a.value == *key)
+                        }
+                    }
+            })
+        })
+    }
+
+    /// Matching traces, most recent first (by earliest span timestamp, then
+    /// by arrival), at most `limit` of them.
+    pub(crate) fn run(&self, store: &Store) -> Vec<Vec<ZipkinSpan>> {
+        let mut hits: Vec<(u64, usize, Vec<&ZipkinSpan>)> = store
+            .traces()
+            .filter(|(_, spans)| self.trace_matches(spans))
+            .map(|(pos, spans)| {
+                let start = spans
+                    .iter()
+                    .map(|s| s.timestamp)
+                    .filter(|t| *t > 0)
+                    .min()
+                    .unwrap_or(0);
+                (start, pos, spans)
+            })
+            .collect();
+        hits.sort_unstable_by_key(|(start, pos, _)| std::cmp::Reverse((*start, *pos)));
+        hits.into_iter()
+            .take(self.limit)
+            .map(|(_, _, spans)| spans.into_iter().cloned().collect())
+            .collect()
+    }
+}

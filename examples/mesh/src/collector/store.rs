@@ -1,0 +1,185 @@
+//! Bounded in-memory span storage, grouped by trace.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+
+use super::model::ZipkinSpan;
+
+/// Spans grouped by normalised trace id.
+///
+/// Eviction policy: when adding a span takes the store over `max_spans`,
+/// whole traces are dropped oldest first (by first-seen order), never the
+/// trace the new span belongs to; if that trace alone exceeds the cap, its
+/// own oldest spans are dropped. New data is always kept: for a live demo the
+/// latest traces matter more than the first ones.
+#[derive(Debug)]
+pub(crate) struct Store {
+    max_spans: usize,
+    /// Trace id → spans with their arrival sequence number, in arrival order.
+    traces: HashMap<String, Vec<(u64, ZipkinSpan)>>,
+    /// Trace ids in first-seen order (exactly the keys of `traces`).
+    order: VecDeque<String>,
+    span_count: usize,
+    dropped: u64,
+    next_seq: u64,
+}
+
+impl Store {
+    pub(crate) fn new(max_spans: usize) -> Self {
+        Self {
+            max_spans,
+            traces: HashMap::new(),
+            order: VecDeque::new(),
+            span_count: 0,
+            dropped: 0,
+            next_seq: 0,
+        }
+    }
+
+    /// Add one (already normalised) span, evicting as needed.
+    pub(crate) fn insert(&mut self, span: ZipkinSpan) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let trace_id = span.trace_id.clone();
+        match self.traces.entry(trace_id.clone()) {
+            Entry::Occupied(e) => e.into_mut().push((seq, span)),
+            Entry::Vacant(e) => {
+                e.insert(vec![(seq, span)]);
+                self.order.push_back(trace_id.clone());
+            }
+        }
+        self.span_count += 1;
+
+        while self.span_count > self.max_spans {
+            if let Some(pos) = self.order.iter().position(|t| *t != trace_id) {
+                if let Some(victim) = self.order.remove(pos) {
+                    self.remove_trace(&victim);
+                }
+            } else {
+                // Only the current trace is left and it alone is over the cap:
+                // drop its oldest span.
+                let Some(spans) = self.traces.get_mut(&trace_id) else {
+                    break;
+                };
+                if !spans.is_empty() {
+                    spans.remove(0);
+                    self.span_count -= 1;
+                    self.dropped += 1;
+                }
+                if spans.is_empty() {
+                    self.traces.remove(&trace_id);
+                    self.order.retain(|t| *t != trace_id);
+                }
+            }
+        }
+    }
+
+    fn remove_trace(&mut self, trace_id: &str) {
+        if let Some(spans) = self.traces.remove(trace_id) {
+            self.span_count -= spans.len();
+            self.dropped += spans.len() as u64;
+        }
+    }
+
+    /// Every span, in arrival order.
+    pub(crate) fn spans(&self) -> Vec<ZipkinSpan> {
+        let mut all: Vec<&(u64, ZipkinSpan)> = self.traces.values().flatten().collect();
+        all.sort_unstable_by_key(|(seq, _)| *seq);
+        all.into_iter().map(|(_, span)| span.clone()).collect()
+    }
+
+    /// The spans of one trace (normalised id), in arrival order.
+    pub(crate) fn trace(&self, trace_id: &str) -> Option<Vec<ZipkinSpan>> {
+        self.traces
+            .get(trace_id)
+            .map(|spans| spans.iter().map(|(_, s)| s.clone()).collect())
+    }
+
+    /// Every trace, oldest first, as (first-seen position, spans).
+    pub(crate) fn traces(&self) -> impl Iterator<Item = (usize, Vec<&ZipkinSpan>)> + '_ {
+        self.order.iter().enumerate().filter_map(|(i, id)| {
+            let spans = self.traces.get(id)?;
+            Some((i, spans.iter().map(|(_, s)| s).collect()))
+        })
+    }
+
+    /// Every span, in no particular order.
+    pub(crate) fn iter_spans(&self) -> impl Iterator<Item = &ZipkinSpan> + '_ {
+        self.traces.values().flatten().map(|(_, s)| s)
+    }
+
+    pub(crate) fn trace_ids(&self) -> Vec<String> {
+        self.order.iter().cloned().collect()
+    }
+
+    pub(crate) fn span_count(&self) -> usize {
+        self.span_count
+    }
+
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(trace: u8, id: u8) -> ZipkinSpan {
+        ZipkinSpan {
+            trace_id: format!("{trace:032x}"),
+            id: format!("{id:016x}"),
+            parent_id: None,
+            name: format!("s{id}"),
+            kind: None,
+            timestamp: u64::from(id),
+            duration: 1,
+            local_endpoint: None,
+            remote_endpoint: None,
+            tags: Default::default(),
+            annotations: Vec::new(),
+            shared: false,
+            debug: false,
+        }
+    }
+
+    #[test]
+    fn evicts_oldest_whole_trace_first() {
+        let mut store = Store::new(3);
+        store.insert(span(1, 1));
+        store.insert(span(1, 2));
+        store.insert(span(2, 3));
+        store.insert(span(3, 4));
+        assert_eq!(store.span_count(), 2);
+        assert_eq!(store.dropped(), 2);
+        assert_eq!(
+            store.trace_ids(),
+            vec![format!("{:032x}", 2), format!("{:032x}", 3)]
+        );
+        let names: Vec<String> = store.spans().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["s3", "s4"]);
+    }
+
+    #[test]
+    fn oversized_single_trace_keeps_its_newest_spans() {
+        let mut store = Store::new(2);
+        store.insert(span(1, 1));
+        store.insert(span(2, 2));
+        store.insert(span(2, 3));
+        store.insert(span(2, 4));
+        assert_eq!(store.span_count(), 2);
+        assert_eq!(store.dropped(), 2);
+        let names: Vec<String> = store.spans().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["s3", "s4"]);
+        assert_eq!(store.trace_ids(), vec![format!("{:032x}", 2)]);
+    }
+
+    #[test]
+    fn zero_capacity_keeps_nothing() {
+        let mut store = Store::new(0);
+        store.insert(span(1, 1));
+        assert_eq!(store.span_count(), 0);
+        assert_eq!(store.dropped(), 1);
+        assert!(store.trace_ids().is_empty());
+    }
+}

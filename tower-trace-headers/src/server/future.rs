@@ -1,0 +1,82 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use b3_propagation::header::{TRACERESPONSE, X_REQUEST_ID};
+use http::{HeaderValue, Response};
+use pin_project_lite::pin_project;
+
+use crate::current::RequestTrace;
+use crate::extras::Extras;
+
+pin_project! {
+    /// The response future of [`TraceHeaders`](super::TraceHeaders): polls the inner future
+    /// with the request's trace current, then adds the response headers and ends the spans.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        trace: RequestTrace,
+        extras: Extras,
+        echo: Option<HeaderValue>,
+        trace_response: Option<HeaderValue>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(
+        inner: F,
+        trace: RequestTrace,
+        extras: Extras,
+        echo: Option<HeaderValue>,
+        trace_response: Option<HeaderValue>,
+    ) -> Self {
+        ResponseFuture {
+            inner,
+            trace,
+            extras,
+            echo,
+            trace_response,
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _current = this.trace.enter();
+            let _extras = this.extras.enter();
+            ready!(this.inner.poll(cx))
+        };
+        Poll::Ready(match result {
+            Ok(mut response) => {
+                if let Some(id) = this.echo.take() {
+                    response.headers_mut().insert(X_REQUEST_ID, id);
+                }
+                if let Some(tr) = this.trace_response.take() {
+                    response.headers_mut().insert(TRACERESPONSE, tr);
+                }
+                this.extras
+                    .finish(Ok((response.status(), response.headers())));
+                Ok(response)
+            }
+            Err(e) => {
+                this.extras.finish(Err(()));
+                Err(e)
+            }
+        })
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("trace", &self.trace)
+            .finish_non_exhaustive()
+    }
+}

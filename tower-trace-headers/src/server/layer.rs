@@ -1,0 +1,143 @@
+use std::sync::Arc;
+
+use b3_propagation::{Propagator, SpanSemantics, TrustPolicy, UnknownPropagator};
+use tower_layer::Layer;
+
+use super::TraceHeaders;
+
+/// Applies [`TraceHeaders`] to a service. See the [module docs](crate::server).
+#[derive(Clone, Debug)]
+pub struct TraceHeadersLayer {
+    pub(crate) config: Arc<ServerConfig>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ServerConfig {
+    pub(crate) propagator: Propagator,
+    pub(crate) echo_request_id: bool,
+    pub(crate) trace_response: bool,
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) tracer: crate::otel::SpanTracer,
+    /// Whether the tracer honours preset ids (see `otel::server_span`).
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) preset_works: Arc<std::sync::atomic::AtomicU8>,
+    #[cfg(feature = "tracing")]
+    pub(crate) tracing_span: bool,
+}
+
+impl Default for TraceHeadersLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TraceHeadersLayer {
+    /// The default propagator (extract `b3`, `x-b3-*`, `traceparent`; inject `x-b3-*` and
+    /// `traceparent`; trusted; child spans), no response headers.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_propagator(Propagator::default())
+    }
+
+    /// Use this propagator.
+    #[must_use]
+    pub fn with_propagator(propagator: Propagator) -> Self {
+        TraceHeadersLayer {
+            config: Arc::new(ServerConfig {
+                propagator,
+                #[cfg(feature = "tracing")]
+                tracing_span: true,
+                ..ServerConfig::default()
+            }),
+        }
+    }
+
+    /// The propagator `OTEL_PROPAGATORS` asks for (the default when unset).
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownPropagator`] naming an unknown value.
+    pub fn from_env() -> Result<Self, UnknownPropagator> {
+        Propagator::from_env().map(Self::with_propagator)
+    }
+
+    fn update(mut self, f: impl FnOnce(&mut ServerConfig)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// The edge trust policy: at an untrusted edge inbound sampling and debug flags do not
+    /// force sampling and the request id is regenerated (see [`TrustPolicy`]).
+    #[must_use]
+    pub fn trust(self, trust: TrustPolicy) -> Self {
+        self.update(|c| c.propagator = c.propagator.to_builder().trust(trust).build())
+    }
+
+    /// Shared (Zipkin / Envoy `shared_span_context`) or child server spans.
+    #[must_use]
+    pub fn span_semantics(self, semantics: SpanSemantics) -> Self {
+        self.update(|c| {
+            c.propagator = c.propagator.to_builder().span_semantics(semantics).build();
+        })
+    }
+
+    /// Echo `x-request-id` on every response (Envoy only does it for forced traces).
+    #[must_use]
+    pub fn echo_request_id(self, on: bool) -> Self {
+        self.update(|c| c.echo_request_id = on)
+    }
+
+    /// Send a W3C `traceresponse` header naming this hop's span, so a client can find the
+    /// trace of its request.
+    #[must_use]
+    pub fn trace_response(self, on: bool) -> Self {
+        self.update(|c| c.trace_response = on)
+    }
+
+    /// Start server spans with this tracer instead of the global one.
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    #[must_use]
+    pub fn tracer<T>(self, tracer: T) -> Self
+    where
+        T: opentelemetry::global::ObjectSafeTracer + Send + Sync + 'static,
+    {
+        self.update(|c| {
+            c.tracer = crate::otel::SpanTracer::given(tracer);
+            c.preset_works = Arc::default();
+        })
+    }
+
+    /// Do not start OpenTelemetry spans (headers only).
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    #[must_use]
+    pub fn without_spans(self) -> Self {
+        self.update(|c| c.tracer = crate::otel::SpanTracer::Off)
+    }
+
+    /// Whether to open a `tracing` span per request (default: on).
+    #[cfg(feature = "tracing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+    #[must_use]
+    pub fn tracing_span(self, on: bool) -> Self {
+        self.update(|c| c.tracing_span = on)
+    }
+
+    /// The propagator in use.
+    #[must_use]
+    pub fn propagator(&self) -> &Propagator {
+        &self.config.propagator
+    }
+}
+
+impl<S> Layer<S> for TraceHeadersLayer {
+    type Service = TraceHeaders<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TraceHeaders {
+            inner,
+            config: Arc::clone(&self.config),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The server side: extract the caller's headers, ensure a request id, derive this hop's span
+//! and keep it current while the request is handled.
+//!
+//! [`TraceHeadersLayer`] wraps any `Service<http::Request<B>>` (an axum `Router`, a hyper
+//! service, a tonic server). For every request it:
+//! 1. extracts the context with the configured [`Propagator`](b3_propagation::Propagator)
+//!    (first valid of `b3`, `x-b3-*`, `traceparent` by default; malformed headers count as
+//!    absent, their reasons are kept);
+//! 2. ensures a valid `x-request-id` — generating a UUIDv4 when it is absent, invalid or
+//!    untrusted — and writes it into the request, so handlers and logs see the one id;
+//! 3. derives this hop's span (shared or child semantics; a new trace when nothing came in);
+//! 4. stores a [`RequestTrace`](crate::RequestTrace) in the request extensions and makes it
+//!    current for the inner service's future on every poll;
+//! 5. optionally echoes `x-request-id` and a W3C `traceresponse` on the response.
+//!
+//! With feature `opentelemetry` it also starts a server span (see [`crate::otel`]); with
+//! feature `tracing`, a `tracing` span carrying `trace_id`, `span_id` and `request_id`.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use b3_propagation::TrustPolicy;
+//! use tower_trace_headers::{RequestTrace, TraceHeadersLayer};
+//!
+//! async fn handler() -> String {
+//!     let trace = RequestTrace::current().expect("inside a request");
+//!     format!("request {}", trace.request_id().expect("always set").as_str())
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/", get(handler))
+//!     // An edge facing clients: they may not force sampling or pick request ids.
+//!     .layer(TraceHeadersLayer::new().trust(TrustPolicy::untrusted()).echo_request_id(true));
+//! ```
+
+mod future;
+pub(crate) mod layer;
+mod service;
+
+pub use self::future::ResponseFuture;
+pub use self::layer::TraceHeadersLayer;
+pub use self::service::TraceHeaders;

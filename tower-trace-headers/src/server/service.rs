@@ -1,0 +1,101 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use b3_propagation::header::X_REQUEST_ID;
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::ResponseFuture;
+use super::layer::{ServerConfig, TraceHeadersLayer};
+use crate::current::RequestTrace;
+use crate::extras::Extras;
+
+/// Extracts the tracing headers of each request and keeps its trace current while the inner
+/// service handles it. See the [module docs](crate::server).
+#[derive(Clone, Debug)]
+pub struct TraceHeaders<S> {
+    pub(crate) inner: S,
+    pub(crate) config: Arc<ServerConfig>,
+}
+
+impl<S> TraceHeaders<S> {
+    /// Wrap `inner` with the default configuration.
+    pub fn new(inner: S) -> Self {
+        tower_layer::Layer::layer(&TraceHeadersLayer::new(), inner)
+    }
+
+    /// A layer with the default configuration.
+    #[must_use]
+    pub fn layer() -> TraceHeadersLayer {
+        TraceHeadersLayer::new()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TraceHeaders<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        let propagator = &config.propagator;
+        let mut cx = propagator.extract(req.headers());
+
+        // One request id from here on: generated when absent, invalid or untrusted, and
+        // written into the request so handlers, logs and other middleware see it.
+        let request_id = cx.ensure_request_id().header_value().clone();
+        if req.headers().get(&X_REQUEST_ID) != Some(&request_id) {
+            req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+        }
+
+        let local = propagator.server_span(cx.remote());
+        let (extras, local) = Extras::server(config, &req, &cx, local);
+        cx.set_local(local);
+        let trace = extras.wrap(cx);
+        req.extensions_mut().insert(trace.clone());
+
+        let echo = config.echo_request_id.then_some(request_id);
+        let trace_response = if config.trace_response {
+            b3_propagation::codec::traceparent::encode(&local)
+        } else {
+            None
+        };
+        let future = {
+            let _current = trace.enter();
+            let _extras = extras.enter();
+            self.inner.call(req)
+        };
+        ResponseFuture::new(future, trace, extras, echo, trace_response)
+    }
+}
+
+impl RequestTrace {
+    /// The trace a server layer stored in a request's extensions.
+    #[must_use]
+    pub fn from_request<B>(req: &Request<B>) -> Option<&RequestTrace> {
+        req.extensions().get::<RequestTrace>()
+    }
+}

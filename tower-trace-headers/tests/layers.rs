@@ -1,0 +1,365 @@
+//! Real servers on 127.0.0.1:0: an axum service A with the server layer calls an axum service
+//! B through a hyper client with the client layer; B echoes what it received.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::Query;
+use axum::routing::get;
+use axum::{Json, Router};
+use b3_propagation::{Sampling, TrustPolicy};
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_trace_headers::{
+    FutureExt, PropagateTraceHeaders, PropagateTraceHeadersLayer, RequestTrace, TraceHeadersLayer,
+};
+
+type Echo = BTreeMap<String, String>;
+type HttpClient = PropagateTraceHeaders<Client<HttpConnector, Empty<Bytes>>>;
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn to_echo(headers: &HeaderMap) -> Echo {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or("<binary>").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Service B: echoes the headers it received.
+async fn service_b() -> SocketAddr {
+    serve(Router::new().route(
+        "/echo",
+        get(|headers: HeaderMap| async move { Json(to_echo(&headers)) }),
+    ))
+    .await
+}
+
+fn client(layer: PropagateTraceHeadersLayer) -> HttpClient {
+    let inner = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    ServiceBuilder::new().layer(layer).service(inner)
+}
+
+async fn get_json(client: &mut HttpClient, url: String) -> Echo {
+    let req = Request::get(url).body(Empty::new()).unwrap();
+    let resp = client.ready().await.unwrap().call(req).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[derive(serde::Deserialize)]
+struct Calls {
+    #[serde(default)]
+    n: usize,
+}
+
+/// Service A: calls B (`n` times concurrently with `join_all`, plus once from a spawned task
+/// when `n` > 1) and answers what B saw, plus its own view.
+async fn service_a(
+    b: SocketAddr,
+    server: TraceHeadersLayer,
+    client_layer: PropagateTraceHeadersLayer,
+) -> SocketAddr {
+    let app = Router::new()
+        .route(
+            "/",
+            get(move |Query(calls): Query<Calls>| {
+                let client = client(client_layer.clone());
+                async move {
+                    // An await point before the calls: the trace must survive it.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    let n = calls.n.max(1);
+                    let calls = (0..n).map(|_| {
+                        let mut c = client.clone();
+                        async move { get_json(&mut c, format!("http://{b}/echo")).await }
+                    });
+                    let mut seen: Vec<Echo> = futures_util::future::join_all(calls).await;
+                    if n > 1 {
+                        let mut c = client.clone();
+                        let spawned = tokio::spawn(
+                            async move { get_json(&mut c, format!("http://{b}/echo")).await }
+                                .with_current_trace(),
+                        );
+                        seen.push(spawned.await.unwrap());
+                    }
+                    let trace = RequestTrace::current().expect("current inside the handler");
+                    let mut me = Echo::new();
+                    me.insert("request_id".into(), trace.request_id().unwrap().to_string());
+                    let local = trace.local().unwrap();
+                    me.insert("trace_id".into(), local.trace_id().unwrap().to_string());
+                    me.insert("span_id".into(), local.span_id().unwrap().to_string());
+                    me.insert("sampling".into(), local.sampling().to_string());
+                    seen.push(me);
+                    Json(seen)
+                }
+            }),
+        )
+        .layer(server);
+    serve(app).await
+}
+
+async fn call_a(a: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (HeaderMap, Vec<Echo>) {
+    let inner = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let mut req = Request::get(format!("http://{a}{path}"))
+        .body(Empty::new())
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let resp = inner.request(req).await.unwrap();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (headers, serde_json::from_slice(&body).unwrap())
+}
+
+const B3_MULTI: &[(&str, &str)] = &[
+    ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+    ("x-b3-spanid", "a2fb4a1d1a96d312"),
+    ("x-b3-sampled", "1"),
+    ("x-request-id", "4f9cf65f-1b6a-9c3b-8d0e-2a7c9b1e5d43"),
+];
+const B3_SINGLE: &[(&str, &str)] = &[("b3", "48485a3953bb6124-a2fb4a1d1a96d312-d")];
+const TRACEPARENT: &[(&str, &str)] = &[
+    (
+        "traceparent",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    ),
+    ("tracestate", "rojo=00f067aa0ba902b7"),
+    ("baggage", "user=alice"),
+    ("x-ot-span-context", "EhQJnDGAHCHrSIQRMTMgaXFrrbcYAQ=="),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_mode_resends_received_headers_unchanged() {
+    let b = service_b().await;
+    let a = service_a(
+        b,
+        TraceHeadersLayer::new(),
+        PropagateTraceHeadersLayer::forward(),
+    )
+    .await;
+    for inbound in [B3_MULTI, B3_SINGLE, TRACEPARENT] {
+        let (_, seen) = call_a(a, "/", inbound).await;
+        let at_b = &seen[0];
+        for (k, v) in inbound {
+            assert_eq!(
+                at_b.get(*k).map(String::as_str),
+                Some(*v),
+                "{k} forwarded verbatim"
+            );
+        }
+        // One request id from the first hop to the last.
+        assert_eq!(at_b["x-request-id"], seen.last().unwrap()["request_id"]);
+        if let Some((_, rid)) = inbound.iter().find(|(k, _)| *k == "x-request-id") {
+            assert_eq!(at_b["x-request-id"], *rid);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instrument_mode_sends_a_child_span_per_call() {
+    let b = service_b().await;
+    let a = service_a(
+        b,
+        TraceHeadersLayer::new(),
+        PropagateTraceHeadersLayer::instrument(),
+    )
+    .await;
+
+    // B3 multi: same 128-bit trace, the server span is a child of the caller's, every call a
+    // child of the server span.
+    let (_, seen) = call_a(a, "/?n=3", B3_MULTI).await;
+    let me = seen.last().unwrap();
+    assert_eq!(me["trace_id"], "463ac35c9f6413ad48485a3953bb6124");
+    assert_ne!(me["span_id"], "a2fb4a1d1a96d312");
+    let calls = &seen[..seen.len() - 1];
+    assert_eq!(calls.len(), 4, "3 joined calls and 1 spawned");
+    let mut span_ids = std::collections::BTreeSet::new();
+    for at_b in calls {
+        assert_eq!(at_b["x-b3-traceid"], "463ac35c9f6413ad48485a3953bb6124");
+        assert_eq!(at_b["x-b3-parentspanid"], me["span_id"]);
+        assert_eq!(at_b["x-b3-sampled"], "1");
+        assert_eq!(at_b["x-request-id"], "4f9cf65f-1b6a-9c3b-8d0e-2a7c9b1e5d43");
+        assert!(at_b["traceparent"].starts_with("00-463ac35c9f6413ad48485a3953bb6124-"));
+        span_ids.insert(at_b["x-b3-spanid"].clone());
+    }
+    assert_eq!(span_ids.len(), 4, "each call its own span id");
+
+    // b3 single, 64-bit and debug: width and debug kept.
+    let (_, seen) = call_a(a, "/", B3_SINGLE).await;
+    assert_eq!(seen[0]["x-b3-traceid"], "48485a3953bb6124");
+    assert_eq!(seen[0]["x-b3-flags"], "1");
+    assert!(!seen[0].contains_key("x-b3-sampled"));
+
+    // traceparent: tracestate, baggage and the opaque header ride along.
+    let (_, seen) = call_a(a, "/", TRACEPARENT).await;
+    assert_eq!(seen[0]["x-b3-traceid"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(seen[0]["tracestate"], "rojo=00f067aa0ba902b7");
+    assert_eq!(seen[0]["baggage"], "user=alice");
+    assert_eq!(
+        seen[0]["x-ot-span-context"],
+        "EhQJnDGAHCHrSIQRMTMgaXFrrbcYAQ=="
+    );
+
+    // Nothing inbound: a new trace and a generated UUIDv4 request id, the same at B.
+    let (_, seen) = call_a(a, "/", &[]).await;
+    let me = seen.last().unwrap();
+    assert_eq!(seen[0]["x-request-id"], me["request_id"]);
+    assert_eq!(me["request_id"].len(), 36);
+    assert_eq!(&me["request_id"][14..15], "4");
+    assert_eq!(seen[0]["x-b3-traceid"], me["trace_id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousand_concurrent_requests_do_not_cross_talk() {
+    let b = service_b().await;
+    let a = service_a(
+        b,
+        TraceHeadersLayer::new(),
+        PropagateTraceHeadersLayer::instrument(),
+    )
+    .await;
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http::<Empty<Bytes>>();
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(128));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000u64 {
+        let client = client.clone();
+        let limit = limit.clone();
+        tasks.spawn(async move {
+            let _permit = limit.acquire().await.unwrap();
+            let trace_id = format!("{:032x}", 0xabc0_0000_0000u64 + i + 1);
+            let req = Request::get(format!("http://{a}/?n=2"))
+                .header("x-b3-traceid", &trace_id)
+                .header("x-b3-spanid", "a2fb4a1d1a96d312")
+                .header("x-b3-sampled", "1")
+                .header("x-request-id", format!("rid-{i}"))
+                .body(Empty::new())
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let seen: Vec<Echo> = serde_json::from_slice(&body).unwrap();
+            for at_b in &seen[..seen.len() - 1] {
+                assert_eq!(at_b["x-b3-traceid"], trace_id, "cross-talk on request {i}");
+                assert_eq!(at_b["x-request-id"], format!("rid-{i}"));
+            }
+        });
+    }
+    let run = async {
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_edge_does_not_let_clients_force_sampling() {
+    let b = service_b().await;
+    let edge = TraceHeadersLayer::new()
+        .trust(TrustPolicy::untrusted())
+        .echo_request_id(true);
+    let a = service_a(b, edge, PropagateTraceHeadersLayer::instrument()).await;
+    let (headers, seen) = call_a(
+        a,
+        "/",
+        &[
+            ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+            ("x-b3-spanid", "a2fb4a1d1a96d312"),
+            ("x-b3-flags", "1"),
+            ("x-request-id", "client-chosen-id"),
+        ],
+    )
+    .await;
+    let at_b = &seen[0];
+    assert!(
+        !at_b.contains_key("x-b3-flags"),
+        "debug not forced downstream"
+    );
+    assert!(
+        !at_b.contains_key("x-b3-sampled"),
+        "no decision forced downstream"
+    );
+    assert!(at_b["traceparent"].ends_with("-00") || at_b["traceparent"].ends_with("-02"));
+    assert_ne!(
+        at_b["x-request-id"], "client-chosen-id",
+        "regenerated at the edge"
+    );
+    assert_eq!(
+        headers["x-request-id"],
+        at_b["x-request-id"].as_str(),
+        "echoed"
+    );
+    assert_eq!(
+        seen.last().unwrap()["sampling"],
+        Sampling::Deferred.as_str()
+    );
+    // The caller's trace id is kept (a client's trace can continue).
+    assert_eq!(at_b["x-b3-traceid"], "463ac35c9f6413ad48485a3953bb6124");
+
+    // The same request at a trusted hop is debug downstream.
+    let a = service_a(
+        b,
+        TraceHeadersLayer::new(),
+        PropagateTraceHeadersLayer::instrument(),
+    )
+    .await;
+    let (_, seen) = call_a(
+        a,
+        "/",
+        &[
+            ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+            ("x-b3-spanid", "a2fb4a1d1a96d312"),
+            ("x-b3-flags", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(seen[0]["x-b3-flags"], "1");
+}
+
+#[tokio::test]
+async fn trace_response_and_generated_request_id_are_echoed() {
+    let svc = ServiceBuilder::new()
+        .layer(
+            TraceHeadersLayer::new()
+                .echo_request_id(true)
+                .trace_response(true),
+        )
+        .service_fn(|req: Request<()>| async move {
+            let trace = RequestTrace::from_request(&req).cloned().unwrap();
+            // The generated id was written into the request for the handler to see.
+            assert_eq!(
+                req.headers()["x-request-id"],
+                trace.request_id().unwrap().as_str()
+            );
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        });
+    let resp = svc.oneshot(Request::new(())).await.unwrap();
+    let rid = resp.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(rid.len(), 36);
+    let tr = resp.headers()["traceresponse"].to_str().unwrap();
+    assert!(tr.starts_with("00-") && tr.len() == 55, "{tr}");
+}

@@ -1,0 +1,250 @@
+//! With feature `opentelemetry`: server and client spans, parented correctly in child and
+//! shared modes, their ids equal to the propagated headers; a failing or blocking exporter
+//! never changes a response.
+#![cfg(feature = "opentelemetry")]
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::{Json, Router};
+use b3_propagation::SpanSemantics;
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry::trace::{SpanKind, TracerProvider as _};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData, SpanExporter};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_trace_headers::otel::PresetIdGenerator;
+use tower_trace_headers::{PropagateTraceHeadersLayer, TraceHeadersLayer};
+
+type Echo = BTreeMap<String, String>;
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// B (server layer) echoes its headers; A (server + client layers) calls B once.
+async fn mesh(provider: &SdkTracerProvider, semantics: SpanSemantics) -> SocketAddr {
+    let b = serve(
+        Router::new()
+            .route(
+                "/echo",
+                get(|h: HeaderMap| async move {
+                    Json(
+                        h.iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+                            .collect::<Echo>(),
+                    )
+                }),
+            )
+            .layer(
+                TraceHeadersLayer::new()
+                    .span_semantics(semantics)
+                    .tracer(provider.tracer("b")),
+            ),
+    )
+    .await;
+    let client = ServiceBuilder::new()
+        .layer(PropagateTraceHeadersLayer::instrument().tracer(provider.tracer("a-client")))
+        .service(Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>());
+    serve(
+        Router::new()
+            .route(
+                "/",
+                get(move || {
+                    let mut client = client.clone();
+                    async move {
+                        let req = Request::get(format!("http://{b}/echo"))
+                            .body(Empty::new())
+                            .unwrap();
+                        let resp = client.ready().await.unwrap().call(req).await.unwrap();
+                        let body = resp.into_body().collect().await.unwrap().to_bytes();
+                        Json(serde_json::from_slice::<Echo>(&body).unwrap())
+                    }
+                }),
+            )
+            .layer(
+                TraceHeadersLayer::new()
+                    .span_semantics(semantics)
+                    .tracer(provider.tracer("a")),
+            ),
+    )
+    .await
+}
+
+async fn call(a: SocketAddr, headers: &[(&'static str, &'static str)]) -> (http::StatusCode, Echo) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let mut req = Request::get(format!("http://{a}/"))
+        .body(Empty::new())
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+fn provider(exporter: InMemorySpanExporter) -> SdkTracerProvider {
+    SdkTracerProvider::builder()
+        .with_simple_exporter(exporter)
+        .with_id_generator(PresetIdGenerator::default())
+        .build()
+}
+
+fn find<'a>(spans: &'a [SpanData], kind: SpanKind, scope: &str) -> &'a SpanData {
+    spans
+        .iter()
+        .find(|s| s.span_kind == kind && s.instrumentation_scope.name() == scope)
+        .unwrap_or_else(|| panic!("no {kind:?} span from {scope}: {spans:#?}"))
+}
+
+const INBOUND: &[(&str, &str)] = &[
+    ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+    ("x-b3-spanid", "a2fb4a1d1a96d312"),
+    ("x-b3-parentspanid", "0020000000000001"),
+    ("x-b3-sampled", "1"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_mode_spans_are_parented_and_match_the_headers() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = provider(exporter.clone());
+    let a = mesh(&provider, SpanSemantics::Child).await;
+    let (status, at_b) = call(a, INBOUND).await;
+    assert!(status.is_success());
+    let spans = exporter.get_finished_spans().unwrap();
+    let a_server = find(&spans, SpanKind::Server, "a");
+    let a_client = find(&spans, SpanKind::Client, "a-client");
+    let b_server = find(&spans, SpanKind::Server, "b");
+
+    let trace = a_server.span_context.trace_id().to_string();
+    assert_eq!(
+        trace, "463ac35c9f6413ad48485a3953bb6124",
+        "remote parent applied: one trace id"
+    );
+    assert_eq!(a_server.parent_span_id.to_string(), "a2fb4a1d1a96d312");
+    assert!(a_server.parent_span_is_remote);
+    assert_eq!(a_client.parent_span_id, a_server.span_context.span_id());
+    assert_eq!(b_server.parent_span_id, a_client.span_context.span_id());
+    for s in [a_client, b_server] {
+        assert_eq!(s.span_context.trace_id().to_string(), trace);
+    }
+    // The headers B received name A's client span.
+    assert_eq!(
+        at_b["x-b3-spanid"],
+        a_client.span_context.span_id().to_string()
+    );
+    assert_eq!(
+        at_b["x-b3-parentspanid"],
+        a_server.span_context.span_id().to_string()
+    );
+    assert_eq!(a_server.name, "GET /");
+    let method = a_server
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "http.request.method")
+        .unwrap();
+    assert_eq!(method.value.as_str(), "GET");
+    let status = a_server
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "http.response.status_code")
+        .unwrap();
+    assert_eq!(status.value, opentelemetry::Value::I64(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_mode_server_span_reuses_the_callers_span_id() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = provider(exporter.clone());
+    let a = mesh(&provider, SpanSemantics::Shared).await;
+    let (_, at_b) = call(a, INBOUND).await;
+    let spans = exporter.get_finished_spans().unwrap();
+    let a_server = find(&spans, SpanKind::Server, "a");
+    let a_client = find(&spans, SpanKind::Client, "a-client");
+    let b_server = find(&spans, SpanKind::Server, "b");
+    // Zipkin shared span: the server half has the caller's id and the caller's parent.
+    assert_eq!(
+        a_server.span_context.span_id().to_string(),
+        "a2fb4a1d1a96d312"
+    );
+    assert_eq!(a_server.parent_span_id.to_string(), "0020000000000001");
+    assert_eq!(a_client.parent_span_id, a_server.span_context.span_id());
+    // B shares A's client span.
+    assert_eq!(
+        b_server.span_context.span_id(),
+        a_client.span_context.span_id()
+    );
+    assert_eq!(
+        at_b["x-b3-spanid"],
+        a_client.span_context.span_id().to_string()
+    );
+}
+
+#[derive(Debug)]
+struct Failing;
+
+impl SpanExporter for Failing {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        Err(OTelSdkError::InternalFailure("collector down".into()))
+    }
+}
+
+#[derive(Debug)]
+struct Blocking;
+
+impl SpanExporter for Blocking {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_or_blocking_exporters_do_not_change_responses() {
+    // Reference: no spans at all.
+    let baseline = {
+        let provider = SdkTracerProvider::builder().build();
+        let a = mesh(&provider, SpanSemantics::Child).await;
+        call(a, INBOUND).await
+    };
+    for (name, provider) in [
+        (
+            "failing",
+            SdkTracerProvider::builder()
+                .with_simple_exporter(Failing)
+                .build(),
+        ),
+        (
+            "blocking",
+            SdkTracerProvider::builder()
+                .with_batch_exporter(Blocking)
+                .build(),
+        ),
+    ] {
+        let a = mesh(&provider, SpanSemantics::Child).await;
+        let start = Instant::now();
+        for _ in 0..20 {
+            let (status, at_b) = call(a, INBOUND).await;
+            assert_eq!(status, baseline.0, "{name}");
+            assert_eq!(at_b["x-b3-traceid"], baseline.1["x-b3-traceid"], "{name}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{name}: 20 requests took {:?}",
+            start.elapsed()
+        );
+        drop(provider);
+    }
+}

@@ -1,0 +1,148 @@
+//! `frontend`: the HTTP/1.1 JSON entry of the mesh. `/`, `/users/{id}` and `/orders/{id}` each
+//! call `user` and `order` over gRPC (and `order` calls `item`), so every request touches all
+//! four services.
+
+use std::future::Future;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tonic::Code;
+
+use super::{ServiceOptions, TracedChannel};
+use crate::pb::order::v1::order_service_client::OrderServiceClient;
+use crate::pb::order::v1::{GetOrderRequest, ListOrdersRequest, Order};
+use crate::pb::user::v1::user_service_client::UserServiceClient;
+use crate::pb::user::v1::{GetUserRequest, User};
+
+/// The frontend's upstreams.
+#[derive(Clone, Debug)]
+pub struct Frontend {
+    users: UserServiceClient<TracedChannel>,
+    orders: OrderServiceClient<TracedChannel>,
+}
+
+impl Frontend {
+    /// A frontend calling `user` and `order` over these channels.
+    #[must_use]
+    pub fn new(user: TracedChannel, order: TracedChannel) -> Self {
+        Frontend {
+            users: UserServiceClient::new(user),
+            orders: OrderServiceClient::new(order),
+        }
+    }
+}
+
+/// An upstream failure, as JSON.
+#[derive(Debug)]
+struct Upstream(tonic::Status);
+
+impl IntoResponse for Upstream {
+    fn into_response(self) -> Response {
+        let status = match self.0.code() {
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::InvalidArgument => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        (
+            status,
+            Json(json!({"error": self.0.message(), "code": format!("{:?}", self.0.code())})),
+        )
+            .into_response()
+    }
+}
+
+impl From<tonic::Status> for Upstream {
+    fn from(s: tonic::Status) -> Self {
+        Upstream(s)
+    }
+}
+
+fn user_json(u: &User) -> Value {
+    json!({"id": u.id, "name": u.name, "email": u.email})
+}
+
+fn order_json(o: &Order) -> Value {
+    json!({
+        "id": o.id,
+        "user_id": o.user_id,
+        "total_cents": o.total_cents,
+        "items": o.items.iter().map(|l| json!({
+            "item_id": l.item_id, "name": l.name, "quantity": l.quantity,
+            "price_cents": l.price_cents, "served_by": l.served_by,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn user_page(f: &Frontend, id: String) -> Result<Json<Value>, Upstream> {
+    let mut users = f.users.clone();
+    let mut orders = f.orders.clone();
+    let (user, list) = tokio::join!(
+        users.get_user(GetUserRequest { id: id.clone() }),
+        orders.list_orders(ListOrdersRequest { user_id: id }),
+    );
+    let user = user?.into_inner();
+    let list = list?.into_inner();
+    Ok(Json(json!({
+        "user": user_json(&user),
+        "orders": list.orders.iter().map(order_json).collect::<Vec<_>>(),
+    })))
+}
+
+async fn index(State(f): State<Frontend>) -> Result<Json<Value>, Upstream> {
+    user_page(&f, "u-1".to_owned()).await
+}
+
+async fn user(State(f): State<Frontend>, Path(id): Path<String>) -> Result<Json<Value>, Upstream> {
+    user_page(&f, id).await
+}
+
+async fn order(State(f): State<Frontend>, Path(id): Path<String>) -> Result<Json<Value>, Upstream> {
+    let order = f
+        .orders
+        .clone()
+        .get_order(GetOrderRequest { id })
+        .await?
+        .into_inner();
+    let user = f
+        .users
+        .clone()
+        .get_user(GetUserRequest {
+            id: order.user_id.clone(),
+        })
+        .await?
+        .into_inner();
+    Ok(Json(
+        json!({"order": order_json(&order), "user": user_json(&user)}),
+    ))
+}
+
+/// The routes, with the access log and trace-headers layers.
+pub fn router(frontend: Frontend, opts: &ServiceOptions) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/users/{id}", get(user))
+        .route("/orders/{id}", get(order))
+        .with_state(frontend)
+        .layer(opts.access_log_layer("frontend"))
+        .layer(opts.server_layer())
+}
+
+/// Serve the frontend on `listener` until `shutdown` completes.
+///
+/// # Errors
+///
+/// When the server fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    frontend: Frontend,
+    opts: ServiceOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(frontend, &opts))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

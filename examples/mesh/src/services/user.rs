@@ -1,0 +1,59 @@
+//! `user.v1.UserService`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+
+use super::ServiceOptions;
+use crate::pb::user::v1::user_service_server::{UserService, UserServiceServer};
+use crate::pb::user::v1::{GetUserRequest, User};
+
+/// The users: `(id, name, email)`.
+pub const USERS: &[(&str, &str, &str)] = &[
+    ("u-1", "Ada Lovelace", "ada@example.com"),
+    ("u-2", "Grace Hopper", "grace@example.com"),
+    ("u-3", "Alan Turing", "alan@example.com"),
+    ("u-4", "Edsger Dijkstra", "edsger@example.com"),
+];
+
+/// The user service.
+#[derive(Clone, Debug, Default)]
+pub struct Users;
+
+#[tonic::async_trait]
+impl UserService for Users {
+    async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
+        let id = request.into_inner().id;
+        let Some((_, name, email)) = USERS.iter().find(|(i, _, _)| *i == id) else {
+            return Err(Status::not_found(format!("no user {id}")));
+        };
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        Ok(Response::new(User {
+            id,
+            name: (*name).to_owned(),
+            email: (*email).to_owned(),
+        }))
+    }
+}
+
+/// Serve the user service on `listener` until `shutdown` completes.
+///
+/// # Errors
+///
+/// When the server fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    opts: ServiceOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .layer(opts.server_layer())
+        .layer(opts.access_log_layer("user"))
+        .add_service(UserServiceServer::new(Users))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await
+}

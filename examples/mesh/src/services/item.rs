@@ -89,10 +89,7 @@ pub async fn serve(
         .layer(opts.server_layer())
         .layer(opts.access_log_layer("item"))
         .add_service(ItemServiceServer::new(items))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(super::incoming(listener), shutdown)
         .await
 }
 

@@ -111,9 +111,6 @@ pub async fn serve(
         .layer(opts.server_layer())
         .layer(opts.access_log_layer("order"))
         .add_service(OrderServiceServer::new(orders))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(super::incoming(listener), shutdown)
         .await
 }

@@ -4,4 +4,9 @@
 //! - [`collector`]: an in-process OTLP/HTTP + Zipkin v2 trace collector with a
 //!   Zipkin-compatible query API, so the demo needs no external tracing server.
 
+pub mod access_log;
 pub mod collector;
+pub mod demo;
+pub mod pb;
+pub mod services;
+pub mod telemetry;

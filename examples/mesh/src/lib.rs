@@ -10,3 +10,4 @@ pub mod demo;
 pub mod pb;
 pub mod services;
 pub mod telemetry;
+pub mod cli;

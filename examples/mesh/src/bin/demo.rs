@@ -16,7 +16,7 @@ use tower_trace_headers::Mode;
 /// Run the traced mesh locally and show the joined traces.
 #[derive(Debug, Parser)]
 #[command(name = "demo", version, about)]
-struct Args {
+struct Cli {
     /// Requests to send.
     #[arg(long, default_value_t = 30)]
     requests: usize,
@@ -87,7 +87,7 @@ fn print_waterfalls(spans: &[ZipkinSpan], outcomes: &[demo::Outcome], n: usize) 
     }
 }
 
-async fn run(args: Args) -> Result<demo::Summary, demo::BoxError> {
+async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
     if args.envoy {
         return Err("--envoy: the Envoy mesh is not wired into this build yet".into());
     }
@@ -217,7 +217,7 @@ async fn serve(mesh: &LocalMesh, base: &str) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Cli::parse();
     match run(args).await {
         Ok(summary) => {
             println!("{summary}");
@@ -231,5 +231,14 @@ async fn main() -> ExitCode {
             eprintln!("demo: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flags_are_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -1,0 +1,150 @@
+//! The flags every service binary shares (each also reads its environment variable), so each
+//! service runs alone, against a real Jaeger or Tempo, or behind Envoy.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use b3_propagation::{Propagator, SpanSemantics};
+use clap::{Args, ValueEnum};
+use tower_trace_headers::Mode;
+
+use crate::access_log::AccessLog;
+use crate::services::ServiceOptions;
+use crate::telemetry::Telemetry;
+
+/// How outgoing calls carry the context.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModeArg {
+    /// Re-send the received headers unchanged (the sidecar makes the spans).
+    Forward,
+    /// A child span per call.
+    Instrument,
+}
+
+/// Flags shared by the four services.
+#[derive(Clone, Debug, Args)]
+pub struct ServiceArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN")]
+    pub listen: SocketAddr,
+    /// OTLP/HTTP collector base URL (`http://host:4318`); defaults to
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; without either, spans are not exported.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Forward or instrument outgoing calls.
+    #[arg(long, value_enum, env = "TRACE_MODE", default_value_t = ModeArg::Instrument)]
+    pub mode: ModeArg,
+    /// Zipkin shared span context (server spans reuse the caller's span id).
+    #[arg(long, env = "SHARED_SPAN_CONTEXT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub shared_span_context: bool,
+    /// Report no spans of our own (headers only).
+    #[arg(long, env = "NO_SPANS")]
+    pub no_spans: bool,
+    /// Access log: `stdout`, `off`, or a file path.
+    #[arg(long, env = "ACCESS_LOG", default_value = "stdout")]
+    pub access_log: String,
+    /// Version label reported in spans and access logs.
+    #[arg(long, env = "SERVICE_VERSION", default_value = "v1")]
+    pub service_version: String,
+    /// This service faces clients: they may not force sampling or pick request ids.
+    #[arg(long, env = "EDGE")]
+    pub edge: bool,
+}
+
+/// Any error of a service binary.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl ServiceArgs {
+    /// The service options for `service`: propagator from `OTEL_PROPAGATORS`, telemetry from
+    /// the flags and `OTEL_*` variables.
+    ///
+    /// # Errors
+    ///
+    /// An unknown propagator, an unusable exporter or access log path.
+    pub fn options(&self, service: &str) -> Result<ServiceOptions, BoxError> {
+        let telemetry = Telemetry::new(service, &self.service_version, self.otlp_endpoint.as_deref(), true)?;
+        let semantics = if self.shared_span_context {
+            SpanSemantics::Shared
+        } else {
+            SpanSemantics::Child
+        };
+        let access_log = match self.access_log.as_str() {
+            "stdout" => AccessLog::Stdout,
+            "off" => AccessLog::Off,
+            path => AccessLog::file(std::path::Path::new(path))?,
+        };
+        Ok(ServiceOptions {
+            propagator: Propagator::from_env()?.to_builder().span_semantics(semantics).build(),
+            mode: match self.mode {
+                ModeArg::Forward => Mode::Forward,
+                ModeArg::Instrument => Mode::Instrument,
+            },
+            spans: !self.no_spans,
+            telemetry,
+            access_log,
+            version: self.service_version.clone(),
+            edge: self.edge,
+        })
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Run a service until a shutdown signal, then flush its spans.
+///
+/// # Errors
+///
+/// The server's error.
+pub async fn run<F, E>(name: &str, opts: &ServiceOptions, listen: SocketAddr, server: F) -> Result<(), BoxError>
+where
+    F: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    eprintln!("{name} listening on {listen}");
+    let result = server.await.map_err(Into::into);
+    let telemetry = opts.telemetry.clone();
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    #[command(name = "svc", version)]
+    struct Cli {
+        #[command(flatten)]
+        service: ServiceArgs,
+    }
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["svc", "--listen", "127.0.0.1:1", "--mode", "forward", "--shared-span-context", "true"]).unwrap();
+        assert!(cli.service.shared_span_context);
+        assert!(matches!(cli.service.mode, ModeArg::Forward));
+    }
+}

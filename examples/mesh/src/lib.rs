@@ -11,3 +11,4 @@ pub mod pb;
 pub mod services;
 pub mod telemetry;
 pub mod cli;
+pub mod w3c;

@@ -27,7 +27,8 @@ async fn main() -> Result<(), BoxError> {
     let opts = cli.service.options("frontend")?;
     let frontend = Frontend::new(opts.channel(&cli.user)?, opts.channel(&cli.order)?);
     let listener = tokio::net::TcpListener::bind(cli.service.listen).await?;
-    let server = mesh::services::frontend::serve(listener, frontend, opts.clone(), shutdown_signal());
+    let server =
+        mesh::services::frontend::serve(listener, frontend, opts.clone(), shutdown_signal());
     run("frontend", &opts, cli.service.listen, server).await
 }
 

@@ -62,7 +62,12 @@ impl ServiceArgs {
     ///
     /// An unknown propagator, an unusable exporter or access log path.
     pub fn options(&self, service: &str) -> Result<ServiceOptions, BoxError> {
-        let telemetry = Telemetry::new(service, &self.service_version, self.otlp_endpoint.as_deref(), true)?;
+        let telemetry = Telemetry::new(
+            service,
+            &self.service_version,
+            self.otlp_endpoint.as_deref(),
+            true,
+        )?;
         let semantics = if self.shared_span_context {
             SpanSemantics::Shared
         } else {
@@ -74,7 +79,10 @@ impl ServiceArgs {
             path => AccessLog::file(std::path::Path::new(path))?,
         };
         Ok(ServiceOptions {
-            propagator: Propagator::from_env()?.to_builder().span_semantics(semantics).build(),
+            propagator: Propagator::from_env()?
+                .to_builder()
+                .span_semantics(semantics)
+                .build(),
             mode: match self.mode {
                 ModeArg::Forward => Mode::Forward,
                 ModeArg::Instrument => Mode::Instrument,
@@ -115,7 +123,12 @@ pub async fn shutdown_signal() {
 /// # Errors
 ///
 /// The server's error.
-pub async fn run<F, E>(name: &str, opts: &ServiceOptions, listen: SocketAddr, server: F) -> Result<(), BoxError>
+pub async fn run<F, E>(
+    name: &str,
+    opts: &ServiceOptions,
+    listen: SocketAddr,
+    server: F,
+) -> Result<(), BoxError>
 where
     F: Future<Output = Result<(), E>>,
     E: Into<BoxError>,
@@ -143,7 +156,16 @@ mod tests {
     #[test]
     fn flags_are_consistent() {
         Cli::command().debug_assert();
-        let cli = Cli::try_parse_from(["svc", "--listen", "127.0.0.1:1", "--mode", "forward", "--shared-span-context", "true"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "svc",
+            "--listen",
+            "127.0.0.1:1",
+            "--mode",
+            "forward",
+            "--shared-span-context",
+            "true",
+        ])
+        .unwrap();
         assert!(cli.service.shared_span_context);
         assert!(matches!(cli.service.mode, ModeArg::Forward));
     }

@@ -68,7 +68,6 @@ async fn run(client: HttpClient, Json(calls): Json<Vec<Callback>>) -> StatusCode
 }
 
 /// The harness's routes: `POST /test` (and `POST /` for convenience).
-#[must_use]
 pub fn router() -> axum::Router {
     let client: HttpClient = ServiceBuilder::new()
         .layer(
@@ -77,10 +76,7 @@ pub fn router() -> axum::Router {
                 .without_spans(),
         )
         .service(Client::builder(TokioExecutor::new()).build_http());
-    let handler = {
-        let client = client.clone();
-        move |body| run(client.clone(), body)
-    };
+    let handler = move |body| run(client.clone(), body);
     axum::Router::new()
         .route("/test", post(handler.clone()))
         .route("/", post(handler))

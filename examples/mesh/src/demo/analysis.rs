@@ -98,7 +98,7 @@ mod tests {
         let c = TraceCheck::of("a", &spans);
         assert!(c.joined(&["frontend", "user"]));
         assert!(!c.joined(&["frontend", "user", "item"]));
-        let mut orphaned = spans.clone();
+        let mut orphaned = spans;
         orphaned.push(span("0000000000000003", Some("00000000000000ff"), "item"));
         let c = TraceCheck::of("a", &orphaned);
         assert_eq!(c.orphans, 1);

@@ -59,10 +59,10 @@ impl ItemService for Items {
             return Err(Status::not_found(format!("no item {id}")));
         };
         let mut delay = if id == "i-3" { self.slow } else { self.base };
-        if let Some((fraction, extra)) = self.tail {
-            if chance(fraction) {
-                delay += extra;
-            }
+        if let Some((fraction, extra)) = self.tail
+            && chance(fraction)
+        {
+            delay += extra;
         }
         tokio::time::sleep(delay).await;
         Ok(Response::new(Item {

@@ -4,7 +4,7 @@
 //!
 //! - [`frontend`]: HTTP/1.1 JSON (`/`, `/users/{id}`, `/orders/{id}`), calls `user` and
 //!   `order` over gRPC;
-//! - [`user`]: `user.v1.UserService`;
+//! - [`user`]: the `user.v1.UserService`;
 //! - [`order`]: `order.v1.OrderService`, calls `item` once per line item, concurrently;
 //! - [`item`]: `item.v1.ItemService`, one item deliberately slower, an optional injected tail
 //!   latency (the canary's regression).

@@ -14,8 +14,11 @@ use crate::pb::order::v1::{
     GetOrderRequest, LineItem, ListOrdersRequest, ListOrdersResponse, Order,
 };
 
-/// The orders: `(id, user id, [(item id, quantity)])`.
-pub const ORDERS: &[(&str, &str, &[(&str, i32)])] = &[
+/// An order: `(id, user id, [(item id, quantity)])`.
+pub type OrderRow = (&'static str, &'static str, &'static [(&'static str, i32)]);
+
+/// The orders.
+pub const ORDERS: &[OrderRow] = &[
     ("o-1", "u-1", &[("i-1", 2), ("i-3", 1), ("i-6", 3)]),
     ("o-2", "u-1", &[("i-2", 1), ("i-4", 1)]),
     ("o-3", "u-2", &[("i-5", 1), ("i-1", 1), ("i-3", 1)]),

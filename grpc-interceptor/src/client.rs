@@ -1,0 +1,282 @@
+//! [`ClientInterceptor`]: write the request's trace into the metadata of every outgoing call.
+//!
+//! For each call it takes, in this order:
+//! 1. a [`RequestTrace`] put in the call's extensions
+//!    (`request.extensions_mut().insert(trace)`);
+//! 2. the one given to the interceptor ([`ClientInterceptor::with_trace`]), for a client
+//!    made for one incoming request;
+//! 3. the current one, [`RequestTrace::current`]: set while a handler's future is polled
+//!    inside [`RequestExt::in_trace`](crate::RequestExt::in_trace) (or
+//!    [`FutureExt::with_trace`](tower_trace_headers::FutureExt::with_trace)), or by
+//!    `tower-trace-headers`' server layer.
+//!
+//! and writes, as the client layer of `tower-trace-headers` does:
+//! - in **forward** mode ([`ClientInterceptor::forward`], what Istio asks of applications):
+//!   the context headers exactly as they were received, so the sidecar makes the spans;
+//! - in **instrument** mode ([`ClientInterceptor::instrument`], the default): a new child
+//!   span id per call, in the propagator's inject formats.
+//!
+//! Both modes carry `x-request-id`, `tracestate`, baggage and the opaque headers
+//! (`x-ot-span-context`, `grpc-trace-bin` — binary metadata, forwarded verbatim). With no
+//! trace found, the call goes out untouched.
+//!
+//! The interceptor runs when the call is made, so "current" means current at that moment:
+//! a handler that does not wrap its future, or a task spawned without
+//! [`with_current_trace`](tower_trace_headers::FutureExt::with_current_trace), has none.
+//!
+//! # Example
+//!
+//! ```
+//! use b3_propagation::{RequestContext, Sampling, SpanContext};
+//! use grpc_interceptor::ClientInterceptor;
+//! use tonic::service::Interceptor;
+//! use tower_trace_headers::RequestTrace;
+//!
+//! let span = SpanContext::new_root(Sampling::Accept, false);
+//! let trace = RequestTrace::new(RequestContext::from_span(span));
+//!
+//! let mut interceptor = ClientInterceptor::instrument();
+//! let mut call = tonic::Request::new(());
+//! call.extensions_mut().insert(trace);
+//! let call = interceptor.call(call)?;
+//!
+//! let metadata = call.metadata();
+//! assert_eq!(
+//!     metadata.get("x-b3-traceid").unwrap(),
+//!     span.trace_id().unwrap().to_string().as_str()
+//! );
+//! assert_eq!(
+//!     metadata.get("x-b3-parentspanid").unwrap(),
+//!     span.span_id().unwrap().to_string().as_str()
+//! );
+//! assert!(metadata.get("traceparent").is_some());
+//! # Ok::<(), tonic::Status>(())
+//! ```
+
+use std::sync::Arc;
+
+use b3_propagation::{Propagator, UnknownPropagator};
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+use tower_trace_headers::{Mode, RequestTrace};
+
+use crate::metadata::MetadataInjector;
+
+/// A tonic [`Interceptor`] for clients: injects the request's trace into every outgoing
+/// call. See the [module docs](crate::client).
+///
+/// Use it with a generated client's `with_interceptor(channel, ClientInterceptor::instrument())`
+/// or [`tonic::service::interceptor::InterceptedService`]. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInterceptor {
+    config: Arc<ClientConfig>,
+    trace: Option<RequestTrace>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ClientConfig {
+    propagator: Propagator,
+    mode: Mode,
+}
+
+impl ClientInterceptor {
+    fn with_mode_and_propagator(mode: Mode, propagator: Propagator) -> Self {
+        ClientInterceptor {
+            config: Arc::new(ClientConfig { propagator, mode }),
+            trace: None,
+        }
+    }
+
+    /// Forward mode: re-send the received context headers unchanged.
+    #[must_use]
+    pub fn forward() -> Self {
+        Self::with_mode_and_propagator(Mode::Forward, Propagator::default())
+    }
+
+    /// Instrument mode (the default): a child span id per call.
+    #[must_use]
+    pub fn instrument() -> Self {
+        Self::with_mode_and_propagator(Mode::Instrument, Propagator::default())
+    }
+
+    fn update(mut self, f: impl FnOnce(&mut ClientConfig)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Use this propagator (its inject set decides the formats written in instrument mode).
+    #[must_use]
+    pub fn propagator(self, propagator: Propagator) -> Self {
+        self.update(|c| c.propagator = propagator)
+    }
+
+    /// The propagator `OTEL_PROPAGATORS` asks for (the default when unset).
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownPropagator`] naming an unknown value.
+    pub fn propagator_from_env(self) -> Result<Self, UnknownPropagator> {
+        Ok(self.propagator(Propagator::from_env()?))
+    }
+
+    /// Switch the mode.
+    #[must_use]
+    pub fn with_mode(self, mode: Mode) -> Self {
+        self.update(|c| c.mode = mode)
+    }
+
+    /// Inject `trace` when the call carries none in its extensions (it then wins over the
+    /// current trace): for a client built inside a handler for that one request.
+    #[must_use]
+    pub fn with_trace(mut self, trace: RequestTrace) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// The mode in use.
+    #[must_use]
+    pub fn mode(&self) -> Mode {
+        self.config.mode
+    }
+
+    /// The trace given with [`with_trace`](Self::with_trace).
+    #[must_use]
+    pub fn trace(&self) -> Option<&RequestTrace> {
+        self.trace.as_ref()
+    }
+
+    fn inject(&self, trace: &RequestTrace, carrier: &mut MetadataInjector<'_>) {
+        let propagator = &self.config.propagator;
+        match (self.config.mode, trace.span()) {
+            (Mode::Instrument, Some(parent)) => {
+                let span = propagator.client_span(&parent);
+                propagator.inject(&span, trace, carrier);
+            }
+            // Forward mode; or nothing to be a child of: pass the rest (request id, baggage)
+            // along.
+            _ => propagator.forward(trace, carrier),
+        }
+    }
+}
+
+impl Interceptor for ClientInterceptor {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        // Split the request so the attached trace is read in place while the metadata is
+        // written.
+        let (mut metadata, extensions, ()) = request.into_parts();
+        let mut carrier = MetadataInjector::new(&mut metadata);
+        match extensions.get::<RequestTrace>().or(self.trace.as_ref()) {
+            Some(trace) => self.inject(trace, &mut carrier),
+            None => RequestTrace::with_current(|current| {
+                if let Some(trace) = current {
+                    self.inject(trace, &mut carrier);
+                }
+            }),
+        }
+        Ok(Request::from_parts(metadata, extensions, ()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use b3_propagation::{RequestContext, Sampling, SpanContext};
+    use tonic::metadata::MetadataValue;
+
+    use crate::ServerInterceptor;
+
+    fn received(pairs: &[(&'static str, &'static str)]) -> RequestTrace {
+        let mut request = Request::new(());
+        for (k, v) in pairs {
+            request
+                .metadata_mut()
+                .append(*k, MetadataValue::from_static(v));
+        }
+        let request = ServerInterceptor::new().call(request).unwrap();
+        request.extensions().get::<RequestTrace>().unwrap().clone()
+    }
+
+    const B3: [(&str, &str); 4] = [
+        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-sampled", "1"),
+        ("x-request-id", "rid-7"),
+    ];
+
+    #[test]
+    fn forward_copies_what_was_received() {
+        let trace = received(&B3);
+        let out = ClientInterceptor::forward()
+            .with_trace(trace)
+            .call(Request::new(()))
+            .unwrap();
+        for (k, v) in B3 {
+            assert_eq!(out.metadata().get(k).unwrap(), v, "{k}");
+        }
+        assert!(out.metadata().get("x-b3-parentspanid").is_none());
+        assert!(out.metadata().get("traceparent").is_none());
+    }
+
+    #[test]
+    fn instrument_makes_a_child_of_this_hops_span() {
+        let trace = received(&B3);
+        let local = *trace.local().unwrap();
+        let out = ClientInterceptor::instrument()
+            .with_trace(trace)
+            .call(Request::new(()))
+            .unwrap();
+        let m = out.metadata();
+        assert_eq!(m.get("x-b3-traceid").unwrap(), B3[0].1);
+        assert_eq!(
+            m.get("x-b3-parentspanid").unwrap(),
+            local.span_id().unwrap().to_string().as_str()
+        );
+        assert_ne!(
+            m.get("x-b3-spanid").unwrap(),
+            local.span_id().unwrap().to_string().as_str()
+        );
+        assert_eq!(m.get("x-request-id").unwrap(), "rid-7");
+    }
+
+    #[test]
+    fn trace_sources_in_order() {
+        let span = |s| SpanContext::new_root(s, false);
+        let ext = RequestTrace::new(RequestContext::from_span(span(Sampling::Accept)));
+        let given = RequestTrace::new(RequestContext::from_span(span(Sampling::Deny)));
+        let current = RequestTrace::new(RequestContext::from_span(span(Sampling::Deferred)));
+        let trace_id = |t: &RequestTrace| t.span().unwrap().trace_id().unwrap().to_string();
+        let sent = |r: Request<()>| {
+            r.metadata()
+                .get("x-b3-traceid")
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+
+        let _current = current.enter();
+        let mut with_ext = Request::new(());
+        with_ext.extensions_mut().insert(ext.clone());
+        let mut given_interceptor = ClientInterceptor::instrument().with_trace(given.clone());
+        assert_eq!(
+            sent(given_interceptor.call(with_ext).unwrap()),
+            Some(trace_id(&ext))
+        );
+        assert_eq!(
+            sent(given_interceptor.call(Request::new(())).unwrap()),
+            Some(trace_id(&given))
+        );
+        assert_eq!(
+            sent(
+                ClientInterceptor::instrument()
+                    .call(Request::new(()))
+                    .unwrap()
+            ),
+            Some(trace_id(&current))
+        );
+    }
+
+    #[test]
+    fn outside_a_request_nothing_is_written() {
+        let out = ClientInterceptor::default().call(Request::new(())).unwrap();
+        assert!(out.metadata().is_empty());
+        assert_eq!(ClientInterceptor::default().mode(), Mode::Instrument);
+    }
+}

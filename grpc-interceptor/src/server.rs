@@ -1,0 +1,354 @@
+//! [`ServerInterceptor`]: extract the caller's trace from the request metadata, ensure the
+//! request id, derive this hop's span and hand it to the handler.
+//!
+//! For every request it:
+//! 1. extracts the context with its [`Propagator`] (first valid of `b3`, `x-b3-*`,
+//!    `traceparent` by default). Malformed metadata counts as absent and its typed reasons are
+//!    kept in [`RequestContext::errors`](b3_propagation::RequestContext::errors) — unless the
+//!    interceptor is [strict](ServerInterceptor::strict), which rejects the call with
+//!    `InvalidArgument` naming the header and the reason;
+//! 2. ensures a valid `x-request-id` — generated when absent, malformed or
+//!    [untrusted](ServerInterceptor::trust) — and writes it back into the metadata;
+//! 3. derives this hop's span ([`Propagator::server_span`]: a child of the caller's span, the
+//!    caller's span itself with shared semantics, or a new trace);
+//! 4. stores a [`RequestTrace`] in the request extensions.
+//!
+//! If the extensions already hold a [`RequestTrace`] (`tower-trace-headers`' server layer
+//! runs before it), it is kept as is — strict mode still rejects its malformed headers — so
+//! the trace the handler reads and the current one are the same.
+//!
+//! An interceptor runs before the handler and returns; it cannot keep the trace *current*
+//! while the handler's future runs. The handler gets it with
+//! [`RequestExt::trace`](crate::RequestExt::trace), and makes it current for its outgoing
+//! calls with [`RequestExt::in_trace`](crate::RequestExt::in_trace) (see the
+//! [crate docs](crate)).
+//!
+//! To intercept every service of a server, use it as a layer:
+//!
+//! ```
+//! use grpc_interceptor::ServerInterceptor;
+//! use tonic::service::interceptor::InterceptorLayer;
+//! use tonic::transport::Server;
+//!
+//! let server = Server::builder().layer(InterceptorLayer::new(ServerInterceptor::new()));
+//! # drop(server);
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use b3_propagation::TrustPolicy;
+//! use grpc_interceptor::ServerInterceptor;
+//! use tonic::metadata::MetadataValue;
+//! use tonic::service::Interceptor;
+//! use tower_trace_headers::RequestTrace;
+//!
+//! // An edge: callers may not force sampling nor choose request ids.
+//! let mut interceptor = ServerInterceptor::new().trust(TrustPolicy::untrusted());
+//!
+//! let mut request = tonic::Request::new(());
+//! let metadata = request.metadata_mut();
+//! metadata.insert("x-b3-traceid", MetadataValue::from_static("463ac35c9f6413ad48485a3953bb6124"));
+//! metadata.insert("x-b3-spanid", MetadataValue::from_static("a2fb4a1d1a96d312"));
+//! metadata.insert("x-b3-sampled", MetadataValue::from_static("1"));
+//! metadata.insert("x-request-id", MetadataValue::from_static("chosen-by-the-client"));
+//!
+//! let request = interceptor.call(request)?;
+//! let trace = request.extensions().get::<RequestTrace>().unwrap();
+//! let span = trace.local().unwrap(); // this hop's span
+//! assert_eq!(span.trace_id().unwrap().to_string(), "463ac35c9f6413ad48485a3953bb6124");
+//! assert_eq!(span.parent_span_id().unwrap().to_string(), "a2fb4a1d1a96d312");
+//! // Regenerated at the edge, and written back for the handler and the next hops.
+//! let request_id = trace.request_id().unwrap();
+//! assert_ne!(request_id.as_str(), "chosen-by-the-client");
+//! assert_eq!(request.metadata().get("x-request-id").unwrap(), request_id.as_str());
+//! # Ok::<(), tonic::Status>(())
+//! ```
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use b3_propagation::header::X_REQUEST_ID;
+use b3_propagation::{Propagator, RequestContext, SpanSemantics, TrustPolicy, UnknownPropagator};
+use tonic::metadata::MetadataMap;
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+use tower_trace_headers::RequestTrace;
+
+/// A tonic [`Interceptor`] for servers: extracts the trace and request id from the metadata
+/// and stores a [`RequestTrace`] in the request extensions. See the
+/// [module docs](crate::server).
+///
+/// Use it with a generated server's `with_interceptor(service, ServerInterceptor::new())`,
+/// or [`tonic::service::interceptor::InterceptedService`] /
+/// [`InterceptorLayer`](tonic::service::interceptor::InterceptorLayer). Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct ServerInterceptor {
+    config: Arc<ServerConfig>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ServerConfig {
+    propagator: Propagator,
+    strict: bool,
+}
+
+impl ServerInterceptor {
+    /// The default propagator (extract `b3`, `x-b3-*`, `traceparent`; trusted; child spans);
+    /// malformed metadata is ignored.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_propagator(Propagator::default())
+    }
+
+    /// Use this propagator (its extract order, trust policy and span semantics).
+    #[must_use]
+    pub fn with_propagator(propagator: Propagator) -> Self {
+        ServerInterceptor {
+            config: Arc::new(ServerConfig {
+                propagator,
+                strict: false,
+            }),
+        }
+    }
+
+    /// The propagator `OTEL_PROPAGATORS` asks for (the default when unset).
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownPropagator`] naming an unknown value.
+    pub fn from_env() -> Result<Self, UnknownPropagator> {
+        Propagator::from_env().map(Self::with_propagator)
+    }
+
+    fn update(mut self, f: impl FnOnce(&mut ServerConfig)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// The edge trust policy: at an untrusted edge inbound sampling and debug flags do not
+    /// force sampling and the request id is regenerated (see [`TrustPolicy`]).
+    #[must_use]
+    pub fn trust(self, trust: TrustPolicy) -> Self {
+        self.update(|c| c.propagator = c.propagator.to_builder().trust(trust).build())
+    }
+
+    /// Shared (Zipkin / Envoy `shared_span_context`) or child server spans.
+    #[must_use]
+    pub fn span_semantics(self, semantics: SpanSemantics) -> Self {
+        self.update(|c| {
+            c.propagator = c.propagator.to_builder().span_semantics(semantics).build();
+        })
+    }
+
+    /// Strict mode: reject a call whose tracing metadata is malformed with
+    /// `Status::invalid_argument`, whose message names each rejected header and why
+    /// (default: off — malformed metadata counts as absent, the reasons are in
+    /// [`RequestContext::errors`](b3_propagation::RequestContext::errors)).
+    #[must_use]
+    pub fn strict(self, on: bool) -> Self {
+        self.update(|c| c.strict = on)
+    }
+
+    /// Whether strict mode is on.
+    #[must_use]
+    pub fn is_strict(&self) -> bool {
+        self.config.strict
+    }
+
+    /// The propagator in use.
+    #[must_use]
+    pub fn propagator(&self) -> &Propagator {
+        &self.config.propagator
+    }
+}
+
+impl Interceptor for ServerInterceptor {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let config = &*self.config;
+        // Already extracted (`tower-trace-headers`' server layer ran first): keep that trace,
+        // so the handler's and the current one are the same.
+        if let Some(trace) = request.extensions().get::<RequestTrace>() {
+            return match config.strict.then(|| reject(trace)).flatten() {
+                Some(status) => Err(status),
+                None => Ok(request),
+            };
+        }
+        let propagator = &config.propagator;
+        // The request is ours: take its `HeaderMap` out (a move) so the core's one-pass
+        // `HeaderMap` carrier applies and received values are shared, not copied.
+        let (metadata, mut extensions, ()) = request.into_parts();
+        let mut headers = metadata.into_headers();
+        let mut cx = propagator.extract(&headers);
+        if config.strict
+            && let Some(status) = reject(&cx)
+        {
+            return Err(status);
+        }
+
+        // One request id from here on: generated when absent, invalid or untrusted, and
+        // written back so the handler, logs and forwarded calls see the same one.
+        let request_id = cx.ensure_request_id().header_value();
+        if headers.get(&X_REQUEST_ID) != Some(request_id) {
+            headers.insert(X_REQUEST_ID, request_id.clone());
+        }
+
+        let local = propagator.server_span(cx.remote());
+        cx.set_local(local);
+        extensions.insert(RequestTrace::new(cx));
+        Ok(Request::from_parts(
+            MetadataMap::from_headers(headers),
+            extensions,
+            (),
+        ))
+    }
+}
+
+/// Strict mode's answer: `InvalidArgument` naming every rejected header and why.
+fn reject(cx: &RequestContext) -> Option<Status> {
+    let (first, rest) = cx.errors().split_first()?;
+    let mut message = format!("malformed tracing metadata: {first}");
+    for e in rest {
+        let _ = write!(message, "; {e}");
+    }
+    Some(Status::invalid_argument(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use b3_propagation::error::{ErrorKind, Field};
+    use b3_propagation::{Format, Sampling};
+    use tonic::metadata::MetadataValue;
+
+    fn request(pairs: &[(&'static str, &'static str)]) -> Request<()> {
+        let mut request = Request::new(());
+        for (k, v) in pairs {
+            request
+                .metadata_mut()
+                .append(*k, MetadataValue::from_static(v));
+        }
+        request
+    }
+
+    fn trace(request: &Request<()>) -> &RequestTrace {
+        request.extensions().get::<RequestTrace>().unwrap()
+    }
+
+    #[test]
+    fn extracts_and_derives_a_child_span() {
+        let r = ServerInterceptor::new()
+            .call(request(&[(
+                "b3",
+                "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1",
+            )]))
+            .unwrap();
+        let t = trace(&r);
+        let remote = t.remote().unwrap();
+        let local = t.local().unwrap();
+        assert_eq!(local.trace_id(), remote.trace_id());
+        assert_eq!(local.parent_span_id(), remote.span_id());
+        assert_ne!(local.span_id(), remote.span_id());
+        assert_eq!(local.sampling(), Sampling::Accept);
+        // A request id was generated and written back.
+        let id = t.request_id().unwrap();
+        assert_eq!(r.metadata().get("x-request-id").unwrap(), id.as_str());
+    }
+
+    #[test]
+    fn shared_spans_reuse_the_callers_span() {
+        let r = ServerInterceptor::new()
+            .span_semantics(SpanSemantics::Shared)
+            .call(request(&[(
+                "b3",
+                "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1",
+            )]))
+            .unwrap();
+        let t = trace(&r);
+        assert_eq!(t.local(), t.remote());
+    }
+
+    #[test]
+    fn no_context_starts_a_trace_and_keeps_a_valid_request_id() {
+        let r = ServerInterceptor::new()
+            .call(request(&[("x-request-id", "rid-1")]))
+            .unwrap();
+        let t = trace(&r);
+        assert!(t.remote().is_none());
+        assert!(t.local().unwrap().parent_span_id().is_none());
+        assert_eq!(t.request_id().unwrap().as_str(), "rid-1");
+        assert_eq!(r.metadata().get_all("x-request-id").iter().count(), 1);
+    }
+
+    #[test]
+    fn malformed_metadata_is_absent_with_its_reason() {
+        let r = ServerInterceptor::new()
+            .call(request(&[
+                ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+                ("x-b3-spanid", "A2FB4A1D1A96D312"),
+            ]))
+            .unwrap();
+        let t = trace(&r);
+        assert!(t.remote().is_none());
+        let e = t.errors()[0];
+        assert_eq!(e.format(), Format::B3Multi);
+        assert_eq!(e.field(), Some(Field::SpanId));
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidCharacter {
+                byte: b'A',
+                index: 0
+            }
+        );
+    }
+
+    #[test]
+    fn strict_mode_rejects_with_the_reason() {
+        let mut strict = ServerInterceptor::new().strict(true);
+        assert!(strict.is_strict());
+        let status = strict
+            .call(request(&[
+                ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+                ("x-b3-spanid", "A2FB4A1D1A96D312"),
+                ("x-request-id", "bad\tid"),
+            ]))
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "malformed tracing metadata: invalid x-b3-* header: span id: invalid character 'A' \
+             at byte 0 (lower-case hex only); invalid x-request-id header: invalid byte 0x09 at byte 3"
+        );
+        // Well-formed metadata passes.
+        assert!(strict.call(request(&[("b3", "1")])).is_ok());
+    }
+
+    #[test]
+    fn a_trace_already_there_is_kept() {
+        let mut first = ServerInterceptor::new();
+        let r = first
+            .call(request(&[("x-b3-traceid", "463ac35c9f6413ad4")]))
+            .unwrap();
+        let before = trace(&r).local().copied();
+        let r = ServerInterceptor::new().call(r).unwrap();
+        assert_eq!(trace(&r).local().copied(), before);
+        let status = ServerInterceptor::new().strict(true).call(r).unwrap_err();
+        assert!(status.message().contains("wrong length (17)"), "{status:?}");
+    }
+
+    #[test]
+    fn untrusted_edge() {
+        let r = ServerInterceptor::new()
+            .trust(TrustPolicy::untrusted())
+            .call(request(&[
+                ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-d"),
+                ("x-request-id", "client-chosen"),
+            ]))
+            .unwrap();
+        let t = trace(&r);
+        assert_eq!(t.remote().unwrap().sampling(), Sampling::Deferred);
+        let id = t.request_id().unwrap().as_str();
+        assert_ne!(id, "client-chosen");
+        assert_eq!(r.metadata().get("x-request-id").unwrap(), id);
+    }
+}

@@ -257,7 +257,9 @@ impl fmt::Debug for SpanContext {
                 d.field("parent_span_id", &format_args!("{p}"));
             }
         }
-        d.field("sampling", &self.sampling).finish()
+        d.field("sampling", &self.sampling)
+            .field("trace_flags", &self.trace_flags())
+            .finish()
     }
 }
 

@@ -936,7 +936,24 @@ fn check_opaque(h: OpaqueHeader, v: &HeaderValue) -> Result<(), ParseError> {
             },
         ));
     }
+    // A `-bin` value that is not base64 makes gRPC peers fail the whole call: never send one.
+    if h == OpaqueHeader::GrpcTraceBin && !is_base64(b) {
+        return Err(ParseError::new(format, None, ErrorKind::InvalidBase64));
+    }
     Ok(())
+}
+
+/// Standard base64, padded or not (as gRPC `-bin` metadata allows).
+fn is_base64(b: &[u8]) -> bool {
+    let data = b
+        .strip_suffix(b"==")
+        .or_else(|| b.strip_suffix(b"="))
+        .unwrap_or(b);
+    let padded = data.len() != b.len();
+    data.iter()
+        .all(|&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+        && data.len() % 4 != 1
+        && (!padded || b.len() % 4 == 0)
 }
 
 #[cfg(test)]
@@ -1055,6 +1072,22 @@ mod tests {
         assert_eq!(out["x-b3-traceid"], "48485a3953bb6124");
         assert!(out.get("x-b3-flags").is_none());
         assert!(out.get("x-b3-sampled").is_none());
+    }
+
+    #[test]
+    fn opaque_grpc_trace_bin_must_be_base64() {
+        let p = Propagator::default();
+        let cx = p.extract(&map(&[(
+            "grpc-trace-bin",
+            "AABL+S81d7NNpqPOkp0ADkc2ATTwZ6oLqQK3AgE",
+        )]));
+        assert!(cx.received_header(&header::GRPC_TRACE_BIN).is_some());
+        let cx = p.extract(&map(&[("grpc-trace-bin", "not-base64!")]));
+        assert!(cx.received_header(&header::GRPC_TRACE_BIN).is_none());
+        assert_eq!(cx.errors()[0].kind(), ErrorKind::InvalidBase64);
+        assert!(is_base64(b"AAE="));
+        assert!(!is_base64(b"A"));
+        assert!(!is_base64(b"A="));
     }
 
     #[test]

@@ -953,7 +953,7 @@ fn is_base64(b: &[u8]) -> bool {
     data.iter()
         .all(|&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
         && data.len() % 4 != 1
-        && (!padded || b.len() % 4 == 0)
+        && (!padded || b.len().is_multiple_of(4))
 }
 
 #[cfg(test)]

@@ -32,6 +32,14 @@ struct Cli {
     /// Run every hop through real Envoy proxies (front proxy and sidecars).
     #[arg(long)]
     envoy: bool,
+    /// With `--envoy`: percent of item calls sent to item-v2 (which has an injected tail
+    /// latency), with a breakdown by version.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0, requires = "envoy",
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    canary: u32,
+    /// With `--envoy`: keep the Envoy configs, logs and access logs in this directory.
+    #[arg(long, value_name = "DIR", requires = "envoy")]
+    envoy_dir: Option<std::path::PathBuf>,
     /// How applications carry the context: forward the received headers, or add their own
     /// spans.
     #[arg(long, value_enum, default_value_t = ModeArg::Instrument)]
@@ -88,17 +96,31 @@ fn print_waterfalls(spans: &[ZipkinSpan], outcomes: &[demo::Outcome], n: usize) 
 }
 
 async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
+    let mode = match args.mode {
+        ModeArg::Forward => Mode::Forward,
+        ModeArg::Instrument => Mode::Instrument,
+    };
     if args.envoy {
-        return Err("--envoy: the Envoy mesh is not wired into this build yet".into());
+        if args.collector.is_some() || args.serve {
+            return Err("--envoy runs with the embedded collector, without --serve".into());
+        }
+        return demo::envoy::run(&demo::envoy::DemoOptions {
+            requests: args.requests,
+            concurrency: args.concurrency,
+            mode,
+            shared_span_context: args.shared_span_context,
+            canary_v2_percent: args.canary,
+            baggage_requests: 3,
+            waterfalls: args.waterfalls,
+            json: args.json,
+            dir: args.envoy_dir,
+        })
+        .await;
     }
     let semantics = if args.shared_span_context {
         SpanSemantics::Shared
     } else {
         SpanSemantics::Child
-    };
-    let mode = match args.mode {
-        ModeArg::Forward => Mode::Forward,
-        ModeArg::Instrument => Mode::Instrument,
     };
     let mesh = LocalMesh::start(MeshConfig {
         collector: args.collector.clone(),

@@ -3,6 +3,7 @@
 //! load, and the joined traces as terminal waterfalls.
 
 pub mod analysis;
+pub mod envoy;
 pub mod waterfall;
 
 use std::io::IsTerminal;

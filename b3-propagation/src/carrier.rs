@@ -62,30 +62,45 @@ pub(crate) struct Scanned<'a> {
 
 const SCAN_SLOTS: usize = 18;
 
-/// The slot of a tracing header name (lower case), if it is one.
+/// The slot of a tracing header name (lower case), if it is one. Dispatches on the length
+/// first, so an ordinary header costs one comparison.
 #[inline]
 fn scan_slot(name: &str) -> Option<usize> {
-    Some(match name {
-        "b3" => 0,
-        "x-b3-traceid" => 1,
-        "x-b3-spanid" => 2,
-        "x-b3-parentspanid" => 3,
-        "x-b3-sampled" => 4,
-        "x-b3-flags" => 5,
-        "traceparent" => 6,
-        "tracestate" => 7,
-        "baggage" => 8,
-        "x-request-id" => 9,
-        "uber-trace-id" => 10,
-        "grpc-trace-bin" => 11,
-        "x-ot-span-context" => 12,
-        "x-cloud-trace-context" => 13,
-        "sw8" => 14,
-        "x-datadog-trace-id" => 15,
-        "x-datadog-parent-id" => 16,
-        "x-datadog-sampling-priority" => 17,
-        _ => return None,
-    })
+    let b = name.as_bytes();
+    let slot = match b.len() {
+        2 => (b == b"b3").then_some(0),
+        3 => (b == b"sw8").then_some(14),
+        7 => (b == b"baggage").then_some(8),
+        10 => match b[0] {
+            b'x' => (b == b"x-b3-flags").then_some(5),
+            b't' => (b == b"tracestate").then_some(7),
+            _ => None,
+        },
+        11 => match b[0] {
+            b'x' => (b == b"x-b3-spanid").then_some(2),
+            b't' => (b == b"traceparent").then_some(6),
+            _ => None,
+        },
+        12 => match b.get(2) {
+            Some(b'b') if b == b"x-b3-traceid" => Some(1),
+            Some(b'b') if b == b"x-b3-sampled" => Some(4),
+            Some(b'r') if b == b"x-request-id" => Some(9),
+            _ => None,
+        },
+        13 => (b == b"uber-trace-id").then_some(10),
+        14 => (b == b"grpc-trace-bin").then_some(11),
+        17 => match b.get(2) {
+            Some(b'b') => (b == b"x-b3-parentspanid").then_some(3),
+            Some(b'o') => (b == b"x-ot-span-context").then_some(12),
+            _ => None,
+        },
+        18 => (b == b"x-datadog-trace-id").then_some(15),
+        19 => (b == b"x-datadog-parent-id").then_some(16),
+        21 => (b == b"x-cloud-trace-context").then_some(13),
+        27 => (b == b"x-datadog-sampling-priority").then_some(17),
+        _ => None,
+    };
+    slot
 }
 
 /// Whether `name` may be a prefixed baggage header (`baggage-*`, `ot-baggage-*`, `uberctx-*`).

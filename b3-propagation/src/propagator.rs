@@ -630,6 +630,14 @@ impl Propagator {
     pub fn extract_span<E: Extractor + ?Sized>(
         &self,
         carrier: &E,
+        on_error: impl FnMut(ParseError),
+    ) -> Option<(SpanContext, ContextFormat)> {
+        self.extract_span_from(carrier, on_error)
+    }
+
+    fn extract_span_from<E: Extractor + ?Sized>(
+        &self,
+        carrier: &E,
         mut on_error: impl FnMut(ParseError),
     ) -> Option<(SpanContext, ContextFormat)> {
         if self.config.trust.context == InboundContext::Ignore {
@@ -669,7 +677,7 @@ impl Propagator {
         let c = &self.config;
         let mut cx = RequestContext::new();
         let mut errors = Vec::new();
-        let winner = self.extract_span(carrier, |e| errors.push(e));
+        let winner = self.extract_span_from(carrier, |e| errors.push(e));
         let mut received = Received::default();
         let mut traceparent_ok = None;
         if let Some((span, source)) = winner {

@@ -67,7 +67,7 @@ const SCAN_SLOTS: usize = 18;
 #[inline]
 fn scan_slot(name: &str) -> Option<usize> {
     let b = name.as_bytes();
-    let slot = match b.len() {
+    match b.len() {
         2 => (b == b"b3").then_some(0),
         3 => (b == b"sw8").then_some(14),
         7 => (b == b"baggage").then_some(8),
@@ -99,8 +99,7 @@ fn scan_slot(name: &str) -> Option<usize> {
         21 => (b == b"x-cloud-trace-context").then_some(13),
         27 => (b == b"x-datadog-sampling-priority").then_some(17),
         _ => None,
-    };
-    slot
+    }
 }
 
 /// Whether `name` may be a prefixed baggage header (`baggage-*`, `ot-baggage-*`, `uberctx-*`).

@@ -395,13 +395,7 @@ impl EnvoyMesh {
 
     /// Export every queued app span now (blocking work, done off the async threads).
     pub async fn flush(&self) {
-        let all = self.telemetry.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in &all {
-                t.flush();
-            }
-        })
-        .await;
+        super::flush_all(&self.telemetry).await;
     }
 
     /// Wait, at most `timeout`, until the trace of every outcome is [`complete`]. Returns
@@ -493,19 +487,11 @@ impl EnvoyMesh {
         for envoy in &self.envoys {
             let _ = envoy.kill();
         }
-        let _ = self.stop.send(true);
-        while tokio::time::timeout(Duration::from_secs(5), self.tasks.join_next())
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-        {}
-        let all = std::mem::take(&mut self.telemetry);
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in &all {
-                t.shutdown();
-            }
-        })
+        super::stop_all(
+            &self.stop,
+            &mut self.tasks,
+            std::mem::take(&mut self.telemetry),
+        )
         .await;
     }
 }

@@ -181,33 +181,51 @@ impl LocalMesh {
 
     /// Export every queued span now (blocking work, done off the async threads).
     pub async fn flush(&self) {
-        let all = self.telemetry.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in &all {
-                t.flush();
-            }
-        })
-        .await;
+        flush_all(&self.telemetry).await;
     }
 
     /// Stop every service and the collector, flushing spans first.
     pub async fn stop(mut self) {
         self.flush().await;
-        let _ = self.stop.send(true);
-        while tokio::time::timeout(Duration::from_secs(5), self.tasks.join_next())
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-        {}
-        let all = std::mem::take(&mut self.telemetry);
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in &all {
-                t.shutdown();
-            }
-        })
+        stop_all(
+            &self.stop,
+            &mut self.tasks,
+            std::mem::take(&mut self.telemetry),
+        )
         .await;
     }
+}
+
+/// Export every span queued in these providers (blocking work, done off the async threads).
+pub(crate) async fn flush_all(telemetry: &[Telemetry]) {
+    let all = telemetry.to_vec();
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in &all {
+            t.flush();
+        }
+    })
+    .await;
+}
+
+/// Signal the services to stop, wait (bounded) for their tasks, then shut the providers down.
+pub(crate) async fn stop_all(
+    stop: &watch::Sender<bool>,
+    tasks: &mut JoinSet<()>,
+    telemetry: Vec<Telemetry>,
+) {
+    let _ = stop.send(true);
+    while tokio::time::timeout(Duration::from_secs(5), tasks.join_next())
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    {}
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in &telemetry {
+            t.shutdown();
+        }
+    })
+    .await;
 }
 
 /// The routes the load cycles through.

@@ -38,11 +38,7 @@ impl Extras {
         let mut local = local;
         #[cfg(feature = "opentelemetry")]
         {
-            let info = crate::otel::RequestInfo {
-                method: req.method(),
-                uri: req.uri(),
-                headers: req.headers(),
-            };
+            let info = crate::otel::RequestInfo::of(req);
             let shared =
                 config.propagator.span_semantics() == b3_propagation::SpanSemantics::Shared;
             if let Some((span, adjusted)) = crate::otel::server_span(
@@ -82,11 +78,7 @@ impl Extras {
         #[cfg(feature = "opentelemetry")]
         {
             use opentelemetry::trace::TraceContextExt as _;
-            let info = crate::otel::RequestInfo {
-                method: req.method(),
-                uri: req.uri(),
-                headers: req.headers(),
-            };
+            let info = crate::otel::RequestInfo::of(req);
             // The parent: the OTel context current here (a span the application opened),
             // else the request's server span.
             let current = opentelemetry::Context::current();

@@ -114,7 +114,16 @@ pub(crate) struct RequestInfo<'a> {
     pub(crate) headers: &'a HeaderMap,
 }
 
-impl RequestInfo<'_> {
+impl<'a> RequestInfo<'a> {
+    /// What `req` shows the span attributes.
+    pub(crate) fn of<B>(req: &'a http::Request<B>) -> Self {
+        RequestInfo {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+        }
+    }
+
     fn is_grpc(&self) -> bool {
         self.headers
             .get(http::header::CONTENT_TYPE)

@@ -118,6 +118,110 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// `frontend`'s flags.
+#[derive(Clone, Debug, Args)]
+pub struct FrontendArgs {
+    /// The shared flags.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The user service (behind Envoy: the sidecar's egress listener).
+    #[arg(long, env = "USER_ADDR", default_value = "http://127.0.0.1:8081")]
+    pub user: String,
+    /// The order service (behind Envoy: the sidecar's egress listener).
+    #[arg(long, env = "ORDER_ADDR", default_value = "http://127.0.0.1:8082")]
+    pub order: String,
+}
+
+/// `user`'s flags.
+#[derive(Clone, Debug, Args)]
+pub struct UserArgs {
+    /// The shared flags.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// `order`'s flags.
+#[derive(Clone, Debug, Args)]
+pub struct OrderArgs {
+    /// The shared flags.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The item service (behind Envoy: the sidecar's egress listener).
+    #[arg(long, env = "ITEM_ADDR", default_value = "http://127.0.0.1:8083")]
+    pub item: String,
+}
+
+/// `item`'s flags.
+#[derive(Clone, Debug, Args)]
+pub struct ItemArgs {
+    /// The shared flags.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// Fraction (0..=1) of requests made slower: an injected tail-latency regression.
+    #[arg(long, env = "TAIL_FRACTION", default_value_t = 0.0)]
+    pub tail_fraction: f64,
+    /// How much slower, in milliseconds.
+    #[arg(long, env = "TAIL_MS", default_value_t = 80)]
+    pub tail_ms: u64,
+}
+
+/// Any one of the four services, with its flags: what each service binary runs (and what
+/// `demo --processes` runs in each child process).
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum ServiceCommand {
+    /// The HTTP edge.
+    Frontend(FrontendArgs),
+    /// gRPC `user`.
+    User(UserArgs),
+    /// gRPC `order`.
+    Order(OrderArgs),
+    /// gRPC `item`.
+    Item(ItemArgs),
+}
+
+impl ServiceCommand {
+    /// Bind, serve until Ctrl-C or SIGTERM, then flush the spans.
+    ///
+    /// # Errors
+    ///
+    /// Bad options, a port that cannot be bound, or the server's error.
+    pub async fn run(self) -> Result<(), BoxError> {
+        use crate::services::{frontend, item, order, user};
+        match self {
+            ServiceCommand::Frontend(a) => {
+                let opts = a.service.options("frontend")?;
+                let f = frontend::Frontend::new(opts.channel(&a.user)?, opts.channel(&a.order)?);
+                let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
+                let server = frontend::serve(listener, f, opts.clone(), shutdown_signal());
+                run("frontend", &opts, a.service.listen, server).await
+            }
+            ServiceCommand::User(a) => {
+                let opts = a.service.options("user")?;
+                let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
+                let server = user::serve(listener, opts.clone(), shutdown_signal());
+                run("user", &opts, a.service.listen, server).await
+            }
+            ServiceCommand::Order(a) => {
+                let opts = a.service.options("order")?;
+                let orders = order::Orders::new(opts.channel(&a.item)?);
+                let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
+                let server = order::serve(listener, orders, opts.clone(), shutdown_signal());
+                run("order", &opts, a.service.listen, server).await
+            }
+            ServiceCommand::Item(a) => {
+                let opts = a.service.options("item")?;
+                let items = item::Items::new(&a.service.service_version).with_tail_latency(
+                    a.tail_fraction,
+                    std::time::Duration::from_millis(a.tail_ms),
+                );
+                let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
+                let server = item::serve(listener, items, opts.clone(), shutdown_signal());
+                run("item", &opts, a.service.listen, server).await
+            }
+        }
+    }
+}
+
 /// Run a service until a shutdown signal, then flush its spans.
 ///
 /// # Errors

@@ -4,25 +4,187 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) and
 //! `OTEL_SERVICE_NAME` are respected, so the same binaries report to a real Jaeger or Tempo
 //! unchanged. A dead or slow collector never slows a request: export runs on the batch
-//! processor's own thread, and what cannot be queued is dropped and counted by the SDK.
+//! processor's own thread, bounded by a timeout. Spans that never reach the collector (refused,
+//! timed out, answered with an error, or dropped from a full queue) are counted in
+//! [`ExportStats`], and an outage is reported once on standard error, not once per request or
+//! batch; a summary line follows at shutdown.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use opentelemetry::Context;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, Span, SpanData,
+    SpanExporter as SdkSpanExporter, SpanProcessor,
 };
 use tower_trace_headers::otel::PresetIdGenerator;
+
+/// How long one export may take before it is abandoned (and its spans counted as dropped).
+pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One service's tracer provider (cheap to clone).
 #[derive(Clone)]
 pub struct Telemetry {
     provider: SdkTracerProvider,
     service: String,
+    health: Arc<Health>,
+}
+
+/// What became of the spans a service ended (sampled spans only: unsampled ones are never
+/// exported).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExportStats {
+    /// Sampled spans ended, handed to the exporter's queue.
+    pub ended: u64,
+    /// Spans the collector accepted.
+    pub exported: u64,
+    /// Spans in exports that failed (refused, timed out, or answered with an error).
+    pub failed: u64,
+    /// Exports that failed.
+    pub failed_exports: u64,
+    /// Outage reports written to standard error (one per outage, not per request).
+    pub reports: u64,
+}
+
+impl ExportStats {
+    /// Spans that did not reach the collector: failed exports plus whatever the batch queue
+    /// dropped when full. Exact once the provider is shut down.
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.ended.saturating_sub(self.exported)
+    }
+}
+
+impl std::ops::Add for ExportStats {
+    type Output = ExportStats;
+
+    fn add(self, o: ExportStats) -> ExportStats {
+        ExportStats {
+            ended: self.ended + o.ended,
+            exported: self.exported + o.exported,
+            failed: self.failed + o.failed,
+            failed_exports: self.failed_exports + o.failed_exports,
+            reports: self.reports + o.reports,
+        }
+    }
+}
+
+/// Export counters, and whether the current outage was already reported.
+#[derive(Debug, Default)]
+struct Health {
+    service: String,
+    endpoint: String,
+    ended: AtomicU64,
+    exported: AtomicU64,
+    failed: AtomicU64,
+    failed_exports: AtomicU64,
+    reports: AtomicU64,
+    failing: AtomicBool,
+}
+
+impl Health {
+    fn stats(&self) -> ExportStats {
+        ExportStats {
+            ended: self.ended.load(Ordering::Relaxed),
+            exported: self.exported.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            failed_exports: self.failed_exports.load(Ordering::Relaxed),
+            reports: self.reports.load(Ordering::Relaxed),
+        }
+    }
+
+    fn record(&self, spans: u64, result: &OTelSdkResult) {
+        match result {
+            Ok(()) => {
+                self.exported.fetch_add(spans, Ordering::Relaxed);
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    eprintln!(
+                        "telemetry: {}: exporting to {} again",
+                        self.service, self.endpoint
+                    );
+                }
+            }
+            Err(err) => {
+                self.failed.fetch_add(spans, Ordering::Relaxed);
+                self.failed_exports.fetch_add(1, Ordering::Relaxed);
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    self.reports.fetch_add(1, Ordering::Relaxed);
+                    eprintln!(
+                        "telemetry: {}: cannot export spans to {} ({err}); requests are \
+                         unaffected, dropped spans are counted and reported at shutdown",
+                        self.service, self.endpoint
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Counts what the wrapped exporter accepted and refused.
+#[derive(Debug)]
+struct CountingExporter<E> {
+    inner: E,
+    health: Arc<Health>,
+}
+
+impl<E: SdkSpanExporter> SdkSpanExporter for CountingExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len() as u64;
+        let result = self.inner.export(batch).await;
+        self.health.record(n, &result);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Counts the sampled spans ended, before the batch processor queues (or drops) them.
+#[derive(Debug)]
+struct CountingProcessor<P> {
+    inner: P,
+    health: Arc<Health>,
+}
+
+impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if span.span_context.is_sampled() {
+            self.health.ended.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 impl fmt::Debug for Telemetry {
@@ -77,26 +239,44 @@ impl Telemetry {
         let mut builder = SdkTracerProvider::builder()
             .with_resource(resource)
             .with_id_generator(PresetIdGenerator::default());
+        let mut health = Health {
+            service: service.clone(),
+            ..Health::default()
+        };
         if let Some(endpoint) = endpoint {
+            let url = traces_url(&endpoint);
             let exporter = SpanExporter::builder()
                 .with_http()
-                .with_endpoint(traces_url(&endpoint))
-                .with_timeout(Duration::from_secs(2))
+                .with_endpoint(url.clone())
+                .with_timeout(EXPORT_TIMEOUT)
                 .build()?;
+            health.endpoint = url;
+            let health = Arc::new(health);
             let config = BatchConfigBuilder::default()
                 .with_max_queue_size(65_536)
                 .with_max_export_batch_size(2_048)
                 .with_scheduled_delay(Duration::from_millis(100))
                 .build();
-            builder = builder.with_span_processor(
-                BatchSpanProcessor::builder(exporter)
+            let exporter = CountingExporter {
+                inner: exporter,
+                health: health.clone(),
+            };
+            builder = builder.with_span_processor(CountingProcessor {
+                inner: BatchSpanProcessor::builder(exporter)
                     .with_batch_config(config)
                     .build(),
-            );
+                health: health.clone(),
+            });
+            return Ok(Telemetry {
+                provider: builder.build(),
+                service,
+                health,
+            });
         }
         Ok(Telemetry {
             provider: builder.build(),
             service,
+            health: Arc::new(health),
         })
     }
 
@@ -108,7 +288,14 @@ impl Telemetry {
                 .with_id_generator(PresetIdGenerator::default())
                 .build(),
             service: service.to_owned(),
+            health: Arc::new(Health::default()),
         }
+    }
+
+    /// What became of the spans ended so far (exact after [`shutdown`](Self::shutdown)).
+    #[must_use]
+    pub fn stats(&self) -> ExportStats {
+        self.health.stats()
     }
 
     /// The service name spans are reported under.
@@ -128,8 +315,19 @@ impl Telemetry {
         let _ = self.provider.force_flush();
     }
 
-    /// Flush and stop.
+    /// Flush and stop; one summary line on standard error when spans were dropped.
     pub fn shutdown(&self) {
         let _ = self.provider.shutdown();
+        let stats = self.stats();
+        if stats.dropped() > 0 {
+            eprintln!(
+                "telemetry: {}: {} of {} spans dropped ({} failed exports to {})",
+                self.service,
+                stats.dropped(),
+                stats.ended,
+                stats.failed_exports,
+                self.health.endpoint
+            );
+        }
     }
 }

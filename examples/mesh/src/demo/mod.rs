@@ -4,8 +4,10 @@
 
 pub mod analysis;
 pub mod envoy;
+pub mod processes;
 pub mod waterfall;
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use tower_trace_headers::Mode;
 use crate::access_log::AccessLog;
 use crate::collector::{Collector, CollectorConfig, ZipkinSpan};
 use crate::services::{ServiceOptions, frontend, item, order, user};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{ExportStats, Telemetry};
 
 /// The four services every joined trace must contain.
 pub const SERVICES: [&str; 4] = ["frontend", "user", "order", "item"];
@@ -54,6 +56,50 @@ impl Default for MeshConfig {
     }
 }
 
+/// The service a [`LocalMesh`] runs, for [`LocalMesh::stop_service`] and
+/// [`LocalMesh::restart_service`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    /// The HTTP edge.
+    Frontend,
+    /// gRPC `user`.
+    User,
+    /// gRPC `order` (calls `item`).
+    Order,
+    /// gRPC `item`.
+    Item,
+}
+
+impl Service {
+    /// All four, in start order (callees first).
+    pub const ALL: [Service; 4] = [
+        Service::Item,
+        Service::User,
+        Service::Order,
+        Service::Frontend,
+    ];
+
+    /// The service name spans are reported under.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Frontend => "frontend",
+            Service::User => "user",
+            Service::Order => "order",
+            Service::Item => "item",
+        }
+    }
+}
+
+/// One running service: its address, options, and how to stop it.
+#[derive(Debug)]
+struct Slot {
+    addr: SocketAddr,
+    options: ServiceOptions,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
 /// A running local mesh.
 #[derive(Debug)]
 pub struct LocalMesh {
@@ -72,6 +118,7 @@ pub struct LocalMesh {
     /// The access log every service writes to.
     pub access_log: AccessLog,
     telemetry: Vec<Telemetry>,
+    services: BTreeMap<Service, Slot>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -85,6 +132,11 @@ async fn bind() -> std::io::Result<(TcpListener, SocketAddr)> {
 /// Any error starting the mesh.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Completes when `rx` turns true (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
 impl LocalMesh {
     /// Start the collector (unless exporting elsewhere) and the four services. Every listener
     /// is bound before this returns, so the mesh is ready: no sleeps.
@@ -93,13 +145,7 @@ impl LocalMesh {
     ///
     /// When a port cannot be bound or an exporter cannot be built.
     pub async fn start(config: MeshConfig) -> Result<Self, BoxError> {
-        let (stop, stopped) = watch::channel(false);
-        let shutdown = move || {
-            let mut rx = stopped.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
+        let (stop, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
         let (collector, collector_addr, endpoint) = match &config.collector {
@@ -107,7 +153,7 @@ impl LocalMesh {
             None => {
                 let c = Collector::new(CollectorConfig::default());
                 let (l, a) = bind().await?;
-                let serve = c.clone().serve(l, shutdown());
+                let serve = c.clone().serve(l, stopped(stop.subscribe()));
                 tasks.spawn(async move {
                     let _ = serve.await;
                 });
@@ -120,63 +166,129 @@ impl LocalMesh {
             .span_semantics(config.semantics)
             .build();
         let mut telemetry = Vec::new();
-        let mut options = |service: &str, version: &str| -> Result<ServiceOptions, BoxError> {
-            let t = Telemetry::new(service, version, Some(&endpoint), false)?;
+        let mut listeners = Vec::new();
+        let mut services = BTreeMap::new();
+        for service in Service::ALL {
+            let name = service.name();
+            let t = Telemetry::new(name, "v1", Some(&endpoint), false)?;
             telemetry.push(t.clone());
-            Ok(ServiceOptions {
+            let options = ServiceOptions {
                 propagator: propagator.clone(),
                 mode: config.mode,
                 spans: true,
                 telemetry: t,
                 access_log: config.access_log.clone(),
-                version: version.to_owned(),
-                edge: service == "frontend",
-            })
+                version: "v1".to_owned(),
+                edge: service == Service::Frontend,
+            };
+            let (l, addr) = bind().await?;
+            listeners.push((service, l));
+            services.insert(
+                service,
+                Slot {
+                    addr,
+                    options,
+                    stop: watch::channel(false).0,
+                    task: None,
+                },
+            );
+        }
+        let addr = |s: Service| services.get(&s).map(|slot| slot.addr);
+        let (Some(frontend), Some(user), Some(order), Some(item)) = (
+            addr(Service::Frontend),
+            addr(Service::User),
+            addr(Service::Order),
+            addr(Service::Item),
+        ) else {
+            return Err("a service was not bound".into());
         };
-
-        let (item_l, item_a) = bind().await?;
-        let (user_l, user_a) = bind().await?;
-        let (order_l, order_a) = bind().await?;
-        let (front_l, front_a) = bind().await?;
-
-        let o = options("item", "v1")?;
-        let s = shutdown();
-        tasks.spawn(async move {
-            let _ = item::serve(item_l, item::Items::new("v1"), o, s).await;
-        });
-        let o = options("user", "v1")?;
-        let s = shutdown();
-        tasks.spawn(async move {
-            let _ = user::serve(user_l, o, s).await;
-        });
-        let o = options("order", "v1")?;
-        let orders = order::Orders::new(o.channel(&format!("http://{item_a}"))?);
-        let s = shutdown();
-        tasks.spawn(async move {
-            let _ = order::serve(order_l, orders, o, s).await;
-        });
-        let o = options("frontend", "v1")?;
-        let f = frontend::Frontend::new(
-            o.channel(&format!("http://{user_a}"))?,
-            o.channel(&format!("http://{order_a}"))?,
-        );
-        let s = shutdown();
-        tasks.spawn(async move {
-            let _ = frontend::serve(front_l, f, o, s).await;
-        });
-
-        Ok(LocalMesh {
+        let mut mesh = LocalMesh {
             collector,
             collector_addr,
-            frontend: front_a,
-            user: user_a,
-            order: order_a,
-            item: item_a,
+            frontend,
+            user,
+            order,
+            item,
             access_log: config.access_log,
             telemetry,
+            services,
             stop,
             tasks,
-        })
+        };
+        for (service, listener) in listeners {
+            mesh.spawn(service, listener)?;
+        }
+        Ok(mesh)
+    }
+
+    /// Serve `service` on `listener`, stopping on its own signal or the mesh's.
+    fn spawn(&mut self, service: Service, listener: TcpListener) -> Result<(), BoxError> {
+        let (item, user, order) = (self.item, self.user, self.order);
+        let all = self.stop.subscribe();
+        let Some(slot) = self.services.get_mut(&service) else {
+            return Err(format!("unknown service {service:?}").into());
+        };
+        let (own_tx, own) = watch::channel(false);
+        slot.stop = own_tx;
+        let shutdown = async move {
+            tokio::select! {
+                () = stopped(all) => {},
+                () = stopped(own) => {},
+            }
+        };
+        let o = slot.options.clone();
+        let task = match service {
+            Service::Item => tokio::spawn(async move {
+                let _ = item::serve(listener, item::Items::new("v1"), o, shutdown).await;
+            }),
+            Service::User => tokio::spawn(async move {
+                let _ = user::serve(listener, o, shutdown).await;
+            }),
+            Service::Order => {
+                let orders = order::Orders::new(o.channel(&format!("http://{item}"))?);
+                tokio::spawn(async move {
+                    let _ = order::serve(listener, orders, o, shutdown).await;
+                })
+            }
+            Service::Frontend => {
+                let f = frontend::Frontend::new(
+                    o.channel(&format!("http://{user}"))?,
+                    o.channel(&format!("http://{order}"))?,
+                );
+                tokio::spawn(async move {
+                    let _ = frontend::serve(listener, f, o, shutdown).await;
+                })
+            }
+        };
+        slot.task = Some(task);
+        Ok(())
+    }
+
+    /// Stop one service (gracefully: requests in flight finish) and wait, at most 5 s, until
+    /// its port is closed. The others keep serving; calls to it fail until
+    /// [`restart_service`](Self::restart_service).
+    pub async fn stop_service(&mut self, service: Service) {
+        let Some(slot) = self.services.get_mut(&service) else {
+            return;
+        };
+        let _ = slot.stop.send(true);
+        if let Some(task) = slot.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+
+    /// Start a stopped service again on the same address (stops it first if it is running).
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound again.
+    pub async fn restart_service(&mut self, service: Service) -> Result<(), BoxError> {
+        self.stop_service(service).await;
+        let Some(addr) = self.services.get(&service).map(|s| s.addr) else {
+            return Err(format!("unknown service {service:?}").into());
+        };
+        let listener = TcpListener::bind(addr).await?;
+        self.spawn(service, listener)
     }
 
     /// Export every queued span now (blocking work, done off the async threads).
@@ -184,25 +296,45 @@ impl LocalMesh {
         flush_all(&self.telemetry).await;
     }
 
-    /// Stop every service and the collector, flushing spans first.
-    pub async fn stop(mut self) {
+    /// What became of the spans each service ended, summed over the four services.
+    #[must_use]
+    pub fn export_stats(&self) -> ExportStats {
+        self.telemetry
+            .iter()
+            .map(Telemetry::stats)
+            .fold(ExportStats::default(), |a, b| a + b)
+    }
+
+    /// Stop every service and the collector, flushing spans first; returns the final export
+    /// counts (exact, since every provider is shut down).
+    pub async fn stop(mut self) -> ExportStats {
         self.flush().await;
-        stop_all(
-            &self.stop,
-            &mut self.tasks,
-            std::mem::take(&mut self.telemetry),
-        )
-        .await;
+        let _ = self.stop.send(true);
+        for slot in self.services.values_mut() {
+            if let Some(task) = slot.task.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+            }
+        }
+        let telemetry = std::mem::take(&mut self.telemetry);
+        stop_all(&self.stop, &mut self.tasks, telemetry.clone()).await;
+        telemetry
+            .iter()
+            .map(Telemetry::stats)
+            .fold(ExportStats::default(), |a, b| a + b)
     }
 }
 
 /// Export every span queued in these providers (blocking work, done off the async threads).
+/// Providers are flushed in parallel, so a collector that hangs costs one export timeout, not
+/// one per service.
 pub(crate) async fn flush_all(telemetry: &[Telemetry]) {
     let all = telemetry.to_vec();
     let _ = tokio::task::spawn_blocking(move || {
-        for t in &all {
-            t.flush();
-        }
+        std::thread::scope(|scope| {
+            for t in &all {
+                scope.spawn(|| t.flush());
+            }
+        });
     })
     .await;
 }
@@ -221,9 +353,11 @@ pub(crate) async fn stop_all(
         .is_some()
     {}
     let _ = tokio::task::spawn_blocking(move || {
-        for t in &telemetry {
-            t.shutdown();
-        }
+        std::thread::scope(|scope| {
+            for t in &telemetry {
+                scope.spawn(|| t.shutdown());
+            }
+        });
     })
     .await;
 }

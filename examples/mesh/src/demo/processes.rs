@@ -1,0 +1,170 @@
+//! The mesh as four operating-system processes (`demo --processes`): each service runs in a
+//! child process of its own, so its memory can be measured on its own (resident set size from
+//! `/proc`), while the collector and the load stay in the demo's process.
+//!
+//! The children are the demo binary itself, started with [`SERVICE_ENV`] set: `cargo run
+//! --release --bin demo -- --processes` builds nothing more than the demo.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tower_trace_headers::Mode;
+
+use super::{BoxError, Service};
+
+/// When this variable is set, the demo binary runs one service instead (its arguments are
+/// those of [`crate::cli::ServiceCommand`]).
+pub const SERVICE_ENV: &str = "MESH_DEMO_SERVICE";
+
+/// A free loopback port (bound, then released for the child to bind).
+fn free_port() -> std::io::Result<SocketAddr> {
+    StdListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// The four services running as child processes.
+#[derive(Debug)]
+pub struct ProcessMesh {
+    children: Vec<(Service, Child)>,
+    /// The frontend's address.
+    pub frontend: SocketAddr,
+}
+
+/// Resident set size of `pid` in bytes (Linux `/proc`; `None` elsewhere).
+#[must_use]
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+impl ProcessMesh {
+    /// Start `item`, `user`, `order` and `frontend` from `exe` (the demo binary), exporting to
+    /// `collector` (an OTLP/HTTP base URL), and wait (at most 20 s) until each accepts
+    /// connections.
+    ///
+    /// # Errors
+    ///
+    /// A child that cannot be started, exits early, or never listens.
+    pub async fn start(
+        exe: &Path,
+        collector: &str,
+        mode: Mode,
+        shared_span_context: bool,
+    ) -> Result<Self, BoxError> {
+        let mut addrs = Vec::new();
+        for service in Service::ALL {
+            addrs.push((service, free_port()?));
+        }
+        let addr = |s: Service| {
+            addrs
+                .iter()
+                .find(|(x, _)| *x == s)
+                .map_or_else(String::new, |(_, a)| format!("http://{a}"))
+        };
+        let mode = match mode {
+            Mode::Forward => "forward",
+            Mode::Instrument => "instrument",
+        };
+        let mut mesh = ProcessMesh {
+            children: Vec::new(),
+            frontend: addrs
+                .iter()
+                .find(|(s, _)| *s == Service::Frontend)
+                .map(|(_, a)| *a)
+                .ok_or("no frontend address")?,
+        };
+        for (service, listen) in &addrs {
+            let mut cmd = Command::new(exe);
+            cmd.env(SERVICE_ENV, "1")
+                .arg(service.name())
+                .args(["--listen", &listen.to_string()])
+                .args(["--otlp-endpoint", collector])
+                .args(["--mode", mode])
+                .args(["--shared-span-context", &shared_span_context.to_string()])
+                .args(["--access-log", "off"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
+            match service {
+                Service::Frontend => {
+                    cmd.args(["--user", &addr(Service::User)])
+                        .args(["--order", &addr(Service::Order)])
+                        .arg("--edge");
+                }
+                Service::Order => {
+                    cmd.args(["--item", &addr(Service::Item)]);
+                }
+                Service::User | Service::Item => {}
+            }
+            mesh.children.push((*service, cmd.spawn()?));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for (service, listen) in &addrs {
+            loop {
+                if tokio::net::TcpStream::connect(listen).await.is_ok() {
+                    break;
+                }
+                if let Some((_, child)) = mesh.children.iter_mut().find(|(s, _)| s == service) {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        mesh.stop().await;
+                        return Err(format!("{} exited: {status}", service.name()).into());
+                    }
+                }
+                if Instant::now() > deadline {
+                    mesh.stop().await;
+                    return Err(format!("{} did not listen on {listen}", service.name()).into());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(mesh)
+    }
+
+    /// Each service's resident set size now, in bytes.
+    #[must_use]
+    pub fn rss(&self) -> Vec<(Service, Option<u64>)> {
+        self.children
+            .iter()
+            .map(|(s, c)| (*s, rss_bytes(c.id())))
+            .collect()
+    }
+
+    /// Each child's process id.
+    #[must_use]
+    pub fn pids(&self) -> Vec<(Service, u32)> {
+        self.children.iter().map(|(s, c)| (*s, c.id())).collect()
+    }
+
+    /// SIGTERM every child (each flushes its spans and exits), wait at most 10 s, then kill
+    /// what is left.
+    pub async fn stop(mut self) {
+        for (_, child) in &self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (_, child) in &mut self.children {
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for ProcessMesh {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -808,6 +808,7 @@ pub struct BaggageOutcome {
 pub async fn baggage_requests(entry: &str, n: usize) -> Vec<BaggageOutcome> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut out = Vec::with_capacity(n);
+    let began = Instant::now();
     for i in 0..n {
         let path = format!("/orders/o-{}", i % 5 + 1);
         let start = Instant::now();
@@ -827,15 +828,16 @@ pub async fn baggage_requests(entry: &str, n: usize) -> Vec<BaggageOutcome> {
             };
             let trace_id = header("traceresponse").and_then(|v| v.get(3..35).map(str::to_owned));
             let request_id = header("x-request-id");
-            let ok = resp.status().is_success();
+            let status = resp.status();
             let body = resp.into_body().collect().await.ok()?.to_bytes();
             let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            Some((ok, trace_id, request_id, json))
+            Some((Some(status), trace_id, request_id, json))
         })
         .await
         .ok()
         .flatten();
-        let (ok, trace_id, request_id, json) = answer.unwrap_or((false, None, None, Value::Null));
+        let (status, trace_id, request_id, json) =
+            answer.unwrap_or((None, None, None, Value::Null));
         let served_by = json["order"]["items"]
             .as_array()
             .map(|items| {
@@ -848,7 +850,9 @@ pub async fn baggage_requests(entry: &str, n: usize) -> Vec<BaggageOutcome> {
         out.push(BaggageOutcome {
             outcome: Outcome {
                 path,
-                ok,
+                sent: start.duration_since(began),
+                status: status.map(|s| s.as_u16()),
+                ok: status.is_some_and(|s| s.is_success()),
                 latency: start.elapsed(),
                 trace_id,
                 request_id,

@@ -381,6 +381,10 @@ pub fn paths(n: usize) -> Vec<String> {
 pub struct Outcome {
     /// The path requested.
     pub path: String,
+    /// When it was sent, from the start of the load.
+    pub sent: Duration,
+    /// The response status (`None`: no response within the timeout, or no connection).
+    pub status: Option<u16>,
     /// Whether it got a 2xx.
     pub ok: bool,
     /// Latency.
@@ -408,6 +412,7 @@ pub async fn load(
     let done = Arc::new(AtomicUsize::new(0));
     let headers: Arc<Vec<(&'static str, String)>> = Arc::new(headers.to_vec());
     let mut workers = JoinSet::new();
+    let began = Instant::now();
     for _ in 0..concurrency.max(1).min(n.max(1)) {
         let (client, paths, next, done, headers, base) = (
             client.clone(),
@@ -430,6 +435,7 @@ pub async fn load(
                     break;
                 };
                 let start = Instant::now();
+                let sent = start.duration_since(began);
                 let result = tokio::time::timeout(Duration::from_secs(30), async {
                     let resp = client.request(req).await.ok()?;
                     let trace_id = resp
@@ -443,16 +449,23 @@ pub async fn load(
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
-                    let ok = resp.status().is_success();
+                    let status = resp.status();
                     let body_ok = resp.into_body().collect().await.is_ok();
-                    Some((ok && body_ok, trace_id, request_id))
+                    Some((status, body_ok, trace_id, request_id))
                 })
                 .await
                 .ok()
                 .flatten();
-                let (ok, trace_id, request_id) = result.unwrap_or((false, None, None));
+                let (status, ok, trace_id, request_id) = match result {
+                    Some((status, body_ok, t, r)) => {
+                        (Some(status.as_u16()), status.is_success() && body_ok, t, r)
+                    }
+                    None => (None, false, None, None),
+                };
                 out.push(Outcome {
                     path: path.clone(),
+                    sent,
+                    status,
                     ok,
                     latency: start.elapsed(),
                     trace_id,
@@ -479,6 +492,7 @@ pub async fn load(
         }
     }
     reporter.abort();
+    outcomes.sort_by_key(|o| o.sent);
     outcomes
 }
 

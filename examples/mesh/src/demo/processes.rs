@@ -107,11 +107,11 @@ impl ProcessMesh {
                 if tokio::net::TcpStream::connect(listen).await.is_ok() {
                     break;
                 }
-                if let Some((_, child)) = mesh.children.iter_mut().find(|(s, _)| s == service) {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        mesh.stop().await;
-                        return Err(format!("{} exited: {status}", service.name()).into());
-                    }
+                if let Some((_, child)) = mesh.children.iter_mut().find(|(s, _)| s == service)
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    mesh.stop().await;
+                    return Err(format!("{} exited: {status}", service.name()).into());
                 }
                 if Instant::now() > deadline {
                     mesh.stop().await;

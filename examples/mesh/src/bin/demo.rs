@@ -10,8 +10,8 @@ use b3_propagation::SpanSemantics;
 use clap::{Parser, ValueEnum};
 use mesh::access_log::AccessLog;
 use mesh::cli::ServiceCommand;
-use mesh::collector::{Collector, CollectorConfig, ZipkinSpan};
-use mesh::demo::processes::{ProcessMesh, SERVICE_ENV};
+use mesh::collector::ZipkinSpan;
+use mesh::demo::processes::{self, SERVICE_ENV};
 use mesh::demo::{self, LocalMesh, MeshConfig, SERVICES, analysis, waterfall};
 use tower_trace_headers::Mode;
 
@@ -166,7 +166,7 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
     mesh.flush().await;
 
     let spans = match &mesh.collector {
-        Some(c) => collected(c, &outcomes, Duration::from_secs(10)).await,
+        Some(c) => demo::collected(c, &outcomes, Duration::from_secs(10)).await,
         None => Vec::new(),
     };
 
@@ -247,26 +247,6 @@ async fn serve(mesh: &LocalMesh, base: &str) {
     println!("stopping");
 }
 
-/// Wait (bounded) until the collector holds every expected trace, joined across `SERVICES`;
-/// returns every span collected.
-async fn collected(
-    collector: &Collector,
-    outcomes: &[demo::Outcome],
-    timeout: Duration,
-) -> Vec<ZipkinSpan> {
-    let expected: Vec<String> = outcomes.iter().filter_map(|o| o.trace_id.clone()).collect();
-    let all_joined = |c: &Collector| {
-        let traces = analysis::by_trace(&c.spans());
-        expected.iter().all(|t| {
-            traces
-                .get(t)
-                .is_some_and(|s| analysis::TraceCheck::of(t, s).joined(&SERVICES))
-        })
-    };
-    collector.wait_until(timeout, all_joined).await;
-    collector.spans()
-}
-
 fn mib(bytes: Option<u64>) -> String {
     bytes.map_or_else(
         || "n/a".to_owned(),
@@ -277,77 +257,46 @@ fn mib(bytes: Option<u64>) -> String {
 /// `--processes`: the collector here, each service in a child process; RSS per service after a
 /// warm-up and after the load.
 async fn run_processes(args: &Cli, mode: Mode) -> Result<demo::Summary, demo::BoxError> {
-    let collector = Collector::new(CollectorConfig {
-        max_spans: (args.requests + 1_000).saturating_mul(12).max(200_000),
-        ..CollectorConfig::default()
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let collector_url = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(collector.clone().serve(listener, async move {
-        let _ = stopped.await;
-    }));
-    let exe = std::env::current_exe()?;
-    let mesh = ProcessMesh::start(&exe, &collector_url, mode, args.shared_span_context).await?;
-    let base = format!("http://{}", mesh.frontend);
-    let pids: Vec<String> = mesh
-        .pids()
-        .iter()
-        .map(|(s, pid)| format!("{} pid {pid}", s.name()))
-        .collect();
-    println!(
-        "mesh up (one process per service): {}; frontend {base}",
-        pids.join(", ")
-    );
-    println!("collector: {collector_url}/api/v2/traces");
-
-    let warm_up = (args.requests / 10).clamp(1, 1_000);
-    let _ = demo::load(&base, warm_up, args.concurrency, &[], |_| {}).await;
-    let before = mesh.rss();
-    let start = std::time::Instant::now();
-    let outcomes = demo::load(
-        &base,
-        args.requests,
-        args.concurrency,
-        &[],
+    let run = processes::run(
+        &std::env::current_exe()?,
+        &processes::LoadOptions {
+            requests: args.requests,
+            concurrency: args.concurrency,
+            mode,
+            shared_span_context: args.shared_span_context,
+        },
+        |line| println!("{line}"),
         progress(args.requests),
     )
-    .await;
-    let elapsed = start.elapsed();
-    let after = mesh.rss();
-    mesh.stop().await;
-
-    let spans = collected(&collector, &outcomes, Duration::from_secs(60)).await;
-    print_waterfalls(&spans, &outcomes, args.waterfalls);
+    .await?;
+    print_waterfalls(&run.spans, &run.outcomes, args.waterfalls);
     println!(
-        "memory (RSS, MiB) after {warm_up} warm-up requests -> after {} more:",
-        args.requests
+        "memory (RSS, MiB) after {} warm-up requests -> after {} more:",
+        run.warm_up, args.requests
     );
-    for ((service, b), (_, a)) in before.iter().zip(&after) {
-        let growth = match (a, b) {
-            (Some(a), Some(b)) => format!("{:+.1}", (*a as f64 - *b as f64) / 1_048_576.0),
-            _ => "n/a".to_owned(),
-        };
+    for m in &run.memory {
+        let growth = m.growth().map_or_else(
+            || "n/a".to_owned(),
+            |g| format!("{:+.1}", g as f64 / 1_048_576.0),
+        );
         println!(
             "  {:<9} {:>7} -> {:>7}  ({growth})",
-            service.name(),
-            mib(*b),
-            mib(*a)
+            m.service.name(),
+            mib(m.before),
+            mib(m.after)
         );
     }
     println!(
         "throughput: {:.0} requests/s over {:.1} s at concurrency {}",
-        outcomes.len() as f64 / elapsed.as_secs_f64(),
-        elapsed.as_secs_f64(),
+        run.throughput(),
+        run.elapsed.as_secs_f64(),
         args.concurrency
     );
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&spans)?)?;
-        println!("wrote {} spans to {}", spans.len(), path.display());
+        std::fs::write(path, serde_json::to_vec_pretty(&run.spans)?)?;
+        println!("wrote {} spans to {}", run.spans.len(), path.display());
     }
-    let _ = stop.send(());
-    let _ = server.await;
-    Ok(demo::summarise(&outcomes, &spans, &SERVICES))
+    Ok(run.summary())
 }
 
 #[tokio::main]

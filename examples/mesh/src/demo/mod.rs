@@ -552,6 +552,26 @@ pub fn summarise(outcomes: &[Outcome], spans: &[ZipkinSpan], services: &[&str]) 
     }
 }
 
+/// Wait (bounded) until `collector` holds the trace of every outcome, joined across
+/// [`SERVICES`]; returns every span collected.
+pub async fn collected(
+    collector: &Collector,
+    outcomes: &[Outcome],
+    timeout: Duration,
+) -> Vec<ZipkinSpan> {
+    let expected: Vec<String> = outcomes.iter().filter_map(|o| o.trace_id.clone()).collect();
+    let all_joined = |c: &Collector| {
+        let traces = analysis::by_trace(&c.spans());
+        expected.iter().all(|t| {
+            traces
+                .get(t)
+                .is_some_and(|s| analysis::TraceCheck::of(t, s).joined(&SERVICES))
+        })
+    };
+    collector.wait_until(timeout, all_joined).await;
+    collector.spans()
+}
+
 /// Whether standard output is a terminal (colour the waterfalls).
 #[must_use]
 pub fn colour() -> bool {

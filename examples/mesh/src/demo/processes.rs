@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use tower_trace_headers::Mode;
 
-use super::{BoxError, Service};
+use super::{BoxError, Outcome, SERVICES, Service, Summary};
+use crate::collector::{Collector, CollectorConfig, ZipkinSpan};
 
 /// When this variable is set, the demo binary runs one service instead (its arguments are
 /// those of [`crate::cli::ServiceCommand`]).
@@ -167,4 +168,145 @@ impl Drop for ProcessMesh {
             let _ = child.wait();
         }
     }
+}
+
+/// What [`run`] does.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Requests measured (after a warm-up of a tenth of them, between 1 and 1 000).
+    pub requests: usize,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Forward or instrument.
+    pub mode: Mode,
+    /// Zipkin shared span context.
+    pub shared_span_context: bool,
+}
+
+/// One service's resident set size, in bytes, after the warm-up and after the load.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory {
+    /// The service.
+    pub service: Service,
+    /// After the warm-up.
+    pub before: Option<u64>,
+    /// After the load.
+    pub after: Option<u64>,
+}
+
+impl Memory {
+    /// `after - before`, in bytes (negative when memory was returned).
+    #[must_use]
+    pub fn growth(&self) -> Option<i64> {
+        let (a, b) = (
+            i64::try_from(self.after?).ok()?,
+            i64::try_from(self.before?).ok()?,
+        );
+        Some(a - b)
+    }
+}
+
+/// The result of [`run`].
+#[derive(Debug)]
+pub struct LoadRun {
+    /// Warm-up requests sent before measuring.
+    pub warm_up: usize,
+    /// The measured requests.
+    pub outcomes: Vec<Outcome>,
+    /// Wall time of the measured requests.
+    pub elapsed: Duration,
+    /// Every span the collector received (warm-up included).
+    pub spans: Vec<ZipkinSpan>,
+    /// Each service's memory.
+    pub memory: Vec<Memory>,
+}
+
+impl LoadRun {
+    /// Measured requests per second.
+    #[must_use]
+    pub fn throughput(&self) -> f64 {
+        self.outcomes.len() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    /// Outcomes, latencies and joined traces.
+    #[must_use]
+    pub fn summary(&self) -> Summary {
+        super::summarise(&self.outcomes, &self.spans, &SERVICES)
+    }
+}
+
+/// Run the embedded collector here and the four services as child processes of `exe` (a
+/// binary that runs a service when [`SERVICE_ENV`] is set: the demo), send a warm-up and then
+/// `options.requests` requests, measure each service's RSS before and after, stop the services
+/// (each flushes its spans) and collect the traces. `say` gets the start-up lines; `progress`
+/// the number of requests done, about once a second.
+///
+/// # Errors
+///
+/// When the collector cannot bind or a service does not start.
+pub async fn run(
+    exe: &Path,
+    options: &LoadOptions,
+    say: impl Fn(String),
+    progress: impl Fn(usize) + Send + Sync + 'static,
+) -> Result<LoadRun, BoxError> {
+    let collector = Collector::new(CollectorConfig {
+        max_spans: (options.requests + 1_000)
+            .saturating_mul(12)
+            .max(CollectorConfig::default().max_spans),
+        ..CollectorConfig::default()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let collector_url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(collector.clone().serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let mesh = ProcessMesh::start(
+        exe,
+        &collector_url,
+        options.mode,
+        options.shared_span_context,
+    )
+    .await?;
+    let base = format!("http://{}", mesh.frontend);
+    let pids: Vec<String> = mesh
+        .pids()
+        .iter()
+        .map(|(s, pid)| format!("{} pid {pid}", s.name()))
+        .collect();
+    say(format!(
+        "mesh up (one process per service): {}; frontend {base}",
+        pids.join(", ")
+    ));
+    say(format!("collector: {collector_url}/api/v2/traces"));
+
+    let warm_up = (options.requests / 10).clamp(1, 1_000);
+    let _ = super::load(&base, warm_up, options.concurrency, &[], |_| {}).await;
+    let before = mesh.rss();
+    let start = Instant::now();
+    let outcomes = super::load(&base, options.requests, options.concurrency, &[], progress).await;
+    let elapsed = start.elapsed();
+    let after = mesh.rss();
+    mesh.stop().await;
+
+    let spans = super::collected(&collector, &outcomes, Duration::from_secs(60)).await;
+    let _ = stop.send(());
+    let _ = server.await;
+    let memory = before
+        .iter()
+        .zip(&after)
+        .map(|((service, before), (_, after))| Memory {
+            service: *service,
+            before: *before,
+            after: *after,
+        })
+        .collect();
+    Ok(LoadRun {
+        warm_up,
+        outcomes,
+        elapsed,
+        spans,
+        memory,
+    })
 }

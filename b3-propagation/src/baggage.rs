@@ -2,7 +2,7 @@
 //!
 //! Two families of headers carry baggage:
 //! - W3C `baggage` (`key=value;property,key2=value2`, percent-encoded values), see
-//!   [`codec::baggage`](crate::codec::baggage);
+//!   [`crate::codec::baggage`];
 //! - one header per item with a prefix: `baggage-<key>` (Brave), `ot-baggage-<key>`
 //!   (OpenTracing, LightStep) and `uberctx-<key>` (Jaeger), with raw values.
 //!

@@ -507,6 +507,8 @@ pub struct Summary {
     pub p50_ms: f64,
     /// 99th percentile latency, ms.
     pub p99_ms: f64,
+    /// Requests completed per second, from the first send to the last answer.
+    pub throughput: f64,
     /// Traces joined (one root, no orphans, all services).
     pub joined: usize,
     /// Traces checked (one per request).
@@ -517,8 +519,14 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "requests: {} ok, {} failed, p50 {:.1} ms, p99 {:.1} ms, traces: {} joined / {}",
-            self.ok, self.failed, self.p50_ms, self.p99_ms, self.joined, self.traces
+            "requests: {} ok, {} failed, {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, traces: {} joined / {}",
+            self.ok,
+            self.failed,
+            self.throughput,
+            self.p50_ms,
+            self.p99_ms,
+            self.joined,
+            self.traces
         )
     }
 }
@@ -542,7 +550,19 @@ pub fn summarise(outcomes: &[Outcome], spans: &[ZipkinSpan], services: &[&str]) 
                 .is_some_and(|s| analysis::TraceCheck::of("", s).joined(services))
         })
         .count();
+    let first = outcomes.iter().map(|o| o.sent).min().unwrap_or_default();
+    let last = outcomes
+        .iter()
+        .map(|o| o.sent + o.latency)
+        .max()
+        .unwrap_or_default();
+    let span = last.saturating_sub(first).as_secs_f64();
     Summary {
+        throughput: if span > 0.0 {
+            outcomes.len() as f64 / span
+        } else {
+            0.0
+        },
         ok: outcomes.iter().filter(|o| o.ok).count(),
         failed: outcomes.iter().filter(|o| !o.ok).count(),
         p50_ms: analysis::percentile(&latencies, 50.0),

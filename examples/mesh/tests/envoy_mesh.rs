@@ -248,6 +248,23 @@ async fn forward_mode_envoy_spans_joined_end_to_end() {
     joined_run(Mode::Forward, true, 18).await;
 }
 
+/// The CI-sized version of `demo --envoy --requests 5000 --concurrency 32`: a bounded load at
+/// 32 in flight through six Envoys, nothing failed and every trace joined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_every_trace_joined() {
+    let mesh = start(Mode::Instrument, false, 0).await;
+    let outcomes = demo::load(&mesh.entry(), 600, 32, &[], |_| {}).await;
+    mesh.flush().await;
+    let complete = mesh.wait_complete(&outcomes, ARRIVAL).await;
+    let spans = mesh.collector.spans();
+    let summary = envoy::summarise(&outcomes, &spans, Mode::Instrument);
+    eprintln!("{summary}");
+    assert!(complete, "{summary}\n{}", logs(&mesh));
+    assert_eq!((summary.ok, summary.failed), (600, 0), "{summary}");
+    assert_eq!(summary.joined, 600, "{summary}");
+    mesh.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_split_follows_its_weight() {
     let mesh = start(Mode::Forward, false, 30).await;

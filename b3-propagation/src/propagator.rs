@@ -48,8 +48,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::HeaderValue;
-
 use crate::baggage::Baggage;
 use crate::carrier::{Extractor, Injector, Scanned};
 use crate::codec::{self, b3_multi, b3_single, grpc_trace_bin, jaeger, traceparent};
@@ -721,26 +719,23 @@ impl Propagator {
         if c.extract_set.contains(ContextFormat::TraceParent)
             && let (Some(tp), Some(remote)) = (traceparent_ok, cx.remote)
             && tp.trace_id() == remote.trace_id()
+            && carrier.get(&header::TRACESTATE).is_some()
         {
-            match carrier.get_value(&header::TRACESTATE) {
-                None => {}
-                Some(first) => {
-                    let mut lines = carrier.get_all_values(&header::TRACESTATE);
-                    let single = lines.next().is_some() && lines.next().is_none();
-                    let parsed = if single {
-                        TraceState::parse_value(&first)
-                    } else {
-                        TraceState::parse_with(|| {
-                            carrier
-                                .get_all_values(&header::TRACESTATE)
-                                .map(|l| (l, None))
-                        })
-                    };
-                    match parsed {
-                        Ok(ts) => cx.tracestate = ts,
-                        Err(e) => errors.push(e),
-                    }
-                }
+            let mut lines = carrier.get_all_values(&header::TRACESTATE);
+            let single = lines.next().is_some() && lines.next().is_none();
+            // A value that is not a valid `HeaderValue` (only a raw-bytes carrier has
+            // those) goes through the byte parser, which says why it is refused.
+            let parsed = match carrier.get_value(&header::TRACESTATE) {
+                Some(first) if single => TraceState::parse_value(&first),
+                _ => TraceState::parse_with(|| {
+                    carrier
+                        .get_all_values(&header::TRACESTATE)
+                        .map(|l| (l, None))
+                }),
+            };
+            match parsed {
+                Ok(ts) => cx.tracestate = ts,
+                Err(e) => errors.push(e),
             }
         }
 
@@ -781,9 +776,14 @@ impl Propagator {
                 continue; // handled as a context format
             }
             for slot in opaque_slots(h) {
-                if let Some(v) = carrier.get_value(slot_name(slot)) {
-                    match check_opaque(h, &v) {
-                        Ok(()) => received.set(slot, v),
+                let name = slot_name(slot);
+                if let Some(raw) = carrier.get(name) {
+                    match check_opaque(h, raw) {
+                        Ok(()) => {
+                            if let Some(v) = carrier.get_value(name) {
+                                received.set(slot, v);
+                            }
+                        }
                         Err(e) => errors.push(e),
                     }
                 }
@@ -891,8 +891,9 @@ impl Propagator {
     /// Forward mode (what Istio asks of applications): re-send the received context headers
     /// exactly as they arrived (shared bytes, no re-encoding), plus request id, `tracestate`,
     /// baggage and opaque headers. When the trust policy changed the context, or nothing was
-    /// received, the context is encoded instead: in the formats it arrived in, else in the
-    /// inject set (this hop's span, for a trace that starts here).
+    /// received, the context is encoded instead, in the formats it arrived in (else the inject
+    /// set): the caller's ids, or this hop's span for a trace that starts here (no ids
+    /// received, or only a sampling decision the trust policy dropped).
     pub fn forward<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
         let r = &cx.received;
         if r.context_verbatim && !r.formats.is_empty() {
@@ -904,23 +905,31 @@ impl Propagator {
             {
                 carrier.set(&header::TRACESTATE, ts.clone());
             }
-        } else if let Some(remote) = &cx.remote {
+        } else {
             let formats = if r.formats.is_empty() {
                 self.config.inject
             } else {
                 r.formats
             };
-            self.inject_span_formats(remote, formats, cx, carrier);
-        } else if let Some(local) = &cx.local {
-            self.inject_span_formats(local, self.config.inject, cx, carrier);
+            // The caller's ids, re-encoded. Without ids (nothing received, or a sampling-only
+            // context whose decision the trust policy dropped) the trace starts here: this
+            // hop's span, so the next hop joins it.
+            match (cx.remote.filter(|s| !s.is_sampling_only()), &cx.local) {
+                (Some(remote), _) => self.inject_span_formats(&remote, formats, cx, carrier),
+                (None, Some(local)) => self.inject_span_formats(local, formats, cx, carrier),
+                (None, None) => {
+                    if let Some(remote) = &cx.remote {
+                        self.inject_span_formats(remote, formats, cx, carrier);
+                    }
+                }
+            }
         }
         self.inject_rest(cx, carrier);
     }
 }
 
-fn check_opaque(h: OpaqueHeader, v: &HeaderValue) -> Result<(), ParseError> {
+fn check_opaque(h: OpaqueHeader, b: &[u8]) -> Result<(), ParseError> {
     let format = h.format();
-    let b = v.as_bytes();
     if b.is_empty() {
         return Err(ParseError::new(format, None, ErrorKind::Empty));
     }
@@ -967,7 +976,7 @@ fn is_base64(b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderMap;
+    use http::{HeaderMap, HeaderValue};
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -1062,6 +1071,46 @@ mod tests {
     }
 
     #[test]
+    fn ignored_values_are_not_forwarded_verbatim() {
+        let p = Propagator::builder()
+            .extract([
+                ContextFormat::B3Multi,
+                ContextFormat::TraceParent,
+                ContextFormat::Jaeger,
+            ])
+            .build();
+        let mut incoming = map(&[
+            ("x-b3-sampled", "1"),
+            ("x-b3-spanid", "not-an-id"),
+            ("x-b3-flags", "2"),
+            (
+                "traceparent",
+                "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-future",
+            ),
+        ]);
+        incoming.insert(
+            "uber-trace-id",
+            HeaderValue::from_bytes(b"0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331:\xff:1")
+                .unwrap(),
+        );
+        let cx = p.extract(&incoming);
+        assert!(cx.errors().is_empty(), "{:?}", cx.errors());
+        let mut out = HeaderMap::new();
+        p.forward(&cx, &mut out);
+        assert_eq!(out["x-b3-sampled"], "1");
+        assert!(out.get("x-b3-spanid").is_none());
+        assert!(out.get("x-b3-flags").is_none());
+        assert_eq!(
+            out["traceparent"],
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+        assert_eq!(
+            out["uber-trace-id"],
+            "0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331:0:1"
+        );
+    }
+
+    #[test]
     fn untrusted_edge_re_encodes_without_forcing() {
         let p = Propagator::builder()
             .trust(TrustPolicy::untrusted())
@@ -1080,6 +1129,29 @@ mod tests {
         assert_eq!(out["x-b3-traceid"], "48485a3953bb6124");
         assert!(out.get("x-b3-flags").is_none());
         assert!(out.get("x-b3-sampled").is_none());
+    }
+
+    #[test]
+    fn untrusted_sampling_only_forwards_this_hops_trace() {
+        let p = Propagator::builder()
+            .trust(TrustPolicy::untrusted())
+            .build();
+        for incoming in [map(&[("b3", "0")]), map(&[("x-b3-flags", "1")])] {
+            let mut cx = p.extract(&incoming);
+            let server = p.server_span(cx.remote());
+            cx.set_local(server);
+            let mut out = HeaderMap::new();
+            p.forward(&cx, &mut out);
+            let trace = server.trace_id().unwrap().to_string();
+            let sent = out
+                .get("b3")
+                .or(out.get("x-b3-traceid"))
+                .unwrap()
+                .to_str()
+                .unwrap();
+            assert!(sent.starts_with(&trace), "{sent} vs {trace}");
+            assert!(out.get("x-b3-sampled").is_none() && out.get("x-b3-flags").is_none());
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ use http::{HeaderName, HeaderValue};
 use crate::OpaqueHeader;
 use crate::baggage::Baggage;
 use crate::carrier::Extractor;
+use crate::codec::{jaeger, traceparent};
 use crate::context::SpanContext;
 use crate::error::ParseError;
 use crate::header;
@@ -59,7 +60,25 @@ static SLOT_NAMES: [HeaderName; SLOTS] = [
     header::X_DATADOG_SAMPLING_PRIORITY,
 ];
 
+const X_B3_SPAN_ID_SLOT: usize = 2;
+const X_B3_PARENT_SPAN_ID_SLOT: usize = 3;
+const X_B3_FLAGS_SLOT: usize = 5;
+const TRACEPARENT_SLOT: usize = 6;
+const UBER_TRACE_ID_SLOT: usize = 7;
 const GRPC_TRACE_BIN_SLOT: usize = 8;
+
+/// The received `traceparent` when it is already what this crate writes (version `00`, no
+/// unknown flag; OWS around it is fine), else its re-encoding. `None` if it does not parse.
+fn canonical_traceparent(v: &HeaderValue) -> Option<HeaderValue> {
+    let tp = traceparent::decode(v.as_bytes()).ok()?;
+    let mut buf = [0u8; traceparent::LEN];
+    let canonical = traceparent::encode_to(&tp.context, &mut buf)?;
+    if v.as_bytes().trim_ascii() == canonical.as_bytes() {
+        Some(v.clone())
+    } else {
+        HeaderValue::from_str(canonical).ok()
+    }
+}
 
 /// The slots of a context format.
 const fn context_slots(f: ContextFormat) -> std::ops::Range<usize> {
@@ -98,9 +117,38 @@ pub(crate) struct Received {
 }
 
 impl Received {
+    /// Keep the received values of a format that decoded valid, for forward mode. Only what
+    /// the decoder used is kept: a value the rules say to ignore is not forwarded either.
     pub(crate) fn capture<E: Extractor + ?Sized>(&mut self, f: ContextFormat, carrier: &E) {
         for slot in context_slots(f) {
-            self.values[slot] = carrier.get_value(&SLOT_NAMES[slot]);
+            let name = &SLOT_NAMES[slot];
+            self.values[slot] = match slot {
+                // B3 (FACTS §2): ids without a trace id are ignored (a sampling-only
+                // context), and so is `x-b3-flags` other than `1`.
+                X_B3_SPAN_ID_SLOT | X_B3_PARENT_SPAN_ID_SLOT
+                    if carrier.get(&header::X_B3_TRACE_ID).is_none() =>
+                {
+                    None
+                }
+                X_B3_FLAGS_SLOT if carrier.get(name) != Some(b"1") => None,
+                // `traceparent` (FACTS §6): a higher version is re-emitted as version `00`
+                // with only the four fields, and unknown flags are zeroed.
+                TRACEPARENT_SLOT => carrier
+                    .get_value(name)
+                    .and_then(|v| canonical_traceparent(&v)),
+                // `uber-trace-id` (FACTS §13): the parent field is not validated, so a value
+                // that is not visible ASCII is re-encoded (`{trace}:{span}:0:{flags}`).
+                UBER_TRACE_ID_SLOT => carrier.get_value(name).and_then(|v| {
+                    if v.as_bytes().iter().all(u8::is_ascii_graphic) {
+                        Some(v)
+                    } else {
+                        jaeger::decode(v.as_bytes())
+                            .ok()
+                            .and_then(|cx| jaeger::encode(&cx))
+                    }
+                }),
+                _ => carrier.get_value(name),
+            };
         }
     }
 
@@ -260,5 +308,24 @@ impl RequestContext {
     #[must_use]
     pub fn errors(&self) -> &[ParseError] {
         &self.errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_constants_name_their_headers() {
+        for (slot, name) in [
+            (X_B3_SPAN_ID_SLOT, &header::X_B3_SPAN_ID),
+            (X_B3_PARENT_SPAN_ID_SLOT, &header::X_B3_PARENT_SPAN_ID),
+            (X_B3_FLAGS_SLOT, &header::X_B3_FLAGS),
+            (TRACEPARENT_SLOT, &header::TRACEPARENT),
+            (UBER_TRACE_ID_SLOT, &header::UBER_TRACE_ID),
+            (GRPC_TRACE_BIN_SLOT, &header::GRPC_TRACE_BIN),
+        ] {
+            assert_eq!(slot_name(slot), name);
+        }
     }
 }

@@ -230,6 +230,11 @@ pub fn decode_value(value: &HeaderValue) -> (Baggage, Option<ParseError>) {
     (bag, dropped)
 }
 
+/// A byte a prefixed baggage value may hold raw: visible ASCII, space or HTAB.
+fn is_prefixed_octet(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) || b == b'\t'
+}
+
 /// Decode one prefixed header (`baggage-<key>`, `ot-baggage-<key>`, `uberctx-<key>`).
 /// `None` when `name` has none of the prefixes (or nothing after it).
 pub fn decode_prefixed(name: &str, value: &[u8]) -> Option<Result<BaggageEntry, ParseError>> {
@@ -248,10 +253,7 @@ pub fn decode_prefixed(name: &str, value: &[u8]) -> Option<Result<BaggageEntry, 
             .filter(|k| !k.is_empty())
             .map(|k| (*p, k))
     })?;
-    if let Some(i) = value
-        .iter()
-        .position(|&b| !(0x20..0x7f).contains(&b) && b != b'\t')
-    {
+    if let Some(i) = value.iter().position(|&b| !is_prefixed_octet(b)) {
         return Some(Err(ParseError::at(
             FORMAT,
             Field::Value,
@@ -337,14 +339,18 @@ pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> (Baggage, Option<ParseErro
     (bag, dropped)
 }
 
-/// Write `baggage` for the W3C entries and one prefixed header per prefixed entry.
+/// Write `baggage` for the W3C entries and one prefixed header per prefixed entry. A prefixed
+/// value is written raw, so one that is not visible ASCII (a control character, non-ASCII)
+/// is skipped, as it is refused on extract.
 pub fn inject<I: Injector + ?Sized>(bag: &Baggage, carrier: &mut I) {
     match bag.to_header_value() {
         Some(v) => carrier.set(&header::BAGGAGE, v),
         None => carrier.remove(&header::BAGGAGE),
     }
     for e in bag.entries() {
-        if let BaggageOrigin::Prefixed(p) = e.origin {
+        if let BaggageOrigin::Prefixed(p) = e.origin
+            && e.value.bytes().all(is_prefixed_octet)
+        {
             let name = format!("{}{}", p.as_str(), e.key);
             if let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(name.as_bytes()),

@@ -117,11 +117,18 @@ async fn the_edge_does_not_trust_clients() {
         );
     }
     mesh.flush().await;
-    // ... but its debug flag did not force anything: no span downstream carries debug.
+    // ... and is traced by the edge's own decision (debug is not trusted, sampling deferred,
+    // and the edge samples) across all four services, but its debug flag did not force
+    // anything: no span carries debug.
     let collector = mesh.collector.clone().unwrap();
-    collector
-        .wait_until(Duration::from_secs(5), |c| c.span_count() > 0)
+    let joined = collector
+        .wait_until(Duration::from_secs(10), |c| {
+            let spans = c.trace("463ac35c9f6413ad48485a3953bb6124");
+            let services: BTreeSet<&str> = spans.iter().filter_map(|s| s.service()).collect();
+            services == SERVICES.into_iter().collect()
+        })
         .await;
+    assert!(joined, "{:?}", collector.spans());
     assert!(collector.spans().iter().all(|s| !s.debug));
     mesh.stop().await;
 }

@@ -48,6 +48,7 @@ impl Extras {
                 local,
                 shared,
                 cx.tracestate(),
+                config.deferred,
                 &config.preset_works,
             ) {
                 extras.otel = Some(span);

@@ -303,8 +303,10 @@ impl fmt::Debug for OtelSpan {
 /// Start the server span for `local` (this hop's span), a child of `remote` (or, in shared
 /// mode, reusing its ids). Returns the span and `local` adjusted to the span started.
 ///
-/// `preset_works` remembers, per layer, whether the tracer's provider honours preset ids
-/// (0 unknown, 1 yes, 2 no).
+/// A `remote` whose sampling is deferred is treated as `deferred` decided it (OpenTelemetry
+/// samplers know only sampled or not). `preset_works` remembers, per layer, whether the
+/// tracer's provider honours preset ids (0 unknown, 1 yes, 2 no).
+#[allow(clippy::too_many_arguments)] // one call site, in `Extras::server`
 pub(crate) fn server_span(
     tracer: &SpanTracer,
     req: &RequestInfo<'_>,
@@ -312,8 +314,20 @@ pub(crate) fn server_span(
     local: SpanContext,
     shared: bool,
     tracestate: &TraceState,
+    deferred: Sampling,
     preset_works: &AtomicU8,
 ) -> Option<(OtelSpan, SpanContext)> {
+    let decided = remote.map(|r| match r.sampling() {
+        Sampling::Deferred => r.with_sampling(deferred),
+        _ => *r,
+    });
+    let remote = decided.as_ref();
+    let local = match (local.sampling(), decided) {
+        (Sampling::Deferred, Some(d)) if d.trace_id() == local.trace_id() => {
+            local.with_sampling(d.sampling())
+        }
+        _ => local,
+    };
     // Without [`PresetIdGenerator`] the SDK picks its own span id, so the span cannot be the
     // caller's: fall back to child semantics (the trace still joins).
     let mut local = local;

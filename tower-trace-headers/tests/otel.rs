@@ -248,3 +248,66 @@ async fn failing_or_blocking_exporters_do_not_change_responses() {
         drop(provider);
     }
 }
+
+/// One request carrying trace ids with no sampling state, through `layer`: the
+/// `x-b3-sampled` the handler's outgoing call would carry.
+async fn deferred_call(layer: TraceHeadersLayer) -> Option<String> {
+    let app = Router::new()
+        .route(
+            "/",
+            get(|| async {
+                let mut headers = HeaderMap::new();
+                if let Some(trace) = tower_trace_headers::RequestTrace::current()
+                    && let Some(span) = trace.span()
+                {
+                    let p = b3_propagation::Propagator::default();
+                    p.inject(&p.client_span(&span), &trace, &mut headers);
+                }
+                Json(
+                    headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+                        .collect::<Echo>(),
+                )
+            }),
+        )
+        .layer(layer);
+    let a = serve(app).await;
+    let (status, echo) = call(
+        a,
+        &[
+            ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+            ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ],
+    )
+    .await;
+    assert!(status.is_success());
+    echo.get("x-b3-sampled").cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_sampling_is_this_hops_decision() {
+    // Default: a caller's ids without a decision are traced (the SDK's ParentBased sampler
+    // would otherwise drop them), and the decision travels on.
+    let exporter = InMemorySpanExporter::default();
+    let p = provider(exporter.clone());
+    let sampled = deferred_call(TraceHeadersLayer::new().tracer(p.tracer("a"))).await;
+    assert_eq!(sampled.as_deref(), Some("1"));
+    let spans = exporter.get_finished_spans().unwrap();
+    let server = find(&spans, SpanKind::Server, "a");
+    assert_eq!(
+        server.span_context.trace_id().to_string(),
+        "463ac35c9f6413ad48485a3953bb6124"
+    );
+    assert_eq!(server.parent_span_id.to_string(), "a2fb4a1d1a96d312");
+
+    // Deny: OpenTelemetry's own reading; nothing recorded, "not sampled" travels on.
+    let exporter = InMemorySpanExporter::default();
+    let p = provider(exporter.clone());
+    let layer = TraceHeadersLayer::new()
+        .tracer(p.tracer("a"))
+        .deferred_sampling(b3_propagation::Sampling::Deny);
+    let sampled = deferred_call(layer).await;
+    assert_eq!(sampled.as_deref(), Some("0"));
+    assert!(exporter.get_finished_spans().unwrap().is_empty());
+}

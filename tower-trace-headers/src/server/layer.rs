@@ -18,6 +18,9 @@ pub(crate) struct ServerConfig {
     pub(crate) trace_response: bool,
     #[cfg(feature = "opentelemetry")]
     pub(crate) tracer: crate::otel::SpanTracer,
+    /// This hop's decision for a caller's trace whose sampling is deferred.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) deferred: b3_propagation::Sampling,
     /// Whether the tracer honours preset ids (see `otel::server_span`).
     #[cfg(feature = "opentelemetry")]
     pub(crate) preset_works: Arc<std::sync::atomic::AtomicU8>,
@@ -47,6 +50,8 @@ impl TraceHeadersLayer {
                 propagator,
                 #[cfg(feature = "tracing")]
                 tracing_span: true,
+                #[cfg(feature = "opentelemetry")]
+                deferred: b3_propagation::Sampling::Accept,
                 ..ServerConfig::default()
             }),
         }
@@ -106,6 +111,20 @@ impl TraceHeadersLayer {
             c.tracer = crate::otel::SpanTracer::given(tracer);
             c.preset_works = Arc::default();
         })
+    }
+
+    /// What this hop decides when the caller's trace ids arrive with no sampling decision
+    /// (B3 "deferred": no `x-b3-sampled`, or one an untrusted edge discarded). Default
+    /// [`Sampling::Accept`](b3_propagation::Sampling::Accept): trace it, as Envoy does with its
+    /// default 100 % random sampling. OpenTelemetry has no "deferred": its `ParentBased`
+    /// sampler drops a remote parent that is not sampled, which is what
+    /// [`Sampling::Deny`](b3_propagation::Sampling::Deny) gives. A trace started here (no ids
+    /// received) is decided by the tracer's own sampler instead.
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    #[must_use]
+    pub fn deferred_sampling(self, decision: b3_propagation::Sampling) -> Self {
+        self.update(|c| c.deferred = decision)
     }
 
     /// Do not start OpenTelemetry spans (headers only).

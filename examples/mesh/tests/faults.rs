@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use mesh::demo::{self, LocalMesh, MeshConfig, SERVICES, Service, analysis};
+use mesh::demo::{self, LocalMesh, MeshConfig, SERVICES, Service};
 use mesh::pb::user::v1::GetUserRequest;
 use mesh::pb::user::v1::user_service_client::UserServiceClient;
 use tokio::net::TcpListener;
@@ -233,17 +233,8 @@ async fn a_service_restarting_mid_load() {
     );
     assert!(after.iter().all(|o| o.ok), "after the restart: {after:?}");
     mesh.flush().await;
-    let expected: Vec<String> = after.iter().filter_map(|o| o.trace_id.clone()).collect();
-    let joined = collector
-        .wait_until(Duration::from_secs(10), |c| {
-            let traces = analysis::by_trace(&c.spans());
-            expected.iter().all(|t| {
-                traces
-                    .get(t)
-                    .is_some_and(|s| analysis::TraceCheck::of(t, s).joined(&SERVICES))
-            })
-        })
-        .await;
+    let ids = after.iter().filter_map(|o| o.trace_id.as_deref());
+    let joined = demo::wait_joined(&collector, ids, Duration::from_secs(10)).await;
     assert!(joined, "traces resume after the restart");
     eprintln!(
         "restart: {} ok, {} failed while item was down, {} after restart all joined",

@@ -20,16 +20,12 @@ async fn joined_mesh_run(config: MeshConfig, requests: usize) {
     let collector = mesh.collector.clone().unwrap();
     let expected: Vec<String> = outcomes.iter().filter_map(|o| o.trace_id.clone()).collect();
     assert_eq!(expected.len(), requests, "every response names its trace");
-    let all_joined = collector
-        .wait_until(Duration::from_secs(10), |c| {
-            let traces = analysis::by_trace(&c.spans());
-            expected.iter().all(|t| {
-                traces
-                    .get(t)
-                    .is_some_and(|s| analysis::TraceCheck::of(t, s).joined(&SERVICES))
-            })
-        })
-        .await;
+    let all_joined = demo::wait_joined(
+        &collector,
+        expected.iter().map(String::as_str),
+        Duration::from_secs(10),
+    )
+    .await;
     let spans = collector.spans();
     let summary = demo::summarise(&outcomes, &spans, &SERVICES);
     assert!(all_joined, "{summary}");

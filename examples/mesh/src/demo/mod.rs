@@ -572,6 +572,25 @@ pub fn summarise(outcomes: &[Outcome], spans: &[ZipkinSpan], services: &[&str]) 
     }
 }
 
+/// Wait (bounded) until `collector` holds every one of `trace_ids`, each joined across
+/// [`SERVICES`]; whether they all are.
+pub async fn wait_joined<'a>(
+    collector: &Collector,
+    trace_ids: impl IntoIterator<Item = &'a str>,
+    timeout: Duration,
+) -> bool {
+    let expected: Vec<&str> = trace_ids.into_iter().collect();
+    let all_joined = |c: &Collector| {
+        let traces = analysis::by_trace(&c.spans());
+        expected.iter().all(|t| {
+            traces
+                .get(*t)
+                .is_some_and(|s| analysis::TraceCheck::of(t, s).joined(&SERVICES))
+        })
+    };
+    collector.wait_until(timeout, all_joined).await
+}
+
 /// Wait (bounded) until `collector` holds the trace of every outcome, joined across
 /// [`SERVICES`]; returns every span collected.
 pub async fn collected(
@@ -579,16 +598,8 @@ pub async fn collected(
     outcomes: &[Outcome],
     timeout: Duration,
 ) -> Vec<ZipkinSpan> {
-    let expected: Vec<String> = outcomes.iter().filter_map(|o| o.trace_id.clone()).collect();
-    let all_joined = |c: &Collector| {
-        let traces = analysis::by_trace(&c.spans());
-        expected.iter().all(|t| {
-            traces
-                .get(t)
-                .is_some_and(|s| analysis::TraceCheck::of(t, s).joined(&SERVICES))
-        })
-    };
-    collector.wait_until(timeout, all_joined).await;
+    let ids = outcomes.iter().filter_map(|o| o.trace_id.as_deref());
+    wait_joined(collector, ids, timeout).await;
     collector.spans()
 }
 

@@ -67,13 +67,14 @@ const TRACEPARENT_SLOT: usize = 6;
 const UBER_TRACE_ID_SLOT: usize = 7;
 const GRPC_TRACE_BIN_SLOT: usize = 8;
 
-/// The received `traceparent` when it is already what this crate writes (version `00`, no
-/// unknown flag; OWS around it is fine), else its re-encoding. `None` if it does not parse.
+/// The received `traceparent` when it is exactly what this crate writes (version `00`, no
+/// unknown flag, no OWS), else its re-encoding: OWS tolerated on receipt (spaces, HTAB) is
+/// not sent on. `None` if it does not parse.
 fn canonical_traceparent(v: &HeaderValue) -> Option<HeaderValue> {
     let tp = traceparent::decode(v.as_bytes()).ok()?;
     let mut buf = [0u8; traceparent::LEN];
     let canonical = traceparent::encode_to(&tp.context, &mut buf)?;
-    if v.as_bytes().trim_ascii() == canonical.as_bytes() {
+    if v.as_bytes() == canonical.as_bytes() {
         Some(v.clone())
     } else {
         HeaderValue::from_str(canonical).ok()

@@ -220,10 +220,18 @@ where
 }
 
 /// Decode a single received `baggage` header; when every member was kept, the value is
-/// remembered and forwarded verbatim.
+/// remembered and forwarded verbatim. Not when the value itself breaks what we send, even
+/// though its members are fine: over 8192 bytes (the member limit does not count the OWS
+/// around commas), or OWS that is an HTAB or at either end. That value is re-encoded
+/// instead, with the same entries.
 pub fn decode_value(value: &HeaderValue) -> (Baggage, Option<ParseError>) {
     let (bag, dropped) = decode_lines([value.as_bytes()]);
-    if dropped.is_none() && !bag.is_empty() {
+    let b = value.as_bytes();
+    let forwardable = b.len() <= MAX_BYTES
+        && !b.contains(&b'\t')
+        && b.first() != Some(&b' ')
+        && b.last() != Some(&b' ');
+    if dropped.is_none() && !bag.is_empty() && forwardable {
         let entries = bag.entries().to_vec();
         return (Baggage::from_parts(entries, Some(value.clone())), None);
     }

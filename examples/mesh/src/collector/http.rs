@@ -11,16 +11,14 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use serde::Deserialize;
 
 use super::Collector;
-use super::ids::{IngestError, normalize_trace_id};
+use super::ids::normalize_trace_id;
 use super::model::ZipkinSpan;
-use super::otlp::from_otlp;
+use super::payload::{PayloadError, parse_otlp_json, parse_otlp_protobuf, parse_zipkin_json};
 use super::query::{TraceQuery, TracesParams};
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -62,8 +60,9 @@ impl IntoResponse for Reject {
     }
 }
 
-impl From<IngestError> for Reject {
-    fn from(err: IngestError) -> Self {
+/// Every payload error is a 400 whose reason is the error's `Display`.
+impl From<PayloadError> for Reject {
+    fn from(err: PayloadError) -> Self {
         Self::bad_request(err.to_string())
     }
 }
@@ -132,13 +131,11 @@ async fn otlp_traces(
         }
     };
     let body = body_or_error(body)?;
-    let request = match encoding {
-        OtlpEncoding::Protobuf => ExportTraceServiceRequest::decode(body)
-            .map_err(|e| Reject::bad_request(format!("invalid OTLP protobuf: {e}")))?,
-        OtlpEncoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&body)
-            .map_err(|e| Reject::bad_request(format!("invalid OTLP JSON: {e}")))?,
+    let spans = match encoding {
+        OtlpEncoding::Protobuf => parse_otlp_protobuf(&body)?,
+        OtlpEncoding::Json => parse_otlp_json(&body)?,
     };
-    collector.store_normalized(from_otlp(&request)?);
+    collector.store_normalized(spans);
     Ok(match encoding {
         OtlpEncoding::Protobuf => (
             StatusCode::OK,
@@ -168,9 +165,7 @@ async fn zipkin_spans(
         }
     }
     let body = body_or_error(body)?;
-    let spans = serde_json::from_slice::<Vec<ZipkinSpan>>(&body)
-        .map_err(|e| Reject::bad_request(format!("invalid Zipkin v2 JSON: {e}")))?;
-    collector.ingest(spans)?;
+    collector.store_normalized(parse_zipkin_json(&body)?);
     Ok(StatusCode::ACCEPTED)
 }
 #[derive(Debug, Deserialize)]

@@ -15,7 +15,9 @@
 //! over [`CollectorConfig::max_body_bytes`] get 413, chunked or not.
 //!
 //! Everything is converted to one model, [`ZipkinSpan`] (see [`from_otlp`]
-//! for the OTLP mapping). Trace ids are stored as 32 lower-case hex
+//! for the OTLP mapping). The body parsers behind these routes,
+//! [`parse_otlp_protobuf`], [`parse_otlp_json`] and [`parse_zipkin_json`],
+//! are public, so a payload can be checked without a server. Trace ids are stored as 32 lower-case hex
 //! characters, 64-bit ids left-padded with zeros, so an Envoy 64-bit trace id
 //! and the 128-bit id an OpenTelemetry SDK derives from it join one trace.
 //!
@@ -46,6 +48,7 @@ mod http;
 mod ids;
 mod model;
 mod otlp;
+mod payload;
 mod query;
 mod store;
 
@@ -59,6 +62,7 @@ use tokio::sync::{broadcast, watch};
 pub use ids::{IngestError, normalize_trace_id};
 pub use model::{Annotation, Endpoint, SpanKind, ZipkinSpan};
 pub use otlp::from_otlp;
+pub use payload::{PayloadError, parse_otlp_json, parse_otlp_protobuf, parse_zipkin_json};
 
 use store::Store;
 

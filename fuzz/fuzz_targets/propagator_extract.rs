@@ -1,0 +1,68 @@
+//! The full `Propagator` on arbitrary header lines (see `fuzz_support` for the format):
+//! extract never panics and agrees with the plain `Extractor` path; forward and inject write
+//! only headers we may write, in visible ASCII and spaces, within the FACTS.md limits,
+//! decodable by our own decoders; forwarding keeps the context; injecting a client span
+//! sends that span. Run with the default propagator and with every format and opaque
+//! header switched on.
+#![no_main]
+
+use b3_propagation::{ContextFormat, OpaqueHeader, Propagator, SpanSemantics, header};
+use fuzz_support::{header_map, run_propagator};
+use http::HeaderName;
+use libfuzzer_sys::fuzz_target;
+use std::sync::LazyLock;
+
+/// Forwarded byte for byte when valid. (`traceparent` and `uber-trace-id` may be re-encoded
+/// in canonical form, and `x-b3-flags` other than `1` is dropped: see `REENCODED`.)
+const VERBATIM: [HeaderName; 8] = [
+    header::B3,
+    header::X_B3_TRACE_ID,
+    header::X_B3_SPAN_ID,
+    header::X_B3_PARENT_SPAN_ID,
+    header::X_B3_SAMPLED,
+    header::X_REQUEST_ID,
+    header::GRPC_TRACE_BIN,
+    header::X_OT_SPAN_CONTEXT,
+];
+
+/// Forwarded only when received; the value may be the canonical re-encoding.
+const REENCODED: [HeaderName; 3] = [
+    header::X_B3_FLAGS,
+    header::TRACEPARENT,
+    header::UBER_TRACE_ID,
+];
+
+static DEFAULT: LazyLock<Propagator> = LazyLock::new(Propagator::default);
+static EVERYTHING: LazyLock<Propagator> = LazyLock::new(|| {
+    Propagator::builder()
+        .extract(ContextFormat::ALL)
+        .inject(ContextFormat::ALL)
+        .opaque(OpaqueHeader::ALL)
+        .span_semantics(SpanSemantics::Shared)
+        .build()
+});
+
+fuzz_target!(|data: &[u8]| {
+    let received = header_map(data);
+    for p in [&*DEFAULT, &*EVERYTHING] {
+        let (_, forwarded, _) = run_propagator(p, &received);
+        // Trusted forward mode re-sends what arrived, byte for byte (first value wins).
+        for name in &VERBATIM {
+            if let Some(sent) = forwarded.get(name) {
+                assert_eq!(
+                    Some(sent),
+                    received.get(name),
+                    "{name} not forwarded verbatim"
+                );
+            }
+        }
+        for name in &REENCODED {
+            if forwarded.contains_key(name) {
+                assert!(
+                    received.contains_key(name),
+                    "{name} forwarded but not received"
+                );
+            }
+        }
+    }
+});

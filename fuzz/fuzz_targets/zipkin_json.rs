@@ -1,0 +1,14 @@
+//! The collector's Zipkin v2 JSON parser (`POST /api/v2/spans`) on arbitrary bytes: never
+//! panics; what it accepts is normalised (32 / 16 lower-hex ids) and round-trips through the
+//! collector's own Zipkin JSON.
+#![no_main]
+
+use fuzz_support::check_spans;
+use libfuzzer_sys::fuzz_target;
+use mesh::collector::parse_zipkin_json;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(spans) = parse_zipkin_json(data) {
+        check_spans(&spans);
+    }
+});

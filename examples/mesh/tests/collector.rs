@@ -886,6 +886,23 @@ async fn oversized_bodies_get_413_chunked_or_not() {
         assert_eq!(resp.text(), "request body too large");
     }
 
+    // A declared length over the limit is refused at once, before any body byte arrives.
+    for path in ["/api/v2/spans", "/v1/traces"] {
+        let resp = send(
+            server.addr,
+            "POST",
+            path,
+            &[
+                ("content-type", "application/json"),
+                ("content-length", "100000000"),
+            ],
+            Body::None,
+        )
+        .await;
+        assert_eq!(resp.status, 413, "{path}: {}", resp.text());
+        assert_eq!(resp.text(), "request body too large");
+    }
+
     // Still serving, and a body under the limit (chunked too) is fine.
     let payload = json!([zipkin(TRACE_64, "00000000000000c1", None, "svc", "op", 1)]).to_string();
     assert!(payload.len() < 1024);

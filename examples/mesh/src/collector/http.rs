@@ -35,6 +35,25 @@ pub(crate) fn router(collector: Collector) -> Router {
         .route("/api/v2/trace/{trace_id}", get(trace))
         .route("/health", get(health))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                // A declared length over the limit is refused before any byte of the body is
+                // awaited: a client announcing 100 MB and sending nothing gets 413 at once.
+                let declared = req
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if declared.is_some_and(|n| n > limit as u64) {
+                    return Reject {
+                        status: StatusCode::PAYLOAD_TOO_LARGE,
+                        reason: "request body too large".to_owned(),
+                    }
+                    .into_response();
+                }
+                next.run(req).await
+            },
+        ))
         .with_state(collector)
 }
 

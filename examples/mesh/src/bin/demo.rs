@@ -144,6 +144,7 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
         semantics,
         mode,
         access_log: AccessLog::memory(),
+        collector_limits: demo::collector_limits(args.requests, 16),
     })
     .await?;
     let base = format!("http://{}", mesh.frontend);

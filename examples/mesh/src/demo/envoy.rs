@@ -118,6 +118,8 @@ pub struct EnvoyMeshConfig {
     pub dir: Option<PathBuf>,
     /// How long each Envoy may take to answer 200 on its admin `/ready`.
     pub ready_timeout: Duration,
+    /// The embedded collector's limits (see [`super::collector_limits`]).
+    pub collector_limits: CollectorConfig,
 }
 
 impl Default for EnvoyMeshConfig {
@@ -129,6 +131,7 @@ impl Default for EnvoyMeshConfig {
             v2_tail_latency: Some((0.2, Duration::from_millis(60))),
             dir: None,
             ready_timeout: Duration::from_secs(15),
+            collector_limits: CollectorConfig::default(),
         }
     }
 }
@@ -261,7 +264,7 @@ impl EnvoyMesh {
         };
         let mut tasks = JoinSet::new();
 
-        let collector = Collector::new(CollectorConfig::default());
+        let collector = Collector::new(config.collector_limits);
         let (collector_l, collector_addr) = bind().await?;
         let serve = collector.clone().serve(collector_l, shutdown());
         tasks.spawn(async move {
@@ -927,6 +930,7 @@ pub async fn run(options: &DemoOptions) -> Result<Summary, BoxError> {
         shared_span_context: options.shared_span_context,
         canary_v2_percent: options.canary_v2_percent,
         dir: options.dir.clone(),
+        collector_limits: super::collector_limits(options.requests, 32),
         ..EnvoyMeshConfig::default()
     })
     .await?;

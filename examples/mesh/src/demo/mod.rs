@@ -43,6 +43,22 @@ pub struct MeshConfig {
     pub mode: Mode,
     /// Where access logs go.
     pub access_log: AccessLog,
+    /// The embedded collector's limits (see [`collector_limits`]).
+    pub collector_limits: CollectorConfig,
+}
+
+/// Collector limits that hold every span of `requests` requests of about `spans_per_request`
+/// spans each (a warm-up's worth more), and never less than the default.
+#[must_use]
+pub fn collector_limits(requests: usize, spans_per_request: usize) -> CollectorConfig {
+    let default = CollectorConfig::default();
+    CollectorConfig {
+        max_spans: requests
+            .saturating_add(1_000)
+            .saturating_mul(spans_per_request)
+            .max(default.max_spans),
+        ..default
+    }
 }
 
 impl Default for MeshConfig {
@@ -52,6 +68,7 @@ impl Default for MeshConfig {
             semantics: SpanSemantics::Child,
             mode: Mode::Instrument,
             access_log: AccessLog::memory(),
+            collector_limits: CollectorConfig::default(),
         }
     }
 }
@@ -151,7 +168,7 @@ impl LocalMesh {
         let (collector, collector_addr, endpoint) = match &config.collector {
             Some(url) => (None, None, url.clone()),
             None => {
-                let c = Collector::new(CollectorConfig::default());
+                let c = Collector::new(config.collector_limits);
                 let (l, a) = bind().await?;
                 let serve = c.clone().serve(l, stopped(stop.subscribe()));
                 tasks.spawn(async move {

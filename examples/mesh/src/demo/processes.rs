@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tower_trace_headers::Mode;
 
 use super::{BoxError, Outcome, SERVICES, Service, Summary};
-use crate::collector::{Collector, CollectorConfig, ZipkinSpan};
+use crate::collector::{Collector, ZipkinSpan};
 
 /// When this variable is set, the demo binary runs one service instead (its arguments are
 /// those of [`crate::cli::ServiceCommand`]).
@@ -250,12 +250,7 @@ pub async fn run(
     say: impl Fn(String),
     progress: impl Fn(usize) + Send + Sync + 'static,
 ) -> Result<LoadRun, BoxError> {
-    let collector = Collector::new(CollectorConfig {
-        max_spans: (options.requests + 1_000)
-            .saturating_mul(12)
-            .max(CollectorConfig::default().max_spans),
-        ..CollectorConfig::default()
-    });
+    let collector = Collector::new(super::collector_limits(options.requests, 16));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let collector_url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

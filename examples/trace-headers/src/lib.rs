@@ -336,6 +336,10 @@ fn parse_hex_field(v: &Value, key: &str, max: usize) -> Result<Option<u128>, Inp
             "`{key}`: expected 1..={max} hex digits, got {s:?}"
         )));
     }
+    // `from_str_radix` also takes a leading `+`: only hex digits are an id.
+    if !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(InputError(format!("`{key}`: not hex: {s:?}")));
+    }
     u128::from_str_radix(s, 16)
         .map(Some)
         .map_err(|_| InputError(format!("`{key}`: not hex: {s:?}")))
@@ -377,8 +381,15 @@ fn parse_input(v: &Value) -> Result<EncodeInput, InputError> {
             let span_id = SpanId::from_u64(s as u64)
                 .ok_or_else(|| InputError("`span_id`: all zero".into()))?;
             let flags = match field(v, "trace_flags") {
-                Some(f) => u8::from_str_radix(f, 16)
-                    .map_err(|_| InputError(format!("`trace_flags`: not hex: {f:?}")))?,
+                Some(f) if f.len() <= 2 && f.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    u8::from_str_radix(f, 16)
+                        .map_err(|_| InputError(format!("`trace_flags`: not hex: {f:?}")))?
+                }
+                Some(f) => {
+                    return Err(InputError(format!(
+                        "`trace_flags`: expected 1..=2 hex digits, got {f:?}"
+                    )));
+                }
                 None => 0,
             };
             Some(
@@ -549,3 +560,25 @@ pub const FORMATS: [Format; 8] = [
     Format::GrpcTraceBin,
     Format::Jaeger,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_takes_only_hex_digits() {
+        let ok = serde_json::json!({"trace_id": "1", "span_id": "2", "sampled": true});
+        assert!(encode(&ok, Format::B3Single).is_ok());
+        for (key, bad) in [
+            ("trace_id", "+1"),
+            ("span_id", "+2"),
+            ("trace_flags", "+1"),
+            ("trace_flags", "001"),
+        ] {
+            let mut v = ok.clone();
+            v[key] = serde_json::Value::String(bad.to_owned());
+            let err = encode(&v, Format::B3Single).unwrap_err();
+            assert!(err.to_string().contains(key), "{key}={bad}: {err}");
+        }
+    }
+}

@@ -203,6 +203,9 @@ impl TrustPolicy {
 
     /// An untrusted edge, as Envoy's edge listener: keep the inbound ids (so a client's trace
     /// can continue), but ignore its sampling and debug flags and regenerate the request id.
+    /// The opaque headers (`x-ot-span-context`, `grpc-trace-bin` when not a context format, the
+    /// opt-in vendor headers) are not forwarded either: they carry a client's decision this hop
+    /// cannot re-decide.
     #[must_use]
     pub const fn untrusted() -> Self {
         TrustPolicy {
@@ -769,6 +772,10 @@ impl Propagator {
             }
         }
 
+        // Opaque headers carry a context (and a sampling decision) this hop cannot re-decide:
+        // past an edge that does not trust the client's context they are checked (so a bad
+        // value is still reported) but not forwarded.
+        let forward_opaque = c.trust.inbound_context() == InboundContext::Trust;
         for &h in &c.opaque {
             if h == OpaqueHeader::GrpcTraceBin
                 && c.extract_set.contains(ContextFormat::GrpcTraceBin)
@@ -779,6 +786,7 @@ impl Propagator {
                 let name = slot_name(slot);
                 if let Some(raw) = carrier.get(name) {
                     match check_opaque(h, raw) {
+                        Ok(()) if !forward_opaque => {}
                         Ok(()) => {
                             if let Some(v) = carrier.get_value(name) {
                                 received.set(slot, v);
@@ -1168,6 +1176,39 @@ mod tests {
         assert!(is_base64(b"AAE="));
         assert!(!is_base64(b"A"));
         assert!(!is_base64(b"A="));
+    }
+
+    #[test]
+    fn opaque_headers_do_not_pass_an_untrusted_edge() {
+        // A sampled LightStep context and a sampled OpenCensus one: a client's decision that an
+        // untrusted edge cannot re-decide, so it does not forward them (a bad one is still
+        // reported).
+        let headers = [
+            ("x-ot-span-context", "EhQJnDGAHCHrSIQRMTMgaXFrrbcYAQ=="),
+            ("grpc-trace-bin", "AABL+S81d7NNpqPOkp0ADkc2ATTwZ6oLqQK3AgE"),
+        ];
+        let trusted = Propagator::default().extract(&map(&headers));
+        assert!(
+            trusted
+                .received_header(&header::X_OT_SPAN_CONTEXT)
+                .is_some()
+        );
+        assert!(trusted.received_header(&header::GRPC_TRACE_BIN).is_some());
+        for trust in [
+            TrustPolicy::untrusted(),
+            TrustPolicy::keep_request_id_only(),
+        ] {
+            let p = Propagator::builder().trust(trust).build();
+            let cx = p.extract(&map(&headers));
+            assert!(cx.received_header(&header::X_OT_SPAN_CONTEXT).is_none());
+            assert!(cx.received_header(&header::GRPC_TRACE_BIN).is_none());
+            let mut out = HeaderMap::new();
+            p.forward(&cx, &mut out);
+            assert!(out.get("x-ot-span-context").is_none());
+            assert!(out.get("grpc-trace-bin").is_none());
+            let cx = p.extract(&map(&[("grpc-trace-bin", "not-base64!")]));
+            assert_eq!(cx.errors()[0].kind(), ErrorKind::InvalidBase64);
+        }
     }
 
     #[test]

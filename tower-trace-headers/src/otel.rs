@@ -321,13 +321,9 @@ pub(crate) fn server_span(
         Sampling::Deferred => r.with_sampling(deferred),
         _ => *r,
     });
+    // `local` keeps its own sampling: `adopt` takes the decision of the span actually started
+    // (with a no-op tracer nothing is decided here, and the next hop decides).
     let remote = decided.as_ref();
-    let local = match (local.sampling(), decided) {
-        (Sampling::Deferred, Some(d)) if d.trace_id() == local.trace_id() => {
-            local.with_sampling(d.sampling())
-        }
-        _ => local,
-    };
     // Without [`PresetIdGenerator`] the SDK picks its own span id, so the span cannot be the
     // caller's: fall back to child semantics (the trace still joins).
     let mut local = local;

@@ -2,9 +2,9 @@
 //! `propagator_extract` checks, plus: the extracted context never keeps the client's
 //! sampling or debug decision, the client's `x-request-id` is never kept or sent, and no
 //! header we interpret and send (b3, x-b3-*, traceparent, uber-trace-id, grpc-trace-bin as
-//! a context format) carries an accept or debug decision. (The opaque headers,
-//! `x-ot-span-context` and `grpc-trace-bin` when not a context format, are forwarded
-//! verbatim by policy, their sampled flags included.)
+//! a context format) carries an accept or debug decision, and no opaque header
+//! (`x-ot-span-context`, `grpc-trace-bin` when not a context format, the vendor headers),
+//! which would carry the client's decision verbatim, is sent at all.
 #![no_main]
 
 use b3_propagation::{ContextFormat, OpaqueHeader, Propagator, Sampling, TrustPolicy, header};
@@ -37,12 +37,25 @@ fn no_client_decision(p: &Propagator, out: &HeaderMap, received: &HeaderMap) {
         "x-b3-sampled sent: {out:?}"
     );
     // `grpc-trace-bin` is interpreted only when it is a context format; otherwise it is an
-    // opaque header, forwarded verbatim by policy (FACTS §12), sampled bit included.
+    // opaque header, and opaque headers do not pass an untrusted edge.
     let grpc_is_context = p.extract_order().contains(&ContextFormat::GrpcTraceBin);
+    for name in [
+        "x-ot-span-context",
+        "x-cloud-trace-context",
+        "sw8",
+        "x-datadog-trace-id",
+        "x-datadog-parent-id",
+        "x-datadog-sampling-priority",
+    ] {
+        assert!(out.get(name).is_none(), "opaque {name} sent: {out:?}");
+    }
+    if !grpc_is_context {
+        assert!(
+            out.get("grpc-trace-bin").is_none(),
+            "opaque grpc-trace-bin sent: {out:?}"
+        );
+    }
     for (name, cx) in check_outgoing(out) {
-        if name == "grpc-trace-bin" && !grpc_is_context {
-            continue;
-        }
         assert!(
             !matches!(cx.sampling(), Sampling::Accept | Sampling::Debug),
             "{name} sends the client's {:?}: {out:?}",

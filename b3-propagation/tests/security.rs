@@ -14,12 +14,15 @@
 //! repeated; these tests add the error reason and the bytes written downstream.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+use common::Raw;
+
 use b3_propagation::baggage::{BaggageEntry, BaggageOrigin, BaggagePrefix};
 use b3_propagation::codec::{baggage, jaeger};
 use b3_propagation::error::{ErrorKind, Field};
 use b3_propagation::request_id::TraceReason;
 use b3_propagation::{
-    ContextFormat, Extractor, Format, ParseError, Propagator, RequestContext, Sampling, TraceFlags,
+    ContextFormat, Format, ParseError, Propagator, RequestContext, Sampling, TraceFlags,
     TrustPolicy,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -38,41 +41,6 @@ fn reason(e: &ParseError) -> Reason {
 
 fn reasons(cx: &RequestContext) -> Vec<Reason> {
     cx.errors().iter().map(reason).collect()
-}
-
-/// A carrier of raw bytes: values `http::HeaderValue` refuses (CR, LF, NUL, DEL) still reach
-/// the codecs, as they would from a transport that does not validate.
-#[derive(Default)]
-struct Raw(Vec<(String, Vec<u8>)>);
-
-impl Raw {
-    fn new(pairs: &[(&str, Vec<u8>)]) -> Self {
-        Raw(pairs
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), v.clone()))
-            .collect())
-    }
-}
-
-impl Extractor for Raw {
-    fn get(&self, name: &HeaderName) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name.as_str())
-            .map(|(_, v)| v.as_slice())
-    }
-
-    fn get_all_values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-        let name = name.as_str().to_owned();
-        self.0
-            .iter()
-            .filter(move |(n, _)| *n == name)
-            .map(|(_, v)| v.as_slice())
-    }
-
-    fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
-    }
 }
 
 /// A `HeaderMap`, or `None` when `http` itself refuses one of the values.

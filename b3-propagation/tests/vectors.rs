@@ -4,6 +4,9 @@
 //!
 //! A group this test does not know fails the test, so a new category cannot be skipped.
 
+mod common;
+use common::Raw;
+
 use std::collections::BTreeSet;
 
 use b3_propagation::baggage::{BaggageEntry, BaggageProperty};
@@ -18,12 +21,12 @@ use serde_json::Value;
 
 const VECTORS: &str = include_str!("data/vectors.json");
 
-/// A carrier holding raw bytes, so that values `http::HeaderValue` refuses (control
-/// characters) still reach the codecs and are rejected by them.
-#[derive(Default)]
-struct Raw(Vec<(String, Vec<u8>)>);
+/// A carrier for a case's `headers` object (a value or an array of values per name).
+trait FromCase {
+    fn from_case(headers: &Value) -> Self;
+}
 
-impl Raw {
+impl FromCase for Raw {
     fn from_case(headers: &Value) -> Self {
         let mut raw = Raw::default();
         for (name, value) in headers.as_object().into_iter().flatten() {
@@ -37,27 +40,6 @@ impl Raw {
             }
         }
         raw
-    }
-}
-
-impl Extractor for Raw {
-    fn get(&self, name: &HeaderName) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name.as_str())
-            .map(|(_, v)| v.as_slice())
-    }
-
-    fn get_all_values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-        let name = name.as_str().to_owned();
-        self.0
-            .iter()
-            .filter(move |(n, _)| *n == name)
-            .map(|(_, v)| v.as_slice())
-    }
-
-    fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
     }
 }
 

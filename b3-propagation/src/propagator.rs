@@ -722,23 +722,29 @@ impl Propagator {
         if c.extract_set.contains(ContextFormat::TraceParent)
             && let (Some(tp), Some(remote)) = (traceparent_ok, cx.remote)
             && tp.trace_id() == remote.trace_id()
-            && carrier.get(&header::TRACESTATE).is_some()
         {
             let mut lines = carrier.get_all_values(&header::TRACESTATE);
-            let single = lines.next().is_some() && lines.next().is_none();
-            // A value that is not a valid `HeaderValue` (only a raw-bytes carrier has
-            // those) goes through the byte parser, which says why it is refused.
-            let parsed = match carrier.get_value(&header::TRACESTATE) {
-                Some(first) if single => TraceState::parse_value(&first),
-                _ => TraceState::parse_with(|| {
-                    carrier
-                        .get_all_values(&header::TRACESTATE)
-                        .map(|l| (l, None))
-                }),
-            };
-            match parsed {
-                Ok(ts) => cx.tracestate = ts,
-                Err(e) => errors.push(e),
+            if lines.next().is_some() {
+                let single = lines.next().is_none();
+                // A value that is not a valid `HeaderValue` (only a raw-bytes carrier has
+                // those) goes through the byte parser, which says why it is refused.
+                let first = if single {
+                    carrier.get_value(&header::TRACESTATE)
+                } else {
+                    None
+                };
+                let parsed = match first {
+                    Some(first) => TraceState::parse_value(&first),
+                    None => TraceState::parse_with(|| {
+                        carrier
+                            .get_all_values(&header::TRACESTATE)
+                            .map(|l| (l, None))
+                    }),
+                };
+                match parsed {
+                    Ok(ts) => cx.tracestate = ts,
+                    Err(e) => errors.push(e),
+                }
             }
         }
 

@@ -71,6 +71,11 @@ const GRPC_TRACE_BIN_SLOT: usize = 8;
 /// unknown flag, no OWS), else its re-encoding: OWS tolerated on receipt (spaces, HTAB) is
 /// not sent on. `None` if it does not parse.
 fn canonical_traceparent(v: &HeaderValue) -> Option<HeaderValue> {
+    if is_canonical_traceparent(v.as_bytes()) {
+        // What Envoy and every W3C tracer send: no second decode on the hot path (`capture`
+        // runs only for a format that decoded valid, so the ids are known to be non-zero).
+        return Some(v.clone());
+    }
     let tp = traceparent::decode(v.as_bytes()).ok()?;
     let mut buf = [0u8; traceparent::LEN];
     let canonical = traceparent::encode_to(&tp.context, &mut buf)?;
@@ -79,6 +84,18 @@ fn canonical_traceparent(v: &HeaderValue) -> Option<HeaderValue> {
     } else {
         HeaderValue::from_str(canonical).ok()
     }
+}
+
+/// `00-<32 lower hex>-<16 lower hex>-0[01]`: version 00, no OWS, the common flags (any other
+/// value takes the full decode).
+fn is_canonical_traceparent(b: &[u8]) -> bool {
+    b.len() == traceparent::LEN
+        && b.starts_with(b"00-")
+        && matches!(&b[53..], b"00" | b"01")
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            2 | 35 | 52 => c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+        })
 }
 
 /// The slots of a context format.
@@ -328,5 +345,34 @@ mod tests {
         ] {
             assert_eq!(slot_name(slot), name);
         }
+    }
+
+    #[test]
+    fn canonical_traceparent_is_forwarded_as_received_else_re_encoded() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(is_canonical_traceparent(tp.as_bytes()));
+        let v = HeaderValue::from_static(tp);
+        assert_eq!(canonical_traceparent(&v), Some(v.clone()));
+        // Version 00 keeps its other flags (0x02 is Level 2's "random"): the slow path, same
+        // value.
+        let random = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03";
+        assert!(!is_canonical_traceparent(random.as_bytes()));
+        let v = HeaderValue::from_static(random);
+        assert_eq!(canonical_traceparent(&v), Some(v.clone()));
+        for other in [
+            " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert!(!is_canonical_traceparent(other.as_bytes()), "{other}");
+            let got = canonical_traceparent(&HeaderValue::from_static(other));
+            assert_eq!(
+                got.as_ref().map(HeaderValue::as_bytes),
+                Some(tp.as_bytes()),
+                "{other}"
+            );
+        }
+        assert!(!is_canonical_traceparent(
+            b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
+        ));
     }
 }

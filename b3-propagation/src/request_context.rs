@@ -60,6 +60,7 @@ static SLOT_NAMES: [HeaderName; SLOTS] = [
     header::X_DATADOG_SAMPLING_PRIORITY,
 ];
 
+const X_B3_TRACE_ID_SLOT: usize = 1;
 const X_B3_SPAN_ID_SLOT: usize = 2;
 const X_B3_PARENT_SPAN_ID_SLOT: usize = 3;
 const X_B3_FLAGS_SLOT: usize = 5;
@@ -138,17 +139,15 @@ impl Received {
     /// Keep the received values of a format that decoded valid, for forward mode. Only what
     /// the decoder used is kept: a value the rules say to ignore is not forwarded either.
     pub(crate) fn capture<E: Extractor + ?Sized>(&mut self, f: ContextFormat, carrier: &E) {
+        // B3 (FACTS §2): ids without a trace id are ignored (a sampling-only context). The
+        // trace id slot comes first, so its captured value answers without another lookup.
+        let mut b3_trace_id = false;
         for slot in context_slots(f) {
             let name = &SLOT_NAMES[slot];
             self.values[slot] = match slot {
-                // B3 (FACTS §2): ids without a trace id are ignored (a sampling-only
-                // context), and so is `x-b3-flags` other than `1`.
-                X_B3_SPAN_ID_SLOT | X_B3_PARENT_SPAN_ID_SLOT
-                    if carrier.get(&header::X_B3_TRACE_ID).is_none() =>
-                {
-                    None
-                }
-                X_B3_FLAGS_SLOT if carrier.get(name) != Some(b"1") => None,
+                X_B3_SPAN_ID_SLOT | X_B3_PARENT_SPAN_ID_SLOT if !b3_trace_id => None,
+                // ...and so is `x-b3-flags` other than `1`.
+                X_B3_FLAGS_SLOT => carrier.get_value(name).filter(|v| v.as_bytes() == b"1"),
                 // `traceparent` (FACTS §6): a higher version is re-emitted as version `00`
                 // with only the four fields, and unknown flags are zeroed.
                 TRACEPARENT_SLOT => carrier
@@ -167,6 +166,9 @@ impl Received {
                 }),
                 _ => carrier.get_value(name),
             };
+            if slot == X_B3_TRACE_ID_SLOT {
+                b3_trace_id = self.values[slot].is_some();
+            }
         }
     }
 

@@ -239,19 +239,18 @@ impl Telemetry {
         let mut builder = SdkTracerProvider::builder()
             .with_resource(resource)
             .with_id_generator(PresetIdGenerator::default());
-        let mut health = Health {
+        let endpoint = endpoint.map(|e| traces_url(&e));
+        let health = Arc::new(Health {
             service: service.clone(),
+            endpoint: endpoint.clone().unwrap_or_default(),
             ..Health::default()
-        };
-        if let Some(endpoint) = endpoint {
-            let url = traces_url(&endpoint);
+        });
+        if let Some(url) = endpoint {
             let exporter = SpanExporter::builder()
                 .with_http()
-                .with_endpoint(url.clone())
+                .with_endpoint(url)
                 .with_timeout(EXPORT_TIMEOUT)
                 .build()?;
-            health.endpoint = url;
-            let health = Arc::new(health);
             let config = BatchConfigBuilder::default()
                 .with_max_queue_size(65_536)
                 .with_max_export_batch_size(2_048)
@@ -267,16 +266,11 @@ impl Telemetry {
                     .build(),
                 health: health.clone(),
             });
-            return Ok(Telemetry {
-                provider: builder.build(),
-                service,
-                health,
-            });
         }
         Ok(Telemetry {
             provider: builder.build(),
             service,
-            health: Arc::new(health),
+            health,
         })
     }
 

@@ -68,12 +68,25 @@ impl BaggagePrefix {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BaggageOrigin {
-    /// The W3C `baggage` header (also the origin of entries added by the application).
+    /// The W3C `baggage` header (also the origin of entries [pushed](Baggage::push) or
+    /// [inserted](Baggage::insert)).
     W3c,
+    /// Set by this application with [`Baggage::set`]: sent in W3C `baggage` and, after the
+    /// propagator's inject set, as prefixed headers too (`baggage-<key>` for B3 peers such as
+    /// Brave or an Istio route on `baggage-*`, `uberctx-<key>` for Jaeger).
+    Application,
     /// A prefixed per-item header.
     Prefixed(BaggagePrefix),
     /// An item of a decoded `x-ot-span-context` (diagnostics only; not re-emitted).
     OtSpanContext,
+}
+
+impl BaggageOrigin {
+    /// Whether the entry travels in the W3C `baggage` header.
+    #[must_use]
+    pub const fn is_w3c(self) -> bool {
+        matches!(self, BaggageOrigin::W3c | BaggageOrigin::Application)
+    }
 }
 
 /// A W3C baggage property: `;key` or `;key=value`.
@@ -178,10 +191,57 @@ impl Baggage {
 
     /// Append an entry.
     pub fn push(&mut self, entry: BaggageEntry) {
-        if entry.origin == BaggageOrigin::W3c {
+        if entry.origin.is_w3c() {
             self.raw = None;
         }
         self.entries.push(entry);
+    }
+
+    /// Set `key` to `value` for every call sent from now on: the application's own baggage
+    /// (origin [`BaggageOrigin::Application`]). Every entry with this key, whatever its
+    /// origin, is replaced.
+    ///
+    /// # Errors
+    ///
+    /// A [`ParseError`] of format [`Format::Baggage`](crate::Format::Baggage), and nothing
+    /// changes, when the key is not an HTTP token, the value holds a control character, or
+    /// the baggage would pass the W3C limits ([`MAX_MEMBERS`] members, [`MAX_BYTES`] bytes
+    /// encoded).
+    ///
+    /// ```
+    /// use b3_propagation::Baggage;
+    ///
+    /// let mut bag = Baggage::new();
+    /// bag.set("user-agent", "Mozilla/4.0 (compatible; Netscape 4.7)")?;
+    /// assert_eq!(bag.to_header_value().unwrap(), "user-agent=Mozilla/4.0%20(compatible%3B%20Netscape%204.7)");
+    /// assert!(bag.set("bad key", "v").is_err());
+    /// assert!(bag.set("k", "line\r\nbreak").is_err());
+    /// # Ok::<(), b3_propagation::ParseError>(())
+    /// ```
+    pub fn set(
+        &mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), crate::ParseError> {
+        let key = key.into();
+        let value = value.into();
+        codec::baggage::check_app_entry(&key, &value)?;
+        let mut next: Vec<BaggageEntry> = self
+            .entries
+            .iter()
+            .filter(|e| e.key != key)
+            .cloned()
+            .collect();
+        next.push(BaggageEntry {
+            key,
+            value,
+            properties: Vec::new(),
+            origin: BaggageOrigin::Application,
+        });
+        codec::baggage::check_limits(&next)?;
+        self.entries = next;
+        self.raw = None;
+        Ok(())
     }
 
     /// Set `key` to `value` as a W3C entry: replaces the first entry with that key (and
@@ -218,7 +278,7 @@ impl Baggage {
 
     /// Append every entry of `other`.
     pub fn extend(&mut self, other: Baggage) {
-        if self.entries.iter().all(|e| e.origin != BaggageOrigin::W3c) {
+        if self.entries.iter().all(|e| !e.origin.is_w3c()) {
             self.raw = other.raw.clone();
         } else {
             self.raw = None;
@@ -233,11 +293,7 @@ impl Baggage {
         if let Some(raw) = &self.raw {
             return Some(raw.clone());
         }
-        codec::baggage::encode(
-            self.entries
-                .iter()
-                .filter(|e| e.origin == BaggageOrigin::W3c),
-        )
+        codec::baggage::encode(self.entries.iter().filter(|e| e.origin.is_w3c()))
     }
 
     /// The received W3C header, when the W3C entries are unchanged since it was decoded.

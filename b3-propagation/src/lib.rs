@@ -65,6 +65,7 @@ pub mod carrier;
 pub mod codec;
 pub mod context;
 pub mod error;
+pub mod field;
 pub mod header;
 pub mod id;
 #[cfg(feature = "opentelemetry")]
@@ -83,10 +84,12 @@ pub use crate::baggage::Baggage;
 pub use crate::carrier::{Extractor, Injector};
 pub use crate::context::{SpanContext, TraceFlags};
 pub use crate::error::ParseError;
+pub use crate::field::{InvalidField, PropagatedField};
 pub use crate::id::{SpanId, TraceId};
 pub use crate::propagator::{
-    ContextFormat, FormatSet, IdGenerator, InboundContext, InboundRequestId, Propagator,
-    PropagatorBuilder, RandomIdGenerator, SpanSemantics, TrustPolicy, UnknownPropagator,
+    ContextFormat, FormatSet, IdGenerator, InboundContext, InboundFields, InboundRequestId,
+    Propagator, PropagatorBuilder, RandomIdGenerator, SpanSemantics, TrustPolicy,
+    UnknownPropagator,
 };
 pub use crate::request_context::RequestContext;
 pub use crate::request_id::{RequestId, TraceReason};
@@ -121,6 +124,8 @@ pub enum Format {
     Sw8,
     /// `x-datadog-*` (opaque).
     Datadog,
+    /// A propagated field the application chose (see [`field`]).
+    Field,
 }
 
 impl Format {
@@ -142,6 +147,7 @@ impl Format {
             Format::CloudTraceContext => "cloud-trace",
             Format::Sw8 => "sw8",
             Format::Datadog => "datadog",
+            Format::Field => "field",
         }
     }
 
@@ -161,6 +167,7 @@ impl Format {
             Format::CloudTraceContext => "x-cloud-trace-context",
             Format::Sw8 => "sw8",
             Format::Datadog => "x-datadog-*",
+            Format::Field => "propagated field",
         }
     }
 }

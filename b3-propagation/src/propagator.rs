@@ -53,6 +53,7 @@ use crate::carrier::{Extractor, Injector, Scanned};
 use crate::codec::{self, b3_multi, b3_single, grpc_trace_bin, jaeger, traceparent};
 use crate::context::SpanContext;
 use crate::error::{ErrorKind, ParseError};
+use crate::field::{self, PropagatedField};
 use crate::header;
 use crate::id::{SpanId, TraceId};
 use crate::request_context::{Received, RequestContext, opaque_slots, slot_name};
@@ -177,12 +178,25 @@ pub enum InboundRequestId {
     Regenerate,
 }
 
+/// What to do with the [propagated fields](crate::field) a caller sent. See [`TrustPolicy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InboundFields {
+    /// Keep every configured field.
+    Keep,
+    /// Keep only the fields declared
+    /// [`kept_at_edge`](crate::PropagatedField::kept_at_edge); drop the others.
+    OnlyKeptAtEdge,
+}
+
 /// How much of the inbound headers to trust: the mesh-internal default trusts everything; an
-/// edge facing the internet should not let clients force sampling or choose request ids.
+/// edge facing the internet should not let clients force sampling, choose request ids or set
+/// the fields the mesh routes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TrustPolicy {
     context: InboundContext,
     request_id: InboundRequestId,
+    fields: InboundFields,
 }
 
 impl Default for TrustPolicy {
@@ -198,6 +212,7 @@ impl TrustPolicy {
         TrustPolicy {
             context: InboundContext::Trust,
             request_id: InboundRequestId::Keep,
+            fields: InboundFields::Keep,
         }
     }
 
@@ -205,22 +220,26 @@ impl TrustPolicy {
     /// can continue), but ignore its sampling and debug flags and regenerate the request id.
     /// The opaque headers (`x-ot-span-context`, `grpc-trace-bin` when not a context format, the
     /// opt-in vendor headers) are not forwarded either: they carry a client's decision this hop
-    /// cannot re-decide.
+    /// cannot re-decide. Propagated fields are dropped unless declared
+    /// [`kept_at_edge`](crate::PropagatedField::kept_at_edge).
     #[must_use]
     pub const fn untrusted() -> Self {
         TrustPolicy {
             context: InboundContext::IgnoreSampling,
             request_id: InboundRequestId::Regenerate,
+            fields: InboundFields::OnlyKeptAtEdge,
         }
     }
 
     /// Ignore the inbound trace context entirely but keep the request id (Envoy's
-    /// `preserve_external_request_id`).
+    /// `preserve_external_request_id`). Propagated fields are dropped unless declared
+    /// [`kept_at_edge`](crate::PropagatedField::kept_at_edge).
     #[must_use]
     pub const fn keep_request_id_only() -> Self {
         TrustPolicy {
             context: InboundContext::Ignore,
             request_id: InboundRequestId::Keep,
+            fields: InboundFields::OnlyKeptAtEdge,
         }
     }
 
@@ -236,6 +255,19 @@ impl TrustPolicy {
     pub const fn request_id(mut self, request_id: InboundRequestId) -> Self {
         self.request_id = request_id;
         self
+    }
+
+    /// This policy with the given handling of the inbound propagated fields.
+    #[must_use]
+    pub const fn fields(mut self, fields: InboundFields) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    /// The handling of the inbound propagated fields.
+    #[must_use]
+    pub const fn inbound_fields(&self) -> InboundFields {
+        self.fields
     }
 
     /// The handling of the inbound context.
@@ -315,6 +347,7 @@ struct Config {
     prefixed_baggage: bool,
     request_id: bool,
     opaque: Vec<OpaqueHeader>,
+    fields: Vec<PropagatedField>,
     trust: TrustPolicy,
     semantics: SpanSemantics,
     root_sampling: Sampling,
@@ -390,6 +423,27 @@ impl PropagatorBuilder {
             }
         }
         self
+    }
+
+    /// Carry this [propagated field](crate::field) from the inbound request to every
+    /// outgoing call (added to those already configured; none by default).
+    pub fn field(mut self, field: PropagatedField) -> Self {
+        match self
+            .config
+            .fields
+            .iter_mut()
+            .find(|f| f.name() == field.name())
+        {
+            Some(f) => *f = field,
+            None => self.config.fields.push(field),
+        }
+        self
+    }
+
+    /// Carry exactly these [propagated fields](crate::field) (replacing those configured).
+    pub fn fields(mut self, fields: impl IntoIterator<Item = PropagatedField>) -> Self {
+        self.config.fields.clear();
+        fields.into_iter().fold(self, Self::field)
     }
 
     /// The edge trust policy (default: [`TrustPolicy::trusted`]).
@@ -472,6 +526,7 @@ impl Propagator {
                 prefixed_baggage: true,
                 request_id: true,
                 opaque: vec![OpaqueHeader::OtSpanContext, OpaqueHeader::GrpcTraceBin],
+                fields: Vec::new(),
                 trust: TrustPolicy::trusted(),
                 semantics: SpanSemantics::Child,
                 root_sampling: Sampling::Deferred,
@@ -574,6 +629,12 @@ impl Propagator {
         self.config.trust
     }
 
+    /// The propagated fields.
+    #[must_use]
+    pub fn propagated_fields(&self) -> &[PropagatedField] {
+        &self.config.fields
+    }
+
     /// The span semantics.
     #[must_use]
     pub fn span_semantics(&self) -> SpanSemantics {
@@ -598,6 +659,7 @@ impl Propagator {
                 prefixed_baggage: c.prefixed_baggage,
                 request_id: c.request_id,
                 opaque: c.opaque.clone(),
+                fields: c.fields.clone(),
                 trust: c.trust,
                 semantics: c.semantics,
                 root_sampling: c.root_sampling,
@@ -778,6 +840,31 @@ impl Propagator {
             }
         }
 
+        // Propagated fields: one checked line each; past an edge that does not trust its
+        // clients, only those declared safe there.
+        for f in &c.fields {
+            if c.trust.fields == InboundFields::OnlyKeptAtEdge && !f.is_kept_at_edge() {
+                continue;
+            }
+            let mut lines = carrier.get_all_values(f.name());
+            match (lines.next(), lines.next()) {
+                (None, _) => {}
+                (Some(_), Some(_)) => errors.push(ParseError::at(
+                    Format::Field,
+                    crate::error::Field::Value,
+                    ErrorKind::Duplicate,
+                )),
+                (Some(raw), None) => match field::check_value(raw) {
+                    Ok(()) => {
+                        if let Some(v) = carrier.get_value(f.name()) {
+                            cx.fields.push((f.name().clone(), v));
+                        }
+                    }
+                    Err(e) => errors.push(e),
+                },
+            }
+        }
+
         // Opaque headers carry a context (and a sampling decision) this hop cannot re-decide:
         // past an edge that does not trust the client's context they are checked (so a bad
         // value is still reported) but not forwarded.
@@ -887,6 +974,25 @@ impl Propagator {
         }
     }
 
+    /// The prefixed forms of baggage the application writes, after the inject set: B3 peers
+    /// (Brave, Istio routing on `baggage-*` headers) read `baggage-<key>`, Jaeger peers
+    /// `uberctx-<key>`. None when prefixed baggage is off.
+    fn app_baggage_prefixes(&self) -> &'static [crate::baggage::BaggagePrefix] {
+        use crate::baggage::BaggagePrefix as P;
+        let c = &self.config;
+        if !c.prefixed_baggage {
+            return &[];
+        }
+        let b3 =
+            c.inject.contains(ContextFormat::B3Multi) || c.inject.contains(ContextFormat::B3Single);
+        match (b3, c.inject.contains(ContextFormat::Jaeger)) {
+            (true, true) => &[P::Baggage, P::Uberctx],
+            (true, false) => &[P::Baggage],
+            (false, true) => &[P::Uberctx],
+            (false, false) => &[],
+        }
+    }
+
     fn inject_rest<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
         let c = &self.config;
         if c.request_id
@@ -895,9 +1001,12 @@ impl Propagator {
             codec::request_id::inject(id, carrier);
         }
         if c.baggage && !cx.baggage.is_empty() {
-            codec::baggage::inject(&cx.baggage, carrier);
+            codec::baggage::inject_with(&cx.baggage, self.app_baggage_prefixes(), carrier);
         }
         for (name, value) in cx.received.opaque() {
+            carrier.set(name, value.clone());
+        }
+        for (name, value) in &cx.fields {
             carrier.set(name, value.clone());
         }
     }

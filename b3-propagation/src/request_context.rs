@@ -221,6 +221,7 @@ pub struct RequestContext {
     pub(crate) tracestate: TraceState,
     pub(crate) request_id: Option<RequestId>,
     pub(crate) baggage: Baggage,
+    pub(crate) fields: Vec<(HeaderName, HeaderValue)>,
     pub(crate) received: Received,
     pub(crate) errors: Vec<ParseError>,
 }
@@ -243,6 +244,10 @@ impl RequestContext {
     }
 
     /// The current span: this hop's span if set, else the caller's.
+    ///
+    /// A hop that reports no span of its own leaves [`local`](Self::local) unset: its current
+    /// span is then the caller's, and what it sends names the caller's span, never an id no
+    /// tracer reports.
     #[must_use]
     pub fn span(&self) -> Option<SpanContext> {
         self.local.or(self.remote)
@@ -254,15 +259,30 @@ impl RequestContext {
         self.remote.as_ref()
     }
 
-    /// This hop's span, once a server middleware set it.
+    /// This hop's span, once a server middleware set it: a span this hop reports. `None` at
+    /// a hop that reports nothing (it is transparent: see [`span`](Self::span)).
     #[must_use]
     pub fn local(&self) -> Option<&SpanContext> {
         self.local.as_ref()
     }
 
-    /// Set this hop's span.
+    /// Set this hop's span. Set only a span some tracer reports: what is sent names it.
     pub fn set_local(&mut self, span: SpanContext) {
         self.local = Some(span);
+    }
+
+    /// Record this hop's decision for a caller's context that arrived without one
+    /// ([`Sampling::Deferred`](crate::Sampling::Deferred)): the caller's ids travel on with
+    /// this decision (re-encoded, since the received headers no longer say it). A caller's own
+    /// decision is never overridden: this is a no-op unless the caller deferred.
+    pub fn decide_sampling(&mut self, sampling: crate::Sampling) {
+        if let Some(remote) = &mut self.remote
+            && remote.sampling() == crate::Sampling::Deferred
+            && sampling != crate::Sampling::Deferred
+        {
+            *remote = remote.with_sampling(sampling);
+            self.received.context_verbatim = false;
+        }
     }
 
     /// Which format the caller's context came from.
@@ -322,6 +342,41 @@ impl RequestContext {
     /// The baggage, to change it (changes reach every outgoing call made afterwards).
     pub fn baggage_mut(&mut self) -> &mut Baggage {
         &mut self.baggage
+    }
+
+    /// The [propagated fields](crate::field) received (or set), in configuration order.
+    pub fn fields(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.fields.iter().map(|(n, v)| (n, v))
+    }
+
+    /// The value of a propagated field, if received (or set).
+    #[must_use]
+    pub fn field(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Set a propagated field for every call sent from now on (replacing a received value).
+    ///
+    /// # Errors
+    ///
+    /// A [`ParseError`] of format [`Format::Field`](crate::Format::Field) when the value
+    /// breaks the rules of [`field::check_value`](crate::field::check_value); nothing changes.
+    pub fn set_field(
+        &mut self,
+        field: &crate::PropagatedField,
+        value: HeaderValue,
+    ) -> Result<(), ParseError> {
+        crate::field::check_value(value.as_bytes())?;
+        match self.fields.iter_mut().find(|(n, _)| n == field.name()) {
+            Some((_, v)) => *v = value,
+            None => self.fields.push((field.name().clone(), value)),
+        }
+        Ok(())
+    }
+
+    /// Stop sending a propagated field.
+    pub fn remove_field(&mut self, name: &HeaderName) {
+        self.fields.retain(|(n, _)| n != name);
     }
 
     /// Why each rejected header was rejected (rejected headers are treated as absent).

@@ -13,8 +13,13 @@
 //! and writes, as the client layer of `tower-trace-headers` does:
 //! - in **forward** mode ([`ClientInterceptor::forward`], what Istio asks of applications):
 //!   the context headers exactly as they were received, so the sidecar makes the spans;
-//! - in **instrument** mode ([`ClientInterceptor::instrument`], the default): a new child
-//!   span id per call, in the propagator's inject formats.
+//! - in **instrument** mode ([`ClientInterceptor::instrument`], the default): the innermost
+//!   *reported* span current where the call is made — a span the handler opened (an
+//!   OpenTelemetry span, or a `tracing` span bridged by `tracing-opentelemetry`), or the
+//!   server span of `tower-trace-headers`' layer — in the propagator's inject formats. An
+//!   interceptor ends no span, so it never writes a span id of its own; with nothing
+//!   reported at this hop it re-sends the caller's span unchanged, as forward mode does (see
+//!   [`tower_trace_headers::hop`]).
 //!
 //! Both modes carry `x-request-id`, `tracestate`, baggage and the opaque headers
 //! (`x-ot-span-context`, `grpc-trace-bin` — binary metadata, forwarded verbatim). With no
@@ -32,6 +37,7 @@
 //! use tonic::service::Interceptor;
 //! use tower_trace_headers::RequestTrace;
 //!
+//! // A span this hop reports (a server layer's, say).
 //! let span = SpanContext::new_root(Sampling::Accept, false);
 //! let trace = RequestTrace::new(RequestContext::from_span(span));
 //!
@@ -45,8 +51,9 @@
 //!     metadata.get("x-b3-traceid").unwrap(),
 //!     span.trace_id().unwrap().to_string().as_str()
 //! );
+//! // The call names that span: never an id no tracer reports.
 //! assert_eq!(
-//!     metadata.get("x-b3-parentspanid").unwrap(),
+//!     metadata.get("x-b3-spanid").unwrap(),
 //!     span.span_id().unwrap().to_string().as_str()
 //! );
 //! assert!(metadata.get("traceparent").is_some());
@@ -93,7 +100,8 @@ impl ClientInterceptor {
         Self::with_mode_and_propagator(Mode::Forward, Propagator::default())
     }
 
-    /// Instrument mode (the default): a child span id per call.
+    /// Instrument mode (the default): each call names the innermost reported span current
+    /// where it is made, else the caller's span (see the [module docs](self)).
     #[must_use]
     pub fn instrument() -> Self {
         Self::with_mode_and_propagator(Mode::Instrument, Propagator::default())
@@ -145,17 +153,8 @@ impl ClientInterceptor {
         self.trace.as_ref()
     }
 
-    fn inject(&self, trace: &RequestTrace, carrier: &mut MetadataInjector<'_>) {
-        let propagator = &self.config.propagator;
-        match (self.config.mode, trace.span()) {
-            (Mode::Instrument, Some(parent)) => {
-                let span = propagator.client_span(&parent);
-                propagator.inject(&span, trace, carrier);
-            }
-            // Forward mode; or nothing to be a child of: pass the rest (request id, baggage)
-            // along.
-            _ => propagator.forward(trace, carrier),
-        }
+    fn inject(&self, trace: Option<&RequestTrace>, carrier: &mut MetadataInjector<'_>) {
+        tower_trace_headers::hop::inject(&self.config.propagator, self.config.mode, trace, carrier);
     }
 }
 
@@ -166,12 +165,8 @@ impl Interceptor for ClientInterceptor {
         let (mut metadata, extensions, ()) = request.into_parts();
         let mut carrier = MetadataInjector::new(&mut metadata);
         match extensions.get::<RequestTrace>().or(self.trace.as_ref()) {
-            Some(trace) => self.inject(trace, &mut carrier),
-            None => RequestTrace::with_current(|current| {
-                if let Some(trace) = current {
-                    self.inject(trace, &mut carrier);
-                }
-            }),
+            Some(trace) => self.inject(Some(trace), &mut carrier),
+            None => RequestTrace::with_current(|current| self.inject(current, &mut carrier)),
         }
         Ok(Request::from_parts(metadata, extensions, ()))
     }
@@ -218,24 +213,41 @@ mod tests {
     }
 
     #[test]
-    fn instrument_makes_a_child_of_this_hops_span() {
+    fn instrument_without_a_reported_span_resends_the_callers_span() {
+        // The server interceptor reports nothing: the call names the caller's span,
+        // with its sampling, exactly as received.
         let trace = received(&B3);
-        let local = *trace.local().unwrap();
         let out = ClientInterceptor::instrument()
             .with_trace(trace)
             .call(Request::new(()))
             .unwrap();
+        for (k, v) in B3 {
+            assert_eq!(out.metadata().get(k).unwrap(), v, "{k}");
+        }
+        assert!(out.metadata().get("x-b3-parentspanid").is_none());
+    }
+
+    #[test]
+    fn instrument_names_the_reported_span() {
+        // A span this hop reports (a server layer's): the call names it and its parent.
+        let mut cx = RequestContext::new();
+        let server = SpanContext::new_root(Sampling::Accept, false).child();
+        cx.set_local(server);
+        let out = ClientInterceptor::instrument()
+            .with_trace(RequestTrace::new(cx))
+            .call(Request::new(()))
+            .unwrap();
         let m = out.metadata();
-        assert_eq!(m.get("x-b3-traceid").unwrap(), B3[0].1);
+        let hex = |id: Option<b3_propagation::SpanId>| id.unwrap().to_string();
+        assert_eq!(
+            m.get("x-b3-spanid").unwrap(),
+            hex(server.span_id()).as_str()
+        );
         assert_eq!(
             m.get("x-b3-parentspanid").unwrap(),
-            local.span_id().unwrap().to_string().as_str()
+            hex(server.parent_span_id()).as_str()
         );
-        assert_ne!(
-            m.get("x-b3-spanid").unwrap(),
-            local.span_id().unwrap().to_string().as_str()
-        );
-        assert_eq!(m.get("x-request-id").unwrap(), "rid-7");
+        assert_eq!(m.get("x-b3-sampled").unwrap(), "1");
     }
 
     #[test]

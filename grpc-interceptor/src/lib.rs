@@ -7,7 +7,9 @@
 //!   [`RequestTrace`] in the request extensions;
 //! - [`ClientInterceptor`] writes that trace into the metadata of every outgoing call, in
 //!   forward mode (the received headers as they are, what Istio asks of applications) or
-//!   instrument mode (a child span id per call);
+//!   instrument mode (the innermost span this hop reports: one the handler opened, or the
+//!   server layer's; with none, the caller's span goes on unchanged — never an id nobody
+//!   reports, see [`tower_trace_headers::hop`]);
 //! - [`metadata`] has the [`Extractor`](b3_propagation::Extractor) /
 //!   [`Injector`](b3_propagation::Injector) carriers over tonic's `MetadataMap`, so every codec
 //!   of [`b3_propagation`] works on gRPC metadata, binary `-bin` metadata included.

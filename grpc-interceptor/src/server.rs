@@ -9,9 +9,14 @@
 //!    `InvalidArgument` naming the header and the reason;
 //! 2. ensures a valid `x-request-id` — generated when absent, malformed or
 //!    [untrusted](ServerInterceptor::trust) — and writes it back into the metadata;
-//! 3. derives this hop's span ([`Propagator::server_span`]: a child of the caller's span, the
-//!    caller's span itself with shared semantics, or a new trace);
-//! 4. stores a [`RequestTrace`] in the request extensions.
+//! 3. stores a [`RequestTrace`] in the request extensions.
+//!
+//! An interceptor reports no span (it never sees the response), so it derives no span id
+//! of its own: the hop is transparent, its current span is the caller's, and the
+//! [`ClientInterceptor`](crate::ClientInterceptor) names the caller's span — or a span the
+//! handler opened and reports — in every call (see
+//! [`tower_trace_headers::hop`]). For a server span with timing, use `tower-trace-headers`'
+//! server layer.
 //!
 //! If the extensions already hold a [`RequestTrace`] (`tower-trace-headers`' server layer
 //! runs before it), it is kept as is — strict mode still rejects its malformed headers — so
@@ -55,9 +60,11 @@
 //!
 //! let request = interceptor.call(request)?;
 //! let trace = request.extensions().get::<RequestTrace>().unwrap();
-//! let span = trace.local().unwrap(); // this hop's span
+//! assert!(trace.local().is_none()); // an interceptor reports no span of its own
+//! let span = trace.span().unwrap(); // so the current span is the caller's
 //! assert_eq!(span.trace_id().unwrap().to_string(), "463ac35c9f6413ad48485a3953bb6124");
-//! assert_eq!(span.parent_span_id().unwrap().to_string(), "a2fb4a1d1a96d312");
+//! assert_eq!(span.span_id().unwrap().to_string(), "a2fb4a1d1a96d312");
+//! assert_eq!(span.sampling(), b3_propagation::Sampling::Deferred); // not trusted here
 //! // Regenerated at the edge, and written back for the handler and the next hops.
 //! let request_id = trace.request_id().unwrap();
 //! assert_ne!(request_id.as_str(), "chosen-by-the-client");
@@ -68,7 +75,6 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use b3_propagation::header::X_REQUEST_ID;
 use b3_propagation::{Propagator, RequestContext, SpanSemantics, TrustPolicy, UnknownPropagator};
 use tonic::metadata::MetadataMap;
 use tonic::service::Interceptor;
@@ -179,22 +185,16 @@ impl Interceptor for ServerInterceptor {
         // `HeaderMap` carrier applies and received values are shared, not copied.
         let (metadata, mut extensions, ()) = request.into_parts();
         let mut headers = metadata.into_headers();
-        let mut cx = propagator.extract(&headers);
+        // Extract, and one request id from here on: generated when absent, invalid or
+        // untrusted, and written back so the handler, logs and forwarded calls see it.
+        let cx = tower_trace_headers::hop::receive(propagator, &mut headers);
         if config.strict
             && let Some(status) = reject(&cx)
         {
             return Err(status);
         }
-
-        // One request id from here on: generated when absent, invalid or untrusted, and
-        // written back so the handler, logs and forwarded calls see the same one.
-        let request_id = cx.ensure_request_id().header_value();
-        if headers.get(&X_REQUEST_ID) != Some(request_id) {
-            headers.insert(X_REQUEST_ID, request_id.clone());
-        }
-
-        let local = propagator.server_span(cx.remote());
-        cx.set_local(local);
+        // An interceptor reports no span: this hop is transparent, its calls name the
+        // caller's span (or a span the handler opens).
         extensions.insert(RequestTrace::new(cx));
         Ok(Request::from_parts(
             MetadataMap::from_headers(headers),
@@ -236,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn extracts_and_derives_a_child_span() {
+    fn extracts_and_stays_transparent() {
         let r = ServerInterceptor::new()
             .call(request(&[(
                 "b3",
@@ -245,18 +245,23 @@ mod tests {
             .unwrap();
         let t = trace(&r);
         let remote = t.remote().unwrap();
-        let local = t.local().unwrap();
-        assert_eq!(local.trace_id(), remote.trace_id());
-        assert_eq!(local.parent_span_id(), remote.span_id());
-        assert_ne!(local.span_id(), remote.span_id());
-        assert_eq!(local.sampling(), Sampling::Accept);
+        assert_eq!(
+            remote.span_id().unwrap().to_string(),
+            "e457b5a2e4d86bd1",
+            "the caller's span"
+        );
+        assert_eq!(remote.sampling(), Sampling::Accept);
+        // An interceptor reports no span: no id of its own, the current span is the caller's.
+        assert!(t.local().is_none());
+        assert!(!t.is_reported());
+        assert_eq!(t.span().as_ref(), Some(remote));
         // A request id was generated and written back.
         let id = t.request_id().unwrap();
         assert_eq!(r.metadata().get("x-request-id").unwrap(), id.as_str());
     }
 
     #[test]
-    fn shared_spans_reuse_the_callers_span() {
+    fn shared_semantics_invent_no_span_either() {
         let r = ServerInterceptor::new()
             .span_semantics(SpanSemantics::Shared)
             .call(request(&[(
@@ -265,17 +270,19 @@ mod tests {
             )]))
             .unwrap();
         let t = trace(&r);
-        assert_eq!(t.local(), t.remote());
+        assert!(t.local().is_none());
+        assert_eq!(t.span().as_ref(), t.remote());
     }
 
     #[test]
-    fn no_context_starts_a_trace_and_keeps_a_valid_request_id() {
+    fn no_context_invents_no_trace_and_keeps_a_valid_request_id() {
         let r = ServerInterceptor::new()
             .call(request(&[("x-request-id", "rid-1")]))
             .unwrap();
         let t = trace(&r);
         assert!(t.remote().is_none());
-        assert!(t.local().unwrap().parent_span_id().is_none());
+        // Nothing reports here: no ids at all (the next hop that reports starts the trace).
+        assert!(t.span().is_none());
         assert_eq!(t.request_id().unwrap().as_str(), "rid-1");
         assert_eq!(r.metadata().get_all("x-request-id").iter().count(), 1);
     }

@@ -279,18 +279,18 @@ fn inbound_formats() -> Vec<Inbound> {
     ]
 }
 
-/// The checks every mode shares: one trace, one request id, from the caller to B.
-fn check_one_trace_one_request_id(f: &Inbound, a: &Seen, b: &Seen) -> (String, String) {
+/// The checks every mode shares: one trace (or none, when none came in: nothing reports
+/// here), one request id, from the caller to B.
+fn check_one_trace_one_request_id(f: &Inbound, a: &Seen, b: &Seen) -> (Option<String>, String) {
     let name = f.name;
-    let a_local = a.trace.local().unwrap();
-    let trace_id = a_local.trace_id().unwrap().to_string();
-    if let Some(expected) = f.trace_id {
-        assert_eq!(trace_id, expected, "{name}: A continues the caller's trace");
-    }
-    let b_remote = b.trace.remote().expect("B received a context");
-    assert_eq!(b_remote.trace_id().unwrap().to_string(), trace_id, "{name}");
+    let trace_id = a.trace.span().map(|s| s.trace_id().unwrap().to_string());
     assert_eq!(
-        b.trace.local().unwrap().trace_id().unwrap().to_string(),
+        trace_id.as_deref(),
+        f.trace_id,
+        "{name}: A continues the caller's trace, and invents none"
+    );
+    assert_eq!(
+        b.trace.remote().map(|r| r.trace_id().unwrap().to_string()),
         trace_id,
         "{name}"
     );
@@ -324,40 +324,62 @@ fn check_one_trace_one_request_id(f: &Inbound, a: &Seen, b: &Seen) -> (String, S
     (trace_id, request_id)
 }
 
+/// B received exactly the context A received: the caller's span, no id of A's own.
+fn check_transparent(f: &Inbound, a: &Seen, b: &Seen) {
+    let name = f.name;
+    assert!(
+        a.trace.local().is_none(),
+        "{name}: an interceptor reports no span"
+    );
+    for (k, _) in &f.headers {
+        assert_eq!(
+            b.metadata.get_all(*k).iter().collect::<Vec<_>>(),
+            a.metadata.get_all(*k).iter().collect::<Vec<_>>(),
+            "{name}: {k}"
+        );
+    }
+    assert_eq!(
+        b.trace.remote(),
+        a.trace.remote(),
+        "{name}: B's caller is A's caller"
+    );
+    // Only what came in: no new span id, no other format.
+    for k in [
+        "b3",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "traceparent",
+    ] {
+        if !f.headers.iter().any(|(h, _)| *h == k) {
+            assert!(b.metadata.get(k).is_none(), "{name}: {k}");
+        }
+    }
+}
+
 #[tokio::test]
-async fn instrument_mode_chain() {
+async fn instrument_mode_chain_is_transparent_when_nothing_reports() {
+    // Interceptors end no span, and A's handler opens none: A's calls name the caller's
+    // span, exactly as received (the headers-only app that must keep the trace joined).
     for f in inbound_formats() {
         let chain = Chain::simple(Mode::Instrument, Carry::InTrace).await;
         chain.call(&f.headers, &[]).await.unwrap();
         let (a, b) = (chain.a(), chain.b());
         let name = f.name;
-        let (trace_id, _) = check_one_trace_one_request_id(&f, &a, &b);
-        let a_span = a.trace.local().unwrap().span_id().unwrap().to_string();
-        // B's parent is A's span; B's caller span is a new child span.
-        assert_eq!(
-            header(&b.metadata, "x-b3-parentspanid"),
-            Some(&*a_span),
-            "{name}"
-        );
-        assert_eq!(
-            b.trace
-                .remote()
-                .unwrap()
-                .parent_span_id()
-                .unwrap()
-                .to_string(),
-            a_span,
-            "{name}"
-        );
-        assert_ne!(header(&b.metadata, "x-b3-spanid"), Some(&*a_span), "{name}");
-        // x-b3-* at the width received; traceparent always 128-bit.
-        assert_eq!(
-            header(&b.metadata, "x-b3-traceid"),
-            Some(&*trace_id),
-            "{name}"
-        );
-        let tp = header(&b.metadata, "traceparent").unwrap();
-        assert_eq!(&tp[3..35], format!("{trace_id:0>32}"), "{name}");
+        check_one_trace_one_request_id(&f, &a, &b);
+        check_transparent(&f, &a, &b);
+        if let Some(caller) = a.trace.remote() {
+            assert_eq!(
+                b.trace.remote().unwrap().span_id(),
+                caller.span_id(),
+                "{name}: the caller's span id, unchanged"
+            );
+            assert_eq!(
+                b.trace.remote().unwrap().sampling(),
+                caller.sampling(),
+                "{name}"
+            );
+        }
         if f.name == "traceparent" {
             assert_eq!(
                 header(&b.metadata, "tracestate"),
@@ -366,7 +388,16 @@ async fn instrument_mode_chain() {
             assert_eq!(header(&b.metadata, "baggage"), Some("user=alice"));
         }
         if f.name == "b3 multi" {
-            assert_eq!(b.trace.local().unwrap().sampling(), Sampling::Accept);
+            // The 64-bit width and the caller's parent travel on.
+            assert_eq!(
+                header(&b.metadata, "x-b3-traceid"),
+                Some("48485a3953bb6124")
+            );
+            assert_eq!(
+                header(&b.metadata, "x-b3-parentspanid"),
+                Some("0020000000000001")
+            );
+            assert_eq!(b.trace.remote().unwrap().sampling(), Sampling::Accept);
         }
     }
 }
@@ -379,31 +410,10 @@ async fn forward_mode_chain() {
         let (a, b) = (chain.a(), chain.b());
         let name = f.name;
         check_one_trace_one_request_id(&f, &a, &b);
-        // B receives exactly what A received.
-        for (k, _) in &f.headers {
-            assert_eq!(
-                b.metadata.get_all(*k).iter().collect::<Vec<_>>(),
-                a.metadata.get_all(*k).iter().collect::<Vec<_>>(),
-                "{name}: {k}"
-            );
-        }
-        if f.trace_id.is_some() {
-            // Only what came in: no new span, no other format.
-            assert_eq!(
-                b.trace.remote(),
-                a.trace.remote(),
-                "{name}: B's caller is A's caller"
-            );
-            for k in ["b3", "x-b3-traceid", "traceparent"] {
-                if !f.headers.iter().any(|(h, _)| *h == k) {
-                    assert!(b.metadata.get(k).is_none(), "{name}: {k}");
-                }
-            }
-        } else {
-            // Nothing came in: A's span is sent, in the inject formats.
-            let a_local = a.trace.local().unwrap();
-            assert_eq!(b.trace.remote().unwrap().span_id(), a_local.span_id());
-            assert!(b.metadata.get("traceparent").is_some());
+        // B receives exactly what A received; nothing came in, no ids go out.
+        check_transparent(&f, &a, &b);
+        if f.trace_id.is_none() {
+            assert!(b.trace.remote().is_none(), "{name}");
         }
     }
 }
@@ -421,15 +431,12 @@ async fn every_way_to_hand_over_the_trace() {
             .unwrap();
         let (a, b) = (chain.a(), chain.b());
         assert_eq!(
-            header(&b.metadata, "x-b3-traceid"),
-            Some("80f198ee56343ba864fe8b2a57d3eff7"),
+            header(&b.metadata, "b3"),
+            Some("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
             "{carry:?}"
         );
-        assert_eq!(
-            b.trace.remote().unwrap().parent_span_id(),
-            a.trace.local().unwrap().span_id(),
-            "{carry:?}"
-        );
+        assert_eq!(b.trace.remote(), a.trace.remote(), "{carry:?}");
+        assert_eq!(b.trace.request_id(), a.trace.request_id(), "{carry:?}");
     }
 }
 
@@ -476,11 +483,13 @@ async fn untrusted_edge() {
     assert_ne!(id, "client-chosen");
     assert_eq!(header(&a.metadata, "x-request-id"), Some(id));
     assert_eq!(header(&b.metadata, "x-request-id"), Some(id));
-    // The caller's trace continues, without its debug flag.
+    // The caller's trace and span continue (A reports none), without its debug flag: the
+    // edge's distrust is re-encoded, in the format it arrived in.
     assert_eq!(
-        header(&b.metadata, "x-b3-traceid"),
-        Some("80f198ee56343ba864fe8b2a57d3eff7")
+        header(&b.metadata, "b3"),
+        Some("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1")
     );
+    assert_eq!(b.trace.remote().unwrap().sampling(), Sampling::Deferred);
     assert!(b.metadata.get("x-b3-flags").is_none());
     assert!(b.metadata.get("x-b3-sampled").is_none());
 }
@@ -570,8 +579,8 @@ async fn malformed_metadata_is_absent_with_a_reason() {
         assert!(a.trace.remote().is_none(), "{name}: treated as absent");
         let e = a.trace.errors()[0];
         assert_eq!((e.format(), e.kind()), (format, kind), "{name}: {e}");
-        // Nothing malformed travels on (A sends its own new span instead); the request
-        // still has one trace and one id.
+        // Nothing malformed travels on, and A invents no span in its place (it reports
+        // none): B starts no trace from A; the request keeps one id.
         assert!(
             b.trace.errors().is_empty(),
             "{name}: {:?}",
@@ -584,11 +593,7 @@ async fn malformed_metadata_is_absent_with_a_reason() {
                 "{name}: {k} not forwarded"
             );
         }
-        assert_eq!(
-            b.trace.remote().unwrap().trace_id(),
-            a.trace.local().unwrap().trace_id(),
-            "{name}"
-        );
+        assert!(b.trace.remote().is_none(), "{name}");
         assert_eq!(b.trace.request_id(), a.trace.request_id(), "{name}");
     }
 }
@@ -707,24 +712,21 @@ async fn grpc_trace_bin_as_a_context_format() {
             let b_remote = b.trace.remote().unwrap();
             assert_eq!(b.trace.source(), Some(ContextFormat::GrpcTraceBin));
             assert_eq!(b_remote.trace_id().unwrap().to_string(), TRACE_BIN_ID);
+            // Both modes: nothing reports at A, so the caller's context goes on verbatim.
             let sent = b.metadata.get("grpc-trace-bin").unwrap();
-            match mode {
-                Mode::Forward => {
-                    assert_eq!(sent.as_bytes(), value.as_encoded_bytes(), "verbatim");
-                    assert!(b.metadata.get("x-b3-traceid").is_none());
-                }
-                Mode::Instrument => {
-                    // Re-encoded for the new child span.
-                    let cx = grpc_trace_bin::decode(sent.as_bytes()).unwrap();
-                    assert_eq!(cx.trace_id(), remote.trace_id());
-                    assert_ne!(cx.span_id(), remote.span_id());
-                    assert_eq!(b_remote.span_id(), cx.span_id());
-                    assert_eq!(
-                        header(&b.metadata, "x-b3-parentspanid").unwrap(),
-                        a.trace.local().unwrap().span_id().unwrap().to_string()
-                    );
-                }
-            }
+            assert_eq!(
+                sent.as_bytes(),
+                value.as_encoded_bytes(),
+                "{mode:?}: verbatim"
+            );
+            assert!(b.metadata.get("x-b3-traceid").is_none(), "{mode:?}");
+            let cx = grpc_trace_bin::decode(sent.as_bytes()).unwrap();
+            assert_eq!(
+                cx.span_id(),
+                remote.span_id(),
+                "{mode:?}: the caller's span"
+            );
+            assert_eq!(b_remote.span_id(), remote.span_id(), "{mode:?}");
         }
     }
 }
@@ -806,15 +808,17 @@ async fn the_tower_server_layer_and_the_client_interceptor_mix() {
             .await
             .unwrap();
         let (a, b) = (chain.a(), chain.b());
-        let a_local = a.trace.local().unwrap();
+        // No tracer reports the layer's span here: the layer is transparent too, and B's
+        // caller is the span the handler saw — one trace, not two extractions.
+        assert!(a.trace.local().is_none());
+        let a_span = a.trace.span().unwrap();
         assert_eq!(
-            a_local.trace_id().unwrap().to_string(),
+            a_span.trace_id().unwrap().to_string(),
             "80f198ee56343ba864fe8b2a57d3eff7"
         );
-        // B is a child of the span the handler saw: one trace, not two extractions.
         assert_eq!(
-            b.trace.remote().unwrap().parent_span_id(),
-            a_local.span_id(),
+            b.trace.remote().unwrap().span_id(),
+            a_span.span_id(),
             "interceptor too: {with_interceptor}"
         );
         assert_eq!(b.trace.request_id(), a.trace.request_id());

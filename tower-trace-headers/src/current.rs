@@ -4,9 +4,21 @@
 //! The server layer makes the request's [`RequestTrace`] current while the inner service's
 //! future is polled (on every poll, so it survives every `.await`), and the client layer
 //! reads it for every outgoing call. Code anywhere inside the request — async or plain sync —
-//! reads it with [`RequestTrace::current`]. A spawned task does not inherit it by itself (a
-//! new task is polled outside the request's future): wrap the task with
-//! [`FutureExt::with_current_trace`].
+//! reads it with [`RequestTrace::current`].
+//!
+//! **Spawned work:** a task does not inherit the trace by itself (a new task is polled
+//! outside the request's future). Spawn it with [`spawn`](crate::spawn) (feature `tokio`)
+//! instead of `tokio::spawn`, or wrap it with [`FutureExt::with_current_trace`]: either
+//! carries the request's trace, the current OpenTelemetry context (the application's span,
+//! if one is current) and, with feature `tracing`, the current `tracing` span and
+//! subscriber. The rule: whatever is current where the task is *spawned* is current while it
+//! runs.
+//!
+//! **Application state:** baggage entries and [propagated fields](b3_propagation::field) the
+//! application sets on the trace ([`RequestTrace::set_baggage`],
+//! [`RequestTrace::set_field`]) travel with every call made afterwards by this request and
+//! by the work it spawned, and are never seen by another request: the state lives in the
+//! request's own [`RequestTrace`].
 //!
 //! No runtime is needed: the context is a thread-local set for the duration of each poll.
 //!
@@ -37,15 +49,18 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use b3_propagation::RequestContext;
+use b3_propagation::{Baggage, ParseError, PropagatedField, RequestContext};
+use http::{HeaderName, HeaderValue};
 use pin_project_lite::pin_project;
 
-/// A request's tracing state, shared cheaply (an `Arc`): the extracted
-/// [`RequestContext`] with this hop's span, plus (feature `opentelemetry`) the OpenTelemetry
-/// context of the server span.
+/// A request's tracing state, shared cheaply (an `Arc`) by everything that handles the
+/// request: the extracted [`RequestContext`] with this hop's span, the baggage and fields
+/// the application set, plus (feature `opentelemetry`) the OpenTelemetry context the
+/// request's spans belong to.
 ///
 /// Stored in request extensions by the server layer, current while the request is handled.
 #[derive(Clone)]
@@ -57,19 +72,103 @@ struct Inner {
     cx: RequestContext,
     #[cfg(feature = "opentelemetry")]
     otel: Option<opentelemetry::Context>,
+    /// What the application changed (baggage, fields): a changed copy of `cx`.
+    changes: Changes,
+    correlation: Option<Correlation>,
 }
 
+#[derive(Default)]
+struct Changes {
+    changed: AtomicBool,
+    cx: Mutex<Option<Arc<RequestContext>>>,
+}
+
+/// Baggage keys recorded in the request's spans (Brave's correlation fields).
+#[derive(Clone, Debug)]
+pub(crate) struct Correlation {
+    pub(crate) keys: Arc<[String]>,
+    #[cfg(feature = "tracing")]
+    pub(crate) span: Option<tracing::Span>,
+}
+
+impl Correlation {
+    /// Record the chosen keys of `baggage` in the request's spans.
+    #[allow(unused_variables)]
+    fn record(&self, baggage: &Baggage, otel: Option<&OtelContext>) {
+        #[cfg(feature = "tracing")]
+        if let Some(span) = &self.span {
+            let mut text = String::new();
+            for key in self.keys.iter() {
+                if let Some(v) = baggage.get(key) {
+                    if !text.is_empty() {
+                        text.push(' ');
+                    }
+                    text.push_str(key);
+                    text.push('=');
+                    text.push_str(v);
+                }
+            }
+            if !text.is_empty() {
+                span.record("baggage", text.as_str());
+            }
+        }
+        #[cfg(feature = "opentelemetry")]
+        if let Some(cx) = otel {
+            use opentelemetry::trace::TraceContextExt as _;
+            let span = cx.span();
+            if span.is_recording() {
+                for key in self.keys.iter() {
+                    if let Some(v) = baggage.get(key) {
+                        span.set_attribute(opentelemetry::KeyValue::new(
+                            format!("baggage.{key}"),
+                            v.to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "opentelemetry")]
+type OtelContext = opentelemetry::Context;
+#[cfg(not(feature = "opentelemetry"))]
+type OtelContext = std::convert::Infallible;
+
 impl RequestTrace {
-    /// Wrap a request context.
+    /// Wrap a request context. With feature `opentelemetry`, the OpenTelemetry context made
+    /// current with it is its span as a remote parent, so spans the application starts
+    /// inside join the trace.
     #[must_use]
     pub fn new(cx: RequestContext) -> Self {
-        RequestTrace {
+        #[cfg(feature = "opentelemetry")]
+        let otel = crate::otel::remote_parent(&cx, b3_propagation::Sampling::Accept);
+        Self::build(
+            cx,
+            #[cfg(feature = "opentelemetry")]
+            otel,
+            None,
+        )
+    }
+
+    pub(crate) fn build(
+        cx: RequestContext,
+        #[cfg(feature = "opentelemetry")] otel: Option<opentelemetry::Context>,
+        correlation: Option<Correlation>,
+    ) -> Self {
+        let trace = RequestTrace {
             inner: Arc::new(Inner {
                 cx,
                 #[cfg(feature = "opentelemetry")]
-                otel: None,
+                otel,
+                changes: Changes::default(),
+                correlation,
             }),
+        };
+        if let Some(c) = &trace.inner.correlation {
+            c.record(trace.inner.cx.baggage(), trace.otel_ref());
         }
+        trace
     }
 
     /// Wrap a request context with the OpenTelemetry context its spans belong to.
@@ -77,15 +176,11 @@ impl RequestTrace {
     #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
     #[must_use]
     pub fn with_otel_context(cx: RequestContext, otel: opentelemetry::Context) -> Self {
-        RequestTrace {
-            inner: Arc::new(Inner {
-                cx,
-                otel: Some(otel),
-            }),
-        }
+        Self::build(cx, Some(otel), None)
     }
 
-    /// The OpenTelemetry context of this request's server span, if there is one.
+    /// The OpenTelemetry context of this request: its server span when this hop reports one,
+    /// else the caller's span as a remote parent.
     #[cfg(feature = "opentelemetry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
     #[must_use]
@@ -93,10 +188,140 @@ impl RequestTrace {
         self.inner.otel.as_ref()
     }
 
-    /// The request context.
+    #[allow(clippy::unused_self)]
+    fn otel_ref(&self) -> Option<&OtelContext> {
+        #[cfg(feature = "opentelemetry")]
+        return self.inner.otel.as_ref();
+        #[cfg(not(feature = "opentelemetry"))]
+        None
+    }
+
+    /// The request context as received and derived by the server side. What the application
+    /// changed since ([`set_baggage`](Self::set_baggage), [`set_field`](Self::set_field)) is
+    /// in [`with_context`](Self::with_context).
     #[must_use]
     pub fn context(&self) -> &RequestContext {
         &self.inner.cx
+    }
+
+    /// Run `f` with the request context as every outgoing call sees it now: with the baggage
+    /// and fields the application set.
+    pub fn with_context<R>(&self, f: impl FnOnce(&RequestContext) -> R) -> R {
+        if !self.inner.changes.changed.load(Ordering::Acquire) {
+            return f(&self.inner.cx);
+        }
+        let changed = self
+            .inner
+            .changes
+            .cx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match changed {
+            Some(cx) => f(&cx),
+            None => f(&self.inner.cx),
+        }
+    }
+
+    /// Whether this hop reports a span of its own for the request (see
+    /// [`RequestContext::local`]): when not, it is transparent and every call names the
+    /// caller's span.
+    #[must_use]
+    pub fn is_reported(&self) -> bool {
+        self.inner.cx.local().is_some()
+    }
+
+    /// Change the application's copy of the context. On error nothing changes.
+    fn change<E>(&self, f: impl FnOnce(&mut RequestContext) -> Result<(), E>) -> Result<(), E> {
+        let changes = &self.inner.changes;
+        let mut slot = changes.cx.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = match slot.as_deref() {
+            Some(cx) => cx.clone(),
+            None => self.inner.cx.clone(),
+        };
+        f(&mut next)?;
+        if let Some(c) = &self.inner.correlation {
+            c.record(next.baggage(), self.otel_ref());
+        }
+        *slot = Some(Arc::new(next));
+        changes.changed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The baggage every outgoing call of this request carries now: what was received, with
+    /// the application's changes.
+    #[must_use]
+    pub fn baggage(&self) -> Baggage {
+        self.with_context(|cx| cx.baggage().clone())
+    }
+
+    /// Add or replace a baggage entry for the rest of this request: every call it makes from
+    /// now on — and every call of the work it spawned — carries it (W3C `baggage`, and the
+    /// prefixed forms the propagator's inject set asks for, such as `baggage-<key>` for B3
+    /// peers). No other request sees it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Baggage::set`]: a key that is not an HTTP token, a control character in the
+    /// value, or the W3C limits passed. Nothing changes then.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use b3_propagation::{Propagator, RequestContext};
+    /// use http::HeaderMap;
+    /// use tower_trace_headers::RequestTrace;
+    ///
+    /// let trace = RequestTrace::new(RequestContext::new());
+    /// trace.set_baggage("user-agent", "Mozilla/4.0 (compatible; Netscape 4.7)")?;
+    ///
+    /// let mut outgoing = HeaderMap::new();
+    /// trace.with_context(|cx| Propagator::default().forward(cx, &mut outgoing));
+    /// assert_eq!(outgoing["baggage-user-agent"], "Mozilla/4.0 (compatible; Netscape 4.7)");
+    /// assert_eq!(outgoing["baggage"], "user-agent=Mozilla/4.0%20(compatible%3B%20Netscape%204.7)");
+    /// # Ok::<(), b3_propagation::ParseError>(())
+    /// ```
+    pub fn set_baggage(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), ParseError> {
+        let (key, value) = (key.into(), value.into());
+        self.change(|cx| cx.baggage_mut().set(key, value))
+    }
+
+    /// Remove every baggage entry with this key for the rest of this request.
+    pub fn remove_baggage(&self, key: &str) {
+        let _ = self.change(|cx| {
+            cx.baggage_mut().remove(key);
+            Ok::<(), ParseError>(())
+        });
+    }
+
+    /// The value of a [propagated field](b3_propagation::field) every outgoing call of this
+    /// request carries now.
+    #[must_use]
+    pub fn field(&self, name: &HeaderName) -> Option<HeaderValue> {
+        self.with_context(|cx| cx.field(name).cloned())
+    }
+
+    /// Set a [propagated field](b3_propagation::field) for the rest of this request (an
+    /// application that authenticates its caller sets `end-user`, as Istio's bookinfo does).
+    ///
+    /// # Errors
+    ///
+    /// As [`RequestContext::set_field`]: a value that is empty, too long, or holds a control
+    /// or non-ASCII byte. Nothing changes then.
+    pub fn set_field(&self, field: &PropagatedField, value: HeaderValue) -> Result<(), ParseError> {
+        self.change(|cx| cx.set_field(field, value))
+    }
+
+    /// Stop sending a propagated field for the rest of this request.
+    pub fn remove_field(&self, name: &HeaderName) {
+        let _ = self.change(|cx| {
+            cx.remove_field(name);
+            Ok::<(), ParseError>(())
+        });
     }
 
     /// The trace current on this thread: the request being handled, or the one a future was
@@ -167,6 +392,53 @@ impl fmt::Debug for CurrentGuard {
     }
 }
 
+/// What a spawned future carries besides the trace: the OpenTelemetry context and the
+/// `tracing` span and subscriber current where it was wrapped.
+#[derive(Clone, Default)]
+struct Carried {
+    #[cfg(feature = "opentelemetry")]
+    otel: Option<opentelemetry::Context>,
+    #[cfg(feature = "tracing")]
+    span: Option<tracing::Span>,
+    #[cfg(feature = "tracing")]
+    dispatch: Option<tracing::Dispatch>,
+}
+
+impl Carried {
+    #[allow(unused_variables)]
+    fn of(trace: Option<&RequestTrace>) -> Self {
+        Carried {
+            #[cfg(feature = "opentelemetry")]
+            otel: trace.and_then(RequestTrace::otel_context).cloned(),
+            ..Carried::default()
+        }
+    }
+
+    fn current() -> Self {
+        Carried {
+            #[cfg(feature = "opentelemetry")]
+            otel: Some(opentelemetry::Context::current()),
+            #[cfg(feature = "tracing")]
+            span: Some(tracing::Span::current()).filter(|s| !s.is_disabled()),
+            #[cfg(feature = "tracing")]
+            dispatch: Some(tracing::dispatcher::get_default(Clone::clone)),
+        }
+    }
+
+    fn poll<F: Future>(&self, inner: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        #[cfg(feature = "opentelemetry")]
+        let _otel = self.otel.as_ref().map(|c| c.clone().attach());
+        #[cfg(feature = "tracing")]
+        if let Some(dispatch) = &self.dispatch {
+            return tracing::dispatcher::with_default(dispatch, || {
+                let _span = self.span.as_ref().map(tracing::Span::enter);
+                inner.poll(cx)
+            });
+        }
+        inner.poll(cx)
+    }
+}
+
 pin_project! {
     /// A future with a [`RequestTrace`] current while it is polled. See
     /// [`FutureExt::with_trace`].
@@ -175,13 +447,29 @@ pin_project! {
         #[pin]
         inner: F,
         trace: Option<RequestTrace>,
+        carried: Carried,
     }
 }
 
 impl<F> WithTrace<F> {
     /// Wrap `inner`; with `None` it is polled with no trace current.
     pub fn new(inner: F, trace: Option<RequestTrace>) -> Self {
-        WithTrace { inner, trace }
+        let carried = Carried::of(trace.as_ref());
+        WithTrace {
+            inner,
+            trace,
+            carried,
+        }
+    }
+
+    /// Wrap `inner` with everything current now: the trace, the OpenTelemetry context and
+    /// the `tracing` span and subscriber.
+    fn current(inner: F) -> Self {
+        WithTrace {
+            inner,
+            trace: RequestTrace::current(),
+            carried: Carried::current(),
+        }
     }
 
     /// The trace this future runs with.
@@ -203,12 +491,10 @@ impl<F: Future> Future for WithTrace<F> {
                 previous,
                 _not_send: PhantomData,
             };
-            return this.inner.poll(cx);
+            return this.carried.poll(this.inner, cx);
         };
         let _guard = trace.enter();
-        #[cfg(feature = "opentelemetry")]
-        let _otel = trace.otel_context().map(|c| c.clone().attach());
-        this.inner.poll(cx)
+        this.carried.poll(this.inner, cx)
     }
 }
 
@@ -217,25 +503,63 @@ impl<F: fmt::Debug> fmt::Debug for WithTrace<F> {
         f.debug_struct("WithTrace")
             .field("inner", &self.inner)
             .field("trace", &self.trace)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 /// Carry a trace into a future (for example a spawned task).
 pub trait FutureExt: Future + Sized {
-    /// Poll this future with `trace` current.
+    /// Poll this future with `trace` current (and, with feature `opentelemetry`, its
+    /// OpenTelemetry context).
     fn with_trace(self, trace: RequestTrace) -> WithTrace<Self> {
         WithTrace::new(self, Some(trace))
     }
 
-    /// Poll this future with the trace that is current *now* (at the call), for example
-    /// `tokio::spawn(work().with_current_trace())` inside a handler.
+    /// Poll this future with what is current *now* (at the call): the trace, the
+    /// OpenTelemetry context (the application's span, if one is current), and with feature
+    /// `tracing` the current span and subscriber. For example
+    /// `tokio::spawn(work().with_current_trace())` inside a handler; [`spawn`](crate::spawn)
+    /// does it for you.
     fn with_current_trace(self) -> WithTrace<Self> {
-        WithTrace::new(self, RequestTrace::current())
+        WithTrace::current(self)
     }
 }
 
 impl<F: Future> FutureExt for F {}
+
+/// Spawn `future` on the current tokio runtime with everything current now (the request's
+/// trace, the OpenTelemetry context, the `tracing` span and subscriber): the task's calls
+/// stay in the request's trace, under the span that spawned them. Use it wherever you would
+/// write `tokio::spawn` inside a request.
+///
+/// # Panics
+///
+/// As `tokio::spawn`: outside a tokio runtime.
+///
+/// # Example
+///
+/// ```
+/// use b3_propagation::{RequestContext, Sampling, SpanContext};
+/// use tower_trace_headers::RequestTrace;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let trace = RequestTrace::new(RequestContext::from_span(SpanContext::new_root(Sampling::Accept, false)));
+/// let _in_request = trace.enter();
+/// let task = tower_trace_headers::spawn(async {
+///     RequestTrace::current().and_then(|t| t.span()).map(|s| s.trace_id())
+/// });
+/// assert_eq!(task.await.unwrap(), trace.span().map(|s| s.trace_id()));
+/// # }
+/// ```
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future.with_current_trace())
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,16 +1,20 @@
 //! What the optional features add to a request or a call: an OpenTelemetry span, a `tracing`
 //! span. Without the features this is an empty struct and every method compiles to nothing.
 
-use b3_propagation::{RequestContext, SpanContext};
+use b3_propagation::RequestContext;
 use http::{HeaderMap, Request, StatusCode};
 
-use crate::current::RequestTrace;
+use crate::current::{Correlation, RequestTrace};
+use crate::hop;
 
 /// Per-request extras, ended with the response.
 #[derive(Debug, Default)]
 pub(crate) struct Extras {
     #[cfg(feature = "opentelemetry")]
     otel: Option<crate::otel::OtelSpan>,
+    /// The context to make current while the inner future is polled.
+    #[cfg(feature = "opentelemetry")]
+    current: Option<opentelemetry::Context>,
     #[cfg(feature = "tracing")]
     span: Option<tracing::Span>,
 }
@@ -25,93 +29,126 @@ pub(crate) struct ExtrasGuard<'a> {
 }
 
 impl Extras {
-    /// Start the server-side extras for this hop's span `local`; returns `local` adjusted to
-    /// the span actually started.
+    /// Start the server side of the request `cx`: its server span when a tracer reports it
+    /// (then set as this hop's span in `cx`), its `tracing` span. Returns the extras and the
+    /// request's trace.
     #[allow(unused_variables, unused_mut)]
     pub(crate) fn server<B>(
         config: &crate::server::layer::ServerConfig,
         req: &Request<B>,
-        cx: &RequestContext,
-        local: SpanContext,
-    ) -> (Self, SpanContext) {
+        mut cx: RequestContext,
+    ) -> (Self, RequestTrace) {
         let mut extras = Extras::default();
-        let mut local = local;
         #[cfg(feature = "opentelemetry")]
         {
-            let info = crate::otel::RequestInfo::of(req);
-            let shared =
-                config.propagator.span_semantics() == b3_propagation::SpanSemantics::Shared;
-            if let Some((span, adjusted)) = crate::otel::server_span(
+            let started = crate::otel::server_span(
                 &config.tracer,
-                &info,
-                cx.remote(),
-                local,
-                shared,
-                cx.tracestate(),
+                &crate::otel::RequestInfo::of(req),
+                &cx,
+                &config.propagator,
                 config.deferred,
                 &config.preset_works,
-            ) {
-                extras.otel = Some(span);
-                local = adjusted;
+            );
+            if let Some(local) = started.local {
+                cx.set_local(local);
             }
+            if let Some(decided) = started.decided {
+                cx.decide_sampling(decided);
+            }
+            extras.otel = started.span;
+            extras.current = started.cx;
         }
         #[cfg(feature = "tracing")]
         if config.tracing_span {
             #[cfg(feature = "opentelemetry")]
-            let parent = extras.otel.as_ref().map(crate::otel::OtelSpan::context);
+            let parent = extras.current.as_ref();
             #[cfg(not(feature = "opentelemetry"))]
             let parent = None;
-            extras.span = Some(crate::tracing_span::server_span(req, cx, &local, parent));
+            extras.span = Some(crate::tracing_span::server_span(req, &cx, parent));
         }
-        (extras, local)
+        let correlation = (!config.record_baggage.is_empty()).then(|| Correlation {
+            keys: config.record_baggage.clone(),
+            #[cfg(feature = "tracing")]
+            span: extras.span.clone(),
+        });
+        let trace = RequestTrace::build(
+            cx,
+            #[cfg(feature = "opentelemetry")]
+            extras.current.clone(),
+            correlation,
+        );
+        (extras, trace)
     }
 
-    /// Start the client-side extras for the call span `local` under `trace`.
+    /// The client steps for one call under `trace` (or outside any request): write the
+    /// headers and, in instrument mode with a tracer that reports it, start a client span.
+    /// See [`crate::hop`].
     #[allow(unused_variables, unused_mut)]
     pub(crate) fn client<B>(
         config: &crate::client::layer::ClientConfig,
-        req: &Request<B>,
-        trace: &RequestTrace,
-        local: SpanContext,
-    ) -> (Self, SpanContext) {
+        req: &mut Request<B>,
+        trace: Option<&RequestTrace>,
+    ) -> Self {
         let mut extras = Extras::default();
-        let mut local = local;
+        let propagator = &config.propagator;
+        let parent = match config.mode {
+            crate::Mode::Instrument => hop::reported_parent(trace),
+            crate::Mode::Forward => {
+                hop::write(propagator, trace, None, req.headers_mut());
+                return extras;
+            }
+        };
         #[cfg(feature = "opentelemetry")]
-        {
-            use opentelemetry::trace::TraceContextExt as _;
-            let info = crate::otel::RequestInfo::of(req);
-            // The parent: the OTel context current here (a span the application opened),
-            // else the request's server span.
-            let current = opentelemetry::Context::current();
-            let parent = if current.span().span_context().is_valid() {
-                current
-            } else {
-                trace.otel_context().cloned().unwrap_or(current)
+        if trace.is_some() || parent.is_some() {
+            // Under the innermost reported span; at a transparent hop, under the caller's.
+            let (parent_cx, parent_id, like) = match &parent {
+                Some(p) => (
+                    p.cx.clone().or_else(|| {
+                        trace.and_then(|t| {
+                            t.with_context(|cx| {
+                                crate::otel::remote_parent(cx, b3_propagation::Sampling::Accept)
+                            })
+                        })
+                    }),
+                    p.span.span_id(),
+                    Some(p.span),
+                ),
+                None => (
+                    trace.and_then(|t| {
+                        crate::otel::remote_parent(t, b3_propagation::Sampling::Accept)
+                    }),
+                    trace.and_then(|t| t.span()).and_then(|s| s.span_id()),
+                    trace.and_then(|t| t.span()),
+                ),
             };
-            if let Some((span, adjusted)) =
-                crate::otel::client_span(&config.tracer, &info, &parent, local)
-            {
+            let parent_cx = parent_cx.unwrap_or_default();
+            if let Some((span, ours)) = crate::otel::client_span(
+                &config.tracer,
+                &crate::otel::RequestInfo::of(req),
+                &parent_cx,
+                parent_id,
+                like.as_ref(),
+            ) {
+                hop::write(propagator, trace, Some(&ours), req.headers_mut());
+                extras.current = Some(span.context().clone());
                 extras.otel = Some(span);
-                local = adjusted;
+                return extras;
             }
         }
-        (extras, local)
-    }
-
-    /// The trace for `cx`, with the OpenTelemetry context of the server span.
-    pub(crate) fn wrap(&self, cx: RequestContext) -> RequestTrace {
-        #[cfg(feature = "opentelemetry")]
-        if let Some(span) = &self.otel {
-            return RequestTrace::with_otel_context(cx, span.context().clone());
-        }
-        RequestTrace::new(cx)
+        hop::write(
+            propagator,
+            trace,
+            parent.as_ref().map(|p| &p.span),
+            req.headers_mut(),
+        );
+        extras
     }
 
     /// Enter the spans for one poll.
     pub(crate) fn enter(&self) -> ExtrasGuard<'_> {
         ExtrasGuard {
             #[cfg(feature = "opentelemetry")]
-            _otel: self.otel.as_ref().map(|s| s.context().clone().attach()),
+            _otel: self.current.as_ref().map(|c| c.clone().attach()),
             #[cfg(feature = "tracing")]
             _span: self.span.as_ref().map(tracing::Span::enter),
             _marker: std::marker::PhantomData,

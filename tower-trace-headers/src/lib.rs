@@ -96,6 +96,7 @@ mod builder_ext;
 pub mod client;
 pub mod current;
 mod extras;
+pub mod hop;
 #[cfg(feature = "opentelemetry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub mod otel;
@@ -108,5 +109,7 @@ mod tracing_span;
 
 pub use crate::builder_ext::ServiceBuilderExt;
 pub use crate::client::{Mode, PropagateTraceHeaders, PropagateTraceHeadersLayer};
+#[cfg(feature = "tokio")]
+pub use crate::current::spawn;
 pub use crate::current::{CurrentGuard, FutureExt, RequestTrace, WithTrace};
 pub use crate::server::{TraceHeaders, TraceHeadersLayer};

@@ -33,7 +33,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use b3_propagation::{Sampling, SpanContext, SpanId, TraceId, TraceState};
+use b3_propagation::{RequestContext, Sampling, SpanContext, SpanId, TraceId, TraceState};
 use http::{HeaderMap, Method, Uri};
 use opentelemetry::global::{self, BoxedTracer, ObjectSafeTracer};
 use opentelemetry::trace::{self as ot, Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
@@ -197,45 +197,76 @@ fn start(
     span
 }
 
-/// Adopt the ids and sampling decision of the span actually started: the headers must name
-/// the span that is exported. Width and debug of `ours` are kept. A no-op tracer (no
-/// provider installed) hands back the parent's span context: then nothing was started.
-fn adopt(
-    ours: SpanContext,
+/// Whether a started span is one some tracer reports: recording and sampled. A no-op tracer
+/// (no provider installed) hands back a non-recording echo of the parent; a sampler that
+/// drops gives a non-recording span; a provider shut down gives an invalid one.
+pub(crate) fn is_reported(span: &opentelemetry::trace::SpanRef<'_>) -> bool {
+    span.is_recording() && span.span_context().is_sampled() && span.span_context().is_valid()
+}
+
+/// The OpenTelemetry context of `cx`'s span as a remote parent, a deferred decision read as
+/// `deferred`: what spans started under this request join when this hop reports none.
+pub(crate) fn remote_parent(cx: &RequestContext, deferred: Sampling) -> Option<Context> {
+    let span = cx.span().filter(|s| !s.is_sampling_only())?;
+    let span = match span.sampling() {
+        Sampling::Deferred => span.with_sampling(deferred),
+        _ => span,
+    };
+    to_remote(&span, cx.tracestate()).map(|sc| Context::new().with_remote_span_context(sc))
+}
+
+/// Our span context for a reported OpenTelemetry span, in the request's terms: the trace
+/// id at the width the request's trace travels at, debug kept, sampled.
+pub(crate) fn reported(
     started: &ot::SpanContext,
-    parent_cx: &Context,
-    parent: Option<SpanId>,
-) -> SpanContext {
-    if !started.is_valid() || started.span_id() == parent_cx.span().span_context().span_id() {
-        return ours;
-    }
-    let Some(theirs) = SpanContext::from_otel(started) else {
-        return ours;
+    like: Option<&SpanContext>,
+) -> Option<SpanContext> {
+    let theirs = SpanContext::from_otel(started)?;
+    let trace_id = match (like.and_then(SpanContext::trace_id), theirs.trace_id()) {
+        (Some(a), Some(b)) if a.to_u128() == b.to_u128() => a,
+        (_, b) => b?,
     };
-    let mut out = ours;
-    if theirs.trace_id() != ours.trace_id() || theirs.span_id() != ours.span_id() {
-        let trace_id = match (ours.trace_id(), theirs.trace_id()) {
-            (Some(a), Some(b)) if a == b => a,
-            (_, Some(b)) => b.into_128bit(),
-            (Some(a), None) => a,
-            (None, None) => return ours,
-        };
-        let Some(span_id) = theirs.span_id() else {
-            return ours;
-        };
-        out = SpanContext::new(trace_id, span_id)
-            .with_parent(parent)
-            .with_sampling(ours.sampling())
-            .with_trace_flags(ours.trace_flags());
-    }
-    // The sampler decided a deferred trace; debug stays debug; a deny stays deny.
-    let sampling = match (ours.sampling(), started.is_sampled()) {
-        (Sampling::Debug, _) => Sampling::Debug,
-        (_, true) => Sampling::Accept,
-        (Sampling::Deferred | Sampling::Accept, false) => Sampling::Deny,
-        (s, false) => s,
+    let sampling = match like.map(SpanContext::sampling) {
+        Some(Sampling::Debug) => Sampling::Debug,
+        _ => theirs.sampling(),
     };
-    out.with_sampling(sampling)
+    let flags = like.map_or_else(
+        || {
+            if trace_id.is_64bit() {
+                b3_propagation::TraceFlags::default()
+            } else {
+                b3_propagation::TraceFlags::RANDOM
+            }
+        },
+        SpanContext::trace_flags,
+    );
+    Some(
+        SpanContext::new(trace_id, theirs.span_id()?)
+            .with_sampling(sampling)
+            .with_trace_flags(flags),
+    )
+}
+
+/// The innermost span current on this thread that a tracer reports (the application's own
+/// span, made current by it or by `tracing-opentelemetry`, or a server layer's span), as an
+/// OpenTelemetry context and in the request's terms.
+pub(crate) fn current_reported(like: Option<&SpanContext>) -> Option<(Context, SpanContext)> {
+    let found = Context::map_current(|cx| {
+        let span = cx.span();
+        if !is_reported(&span) {
+            return None;
+        }
+        let sc = span.span_context();
+        // Another trace than the request's: not this request's span.
+        if let Some(t) = like.and_then(SpanContext::trace_id)
+            && t.to_u128() != u128::from_be_bytes(sc.trace_id().to_bytes())
+        {
+            return None;
+        }
+        Some(cx.clone())
+    })?;
+    let sc = reported(found.span().span_context(), like)?;
+    Some((found, sc))
 }
 
 /// An OpenTelemetry span in flight, ended with the response.
@@ -300,42 +331,58 @@ impl fmt::Debug for OtelSpan {
     }
 }
 
-/// Start the server span for `local` (this hop's span), a child of `remote` (or, in shared
-/// mode, reusing its ids). Returns the span and `local` adjusted to the span started.
+/// What the server side of a hop started.
+pub(crate) struct ServerSpan {
+    /// The span to end with the response, when one was started (reported or not).
+    pub(crate) span: Option<OtelSpan>,
+    /// The context to make current while the request is handled: the server span's, or the
+    /// caller's span as a remote parent.
+    pub(crate) cx: Option<Context>,
+    /// This hop's span, when a tracer reports it.
+    pub(crate) local: Option<SpanContext>,
+    /// A sampler's decision for a caller's context that arrived deferred, when one ran.
+    pub(crate) decided: Option<Sampling>,
+}
+
+/// Start the server span for the request `cx`: a child of the caller's span (or, in shared
+/// mode, the caller's span itself, through [`PresetIdGenerator`]), or a root.
 ///
-/// A `remote` whose sampling is deferred is treated as `deferred` decided it (OpenTelemetry
-/// samplers know only sampled or not). `preset_works` remembers, per layer, whether the
-/// tracer's provider honours preset ids (0 unknown, 1 yes, 2 no).
-#[allow(clippy::too_many_arguments)] // one call site, in `Extras::server`
+/// The span counts as this hop's only when it is reported (see [`is_reported`]): otherwise
+/// the hop is transparent, and what it sends names the caller's span. A caller's context
+/// whose sampling is deferred is offered to the sampler as `deferred` decided it
+/// (OpenTelemetry samplers know only sampled or not). `preset_works` remembers, per layer,
+/// whether the tracer's provider honours preset ids (0 unknown, 1 yes, 2 no).
 pub(crate) fn server_span(
     tracer: &SpanTracer,
     req: &RequestInfo<'_>,
-    remote: Option<&SpanContext>,
-    local: SpanContext,
-    shared: bool,
-    tracestate: &TraceState,
+    cx: &RequestContext,
+    propagator: &b3_propagation::Propagator,
     deferred: Sampling,
     preset_works: &AtomicU8,
-) -> Option<(OtelSpan, SpanContext)> {
-    let decided = remote.map(|r| match r.sampling() {
+) -> ServerSpan {
+    let remote = cx.remote().map(|r| match r.sampling() {
         Sampling::Deferred => r.with_sampling(deferred),
         _ => *r,
     });
-    // `local` keeps its own sampling: `adopt` takes the decision of the span actually started
-    // (with a no-op tracer nothing is decided here, and the next hop decides).
-    let remote = decided.as_ref();
+    let remote = remote.as_ref();
+    let transparent = || ServerSpan {
+        span: None,
+        cx: remote_parent(cx, deferred),
+        local: None,
+        decided: None,
+    };
+    let shared = propagator.span_semantics() == b3_propagation::SpanSemantics::Shared;
     // Without [`PresetIdGenerator`] the SDK picks its own span id, so the span cannot be the
     // caller's: fall back to child semantics (the trace still joins).
-    let mut local = local;
-    let shared = if shared && preset_works.load(Ordering::Relaxed) == 2 {
-        if let Some(r) = remote.filter(|r| !r.is_sampling_only()) {
-            local = r.child();
+    let shared = shared && preset_works.load(Ordering::Relaxed) != 2;
+    let local = match remote {
+        Some(r) if !r.is_sampling_only() && shared => *r,
+        Some(r) if !r.is_sampling_only() => {
+            r.child_with_id(propagator.id_generator().new_span_id())
         }
-        false
-    } else {
-        shared
+        _ => propagator.server_span(remote),
     };
-    tracer.with(|t| {
+    let started = tracer.with(|t| {
         let (name, attrs) = req.describe(SpanKind::Server);
         let builder = t
             .span_builder(name)
@@ -345,8 +392,8 @@ pub(crate) fn server_span(
         let parent_sc = match remote {
             Some(r) if shared => r
                 .parent_span_id()
-                .and_then(|p| to_remote(&r.with_span_id(p).with_parent(None), tracestate)),
-            Some(r) => to_remote(r, tracestate),
+                .and_then(|p| to_remote(&r.with_span_id(p).with_parent(None), cx.tracestate())),
+            Some(r) => to_remote(r, cx.tracestate()),
             None => None,
         };
         let parent = parent_sc.map_or_else(Context::new, |sc| {
@@ -354,55 +401,84 @@ pub(crate) fn server_span(
         });
         let ids = local.trace_id().zip(local.span_id());
         let span = start(t, builder, &parent, ids);
-        let started = span.span_context().clone();
-        let noop = started.span_id() == parent.span().span_context().span_id();
-        if let Some((_, s)) = ids.filter(|_| started.is_valid() && !noop) {
-            let works = started.span_id() == ot::SpanId::from(s.to_u64());
-            preset_works.store(if works { 1 } else { 2 }, Ordering::Relaxed);
-        }
-        let parent_id = if shared {
-            local.parent_span_id()
-        } else {
-            remote.and_then(SpanContext::span_id)
+        (parent, span)
+    });
+    let Some((parent, span)) = started else {
+        return transparent();
+    };
+    let started = span.span_context().clone();
+    // A no-op tracer echoes the parent: nothing was started or decided here.
+    let noop = !started.is_valid() || started.span_id() == parent.span().span_context().span_id();
+    if noop {
+        return transparent();
+    }
+    if let Some((_, s)) = local.trace_id().zip(local.span_id()) {
+        let works = started.span_id() == ot::SpanId::from(s.to_u64());
+        preset_works.store(if works { 1 } else { 2 }, Ordering::Relaxed);
+    }
+    let server = OtelSpan {
+        cx: parent.with_span(span),
+        kind: SpanKind::Server,
+    };
+    if !is_reported(&server.cx.span()) {
+        // A sampler dropped it: transparent, with the sampler's decision for a deferred caller
+        // (a caller's own decision passes untouched). The dropped span stays current, so the
+        // application's spans follow the decision.
+        let cx = Some(server.cx.clone());
+        return ServerSpan {
+            span: Some(server),
+            cx,
+            local: None,
+            decided: Some(Sampling::Deny),
         };
-        let local = adopt(local, &started, &parent, parent_id);
-        let cx = parent.with_span(span);
-        (
-            OtelSpan {
-                cx,
-                kind: SpanKind::Server,
-            },
-            local,
-        )
-    })
+    }
+    let parent_id = if shared {
+        local.parent_span_id()
+    } else {
+        remote
+            .filter(|r| !r.is_sampling_only())
+            .and_then(SpanContext::span_id)
+    };
+    let like = remote.filter(|r| !r.is_sampling_only()).unwrap_or(&local);
+    let ours = reported(&started, Some(like)).map(|s| s.with_parent(parent_id));
+    ServerSpan {
+        cx: Some(server.cx.clone()),
+        span: Some(server),
+        local: ours,
+        decided: Some(Sampling::Accept),
+    }
 }
 
-/// Start a client span for `local` (a child of the current span) under `parent`.
+/// Start a client span under `parent`. `Some` only when a tracer reports it: the span to end
+/// with the response, and its ids in the request's terms (`parent_id` as its parent).
 pub(crate) fn client_span(
     tracer: &SpanTracer,
     req: &RequestInfo<'_>,
     parent: &Context,
-    local: SpanContext,
+    parent_id: Option<SpanId>,
+    like: Option<&SpanContext>,
 ) -> Option<(OtelSpan, SpanContext)> {
-    tracer.with(|t| {
+    let span = tracer.with(|t| {
         let (name, attrs) = req.describe(SpanKind::Client);
         let builder = t
             .span_builder(name)
             .with_kind(SpanKind::Client)
             .with_attributes(attrs);
-        let ids = local.trace_id().zip(local.span_id());
-        let span = start(t, builder, parent, ids);
-        let started = span.span_context().clone();
-        let local = adopt(local, &started, parent, local.parent_span_id());
-        let cx = parent.with_span(span);
-        (
-            OtelSpan {
-                cx,
-                kind: SpanKind::Client,
-            },
-            local,
-        )
-    })
+        start(t, builder, parent, None)
+    })?;
+    let cx = parent.with_span(span);
+    if !is_reported(&cx.span()) {
+        // Never exported: let it go without a trace.
+        return None;
+    }
+    let ours = reported(cx.span().span_context(), like)?.with_parent(parent_id);
+    Some((
+        OtelSpan {
+            cx,
+            kind: SpanKind::Client,
+        },
+        ours,
+    ))
 }
 
 #[cfg(test)]

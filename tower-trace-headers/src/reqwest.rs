@@ -21,6 +21,12 @@ use crate::current::RequestTrace;
 
 /// Injects the current trace into every request a `reqwest_middleware::ClientWithMiddleware`
 /// sends, in forward or instrument mode (see [`crate::client`]).
+///
+/// It starts no span of its own: in instrument mode the headers name the innermost reported
+/// span current where the request is sent (the application's span, or the server layer's),
+/// else the caller's span, unchanged (see [`crate::hop`]). Wrap the request in an
+/// application span (`#[tracing::instrument]` with `tracing-opentelemetry`) for a span per
+/// call.
 #[derive(Clone, Debug, Default)]
 pub struct TraceHeadersMiddleware {
     propagator: Propagator,
@@ -63,15 +69,12 @@ impl Middleware for TraceHeadersMiddleware {
             .get::<RequestTrace>()
             .cloned()
             .or_else(RequestTrace::current);
-        if let Some(trace) = &trace {
-            match (self.mode, trace.span()) {
-                (Mode::Instrument, Some(parent)) => {
-                    let span = self.propagator.client_span(&parent);
-                    self.propagator.inject(&span, trace, req.headers_mut());
-                }
-                _ => self.propagator.forward(trace, req.headers_mut()),
-            }
-        }
+        crate::hop::inject(
+            &self.propagator,
+            self.mode,
+            trace.as_ref(),
+            req.headers_mut(),
+        );
         next.run(req, extensions).await
     }
 }

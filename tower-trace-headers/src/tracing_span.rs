@@ -1,21 +1,25 @@
 //! The `tracing` span per request (feature `tracing`).
 //!
 //! Every log line emitted inside the request carries `trace_id`, `span_id` and `request_id`
-//! (at the width they travel in the headers), so logs and traces join. With feature
-//! `tracing-opentelemetry`, the span's OpenTelemetry parent is this hop's server span, or the
-//! extracted context when OpenTelemetry spans are off: one request never shows two trace
-//! ids.
+//! (at the width they travel in the headers), so logs and traces join; `span_id` is this
+//! hop's span when it reports one, else the caller's (the span the hop's calls name). The
+//! baggage keys chosen with
+//! [`TraceHeadersLayer::record_baggage`](crate::TraceHeadersLayer::record_baggage) are
+//! recorded in a `baggage` field (`key=value` pairs), Brave's correlation fields. With
+//! feature `tracing-opentelemetry`, the span's OpenTelemetry parent is this hop's server
+//! span, or the extracted context when this hop reports none: one request never shows two
+//! trace ids.
 
-use b3_propagation::{RequestContext, SpanContext};
+use b3_propagation::RequestContext;
 use http::Request;
 
 /// The server-side `tracing` span.
 pub(crate) fn server_span<B>(
     req: &Request<B>,
     cx: &RequestContext,
-    local: &SpanContext,
     #[allow(unused_variables)] otel_parent: Option<&opentelemetry_parent::Context>,
 ) -> tracing::Span {
+    let span_cx = cx.span();
     let span = tracing::info_span!(
         "request",
         otel.kind = "server",
@@ -24,12 +28,13 @@ pub(crate) fn server_span<B>(
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
         request_id = tracing::field::Empty,
+        baggage = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
-    if let Some(t) = local.trace_id() {
+    if let Some(t) = span_cx.and_then(|s| s.trace_id()) {
         span.record("trace_id", tracing::field::display(t));
     }
-    if let Some(s) = local.span_id() {
+    if let Some(s) = span_cx.and_then(|s| s.span_id()) {
         span.record("span_id", tracing::field::display(s));
     }
     if let Some(id) = cx.request_id() {

@@ -279,6 +279,29 @@ pub fn decode_prefixed(name: &str, value: &[u8]) -> Option<Result<BaggageEntry, 
     }))
 }
 
+/// Append one member (`key=value;prop`) to `out`; `false` (and nothing appended) when the
+/// key is not an HTTP token.
+fn encode_member(e: &BaggageEntry, out: &mut String) -> bool {
+    if e.key.is_empty() || !e.key.bytes().all(is_tchar) {
+        return false;
+    }
+    out.push_str(&e.key);
+    out.push('=');
+    out.extend(utf8_percent_encode(&e.value, ENCODE));
+    for p in &e.properties {
+        if p.key.is_empty() || !p.key.bytes().all(is_tchar) {
+            continue;
+        }
+        out.push(';');
+        out.push_str(&p.key);
+        if let Some(v) = &p.value {
+            out.push('=');
+            out.extend(utf8_percent_encode(v, ENCODE));
+        }
+    }
+    true
+}
+
 /// Encode W3C entries as one `baggage` value (`None` when there is nothing to send). Entries
 /// with a key that is not an HTTP token are skipped; members beyond 180 or 8192 bytes are
 /// dropped whole.
@@ -290,23 +313,9 @@ where
     let mut count = 0;
     let mut member = String::new();
     for e in entries {
-        if e.key.is_empty() || !e.key.bytes().all(is_tchar) {
-            continue;
-        }
         member.clear();
-        member.push_str(&e.key);
-        member.push('=');
-        member.extend(utf8_percent_encode(&e.value, ENCODE));
-        for p in &e.properties {
-            if p.key.is_empty() || !p.key.bytes().all(is_tchar) {
-                continue;
-            }
-            member.push(';');
-            member.push_str(&p.key);
-            if let Some(v) = &p.value {
-                member.push('=');
-                member.extend(utf8_percent_encode(v, ENCODE));
-            }
+        if !encode_member(e, &mut member) {
+            continue;
         }
         let sep = usize::from(!out.is_empty());
         if count == MAX_MEMBERS || out.len() + sep + member.len() > MAX_BYTES {
@@ -322,6 +331,57 @@ where
         return None;
     }
     HeaderValue::from_str(&out).ok()
+}
+
+/// Check an entry the application sets ([`Baggage::set`]): the key an HTTP token, the value
+/// free of control characters (it is percent-encoded in `baggage`, and sent raw in the
+/// prefixed forms when it is visible ASCII).
+pub(crate) fn check_app_entry(key: &str, value: &str) -> Result<(), ParseError> {
+    token(key.as_bytes(), Field::Key)?;
+    if let Some(i) = value.bytes().position(|b| b.is_ascii_control()) {
+        return Err(ParseError::at(
+            FORMAT,
+            Field::Value,
+            ErrorKind::InvalidCharacter {
+                byte: value.as_bytes()[i],
+                index: i,
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the W3C entries fit the W3C limits once encoded.
+pub(crate) fn check_limits(entries: &[BaggageEntry]) -> Result<(), ParseError> {
+    let mut count = 0;
+    let mut bytes = 0;
+    let mut member = String::new();
+    for e in entries.iter().filter(|e| e.origin.is_w3c()) {
+        member.clear();
+        if !encode_member(e, &mut member) {
+            continue;
+        }
+        bytes += member.len() + usize::from(count > 0);
+        count += 1;
+    }
+    if count > MAX_MEMBERS {
+        return Err(ParseError::new(
+            FORMAT,
+            None,
+            ErrorKind::TooManyMembers { max: MAX_MEMBERS },
+        ));
+    }
+    if bytes > MAX_BYTES {
+        return Err(ParseError::new(
+            FORMAT,
+            None,
+            ErrorKind::TooLong {
+                len: bytes,
+                max: MAX_BYTES,
+            },
+        ));
+    }
+    Ok(())
 }
 
 /// Read `baggage` (all lines) and the prefixed headers of a carrier.
@@ -351,14 +411,30 @@ pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> (Baggage, Option<ParseErro
 /// value is written raw, so one that is not visible ASCII (a control character, non-ASCII)
 /// is skipped, as it is refused on extract.
 pub fn inject<I: Injector + ?Sized>(bag: &Baggage, carrier: &mut I) {
+    inject_with(bag, &[], carrier);
+}
+
+/// [`inject`], and each entry the application set ([`BaggageOrigin::Application`]) also as
+/// a prefixed header for each of `app_prefixes` (`baggage-<key>`, `uberctx-<key>`, ...).
+pub fn inject_with<I: Injector + ?Sized>(
+    bag: &Baggage,
+    app_prefixes: &[BaggagePrefix],
+    carrier: &mut I,
+) {
     match bag.to_header_value() {
         Some(v) => carrier.set(&header::BAGGAGE, v),
         None => carrier.remove(&header::BAGGAGE),
     }
     for e in bag.entries() {
-        if let BaggageOrigin::Prefixed(p) = e.origin
-            && e.value.bytes().all(is_prefixed_octet)
-        {
+        let (own, app): (Option<BaggagePrefix>, &[BaggagePrefix]) = match e.origin {
+            BaggageOrigin::Prefixed(p) => (Some(p), &[]),
+            BaggageOrigin::Application => (None, app_prefixes),
+            _ => continue,
+        };
+        if !e.value.bytes().all(is_prefixed_octet) {
+            continue;
+        }
+        for p in own.into_iter().chain(app.iter().copied()) {
             let name = format!("{}{}", p.as_str(), e.key);
             if let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(name.as_bytes()),

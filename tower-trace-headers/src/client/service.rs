@@ -63,30 +63,12 @@ where
             .get::<RequestTrace>()
             .cloned()
             .or_else(RequestTrace::current);
-        let Some(trace) = trace else {
-            return ResponseFuture::new(self.inner.call(req), None, Extras::default());
-        };
-        let config = &*self.config;
-        let propagator = &config.propagator;
-        let mut extras = Extras::default();
-        match config.mode {
-            Mode::Forward => propagator.forward(&trace, req.headers_mut()),
-            Mode::Instrument => match trace.span() {
-                Some(parent) => {
-                    let span = propagator.client_span(&parent);
-                    let (e, span) = Extras::client(config, &req, &trace, span);
-                    extras = e;
-                    propagator.inject(&span, &trace, req.headers_mut());
-                }
-                // Nothing to be a child of: pass the rest (request id, baggage) along.
-                None => propagator.forward(&trace, req.headers_mut()),
-            },
-        }
+        let extras = Extras::client(&self.config, &mut req, trace.as_ref());
         let future = {
-            let _current = trace.enter();
+            let _current = trace.as_ref().map(RequestTrace::enter);
             let _extras = extras.enter();
             self.inner.call(req)
         };
-        ResponseFuture::new(future, Some(trace), extras)
+        ResponseFuture::new(future, trace, extras)
     }
 }

@@ -16,6 +16,8 @@ pub(crate) struct ServerConfig {
     pub(crate) propagator: Propagator,
     pub(crate) echo_request_id: bool,
     pub(crate) trace_response: bool,
+    /// Baggage keys recorded in the request's spans.
+    pub(crate) record_baggage: Arc<[String]>,
     #[cfg(feature = "opentelemetry")]
     pub(crate) tracer: crate::otel::SpanTracer,
     /// This hop's decision for a caller's trace whose sampling is deferred.
@@ -99,6 +101,20 @@ impl TraceHeadersLayer {
         self.update(|c| c.trace_response = on)
     }
 
+    /// Record these baggage keys in the request's spans whenever they are received or the
+    /// application sets them (Brave's *correlation fields*): in the `tracing` span's
+    /// `baggage` field (feature `tracing`, so every log line of the request shows them) and as
+    /// `baggage.<key>` attributes of the server span (feature `opentelemetry`).
+    #[must_use]
+    pub fn record_baggage<I, K>(self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        let keys: Arc<[String]> = keys.into_iter().map(Into::into).collect();
+        self.update(|c| c.record_baggage = keys)
+    }
+
     /// Start server spans with this tracer instead of the global one.
     #[cfg(feature = "opentelemetry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
@@ -127,7 +143,9 @@ impl TraceHeadersLayer {
         self.update(|c| c.deferred = decision)
     }
 
-    /// Do not start OpenTelemetry spans (headers only).
+    /// Do not start OpenTelemetry spans (headers only): this hop reports nothing and is
+    /// transparent (see [`crate::hop`]). Use it when the tracer's provider exports nothing
+    /// (an SDK provider without an exporter cannot be told from one that exports).
     #[cfg(feature = "opentelemetry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
     #[must_use]

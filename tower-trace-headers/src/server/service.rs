@@ -1,7 +1,6 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use b3_propagation::header::X_REQUEST_ID;
 use http::{Request, Response};
 use tower_service::Service;
 
@@ -61,25 +60,17 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let propagator = &config.propagator;
-        let mut cx = propagator.extract(req.headers());
-
-        // One request id from here on: generated when absent, invalid or untrusted, and
-        // written into the request so handlers, logs and other middleware see it.
-        let request_id = cx.ensure_request_id().header_value().clone();
-        if req.headers().get(&X_REQUEST_ID) != Some(&request_id) {
-            req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
-        }
-
-        let local = propagator.server_span(cx.remote());
-        let (extras, local) = Extras::server(config, &req, &cx, local);
-        cx.set_local(local);
-        let trace = extras.wrap(cx);
+        let cx = crate::hop::receive(&config.propagator, req.headers_mut());
+        let request_id = cx.request_id().map(|id| id.header_value().clone());
+        let (extras, trace) = Extras::server(config, &req, cx);
         req.extensions_mut().insert(trace.clone());
 
-        let echo = config.echo_request_id.then_some(request_id);
+        let echo = request_id.filter(|_| config.echo_request_id);
+        // The span this hop's calls name: its own when reported, else the caller's.
         let trace_response = if config.trace_response {
-            b3_propagation::codec::traceparent::encode(&local)
+            trace
+                .span()
+                .and_then(|s| b3_propagation::codec::traceparent::encode(&s))
         } else {
             None
         };

@@ -1,0 +1,144 @@
+//! What one hop does with the tracing headers, written once and shared by the tower layers,
+//! the tonic interceptors of `grpc-interceptor` and the [`reqwest`](crate::reqwest)
+//! middleware.
+//!
+//! # The rule that keeps traces joined
+//!
+//! A span id goes into an outgoing header only if some tracer reports that span.
+//!
+//! - **Server side** ([`receive`]): extract the caller's context, ensure one `x-request-id`
+//!   and write it back into the request. This hop's own span is set only when a tracer
+//!   reports it (the server layer with feature `opentelemetry` and a provider that samples
+//!   it); otherwise the hop is *transparent*: its current span is the caller's.
+//! - **Client side** ([`inject`]): in [`Mode::Forward`] the received headers go on as they
+//!   came. In [`Mode::Instrument`] the call is a child of the *innermost reported span*
+//!   current where it is made — a span the application opened (a `tracing` span bridged by
+//!   `tracing-opentelemetry`, or an OpenTelemetry span it made current), else the server
+//!   layer's span — and when nothing at this hop is reported, instrument mode re-sends the
+//!   caller's context exactly as forward mode does. The caller's sampling decision passes
+//!   untouched: a local sampler that drops does not turn "sampled" into "deny".
+//! - A client that can time the call (the tower client layer, feature `opentelemetry`)
+//!   starts a client span under that parent and names it in the headers, with the parent as
+//!   `x-b3-parentspanid`. A tonic interceptor or a `reqwest` middleware never ends a span,
+//!   so it names the parent itself: never an id of its own.
+//!
+//! A hop that reports nothing and received no context sends no span id at all (the request
+//! id, baggage and fields still travel): the next hop that reports — an Envoy sidecar — starts
+//! the trace.
+//!
+//! # Example
+//!
+//! A headers-only hop (no tracer reports anything) re-sends the caller's span, in instrument
+//! mode too:
+//!
+//! ```
+//! use b3_propagation::Propagator;
+//! use http::{HeaderMap, HeaderValue};
+//! use tower_trace_headers::{Mode, RequestTrace, hop};
+//!
+//! let propagator = Propagator::default();
+//! let mut incoming = HeaderMap::new();
+//! incoming.insert("x-b3-traceid", HeaderValue::from_static("463ac35c9f6413ad48485a3953bb6124"));
+//! incoming.insert("x-b3-spanid", HeaderValue::from_static("a2fb4a1d1a96d312"));
+//! incoming.insert("x-b3-sampled", HeaderValue::from_static("1"));
+//!
+//! let cx = hop::receive(&propagator, &mut incoming);
+//! assert!(incoming.contains_key("x-request-id")); // generated and written back
+//! let trace = RequestTrace::new(cx);
+//!
+//! let mut outgoing = HeaderMap::new();
+//! hop::inject(&propagator, Mode::Instrument, Some(&trace), &mut outgoing);
+//! assert_eq!(outgoing["x-b3-spanid"], "a2fb4a1d1a96d312"); // the caller's span, unchanged
+//! assert_eq!(outgoing["x-b3-sampled"], "1");
+//! assert_eq!(outgoing["x-request-id"], incoming["x-request-id"]);
+//! ```
+
+use b3_propagation::header::X_REQUEST_ID;
+use b3_propagation::{Injector, Propagator, RequestContext, SpanContext};
+use http::HeaderMap;
+
+use crate::client::Mode;
+use crate::current::RequestTrace;
+
+/// The server steps every hop takes before any span: extract the caller's context with
+/// `propagator`, ensure a valid `x-request-id` (generated when absent, invalid or
+/// untrusted) and write it into `headers`, so handlers, logs and forwarded calls see the
+/// one id. This hop's span is left unset: set it ([`RequestContext::set_local`]) only for a
+/// span some tracer reports.
+pub fn receive(propagator: &Propagator, headers: &mut HeaderMap) -> RequestContext {
+    let mut cx = propagator.extract(&*headers);
+    let request_id = cx.ensure_request_id().header_value();
+    if headers.get(&X_REQUEST_ID) != Some(request_id) {
+        headers.insert(X_REQUEST_ID, request_id.clone());
+    }
+    cx
+}
+
+/// The innermost reported span current for a call made for `trace`.
+pub(crate) struct Parent {
+    /// Its ids, in the request's terms.
+    pub(crate) span: SpanContext,
+    /// Its OpenTelemetry context, to start a client span under.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) cx: Option<opentelemetry::Context>,
+}
+
+/// The innermost span current here that some tracer reports: the application's own
+/// (feature `opentelemetry`: the current OpenTelemetry span, which `tracing-opentelemetry`
+/// sets for an entered `tracing` span), else this hop's server span. `None` when nothing at
+/// this hop is reported.
+pub(crate) fn reported_parent(trace: Option<&RequestTrace>) -> Option<Parent> {
+    let local = trace.and_then(|t| t.local().copied());
+    #[cfg(feature = "opentelemetry")]
+    {
+        let like = trace.and_then(|t| t.span());
+        if let Some((cx, span)) = crate::otel::current_reported(like.as_ref()) {
+            // This hop's own server span: its parent is known.
+            let span = match local {
+                Some(l) if l.span_id() == span.span_id() => l,
+                _ => span,
+            };
+            return Some(Parent { span, cx: Some(cx) });
+        }
+    }
+    Some(Parent {
+        span: local?,
+        #[cfg(feature = "opentelemetry")]
+        cx: trace.and_then(RequestTrace::otel_context).cloned(),
+    })
+}
+
+/// Write the context for one outgoing call: `span` when this hop has a reported span to
+/// name, else the caller's context as received.
+pub(crate) fn write<I: Injector + ?Sized>(
+    propagator: &Propagator,
+    trace: Option<&RequestTrace>,
+    span: Option<&SpanContext>,
+    carrier: &mut I,
+) {
+    match (trace, span) {
+        (Some(t), Some(s)) => t.with_context(|cx| propagator.inject(s, cx, carrier)),
+        (Some(t), None) => t.with_context(|cx| propagator.forward(cx, carrier)),
+        // The application's span outside any request: its ids alone.
+        (None, Some(s)) => propagator.inject(s, &RequestContext::new(), carrier),
+        (None, None) => {}
+    }
+}
+
+/// The client steps for a caller that cannot time the call (a tonic interceptor, a
+/// `reqwest` middleware): write `trace` (the request's, or `None` outside any request) into
+/// an outgoing call. In [`Mode::Instrument`] the headers name the innermost reported span
+/// current here, else the caller's span; in [`Mode::Forward`] the received headers go on as
+/// they came. See the [module docs](self).
+pub fn inject<I: Injector + ?Sized>(
+    propagator: &Propagator,
+    mode: Mode,
+    trace: Option<&RequestTrace>,
+    carrier: &mut I,
+) {
+    let parent = match mode {
+        Mode::Instrument => reported_parent(trace),
+        Mode::Forward => None,
+    };
+    write(propagator, trace, parent.as_ref().map(|p| &p.span), carrier);
+}

@@ -251,8 +251,11 @@
 //!
 //! # Feature flags
 //!
-//! This crate has none. The spans of the tower layers are features of
-//! [`tower_trace_headers`].
+//! | Name | Description | Default |
+//! |---|---|---|
+//! | `opentelemetry` | The client interceptor names the OpenTelemetry span current where a call is made (a span the handler opened, or a `tracing` span bridged by `tracing-opentelemetry`) when a tracer reports it; the trace's OpenTelemetry context is current inside [`RequestExt::in_trace`], so the handler's spans join the caller's trace | no |
+//!
+//! The spans of the tower layers are features of [`tower_trace_headers`].
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

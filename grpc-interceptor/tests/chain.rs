@@ -824,3 +824,90 @@ async fn the_tower_server_layer_and_the_client_interceptor_mix() {
         assert_eq!(b.trace.request_id(), a.trace.request_id());
     }
 }
+
+#[tokio::test]
+async fn fields_and_app_baggage_cross_a_grpc_hop() {
+    use b3_propagation::PropagatedField;
+    let propagator = Propagator::builder()
+        .field(PropagatedField::from_static("end-user"))
+        .build();
+    let b_log = Log::default();
+    let b = serve(
+        Hop {
+            log: b_log.clone(),
+            next: None,
+        },
+        ServerInterceptor::with_propagator(propagator.clone()),
+    )
+    .await;
+    let channel = Channel::from_shared(format!("http://{b}"))
+        .unwrap()
+        .connect_lazy();
+    // A's handler adds baggage before calling B (the trace is shared with the call).
+    struct Tagging(Hop);
+    #[tonic::async_trait]
+    impl Health for Tagging {
+        async fn check(
+            &self,
+            request: Request<HealthCheckRequest>,
+        ) -> Result<Response<HealthCheckResponse>, Status> {
+            request
+                .trace()
+                .unwrap()
+                .set_baggage("user-agent", "Netscape 4.7")
+                .unwrap();
+            self.0.check(request).await
+        }
+        type WatchStream = tonic::codegen::tokio_stream::Empty<Result<HealthCheckResponse, Status>>;
+        async fn watch(
+            &self,
+            _: Request<HealthCheckRequest>,
+        ) -> Result<Response<Self::WatchStream>, Status> {
+            Err(Status::unimplemented("watch"))
+        }
+    }
+    let a_log = Log::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = listener.local_addr().unwrap();
+    let hop = Tagging(Hop {
+        log: a_log.clone(),
+        next: Some((
+            channel,
+            ClientInterceptor::instrument().propagator(propagator.clone()),
+            Carry::InTrace,
+        )),
+    });
+    tokio::spawn(
+        Server::builder()
+            .add_service(HealthServer::with_interceptor(
+                hop,
+                ServerInterceptor::with_propagator(propagator),
+            ))
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    let chain = Chain { a, a_log, b_log };
+    chain
+        .call(&[("end-user", b"jason"), ("end-user-bad", b"x")], &[])
+        .await
+        .unwrap();
+    let b = chain.b();
+    assert_eq!(header(&b.metadata, "end-user"), Some("jason"));
+    assert!(
+        b.metadata.get("end-user-bad").is_none(),
+        "only configured fields"
+    );
+    assert_eq!(
+        header(&b.metadata, "baggage"),
+        Some("user-agent=Netscape%204.7")
+    );
+    assert_eq!(
+        header(&b.metadata, "baggage-user-agent"),
+        Some("Netscape 4.7")
+    );
+    assert_eq!(
+        b.trace
+            .field(&http::HeaderName::from_static("end-user"))
+            .unwrap(),
+        "jason"
+    );
+}

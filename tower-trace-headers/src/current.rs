@@ -86,6 +86,10 @@ struct Changes {
 /// Baggage keys recorded in the request's spans (Brave's correlation fields).
 #[derive(Clone, Debug)]
 pub(crate) struct Correlation {
+    #[cfg_attr(
+        not(any(feature = "tracing", feature = "opentelemetry")),
+        allow(dead_code)
+    )]
     pub(crate) keys: Arc<[String]>,
     #[cfg(feature = "tracing")]
     pub(crate) span: Option<tracing::Span>,
@@ -405,7 +409,7 @@ struct Carried {
 }
 
 impl Carried {
-    #[allow(unused_variables)]
+    #[allow(unused_variables, clippy::needless_update)]
     fn of(trace: Option<&RequestTrace>) -> Self {
         Carried {
             #[cfg(feature = "opentelemetry")]

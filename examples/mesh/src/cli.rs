@@ -28,7 +28,8 @@ pub struct ServiceArgs {
     #[arg(long, env = "LISTEN")]
     pub listen: SocketAddr,
     /// OTLP/HTTP collector base URL (`http://host:4318`); defaults to
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; without either, spans are not exported.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; without either, no span is reported and the service is
+    /// transparent (its calls name the caller's span, never an id nobody reports).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
     /// Forward or instrument outgoing calls.
@@ -37,7 +38,8 @@ pub struct ServiceArgs {
     /// Zipkin shared span context (server spans reuse the caller's span id).
     #[arg(long, env = "SHARED_SPAN_CONTEXT", default_value_t = false, action = clap::ArgAction::Set)]
     pub shared_span_context: bool,
-    /// Report no spans of our own (headers only).
+    /// Report no spans of our own (headers only): the service is transparent, its calls name
+    /// the caller's span. Without an OTLP endpoint nothing is reported either.
     #[arg(long, env = "NO_SPANS")]
     pub no_spans: bool,
     /// Access log: `stdout`, `off`, or a file path.
@@ -46,9 +48,21 @@ pub struct ServiceArgs {
     /// Version label reported in spans and access logs.
     #[arg(long, env = "SERVICE_VERSION", default_value = "v1")]
     pub service_version: String,
-    /// This service faces clients: they may not force sampling or pick request ids.
+    /// This service faces clients: they may not force sampling or pick request ids, and only
+    /// the `--edge-fields` of the propagated fields are taken from them.
     #[arg(long, env = "EDGE")]
     pub edge: bool,
+    /// Headers carried from each request to every call it makes, comma-separated (Istio routes
+    /// on `end-user`; add `x-tenant-id` and the like). Values are checked (visible ASCII, at
+    /// most 4096 bytes).
+    #[arg(long, env = "MESH_PROPAGATE_FIELDS", value_delimiter = ',',
+          default_value = crate::services::DEFAULT_FIELDS)]
+    pub propagate_fields: Vec<String>,
+    /// Of the propagated fields, those a client may set at the edge (as if from an
+    /// authenticating proxy in front of it); the others are dropped there.
+    #[arg(long, env = "MESH_EDGE_FIELDS", value_delimiter = ',',
+          default_value = crate::services::DEFAULT_EDGE_FIELDS)]
+    pub edge_fields: Vec<String>,
 }
 
 /// Any error of a service binary.
@@ -82,6 +96,10 @@ impl ServiceArgs {
             propagator: Propagator::from_env()?
                 .to_builder()
                 .span_semantics(semantics)
+                .fields(crate::services::fields(
+                    &self.propagate_fields,
+                    &self.edge_fields,
+                )?)
                 .build(),
             mode: match self.mode {
                 ModeArg::Forward => Mode::Forward,
@@ -272,5 +290,63 @@ mod tests {
         .unwrap();
         assert!(cli.service.shared_span_context);
         assert!(matches!(cli.service.mode, ModeArg::Forward));
+    }
+
+    #[test]
+    fn without_an_endpoint_a_service_reports_nothing() {
+        // The headers-only default: no exporter, so no span the layers or the app start is
+        // reported, and the layers are told (transparent), instead of writing ids nobody
+        // exports.
+        let cli =
+            Cli::try_parse_from(["svc", "--listen", "127.0.0.1:1", "--access-log", "off"]).unwrap();
+        if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none()
+            && std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
+        {
+            let opts = cli.service.options("item").unwrap();
+            assert!(!opts.telemetry.exports());
+            assert!(!opts.reports());
+        }
+        let cli = Cli::try_parse_from([
+            "svc",
+            "--listen",
+            "127.0.0.1:1",
+            "--access-log",
+            "off",
+            "--otlp-endpoint",
+            "http://127.0.0.1:9",
+        ])
+        .unwrap();
+        let opts = cli.service.options("item").unwrap();
+        assert!(opts.telemetry.exports() && opts.reports());
+    }
+
+    #[test]
+    fn propagated_fields_from_flags() {
+        let cli = Cli::try_parse_from(["svc", "--listen", "127.0.0.1:1"]).unwrap();
+        assert_eq!(cli.service.propagate_fields, ["end-user"]);
+        let fields =
+            crate::services::fields(&cli.service.propagate_fields, &cli.service.edge_fields)
+                .unwrap();
+        assert_eq!(fields.len(), 1);
+        assert!(fields[0].is_kept_at_edge());
+        let cli = Cli::try_parse_from([
+            "svc",
+            "--listen",
+            "127.0.0.1:1",
+            "--propagate-fields",
+            "end-user,x-tenant-id",
+            "--edge-fields",
+            "",
+        ])
+        .unwrap();
+        let fields =
+            crate::services::fields(&cli.service.propagate_fields, &cli.service.edge_fields)
+                .unwrap();
+        assert_eq!(fields.len(), 2);
+        assert!(fields.iter().all(|f| !f.is_kept_at_edge()));
+        for (propagate, edge) in [("x-b3-spanid", ""), ("end-user", "x-tenant-id")] {
+            let err = crate::services::fields(&[propagate.to_owned()], &[edge.to_owned()]);
+            assert!(err.is_err(), "{propagate} / {edge}");
+        }
     }
 }

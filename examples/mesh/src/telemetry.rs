@@ -29,12 +29,15 @@ use tower_trace_headers::otel::PresetIdGenerator;
 /// How long one export may take before it is abandoned (and its spans counted as dropped).
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One service's tracer provider (cheap to clone).
+/// One service's tracer provider (cheap to clone), and the `tracing` dispatch that bridges
+/// the service's own `tracing` spans (`#[tracing::instrument]`) to it.
 #[derive(Clone)]
 pub struct Telemetry {
     provider: SdkTracerProvider,
     service: String,
     health: Arc<Health>,
+    exports: bool,
+    dispatch: tracing::Dispatch,
 }
 
 /// What became of the spans a service ended (sampled spans only: unsampled ones are never
@@ -267,23 +270,71 @@ impl Telemetry {
                 health: health.clone(),
             });
         }
-        Ok(Telemetry {
-            provider: builder.build(),
+        let exports = !health.endpoint.is_empty();
+        Ok(Telemetry::assemble(
+            builder.build(),
             service,
             health,
-        })
+            exports,
+        ))
     }
 
-    /// A provider that keeps nothing (spans are started, ids honoured, nothing exported).
+    fn assemble(
+        provider: SdkTracerProvider,
+        service: String,
+        health: Arc<Health>,
+        exports: bool,
+    ) -> Self {
+        // Spans of a provider that exports nowhere are reported by nobody: the service's own
+        // `tracing` spans then stay out of OpenTelemetry, so no call names them.
+        let dispatch = if exports {
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer(service.clone()))
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false);
+            tracing::Dispatch::new(tracing_subscriber::registry().with(layer))
+        } else {
+            tracing::Dispatch::none()
+        };
+        Telemetry {
+            provider,
+            service,
+            health,
+            exports,
+            dispatch,
+        }
+    }
+
+    /// A provider that exports nothing: the service reports no span (its layers are told,
+    /// see [`exports`](Self::exports)).
     #[must_use]
     pub fn disabled(service: &str) -> Self {
-        Telemetry {
-            provider: SdkTracerProvider::builder()
+        Telemetry::assemble(
+            SdkTracerProvider::builder()
                 .with_id_generator(PresetIdGenerator::default())
                 .build(),
-            service: service.to_owned(),
-            health: Arc::new(Health::default()),
-        }
+            service.to_owned(),
+            Arc::new(Health::default()),
+            false,
+        )
+    }
+
+    /// Whether spans are exported anywhere. OpenTelemetry cannot tell from a span whether its
+    /// provider has an exporter, so a service whose provider exports nothing must say so to
+    /// its layers (`without_spans`): otherwise they would write ids nobody reports.
+    #[must_use]
+    pub fn exports(&self) -> bool {
+        self.exports
+    }
+
+    /// The `tracing` dispatch of this service: its `tracing` spans are exported by this
+    /// provider (through `tracing-opentelemetry`). Each service of the demo's process has its
+    /// own, made current for its requests by [`DispatchLayer`](crate::services::DispatchLayer).
+    #[must_use]
+    pub fn dispatch(&self) -> &tracing::Dispatch {
+        &self.dispatch
     }
 
     /// What became of the spans ended so far (exact after [`shutdown`](Self::shutdown)).

@@ -5,7 +5,10 @@
 //!
 //! The project's layers do the propagation: a `TraceHeadersLayer` on the route and a
 //! `PropagateTraceHeadersLayer` (instrument mode) on the client, with a `traceparent`-only
-//! propagator.
+//! propagator. The suite checks what an instrumented participant does — a new parent id per
+//! call — and a span id goes out only when a tracer reports that span: the layers start
+//! their server and client spans with the tracer they are given, whose provider exports them
+//! (the binary: over OTLP with `--otlp-endpoint`, else printed on standard output).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -16,6 +19,8 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use serde::Deserialize;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_trace_headers::{PropagateTraceHeaders, PropagateTraceHeadersLayer, TraceHeadersLayer};
@@ -67,18 +72,43 @@ async fn run(client: HttpClient, Json(calls): Json<Vec<Callback>>) -> StatusCode
     StatusCode::OK
 }
 
-/// The harness's routes: `POST /test` (and `POST /` for convenience).
-pub fn router() -> axum::Router {
+/// The harness's routes: `POST /test` (and `POST /` for convenience), reporting its server
+/// and client spans through `tracer`.
+pub fn router(tracer: &SdkTracer) -> axum::Router {
     let client: HttpClient = ServiceBuilder::new()
         .layer(
             PropagateTraceHeadersLayer::instrument()
                 .propagator(propagator())
-                .without_spans(),
+                .tracer(tracer.clone()),
         )
         .service(Client::builder(TokioExecutor::new()).build_http());
     let handler = move |body| run(client.clone(), body);
     axum::Router::new()
         .route("/test", post(handler.clone()))
         .route("/", post(handler))
-        .layer(TraceHeadersLayer::with_propagator(propagator()).without_spans())
+        .layer(TraceHeadersLayer::with_propagator(propagator()).tracer(tracer.clone()))
+}
+
+/// The harness binary's provider: its spans exported over OTLP to `endpoint` when given, else
+/// printed on standard output (`opentelemetry-stdout`), so every id it sends is a span it
+/// reports.
+///
+/// # Errors
+///
+/// When the OTLP exporter cannot be built.
+pub fn provider(endpoint: Option<&str>) -> Result<SdkTracerProvider, crate::cli::BoxError> {
+    let builder = SdkTracerProvider::builder()
+        .with_id_generator(tower_trace_headers::otel::PresetIdGenerator::default());
+    Ok(match endpoint {
+        Some(e) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(crate::telemetry::traces_url(e))
+                .build()?;
+            builder.with_batch_exporter(exporter).build()
+        }
+        None => builder
+            .with_simple_exporter(opentelemetry_stdout::SpanExporter::default())
+            .build(),
+    })
 }

@@ -8,7 +8,9 @@
 //!   and the Istio resources have the expected shape;
 //! - six real Envoys on loopback, in front of tiny stand-in apps, report one
 //!   joined trace to the embedded collector, carry one `x-request-id` end to
-//!   end, route by baggage, and sanitise what a client sends at the edge.
+//!   end, route `item` by baggage, `end-user` and `baggage-user-agent`, and
+//!   sanitise what a client sends at the edge (while letting `end-user` and
+//!   baggage through).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -30,9 +32,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use mesh::collector::{Collector, CollectorConfig, SpanKind, ZipkinSpan};
 use mesh::envoy::{
-    AppPorts, BAGGAGE_V2_REGEX, DeployFile, Endpoint, EnvoyProcess,
-    KUBERNETES_VALIDATE_K8S_VERSION, MeshTopology, PROXY_NAMES, deploy_files, envoy_binary,
-    free_port_block, kubernetes_validate_binary, validate,
+    AppPorts, BAGGAGE_V2_REGEX, DeployFile, END_USER_V2, Endpoint, EnvoyProcess,
+    KUBERNETES_VALIDATE_K8S_VERSION, MeshTopology, NETSCAPE_UA_REGEX, PROXY_NAMES, deploy_files,
+    envoy_binary, free_port_block, kubernetes_validate_binary, validate,
 };
 use serde_json::{Value as Json, json};
 use tokio::net::TcpListener;
@@ -189,6 +191,104 @@ fn generated_configs_have_the_tracing_choices() {
         .find(|c| c.proxy == "order-sidecar")
         .expect("order");
     assert!(order.yaml.contains("item-version"));
+}
+
+/// The routes of `order`'s egress listener in `yaml`.
+fn order_egress_routes(yaml: &str) -> Vec<Json> {
+    let doc: Json = serde_yaml_ng::from_str(yaml).expect("YAML");
+    let egress = doc["static_resources"]["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .find(|l| l["name"] == "egress")
+        .expect("order has an egress listener")
+        .clone();
+    egress["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]
+        ["routes"]
+        .as_array()
+        .expect("routes")
+        .clone()
+}
+
+#[test]
+fn order_egress_routes_the_v2_overrides_before_the_canary_split() {
+    assert_eq!(END_USER_V2, "jason");
+    assert_eq!(NETSCAPE_UA_REGEX, ".*Netscape.*");
+    let root = workspace_root();
+    let committed =
+        std::fs::read_to_string(root.join("deploy/envoy/order-sidecar.yaml")).expect("committed");
+    let mut t = MeshTopology::kubernetes();
+    t.canary_v2_percent = 30;
+    let canary_30 = t
+        .render()
+        .into_iter()
+        .find(|c| c.proxy == "order-sidecar")
+        .expect("order")
+        .yaml;
+    for (label, yaml, canary) in [("committed", committed, 0), ("canary 30", canary_30, 30)] {
+        let routes = order_egress_routes(&yaml);
+        let names: Vec<&str> = routes
+            .iter()
+            .map(|r| r["name"].as_str().expect("named route"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "item-baggage-v2",
+                "item-end-user-v2",
+                "item-netscape-v2",
+                "item-canary"
+            ],
+            "{label}: the overrides come before the canary split"
+        );
+        let v2 = |name: &str, header: Json| {
+            json!({
+                "name": name,
+                "match": {"prefix": "/item.v1.ItemService/", "headers": [header]},
+                "route": {"cluster": "item-v2"},
+                "decorator": {"operation": "item.v1.ItemService"},
+            })
+        };
+        assert_eq!(
+            routes[0],
+            v2(
+                "item-baggage-v2",
+                json!({"name": "baggage", "string_match": {"safe_regex": {"regex": BAGGAGE_V2_REGEX}}}),
+            ),
+            "{label}"
+        );
+        assert_eq!(
+            routes[1],
+            v2(
+                "item-end-user-v2",
+                json!({"name": "end-user", "string_match": {"exact": "jason"}}),
+            ),
+            "{label}"
+        );
+        assert_eq!(
+            routes[2],
+            v2(
+                "item-netscape-v2",
+                json!({
+                    "name": "baggage-user-agent",
+                    "string_match": {"safe_regex": {"regex": ".*Netscape.*"}},
+                }),
+            ),
+            "{label}"
+        );
+        assert_eq!(
+            routes[3]["match"],
+            json!({"prefix": "/item.v1.ItemService/"})
+        );
+        assert_eq!(
+            routes[3]["route"]["weighted_clusters"]["clusters"],
+            json!([
+                {"name": "item-v1", "weight": 100 - canary},
+                {"name": "item-v2", "weight": canary},
+            ]),
+            "{label}"
+        );
+    }
 }
 
 #[test]
@@ -450,13 +550,48 @@ fn istio_resources_have_the_expected_shape() {
 
     let vs = get("VirtualService", "item");
     let http = vs["spec"]["http"].as_array().expect("http routes");
-    assert_eq!(http.len(), 2);
+    // The same routes, in the same order, as order's egress Envoy: three v2
+    // overrides, then the canary split.
+    assert_eq!(http.len(), 4);
+    let names: Vec<&str> = http
+        .iter()
+        .map(|r| r["name"].as_str().expect("named route"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "item-baggage-v2",
+            "item-end-user-v2",
+            "item-netscape-v2",
+            "item-canary"
+        ]
+    );
     assert_eq!(
         http[0]["match"][0]["headers"]["baggage"]["regex"],
         BAGGAGE_V2_REGEX
     );
+    assert_eq!(
+        http[1]["match"],
+        json!([{"headers": {"end-user": {"exact": "jason"}}}])
+    );
+    assert_eq!(
+        http[2]["match"],
+        json!([{"headers": {"baggage-user-agent": {"regex": ".*Netscape.*"}}}])
+    );
+    for route in &http[..3] {
+        assert_eq!(route["match"].as_array().map(Vec::len), Some(1), "{route}");
+        assert_eq!(
+            route["route"],
+            json!([{"destination": {"host": "item", "subset": "v2"}}]),
+            "{route}"
+        );
+    }
     assert_eq!(http[0]["route"][0]["destination"]["subset"], "v2");
-    let weights: Vec<(String, u64)> = http[1]["route"]
+    assert!(
+        http[3].get("match").is_none(),
+        "the canary split matches all"
+    );
+    let weights: Vec<(String, u64)> = http[3]["route"]
         .as_array()
         .expect("weighted route")
         .iter()
@@ -504,7 +639,8 @@ fn istio_resources_have_the_expected_shape() {
         .into_iter()
         .find(|d| d["kind"] == "VirtualService" && d["metadata"]["name"] == "item")
         .expect("item VirtualService");
-    let weights: Vec<u64> = vs["spec"]["http"][1]["route"]
+    assert_eq!(vs["spec"]["http"][3]["name"], "item-canary");
+    let weights: Vec<u64> = vs["spec"]["http"][3]["route"]
         .as_array()
         .expect("route")
         .iter()
@@ -522,8 +658,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The headers the stand-ins copy from their request to their calls
-/// (what Istio asks apps to forward).
-const FORWARDED: [&str; 10] = [
+/// (what Istio asks apps to forward, plus the `end-user` field and the
+/// prefixed baggage header `baggage-user-agent` the services carry).
+const FORWARDED: [&str; 12] = [
     "x-request-id",
     "x-b3-traceid",
     "x-b3-spanid",
@@ -534,6 +671,8 @@ const FORWARDED: [&str; 10] = [
     "traceparent",
     "tracestate",
     "baggage",
+    "end-user",
+    "baggage-user-agent",
 ];
 
 /// Which of a stand-in's calls a request is (1-based), so the item stand-ins
@@ -1199,6 +1338,84 @@ async fn baggage_routes_item_to_v2_and_edge_sanitises_client_headers() {
         assert_eq!(first_item_call, [*expected], "baggage {baggage:?}");
     }
 
+    // The other two v2 overrides, set by the client (as if by an
+    // authenticating proxy in front of the edge, or by a frontend that put
+    // the caller's User-Agent in baggage): `end-user` exactly `jason`, and a
+    // prefixed baggage header `baggage-user-agent` containing `Netscape`.
+    // Both cross the edge and the frontend sidecar, and route the first item
+    // call (headers forwarded as received) like the baggage member does.
+    const NETSCAPE: &str = "Mozilla/4.0 (compatible; Netscape 4.7)";
+    const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let header_cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("end-user", "jason")], "item-v2"),
+        (&[("baggage-user-agent", NETSCAPE)], "item-v2"),
+        (
+            &[
+                ("end-user", "alice"),
+                ("user-agent", FIREFOX),
+                ("baggage-user-agent", FIREFOX),
+                (
+                    "baggage",
+                    "user-agent=Mozilla/5.0%20(X11%3B%20Linux%20x86_64)",
+                ),
+            ],
+            "item-v1",
+        ),
+        (
+            &[("end-user", "alice"), ("baggage-user-agent", NETSCAPE)],
+            "item-v2",
+        ),
+        (
+            &[("end-user", "jason"), ("baggage", "session=abc")],
+            "item-v2",
+        ),
+        // `end-user` is matched exactly, case-sensitively.
+        (&[("end-user", "Jason")], "item-v1"),
+        (&[("end-user", "jason2")], "item-v1"),
+        // Only the prefixed header is matched, case-sensitively: not the
+        // percent-encoded W3C member of the same baggage entry.
+        (
+            &[(
+                "baggage-user-agent",
+                "Mozilla/4.0 (compatible; netscape 4.7)",
+            )],
+            "item-v1",
+        ),
+        (
+            &[(
+                "baggage",
+                "user-agent=Mozilla/4.0%20(compatible%3B%20Netscape%204.7)",
+            )],
+            "item-v1",
+        ),
+    ];
+    for (headers, expected) in header_cases {
+        let (status, response_headers, body) = mesh.get("/", headers).await;
+        assert_eq!(status, StatusCode::OK, "{headers:?}: {body}");
+        let request_id = response_headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("x-request-id echoed");
+        let seen = mesh.seen_for(request_id);
+        let first_item_call: Vec<&'static str> = seen
+            .iter()
+            .filter(|s| s.app.starts_with("item-") && s.header(CALL_HEADER) == Some("1"))
+            .map(|s| s.app)
+            .collect();
+        assert_eq!(first_item_call, [*expected], "headers {headers:?}");
+        // What the order stand-in received (and forwarded) is what the
+        // client sent: neither the edge nor a sidecar dropped or changed it.
+        let order = seen
+            .iter()
+            .find(|s| s.app == "order")
+            .expect("order saw the request");
+        for (name, value) in *headers {
+            if FORWARDED.contains(name) {
+                assert_eq!(order.header(name), Some(*value), "{name} at order");
+            }
+        }
+    }
+
     // The edge: a client's x-request-id is replaced, x-envoy-force-trace
     // removed.
     let client_id = "11111111-2222-4333-8444-555555555555";
@@ -1209,6 +1426,12 @@ async fn baggage_routes_item_to_v2_and_edge_sanitises_client_headers() {
                 ("x-request-id", client_id),
                 ("x-envoy-force-trace", "true"),
                 ("x-b3-flags", "1"),
+                ("end-user", "alice"),
+                ("baggage", "session=abc"),
+                (
+                    "baggage-user-agent",
+                    "Mozilla/4.0 (compatible; Netscape 4.7)",
+                ),
             ],
         )
         .await;
@@ -1239,6 +1462,19 @@ async fn baggage_routes_item_to_v2_and_edge_sanitises_client_headers() {
         "debug flag dropped at the edge"
     );
     assert_eq!(frontend.header("x-b3-sampled"), Some("1"), "still sampled");
+    // What a client (or an authenticating proxy in front of the edge) says
+    // about the user, and its baggage, pass the edge unchanged.
+    assert_eq!(frontend.header("end-user"), Some("alice"), "end-user kept");
+    assert_eq!(
+        frontend.header("baggage"),
+        Some("session=abc"),
+        "baggage kept"
+    );
+    assert_eq!(
+        frontend.header("baggage-user-agent"),
+        Some("Mozilla/4.0 (compatible; Netscape 4.7)"),
+        "prefixed baggage kept"
+    );
     let trace_id = frontend
         .header("x-b3-traceid")
         .expect("trace id")

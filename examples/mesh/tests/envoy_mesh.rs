@@ -8,7 +8,10 @@
 //!   and in forward mode;
 //! - one `x-request-id` from the edge to `item`, in every access-log line of the request
 //!   (Envoy's and the apps');
-//! - `baggage: item-version=v2` reaches item-v2;
+//! - `baggage: item-version=v2`, `end-user: jason` and a Netscape `User-Agent` (which the
+//!   frontend copies into baggage) reach item-v2, an ordinary request stays on v1;
+//! - with apps that report nothing (`--no-app-spans`), Envoy's spans alone join one trace
+//!   per request on every route: every parent is a reported span;
 //! - the canary split follows its weight;
 //! - the front proxy, as the edge, does not let a client force a trace or debug.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
@@ -28,10 +31,20 @@ use tower_trace_headers::Mode;
 const ARRIVAL: Duration = Duration::from_secs(15);
 
 async fn start(mode: Mode, shared_span_context: bool, canary_v2_percent: u32) -> EnvoyMesh {
+    start_with(mode, shared_span_context, canary_v2_percent, true).await
+}
+
+async fn start_with(
+    mode: Mode,
+    shared_span_context: bool,
+    canary_v2_percent: u32,
+    app_spans: bool,
+) -> EnvoyMesh {
     EnvoyMesh::start(EnvoyMeshConfig {
         mode,
         shared_span_context,
         canary_v2_percent,
+        app_spans,
         ..EnvoyMeshConfig::default()
     })
     .await
@@ -67,7 +80,11 @@ fn logs(mesh: &EnvoyMesh) -> String {
 /// Load (and a few baggage requests) through the front proxy; every trace joined, one
 /// request id at every hop; the baggage requests served by item-v2.
 async fn joined_run(mode: Mode, shared: bool, requests: usize) {
-    let mesh = start(mode, shared, 0).await;
+    joined_run_with(start(mode, shared, 0).await, shared, requests).await;
+}
+
+/// [`joined_run`] on a running mesh.
+async fn joined_run_with(mesh: EnvoyMesh, shared: bool, requests: usize) {
     let entry = mesh.entry();
     let outcomes = demo::load(&entry, requests, 4, &[], |_| {}).await;
     let baggage = envoy::baggage_requests(&entry, 2).await;
@@ -76,7 +93,7 @@ async fn joined_run(mode: Mode, shared: bool, requests: usize) {
     mesh.flush().await;
     let complete = mesh.wait_complete(&all, ARRIVAL).await;
     let spans = mesh.collector.spans();
-    let summary = envoy::summarise(&all, &spans, mode);
+    let summary = envoy::summarise(&all, &spans, mesh.app_spans);
     assert!(complete, "{summary}\n{}", logs(&mesh));
     assert_eq!(
         (summary.ok, summary.failed, summary.joined, summary.traces),
@@ -120,9 +137,10 @@ async fn joined_run(mode: Mode, shared: bool, requests: usize) {
             .map(String::as_str)
             .filter(|s| !PROXY_NAMES.contains(s))
             .collect();
-        match mode {
-            Mode::Instrument => assert_eq!(apps, SERVICES.into_iter().collect(), "{d}"),
-            Mode::Forward => assert!(apps.is_empty(), "forward mode: apps report nothing\n{d}"),
+        if mesh.app_spans {
+            assert_eq!(apps, SERVICES.into_iter().collect(), "{d}");
+        } else {
+            assert!(apps.is_empty(), "the apps report nothing\n{d}");
         }
         // Envoy's server spans are shared exactly when configured so.
         for s in trace
@@ -248,6 +266,91 @@ async fn forward_mode_envoy_spans_joined_end_to_end() {
     joined_run(Mode::Forward, true, 18).await;
 }
 
+/// `demo --envoy --no-app-spans`: the apps keep their default layers (instrument mode) but
+/// report nothing. They are transparent, so Envoy's spans alone join one trace per request
+/// on every route: one root, and every span's parent is a span some proxy reported. Then the
+/// same apps restarted instrumented (what the demo's comparison does) join theirs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_reporting_nothing_leave_envoys_trace_joined() {
+    let mut mesh = start_with(Mode::Instrument, false, 0, false).await;
+    assert!(!mesh.app_spans);
+    let entry = mesh.entry();
+    let outcomes = demo::load(&entry, 12, 4, &[], |_| {}).await;
+    mesh.flush().await;
+    assert!(
+        mesh.wait_complete(&outcomes, ARRIVAL).await,
+        "{}",
+        logs(&mesh)
+    );
+    let spans = mesh.collector.spans();
+    let ids: BTreeSet<&str> = spans.iter().map(|s| s.id.as_str()).collect();
+    let mut routes = BTreeSet::new();
+    for o in &outcomes {
+        assert!(o.ok);
+        routes.insert(envoy::route_of(&o.path));
+        let trace = mesh.collector.trace(o.trace_id.as_deref().unwrap());
+        let d = describe(&trace);
+        assert!(
+            trace
+                .iter()
+                .all(|s| PROXY_NAMES.contains(&s.service().unwrap())),
+            "{d}"
+        );
+        let roots: BTreeSet<&str> = trace
+            .iter()
+            .filter(|s| s.parent_id.is_none())
+            .map(|s| s.id.as_str())
+            .collect();
+        assert_eq!(roots.len(), 1, "{d}");
+        for s in &trace {
+            if let Some(p) = &s.parent_id {
+                assert!(
+                    ids.contains(p.as_str()),
+                    "{} names unreported parent {p}\n{d}",
+                    s.name
+                );
+            }
+        }
+    }
+    assert_eq!(routes.len(), 3, "every route: {routes:?}");
+    let summary = envoy::summarise(&outcomes, &spans, false);
+    assert_eq!((summary.failed, summary.joined), (0, 12), "{summary}");
+
+    mesh.restart_apps(true).await.unwrap();
+    assert!(mesh.app_spans);
+    joined_run_with(mesh, false, 6).await;
+}
+
+/// Routing at `order`'s egress on what the apps carry: W3C baggage, the propagated
+/// `end-user` field, and the `User-Agent` the frontend copies into baggage
+/// (`baggage-user-agent`) each pin item calls to v2; an ordinary request stays on v1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_user_user_agent_and_baggage_reach_item_v2() {
+    let mesh = start(Mode::Instrument, false, 0).await;
+    let entry = mesh.entry();
+    for c in envoy::routing_cases() {
+        let sent = envoy::pinned_requests(&entry, 2, c.label, &c.headers, c.pinned).await;
+        let label = c.label;
+        for b in &sent {
+            assert!(b.outcome.ok, "{label}");
+            assert!(!b.served_by.is_empty(), "{label}");
+            let want = if c.pinned { "v2" } else { "v1" };
+            assert!(
+                b.served_by.iter().all(|v| v == want),
+                "{label}: served by {:?}",
+                b.served_by
+            );
+        }
+    }
+    // The app's own baggage entry is what the sidecar routed on: the frontend wrote it.
+    let lines = std::fs::read_to_string(mesh.topology.access_log_path("order-sidecar")).unwrap();
+    assert!(
+        lines.contains("user-agent=Mozilla/4.0%20(compatible%3B%20Netscape%204.7)"),
+        "{lines}"
+    );
+    mesh.stop().await;
+}
+
 /// The CI-sized version of `demo --envoy --requests 5000 --concurrency 32`: a bounded load at
 /// 32 in flight through six Envoys, nothing failed and every trace joined.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +360,7 @@ async fn under_load_every_trace_joined() {
     mesh.flush().await;
     let complete = mesh.wait_complete(&outcomes, ARRIVAL).await;
     let spans = mesh.collector.spans();
-    let summary = envoy::summarise(&outcomes, &spans, Mode::Instrument);
+    let summary = envoy::summarise(&outcomes, &spans, true);
     eprintln!("{summary}");
     assert!(complete, "{summary}\n{}", logs(&mesh));
     assert_eq!((summary.ok, summary.failed), (600, 0), "{summary}");
@@ -272,7 +375,7 @@ async fn canary_split_follows_its_weight() {
     mesh.flush().await;
     let complete = mesh.wait_complete(&outcomes, ARRIVAL).await;
     let spans = mesh.collector.spans();
-    let summary = envoy::summarise(&outcomes, &spans, Mode::Forward);
+    let summary = envoy::summarise(&outcomes, &spans, false);
     assert!(complete, "{summary}");
     assert_eq!((summary.failed, summary.joined), (0, 200), "{summary}");
     let calls = envoy::item_calls(&outcomes, &spans);

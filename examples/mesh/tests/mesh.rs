@@ -88,6 +88,89 @@ async fn every_trace_is_joined_shared_spans() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_prices_inside_its_own_span() {
+    // `order` opens an in-process span (`#[tracing::instrument]`, exported by order's own
+    // provider through tracing-opentelemetry): its item calls are that span's children, in
+    // the exported spans and in the headers item received (item's server span is the client
+    // span's child, so the trace has no orphan).
+    let mesh = LocalMesh::start(MeshConfig::default()).await.unwrap();
+    let base = format!("http://{}", mesh.frontend);
+    let outcomes = demo::load(&base, 3, 1, &[], |_| {}).await;
+    mesh.flush().await;
+    let collector = mesh.collector.clone().unwrap();
+    let ids: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|o| o.trace_id.as_deref())
+        .collect();
+    assert!(demo::wait_joined(&collector, ids.iter().copied(), Duration::from_secs(10)).await);
+    for t in ids {
+        let spans = collector.trace(t);
+        let by_id = |id: &str| spans.iter().find(|s| s.id == id);
+        let priced: Vec<_> = spans.iter().filter(|s| s.name == "price order").collect();
+        assert!(!priced.is_empty(), "{t}: no app span");
+        for p in &priced {
+            assert_eq!(p.service(), Some("order"));
+            let parent = by_id(p.parent_id.as_deref().unwrap()).unwrap();
+            assert_eq!(parent.service(), Some("order"), "under order's server span");
+        }
+        let item_clients: Vec<_> = spans
+            .iter()
+            .filter(|s| s.service() == Some("order") && s.name.starts_with("item.v1"))
+            .collect();
+        assert!(!item_clients.is_empty());
+        for c in item_clients {
+            let parent = by_id(c.parent_id.as_deref().unwrap()).unwrap();
+            assert_eq!(
+                parent.name, "price order",
+                "{t}: {} under {}",
+                c.name, parent.name
+            );
+            let served: Vec<_> = spans
+                .iter()
+                .filter(|s| s.service() == Some("item") && s.parent_id.as_deref() == Some(&c.id))
+                .collect();
+            assert_eq!(
+                served.len(),
+                1,
+                "item's server span is the client span's child"
+            );
+        }
+    }
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_reporting_nothing_are_transparent() {
+    // `--no-app-spans` without Envoy: a client's span id goes through all four services
+    // unchanged, under one request id, and no span is reported.
+    let mesh = LocalMesh::start(MeshConfig {
+        app_spans: false,
+        ..MeshConfig::default()
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", mesh.frontend);
+    let outcomes = demo::load_as_client(&base, 24, 4, |_| {}).await;
+    assert!(outcomes.iter().all(|o| o.ok));
+    let checked = demo::transparency(&mesh.access_log.lines(), &outcomes);
+    assert_eq!(checked.len(), 24);
+    for t in &checked {
+        assert!(t.transparent, "{t:?}");
+    }
+    // The frontend's traceresponse names the client's span too (nothing here reports one).
+    for o in &outcomes {
+        assert_eq!(
+            o.trace_id.as_deref(),
+            o.client_span.as_ref().map(|c| c.0.as_str())
+        );
+    }
+    mesh.flush().await;
+    assert!(mesh.collector.clone().unwrap().spans().is_empty());
+    let stats = mesh.stop().await;
+    assert_eq!(stats.ended, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_does_not_trust_clients() {
     let mesh = LocalMesh::start(MeshConfig::default()).await.unwrap();
     let base = format!("http://{}", mesh.frontend);
@@ -154,7 +237,15 @@ async fn w3c_harness_calls_back_with_a_new_parent_each_time() {
     tokio::spawn(async move { axum::serve(rl, receiver).await.unwrap() });
     let hl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let haddr = hl.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(hl, mesh::w3c::router()).await.unwrap() });
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let harness = {
+        use opentelemetry::trace::TracerProvider as _;
+        mesh::w3c::router(&provider.tracer("w3c-harness"))
+    };
+    tokio::spawn(async move { axum::serve(hl, harness).await.unwrap() });
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let body = serde_json::json!([
@@ -190,6 +281,16 @@ async fn w3c_harness_calls_back_with_a_new_parent_each_time() {
             assert!(tp.ends_with("-01"), "{tp}");
             assert_ne!(&tp[36..52], "1234567890123456");
             assert_eq!(ts.as_deref(), Some("foo=1,bar=2"));
+        }
+        // Each parent id the callback received is a client span the harness reported.
+        let reported: BTreeSet<String> = exporter
+            .get_finished_spans()
+            .unwrap()
+            .iter()
+            .map(|s| s.span_context.span_id().to_string())
+            .collect();
+        for p in &parents {
+            assert!(reported.contains(*p), "{p} not reported: {reported:?}");
         }
     }
     // An invalid traceparent restarts the trace and drops tracestate.

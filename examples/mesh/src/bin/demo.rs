@@ -49,9 +49,16 @@ struct Cli {
     /// Zipkin shared span context (server spans reuse the caller's span id).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     shared_span_context: bool,
-    /// Keep the mesh up after the run, print each trace as it completes, stop on Ctrl-C.
+    /// Keep the mesh up after the run, print each trace as it completes, stop on Ctrl-C
+    /// (with `--envoy`: through the front proxy).
     #[arg(long)]
     serve: bool,
+    /// The apps keep their default layers but report no span of their own: they are
+    /// transparent. With `--envoy`, Envoy's spans alone join one trace per request; without
+    /// it, the load plays an instrumented client and the access logs show one request id
+    /// and the client's span id at every hop.
+    #[arg(long)]
+    no_app_spans: bool,
     /// Run each service in a process of its own and report each one's memory (resident set
     /// size) after a warm-up and at the end.
     #[arg(long, conflicts_with_all = ["envoy", "collector", "serve"])]
@@ -115,8 +122,8 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
         ModeArg::Instrument => Mode::Instrument,
     };
     if args.envoy {
-        if args.collector.is_some() || args.serve {
-            return Err("--envoy runs with the embedded collector, without --serve".into());
+        if args.collector.is_some() {
+            return Err("--envoy runs with the embedded collector".into());
         }
         return demo::envoy::run(&demo::envoy::DemoOptions {
             requests: args.requests,
@@ -128,6 +135,9 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
             waterfalls: args.waterfalls,
             json: args.json,
             dir: args.envoy_dir,
+            app_spans: !args.no_app_spans,
+            compare: true,
+            serve: args.serve,
         })
         .await;
     }
@@ -145,6 +155,7 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
         mode,
         access_log: AccessLog::memory(),
         collector_limits: demo::collector_limits(args.requests, 16),
+        app_spans: !args.no_app_spans,
     })
     .await?;
     let base = format!("http://{}", mesh.frontend);
@@ -156,6 +167,9 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
         println!("collector: http://{c}/api/v2/traces (Zipkin v2 API; OTLP at /v1/traces)");
     }
 
+    if args.no_app_spans {
+        return run_transparent(&args, mesh, &base).await;
+    }
     let outcomes = demo::load(
         &base,
         args.requests,
@@ -201,6 +215,66 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
     Ok(summary)
 }
 
+/// `--no-app-spans` without Envoy: nothing reports a span, so there is no trace to draw.
+/// The load plays an instrumented client (a trace and span id of its own per request), and
+/// the access logs show what every hop did with it: one request id, and the client's span id
+/// at all four services — each hop re-sent exactly the span it received.
+async fn run_transparent(
+    args: &Cli,
+    mesh: LocalMesh,
+    base: &str,
+) -> Result<demo::Summary, demo::BoxError> {
+    let outcomes = demo::load_as_client(
+        base,
+        args.requests,
+        args.concurrency,
+        progress(args.requests),
+    )
+    .await;
+    let lines = mesh.access_log.lines();
+    let checked = demo::transparency(&lines, &outcomes);
+    if let Some(t) = checked.iter().find(|t| t.transparent).or(checked.first()) {
+        println!(
+            "apps report nothing: a client sent trace {} span {}; the access-log lines of its \
+             request (x-request-id {}) at every hop:",
+            t.sent.0, t.sent.1, t.request_id
+        );
+        for (service, trace, span) in &t.hops {
+            println!(
+                "  {service:<9} trace {}  span {}",
+                trace.as_deref().unwrap_or("-"),
+                span.as_deref().unwrap_or("-")
+            );
+        }
+        println!();
+    }
+    if args.serve {
+        println!("serving: curl {base}/orders/o-3  (nothing reports spans: see the access logs)");
+        println!("Ctrl-C to stop");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    let spans = mesh
+        .collector
+        .as_ref()
+        .map(|c| c.spans())
+        .unwrap_or_default();
+    let mut summary = demo::summarise(&outcomes, &[], &SERVICES);
+    summary.joined = checked.iter().filter(|t| t.transparent).count();
+    println!(
+        "spans reported: {} (none expected); joined = one request id and the client's span id \
+         at all four services",
+        spans.len()
+    );
+    let exported = mesh.stop().await;
+    println!(
+        "spans: {} ended, {} exported, {} dropped",
+        exported.ended,
+        exported.exported,
+        exported.dropped()
+    );
+    Ok(summary)
+}
+
 /// `--serve`: keep the mesh up, print each trace's waterfall once it is complete, stop on
 /// Ctrl-C.
 async fn serve(mesh: &LocalMesh, base: &str) {
@@ -214,38 +288,8 @@ async fn serve(mesh: &LocalMesh, base: &str) {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
-    let mut spans = collector.subscribe();
-    let mut pending: std::collections::BTreeMap<String, tokio::time::Instant> =
-        std::collections::BTreeMap::new();
     let colour = demo::colour();
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            s = spans.recv() => match s {
-                Ok(s) => {
-                    pending.insert(s.trace_id, tokio::time::Instant::now());
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => break,
-            },
-            _ = tick.tick() => {
-                // A trace is complete when no span arrived for it for a second.
-                let quiet: Vec<String> = pending
-                    .iter()
-                    .filter(|(_, last)| last.elapsed() > Duration::from_secs(1))
-                    .map(|(t, _)| t.clone())
-                    .collect();
-                for t in quiet {
-                    if pending.remove(&t).is_some() {
-                        print!("{}", waterfall::render(&collector.trace(&t), colour));
-                        println!();
-                    }
-                }
-            }
-        }
-    }
-    println!("stopping");
+    demo::print_traces_until_ctrl_c(&collector, |spans| waterfall::render(spans, colour)).await;
 }
 
 fn mib(bytes: Option<u64>) -> String {

@@ -13,19 +13,27 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:7777")]
     listen: std::net::SocketAddr,
+    /// Export the harness's spans to this OTLP/HTTP collector (base URL); without it they are
+    /// printed on standard output.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> Result<(), mesh::cli::BoxError> {
+    use opentelemetry::trace::TracerProvider as _;
     let cli = Cli::parse();
+    let provider = mesh::w3c::provider(cli.otlp_endpoint.as_deref())?;
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
     eprintln!(
         "w3c-harness listening on http://{}/test",
         listener.local_addr()?
     );
-    axum::serve(listener, mesh::w3c::router())
+    axum::serve(listener, mesh::w3c::router(&provider.tracer("w3c-harness")))
         .with_graceful_shutdown(mesh::cli::shutdown_signal())
-        .await
+        .await?;
+    let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+    Ok(())
 }
 
 #[cfg(test)]

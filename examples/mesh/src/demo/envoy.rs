@@ -120,6 +120,10 @@ pub struct EnvoyMeshConfig {
     pub ready_timeout: Duration,
     /// The embedded collector's limits (see [`super::collector_limits`]).
     pub collector_limits: CollectorConfig,
+    /// Whether the apps report spans of their own (in instrument mode). Off (`--no-app-spans`):
+    /// they keep their default layers but report nothing, so they are transparent and the
+    /// trace is Envoy's spans alone.
+    pub app_spans: bool,
 }
 
 impl Default for EnvoyMeshConfig {
@@ -132,6 +136,7 @@ impl Default for EnvoyMeshConfig {
             dir: None,
             ready_timeout: Duration::from_secs(15),
             collector_limits: CollectorConfig::default(),
+            app_spans: true,
         }
     }
 }
@@ -158,12 +163,104 @@ pub struct EnvoyMesh {
     pub dir: PathBuf,
     /// How the apps carry the context.
     pub mode: Mode,
+    /// Whether the apps report spans (instrument mode and [`EnvoyMeshConfig::app_spans`]).
+    pub app_spans: bool,
     /// From start to six Envoys ready.
     pub envoys_ready_in: Duration,
     keep_dir: bool,
+    /// Every provider the apps used (a restart adds new ones; all are flushed and stopped).
     telemetry: Vec<Telemetry>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    apps_setup: AppsSetup,
+    apps_stop: watch::Sender<bool>,
+    app_tasks: JoinSet<()>,
+}
+
+/// What the apps are started from (again, on [`EnvoyMesh::restart_apps`]).
+#[derive(Clone, Debug)]
+struct AppsSetup {
+    propagator: Propagator,
+    endpoint: String,
+    access_log: AccessLog,
+    mode: Mode,
+    v2_tail_latency: Option<(f64, Duration)>,
+    frontend_egress: String,
+    order_egress: String,
+    addrs: [SocketAddr; 5],
+}
+
+/// The apps' listeners: frontend, user, order, item-v1, item-v2.
+type AppListeners = [TcpListener; 5];
+
+impl AppsSetup {
+    /// Start the five apps on `listeners`, stopping when `stop` turns true; returns their
+    /// providers.
+    fn spawn(
+        &self,
+        listeners: AppListeners,
+        app_spans: bool,
+        stop: &watch::Sender<bool>,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<Vec<Telemetry>, BoxError> {
+        let shutdown = || {
+            let mut rx = stop.subscribe();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let mut telemetry = Vec::new();
+        let mut options = |service: &str, version: &str| -> Result<ServiceOptions, BoxError> {
+            let t = Telemetry::new(service, version, Some(&self.endpoint), false)?;
+            telemetry.push(t.clone());
+            Ok(ServiceOptions {
+                propagator: self.propagator.clone(),
+                mode: self.mode,
+                spans: app_spans,
+                telemetry: t,
+                access_log: self.access_log.clone(),
+                version: version.to_owned(),
+                // The front proxy is the edge; behind it every app trusts its sidecar.
+                edge: false,
+            })
+        };
+        let [front_l, user_l, order_l, v1_l, v2_l] = listeners;
+        let o = options("item", "v1")?;
+        let s = shutdown();
+        tasks.spawn(async move {
+            let _ = item::serve(v1_l, item::Items::new("v1"), o, s).await;
+        });
+        let o = options("item", "v2")?;
+        let mut items_v2 = item::Items::new("v2");
+        if let Some((fraction, extra)) = self.v2_tail_latency {
+            items_v2 = items_v2.with_tail_latency(fraction, extra);
+        }
+        let s = shutdown();
+        tasks.spawn(async move {
+            let _ = item::serve(v2_l, items_v2, o, s).await;
+        });
+        let o = options("user", "v1")?;
+        let s = shutdown();
+        tasks.spawn(async move {
+            let _ = user::serve(user_l, o, s).await;
+        });
+        let o = options("order", "v1")?;
+        let orders = order::Orders::new(o.channel(&self.order_egress)?);
+        let s = shutdown();
+        tasks.spawn(async move {
+            let _ = order::serve(order_l, orders, o, s).await;
+        });
+        let o = options("frontend", "v1")?;
+        let f = frontend::Frontend::new(
+            o.channel(&self.frontend_egress)?,
+            o.channel(&self.frontend_egress)?,
+        );
+        let s = shutdown();
+        tasks.spawn(async move {
+            let _ = frontend::serve(front_l, f, o, s).await;
+        });
+        Ok(telemetry)
+    }
 }
 
 async fn bind() -> std::io::Result<(TcpListener, SocketAddr)> {
@@ -303,27 +400,6 @@ impl EnvoyMesh {
         } else {
             SpanSemantics::Child
         };
-        let propagator = Propagator::from_env()?
-            .to_builder()
-            .span_semantics(semantics)
-            .build();
-        let endpoint = format!("http://{collector_addr}");
-        let access_log = AccessLog::memory();
-        let mut telemetry = Vec::new();
-        let mut options = |service: &str, version: &str| -> Result<ServiceOptions, BoxError> {
-            let t = Telemetry::new(service, version, Some(&endpoint), false)?;
-            telemetry.push(t.clone());
-            Ok(ServiceOptions {
-                propagator: propagator.clone(),
-                mode: config.mode,
-                spans: config.mode == Mode::Instrument,
-                telemetry: t,
-                access_log: access_log.clone(),
-                version: version.to_owned(),
-                // The front proxy is the edge; behind it every app trusts its sidecar.
-                edge: false,
-            })
-        };
         let egress = |sidecar: &crate::envoy::Sidecar| -> Result<String, BoxError> {
             sidecar
                 .egress
@@ -331,39 +407,30 @@ impl EnvoyMesh {
                 .map(|e| format!("http://{e}"))
                 .ok_or_else(|| "a sidecar without an egress listener".into())
         };
-
-        let o = options("item", "v1")?;
-        let s = shutdown();
-        tasks.spawn(async move {
-            let _ = item::serve(v1_l, item::Items::new("v1"), o, s).await;
-        });
-        let o = options("item", "v2")?;
-        let mut items_v2 = item::Items::new("v2");
-        if let Some((fraction, extra)) = config.v2_tail_latency {
-            items_v2 = items_v2.with_tail_latency(fraction, extra);
-        }
-        let s = shutdown();
-        tasks.spawn(async move {
-            let _ = item::serve(v2_l, items_v2, o, s).await;
-        });
-        let o = options("user", "v1")?;
-        let s = shutdown();
-        tasks.spawn(async move {
-            let _ = user::serve(user_l, o, s).await;
-        });
-        let o = options("order", "v1")?;
-        let orders = order::Orders::new(o.channel(&egress(&topology.order)?)?);
-        let s = shutdown();
-        tasks.spawn(async move {
-            let _ = order::serve(order_l, orders, o, s).await;
-        });
-        let o = options("frontend", "v1")?;
-        let front_egress = egress(&topology.frontend)?;
-        let f = frontend::Frontend::new(o.channel(&front_egress)?, o.channel(&front_egress)?);
-        let s = shutdown();
-        tasks.spawn(async move {
-            let _ = frontend::serve(front_l, f, o, s).await;
-        });
+        let access_log = AccessLog::memory();
+        let apps_setup = AppsSetup {
+            propagator: Propagator::from_env()?
+                .to_builder()
+                .span_semantics(semantics)
+                .fields(crate::services::default_fields())
+                .build(),
+            endpoint: format!("http://{collector_addr}"),
+            access_log: access_log.clone(),
+            mode: config.mode,
+            v2_tail_latency: config.v2_tail_latency,
+            frontend_egress: egress(&topology.frontend)?,
+            order_egress: egress(&topology.order)?,
+            addrs: [front_a, user_a, order_a, v1_a, v2_a],
+        };
+        let app_spans = config.app_spans && config.mode == Mode::Instrument;
+        let (apps_stop, _) = watch::channel(false);
+        let mut app_tasks = JoinSet::new();
+        let telemetry = apps_setup.spawn(
+            [front_l, user_l, order_l, v1_l, v2_l],
+            app_spans,
+            &apps_stop,
+            &mut app_tasks,
+        )?;
 
         Ok(EnvoyMesh {
             collector,
@@ -375,12 +442,50 @@ impl EnvoyMesh {
             access_log,
             dir,
             mode: config.mode,
+            app_spans,
             envoys_ready_in,
             keep_dir,
             telemetry,
             stop,
             tasks,
+            apps_setup,
+            apps_stop,
+            app_tasks,
         })
+    }
+
+    /// Stop the five apps (requests in flight finish), flush their spans, and start them again
+    /// on the same ports, reporting spans or not: behind the same Envoys, the same request can
+    /// be traced with the apps instrumented and with the apps only carrying headers.
+    ///
+    /// # Errors
+    ///
+    /// When a port cannot be bound again or an exporter cannot be built.
+    pub async fn restart_apps(&mut self, app_spans: bool) -> Result<(), BoxError> {
+        self.flush().await;
+        let _ = self.apps_stop.send(true);
+        while tokio::time::timeout(Duration::from_secs(5), self.app_tasks.join_next())
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {}
+        let mut listeners = Vec::with_capacity(5);
+        for addr in self.apps_setup.addrs {
+            listeners.push(TcpListener::bind(addr).await?);
+        }
+        let listeners: AppListeners = listeners
+            .try_into()
+            .map_err(|_| -> BoxError { "five app listeners".into() })?;
+        let (apps_stop, _) = watch::channel(false);
+        self.apps_stop = apps_stop;
+        let app_spans = app_spans && self.mode == Mode::Instrument;
+        let telemetry =
+            self.apps_setup
+                .spawn(listeners, app_spans, &self.apps_stop, &mut self.app_tasks)?;
+        self.telemetry.extend(telemetry);
+        self.app_spans = app_spans;
+        Ok(())
     }
 
     /// The mesh's entry URL: the front proxy's listener, `http://127.0.0.1:<port>`.
@@ -393,7 +498,7 @@ impl EnvoyMesh {
     /// [`ITEM_SIDECARS`]).
     #[must_use]
     pub fn required_services(&self) -> Vec<&'static str> {
-        required_services(self.mode)
+        required_services(self.app_spans)
     }
 
     /// Export every queued app span now (blocking work, done off the async threads).
@@ -406,7 +511,7 @@ impl EnvoyMesh {
     /// itself (within 100 ms), the apps' spans wait in a batch processor.
     pub async fn wait_complete(&self, outcomes: &[Outcome], timeout: Duration) -> bool {
         let pending: RefCell<Vec<&Outcome>> = RefCell::new(outcomes.iter().collect());
-        let mode = self.mode;
+        let app_spans = self.app_spans;
         self.collector
             .wait_until(timeout, |c| {
                 let mut pending = pending.borrow_mut();
@@ -415,7 +520,7 @@ impl EnvoyMesh {
                         .trace_id
                         .clone()
                         .or_else(|| trace_of_request(&c.spans(), o.request_id.as_deref()?));
-                    !trace.is_some_and(|t| complete(&c.trace(&t), mode))
+                    !trace.is_some_and(|t| complete(&c.trace(&t), app_spans))
                 });
                 pending.is_empty()
             })
@@ -425,7 +530,7 @@ impl EnvoyMesh {
     /// [`summarise`] against the spans collected so far.
     #[must_use]
     pub fn summarise(&self, outcomes: &[Outcome]) -> Summary {
-        summarise(outcomes, &self.collector.spans(), self.mode)
+        summarise(outcomes, &self.collector.spans(), self.app_spans)
     }
 
     /// Every access-log line of the request with this `x-request-id`: Envoy's (one per
@@ -490,6 +595,13 @@ impl EnvoyMesh {
         for envoy in &self.envoys {
             let _ = envoy.kill();
         }
+        let _ = self.apps_stop.send(true);
+        while tokio::time::timeout(Duration::from_secs(5), self.app_tasks.join_next())
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {}
         super::stop_all(
             &self.stop,
             &mut self.tasks,
@@ -597,12 +709,12 @@ impl HopLine {
     }
 }
 
-/// The services a joined trace must have spans from in `mode` (besides one of
-/// [`ITEM_SIDECARS`]): the proxies on the path, and in instrument mode the four apps.
+/// The services a joined trace must have spans from (besides one of [`ITEM_SIDECARS`]): the
+/// proxies on the path, and when the apps report spans (`app_spans`) the four apps.
 #[must_use]
-pub fn required_services(mode: Mode) -> Vec<&'static str> {
+pub fn required_services(app_spans: bool) -> Vec<&'static str> {
     let mut services = PATH_PROXIES.to_vec();
-    if mode == Mode::Instrument {
+    if app_spans {
         services.extend(SERVICES);
     }
     services
@@ -621,8 +733,9 @@ fn has_item_sidecar(spans: &[ZipkinSpan]) -> bool {
 /// One root (distinct ids), no orphan, spans from every [`required_services`] and from an
 /// item sidecar.
 #[must_use]
-pub fn joined(spans: &[ZipkinSpan], mode: Mode) -> bool {
-    analysis::TraceCheck::of("", spans).joined(&required_services(mode)) && has_item_sidecar(spans)
+pub fn joined(spans: &[ZipkinSpan], app_spans: bool) -> bool {
+    analysis::TraceCheck::of("", spans).joined(&required_services(app_spans))
+        && has_item_sidecar(spans)
 }
 
 /// [`joined`], and nothing still on its way: every client span was answered by a span on
@@ -630,8 +743,8 @@ pub fn joined(spans: &[ZipkinSpan], mode: Mode) -> bool {
 /// spans are their client spans plus two (the front proxy's and the frontend sidecar's
 /// ingress): each Envoy egress call arrives at one sidecar ingress.
 #[must_use]
-pub fn complete(spans: &[ZipkinSpan], mode: Mode) -> bool {
-    if !joined(spans, mode) {
+pub fn complete(spans: &[ZipkinSpan], app_spans: bool) -> bool {
+    if !joined(spans, app_spans) {
         return false;
     }
     let answered = |c: &ZipkinSpan| {
@@ -678,7 +791,7 @@ pub fn resolve_trace_ids(outcomes: &mut [Outcome], spans: &[ZipkinSpan]) {
 /// that have spans from an item sidecar, requiring [`required_services`] — so a trace
 /// counts as joined exactly when it is [`joined`].
 #[must_use]
-pub fn summarise(outcomes: &[Outcome], spans: &[ZipkinSpan], mode: Mode) -> Summary {
+pub fn summarise(outcomes: &[Outcome], spans: &[ZipkinSpan], app_spans: bool) -> Summary {
     let with_item: BTreeSet<String> = analysis::by_trace(spans)
         .into_iter()
         .filter(|(_, s)| has_item_sidecar(s))
@@ -689,7 +802,7 @@ pub fn summarise(outcomes: &[Outcome], spans: &[ZipkinSpan], mode: Mode) -> Summ
         .filter(|s| with_item.contains(&s.trace_id))
         .cloned()
         .collect();
-    super::summarise(outcomes, &kept, &required_services(mode))
+    super::summarise(outcomes, &kept, &required_services(app_spans))
 }
 
 /// The route template of a request path: `/`, `/users/{id}`, `/orders/{id}`.
@@ -796,29 +909,99 @@ pub fn canary_breakdown(calls: &[ItemCall]) -> Vec<VersionStats> {
     rows
 }
 
-/// A request sent with `baggage: item-version=v2`, and which item versions priced its
-/// order's lines (the frontend's JSON `served_by`).
+/// A request sent to be routed (or not) to item-v2 at `order`'s egress, and which item
+/// versions priced its order's lines (the frontend's JSON `served_by`).
 #[derive(Clone, Debug)]
 pub struct BaggageOutcome {
     /// The request.
     pub outcome: Outcome,
+    /// What it carried, as people write it (`baggage: item-version=v2`, ...).
+    pub label: String,
+    /// Whether a route must send it to item-v2 (`false`: only the canary weight may).
+    pub pinned: bool,
     /// `served_by` of every line item in the answer.
     pub served_by: Vec<String>,
+}
+
+/// The requests `demo --envoy` sends to show routing at `order`'s egress: what each carries,
+/// and whether a route pins it to item-v2. The client's `User-Agent` reaches `order`'s
+/// sidecar only because the frontend copies it into baggage (`baggage-user-agent`), and
+/// `end-user` only because every app propagates it.
+#[must_use]
+pub fn routing_cases() -> Vec<RoutingCase> {
+    let case = |label, headers, pinned| RoutingCase {
+        label,
+        headers,
+        pinned,
+    };
+    vec![
+        case(
+            "baggage: item-version=v2",
+            vec![("baggage", BAGGAGE_V2)],
+            true,
+        ),
+        case(
+            "end-user: jason",
+            vec![("end-user", crate::envoy::END_USER_V2)],
+            true,
+        ),
+        case(
+            "User-Agent: Mozilla/4.0 (compatible; Netscape 4.7)",
+            vec![("user-agent", "Mozilla/4.0 (compatible; Netscape 4.7)")],
+            true,
+        ),
+        case(
+            "end-user: alice, User-Agent: curl/8.5.0",
+            vec![("end-user", "alice"), ("user-agent", "curl/8.5.0")],
+            false,
+        ),
+    ]
+}
+
+/// One of [`routing_cases`].
+#[derive(Clone, Debug)]
+pub struct RoutingCase {
+    /// What the request carries, as people write it.
+    pub label: &'static str,
+    /// The headers the client sends.
+    pub headers: Vec<(&'static str, &'static str)>,
+    /// Whether a route pins it to item-v2.
+    pub pinned: bool,
 }
 
 /// Send `n` requests (`/orders/o-1`, `/orders/o-2`, …) with `baggage: item-version=v2`
 /// through `entry`, one at a time, each bounded by a timeout.
 pub async fn baggage_requests(entry: &str, n: usize) -> Vec<BaggageOutcome> {
+    pinned_requests(
+        entry,
+        n,
+        "baggage: item-version=v2",
+        &[("baggage", BAGGAGE_V2)],
+        true,
+    )
+    .await
+}
+
+/// Send `n` requests (`/orders/o-1`, `/orders/o-2`, …) with `headers` through `entry`, one at
+/// a time, each bounded by a timeout.
+pub async fn pinned_requests(
+    entry: &str,
+    n: usize,
+    label: &str,
+    headers: &[(&str, &str)],
+    pinned: bool,
+) -> Vec<BaggageOutcome> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut out = Vec::with_capacity(n);
     let began = Instant::now();
     for i in 0..n {
         let path = format!("/orders/o-{}", i % 5 + 1);
         let start = Instant::now();
-        let Ok(req) = http::Request::get(format!("{entry}{path}"))
-            .header("baggage", BAGGAGE_V2)
-            .body(Empty::new())
-        else {
+        let mut req = http::Request::get(format!("{entry}{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let Ok(req) = req.body(Empty::new()) else {
             continue;
         };
         let answer = tokio::time::timeout(Duration::from_secs(30), async {
@@ -859,7 +1042,10 @@ pub async fn baggage_requests(entry: &str, n: usize) -> Vec<BaggageOutcome> {
                 latency: start.elapsed(),
                 trace_id,
                 request_id,
+                client_span: None,
             },
+            label: label.to_owned(),
+            pinned,
             served_by,
         });
     }
@@ -914,23 +1100,31 @@ pub struct DemoOptions {
     pub json: Option<PathBuf>,
     /// Keep the Envoy configs and logs here (else a temporary directory, removed).
     pub dir: Option<PathBuf>,
+    /// Whether the apps report spans of their own (instrument mode); off: transparent apps.
+    pub app_spans: bool,
+    /// Show the same request traced with the apps only forwarding and instrumented.
+    pub compare: bool,
+    /// Keep the mesh up after the run (print each trace as it completes) until Ctrl-C.
+    pub serve: bool,
 }
 
-/// `demo --envoy`: start the mesh behind Envoy, send the load and the baggage requests
+/// `demo --envoy`: start the mesh behind Envoy, send the load and the routing requests
 /// through the front proxy, wait (bounded) until the traces are complete, print waterfalls,
-/// the baggage check, the canary breakdown (when there is a canary) and one request's
-/// access-log lines at every hop. Returns the summary (the caller prints it last).
+/// the routing check, the canary breakdown (when there is a canary), one request's
+/// access-log lines at every hop, and the same request traced with the apps only forwarding
+/// and instrumented. Returns the summary (the caller prints it last).
 ///
 /// # Errors
 ///
 /// When the mesh cannot start (see [`EnvoyMesh::start`]) or `json` cannot be written.
 pub async fn run(options: &DemoOptions) -> Result<Summary, BoxError> {
-    let mesh = EnvoyMesh::start(EnvoyMeshConfig {
+    let mut mesh = EnvoyMesh::start(EnvoyMeshConfig {
         mode: options.mode,
         shared_span_context: options.shared_span_context,
         canary_v2_percent: options.canary_v2_percent,
         dir: options.dir.clone(),
         collector_limits: super::collector_limits(options.requests, 32),
+        app_spans: options.app_spans,
         ..EnvoyMeshConfig::default()
     })
     .await?;
@@ -957,10 +1151,7 @@ pub async fn run(options: &DemoOptions) -> Result<Summary, BoxError> {
             Mode::Forward => "forward",
             Mode::Instrument => "instrument",
         },
-        match options.mode {
-            Mode::Forward => "forward headers, no spans of their own",
-            Mode::Instrument => "add spans",
-        },
+        apps_doing(options.mode, mesh.app_spans),
         options.shared_span_context,
         options.canary_v2_percent.min(100)
     );
@@ -985,20 +1176,31 @@ pub async fn run(options: &DemoOptions) -> Result<Summary, BoxError> {
         },
     )
     .await;
-    let baggage = baggage_requests(&entry, options.baggage_requests).await;
+    let mut routed = Vec::new();
+    for c in routing_cases() {
+        let n = if c.label.starts_with("baggage") {
+            options.baggage_requests
+        } else {
+            options.baggage_requests.min(1)
+        };
+        routed.extend(pinned_requests(&entry, n, c.label, &c.headers, c.pinned).await);
+    }
     mesh.flush().await;
     let mut all: Vec<Outcome> = outcomes.clone();
-    all.extend(baggage.iter().map(|b| b.outcome.clone()));
+    all.extend(routed.iter().map(|b| b.outcome.clone()));
     let complete = mesh.wait_complete(&all, Duration::from_secs(15)).await;
     let spans = mesh.collector.spans();
     resolve_trace_ids(&mut outcomes, &spans);
     resolve_trace_ids(&mut all, &spans);
+    for r in &mut routed {
+        resolve_trace_ids(std::slice::from_mut(&mut r.outcome), &spans);
+    }
     if !complete {
         println!("(some traces were still incomplete after 15 s)");
     }
 
     print_waterfalls(&spans, &outcomes, options.waterfalls);
-    print_baggage(&baggage, &spans);
+    print_baggage(&routed, &spans, options.canary_v2_percent);
     if options.canary_v2_percent > 0 {
         print_canary(options.canary_v2_percent, &outcomes, &spans);
     }
@@ -1037,15 +1239,94 @@ pub async fn run(options: &DemoOptions) -> Result<Summary, BoxError> {
         std::fs::write(path, serde_json::to_vec_pretty(&spans)?)?;
         println!("wrote {} spans to {}", spans.len(), path.display());
     }
-    let summary = summarise(&all, &spans, options.mode);
+    let summary = summarise(&all, &spans, mesh.app_spans);
     println!(
-        "{} load requests + {} with baggage; joined = one root, no orphan, spans from {} and an item sidecar",
+        "{} load requests + {} routing requests; joined = one root, no orphan, spans from {} and an item sidecar",
         outcomes.len(),
-        baggage.len(),
-        required_services(options.mode).join(", ")
+        routed.len(),
+        required_services(mesh.app_spans).join(", ")
     );
+    if options.compare && options.mode == Mode::Instrument {
+        compare(&mut mesh).await?;
+    }
+    if options.serve {
+        println!();
+        println!("serving through Envoy — the front proxy is the entry:");
+        println!("  curl -i {entry}/orders/o-3");
+        println!(
+            "  curl -i -H 'end-user: {}' {entry}/orders/o-1        # item-v2 at order's egress",
+            crate::envoy::END_USER_V2
+        );
+        println!(
+            "  curl -i -A 'Mozilla/4.0 (compatible; Netscape 4.7)' {entry}/orders/o-1   # item-v2 by baggage"
+        );
+        println!(
+            "traces:  curl http://{}/api/v2/traces?limit=5   (Zipkin v2 API)",
+            mesh.collector_addr
+        );
+        println!("Ctrl-C to stop");
+        let colour = super::colour();
+        super::print_traces_until_ctrl_c(&mesh.collector, |spans| {
+            mark_proxies(&waterfall::render(spans, colour))
+        })
+        .await;
+    }
     mesh.stop().await;
     Ok(summary)
+}
+
+fn apps_doing(mode: Mode, app_spans: bool) -> &'static str {
+    match (mode, app_spans) {
+        (Mode::Forward, _) => "forward headers, no spans of their own",
+        (_, false) => "keep their layers but report nothing: transparent",
+        _ => "add spans",
+    }
+}
+
+/// The seed's comparison: the same request (`GET /orders/o-1`) traced with the apps only
+/// carrying headers and with the apps instrumented, one above the other. Restarts the apps
+/// between the two, and back to how they were.
+async fn compare(mesh: &mut EnvoyMesh) -> Result<(), BoxError> {
+    let configured = mesh.app_spans;
+    let entry = mesh.entry();
+    println!();
+    println!(
+        "the same request, GET /orders/o-1, twice: apps only carrying headers, then apps instrumented"
+    );
+    for app_spans in [false, true] {
+        if mesh.app_spans != app_spans {
+            mesh.restart_apps(app_spans).await?;
+        }
+        let mut sent = pinned_requests(&entry, 1, "", &[], false).await;
+        mesh.flush().await;
+        let outcomes: Vec<Outcome> = sent.iter().map(|b| b.outcome.clone()).collect();
+        mesh.wait_complete(&outcomes, Duration::from_secs(10)).await;
+        let spans = mesh.collector.spans();
+        let Some(b) = sent.first_mut() else { continue };
+        resolve_trace_ids(std::slice::from_mut(&mut b.outcome), &spans);
+        let trace = b.outcome.trace_id.as_ref().map(|t| mesh.collector.trace(t));
+        let apps = trace.iter().flatten().filter(|s| !is_proxy(s)).count();
+        println!(
+            "{}  x-request-id: {}  ({apps} app spans)",
+            if app_spans {
+                "apps instrumented: their own spans (order's `price order` among them), joined into Envoy's"
+            } else {
+                "apps only carrying headers: they report nothing, so every span id they send is their caller's"
+            },
+            b.outcome.request_id.as_deref().unwrap_or("-")
+        );
+        match trace {
+            Some(t) if !t.is_empty() => {
+                print!("{}", mark_proxies(&waterfall::render(&t, super::colour())));
+            }
+            _ => println!("  (no trace found)"),
+        }
+        println!();
+    }
+    if mesh.app_spans != configured {
+        mesh.restart_apps(configured).await?;
+    }
+    Ok(())
 }
 
 fn print_waterfalls(spans: &[ZipkinSpan], outcomes: &[Outcome], n: usize) {
@@ -1079,16 +1360,17 @@ fn print_waterfalls(spans: &[ZipkinSpan], outcomes: &[Outcome], n: usize) {
     }
 }
 
-fn print_baggage(baggage: &[BaggageOutcome], spans: &[ZipkinSpan]) {
-    if baggage.is_empty() {
+fn print_baggage(routed: &[BaggageOutcome], spans: &[ZipkinSpan], canary: u32) {
+    if routed.is_empty() {
         return;
     }
     let traces = analysis::by_trace(spans);
     println!(
-        "baggage routing: {} requests sent with `baggage: {BAGGAGE_V2}`",
-        baggage.len()
+        "routing at order's egress: {} requests pinned to item-v2 by baggage, end-user or the \
+         User-Agent the frontend puts in baggage, and one that is not",
+        routed.iter().filter(|b| b.pinned).count()
     );
-    for b in baggage {
+    for b in routed {
         let sidecars: BTreeSet<&str> = b
             .outcome
             .trace_id
@@ -1103,8 +1385,17 @@ fn print_baggage(baggage: &[BaggageOutcome], spans: &[ZipkinSpan]) {
             .unwrap_or_default();
         let sidecars: Vec<&str> = sidecars.into_iter().collect();
         let all_v2 = !b.served_by.is_empty() && b.served_by.iter().all(|v| v == "v2");
+        let at_v2 = all_v2 && sidecars == ["item-v2-sidecar"];
+        let verdict = match (b.pinned, at_v2) {
+            (true, true) => "→ v2 at the last hop",
+            (true, false) => "→ NOT v2",
+            (false, _) if canary > 0 => "→ canary split",
+            (false, false) => "→ v1 (no route pins it)",
+            (false, true) => "→ v2 WITHOUT a pin",
+        };
         println!(
-            "  GET {:<12} {}  served_by {:?}  item spans from {}  {}",
+            "  {:<52} GET {:<12} {}  served_by {:?}  item spans from {}  {verdict}",
+            b.label,
             b.outcome.path,
             if b.outcome.ok { "200" } else { "failed" },
             b.served_by,
@@ -1113,11 +1404,6 @@ fn print_baggage(baggage: &[BaggageOutcome], spans: &[ZipkinSpan]) {
             } else {
                 sidecars.join(", ")
             },
-            if all_v2 && sidecars == ["item-v2-sidecar"] {
-                "→ v2 at the last hop"
-            } else {
-                "→ NOT v2"
-            }
         );
     }
     println!();
@@ -1232,9 +1518,9 @@ mod tests {
         let spans = shared_forward_trace();
         let c = analysis::TraceCheck::of("a", &spans);
         assert_eq!((c.roots, c.orphans), (1, 0));
-        assert!(joined(&spans, Mode::Forward));
-        assert!(complete(&spans, Mode::Forward));
-        assert!(!joined(&spans, Mode::Instrument), "no app spans");
+        assert!(joined(&spans, false));
+        assert!(complete(&spans, false));
+        assert!(!joined(&spans, true), "no app spans");
     }
 
     #[test]
@@ -1242,7 +1528,7 @@ mod tests {
         let mut spans = shared_forward_trace();
         // The item sidecar's span has not arrived: order's egress call is unanswered.
         let item = spans.pop().unwrap();
-        assert!(!joined(&spans, Mode::Forward), "no item sidecar");
+        assert!(!joined(&spans, false), "no item sidecar");
         // A second root id is not joined.
         spans.push(item);
         spans.push(span(
@@ -1251,12 +1537,12 @@ mod tests {
             "user-sidecar",
             Some("SERVER"),
         ));
-        assert!(!joined(&spans, Mode::Forward));
+        assert!(!joined(&spans, false));
         // The frontend sidecar's ingress missing: joined, but not complete.
         let mut spans = shared_forward_trace();
         spans.remove(1);
-        assert!(joined(&spans, Mode::Forward));
-        assert!(!complete(&spans, Mode::Forward));
+        assert!(joined(&spans, false));
+        assert!(!complete(&spans, false));
     }
 
     #[test]

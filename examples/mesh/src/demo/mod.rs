@@ -45,6 +45,9 @@ pub struct MeshConfig {
     pub access_log: AccessLog,
     /// The embedded collector's limits (see [`collector_limits`]).
     pub collector_limits: CollectorConfig,
+    /// Whether the services report spans of their own (off: `--no-app-spans`, they keep their
+    /// default layers but report nothing, and are transparent).
+    pub app_spans: bool,
 }
 
 /// Collector limits that hold every span of `requests` requests of about `spans_per_request`
@@ -69,6 +72,7 @@ impl Default for MeshConfig {
             mode: Mode::Instrument,
             access_log: AccessLog::memory(),
             collector_limits: CollectorConfig::default(),
+            app_spans: true,
         }
     }
 }
@@ -181,6 +185,7 @@ impl LocalMesh {
         let propagator = Propagator::from_env()?
             .to_builder()
             .span_semantics(config.semantics)
+            .fields(crate::services::default_fields())
             .build();
         let mut telemetry = Vec::new();
         let mut listeners = Vec::new();
@@ -192,7 +197,7 @@ impl LocalMesh {
             let options = ServiceOptions {
                 propagator: propagator.clone(),
                 mode: config.mode,
-                spans: true,
+                spans: config.app_spans,
                 telemetry: t,
                 access_log: config.access_log.clone(),
                 version: "v1".to_owned(),
@@ -410,6 +415,9 @@ pub struct Outcome {
     pub trace_id: Option<String>,
     /// The `x-request-id` echoed.
     pub request_id: Option<String>,
+    /// The span id this request was sent with, when the load played an instrumented client
+    /// ([`load_as_client`]): `(trace id, span id)`.
+    pub client_span: Option<(String, String)>,
 }
 
 /// Send `n` requests to `base` (e.g. `http://127.0.0.1:8000`), `concurrency` at a time, each
@@ -419,6 +427,29 @@ pub async fn load(
     n: usize,
     concurrency: usize,
     headers: &[(&'static str, String)],
+    progress: impl Fn(usize) + Send + Sync + 'static,
+) -> Vec<Outcome> {
+    load_impl(base, n, concurrency, headers, false, progress).await
+}
+
+/// [`load`], each request sent as an instrumented client would: with a trace of its own
+/// (`x-b3-traceid`, `x-b3-spanid`, `x-b3-sampled: 1`, fresh ids per request), recorded in
+/// [`Outcome::client_span`].
+pub async fn load_as_client(
+    base: &str,
+    n: usize,
+    concurrency: usize,
+    progress: impl Fn(usize) + Send + Sync + 'static,
+) -> Vec<Outcome> {
+    load_impl(base, n, concurrency, &[], true, progress).await
+}
+
+async fn load_impl(
+    base: &str,
+    n: usize,
+    concurrency: usize,
+    headers: &[(&'static str, String)],
+    client_spans: bool,
     progress: impl Fn(usize) + Send + Sync + 'static,
 ) -> Vec<Outcome> {
     let client = Client::builder(TokioExecutor::new())
@@ -447,6 +478,20 @@ pub async fn load(
                 let mut req = http::Request::get(format!("{base}{path}"));
                 for (k, v) in headers.iter() {
                     req = req.header(*k, v);
+                }
+                let client_span = client_spans.then(|| {
+                    let ids = b3_propagation::RandomIdGenerator::new();
+                    use b3_propagation::IdGenerator as _;
+                    (
+                        ids.new_trace_id().to_string(),
+                        ids.new_span_id().to_string(),
+                    )
+                });
+                if let Some((trace_id, span_id)) = &client_span {
+                    req = req
+                        .header("x-b3-traceid", trace_id)
+                        .header("x-b3-spanid", span_id)
+                        .header("x-b3-sampled", "1");
                 }
                 let Ok(req) = req.body(Empty::new()) else {
                     break;
@@ -487,6 +532,7 @@ pub async fn load(
                     latency: start.elapsed(),
                     trace_id,
                     request_id,
+                    client_span,
                 });
                 done.fetch_add(1, Ordering::Relaxed);
             }
@@ -618,6 +664,99 @@ pub async fn collected(
     let ids = outcomes.iter().filter_map(|o| o.trace_id.as_deref());
     wait_joined(collector, ids, timeout).await;
     collector.spans()
+}
+
+/// What the access logs say of one request sent as a client ([`load_as_client`]) through
+/// services that report nothing: whether every service logged it under the same request id,
+/// with the client's trace id and span id (every hop re-sent exactly the span it received).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transparency {
+    /// The request id.
+    pub request_id: String,
+    /// The trace id and span id the client sent.
+    pub sent: (String, String),
+    /// The services that logged the request, in log order, with the trace and span id each
+    /// logged.
+    pub hops: Vec<(String, Option<String>, Option<String>)>,
+    /// Whether all of [`SERVICES`] logged it, each with the client's trace id and span id.
+    pub transparent: bool,
+}
+
+/// [`Transparency`] of every outcome sent as a client, from the services' JSON access-log
+/// lines.
+#[must_use]
+pub fn transparency(lines: &[String], outcomes: &[Outcome]) -> Vec<Transparency> {
+    let lines: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    outcomes
+        .iter()
+        .filter_map(|o| {
+            let rid = o.request_id.as_deref()?;
+            let (trace_id, span_id) = o.client_span.as_ref()?;
+            let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+            let hops: Vec<(String, Option<String>, Option<String>)> = lines
+                .iter()
+                .filter(|l| l["request_id"] == rid)
+                .map(|l| {
+                    (
+                        text(&l["service"]).unwrap_or_default(),
+                        text(&l["trace_id"]),
+                        text(&l["span_id"]),
+                    )
+                })
+                .collect();
+            let transparent = SERVICES.iter().all(|s| hops.iter().any(|(h, _, _)| h == s))
+                && hops.iter().all(|(_, t, sp)| {
+                    t.as_deref() == Some(trace_id.as_str())
+                        && sp.as_deref() == Some(span_id.as_str())
+                });
+            Some(Transparency {
+                request_id: rid.to_owned(),
+                sent: (trace_id.clone(), span_id.clone()),
+                hops,
+                transparent,
+            })
+        })
+        .collect()
+}
+
+/// Print every trace `collector` receives once it is complete (no span for a second),
+/// rendered by `render`, until Ctrl-C.
+pub async fn print_traces_until_ctrl_c(
+    collector: &Collector,
+    render: impl Fn(&[ZipkinSpan]) -> String,
+) {
+    let mut spans = collector.subscribe();
+    let mut pending: BTreeMap<String, tokio::time::Instant> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            s = spans.recv() => match s {
+                Ok(s) => {
+                    pending.insert(s.trace_id, tokio::time::Instant::now());
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => break,
+            },
+            _ = tick.tick() => {
+                let quiet: Vec<String> = pending
+                    .iter()
+                    .filter(|(_, last)| last.elapsed() > Duration::from_secs(1))
+                    .map(|(t, _)| t.clone())
+                    .collect();
+                for t in quiet {
+                    if pending.remove(&t).is_some() {
+                        print!("{}", render(&collector.trace(&t)));
+                        println!();
+                    }
+                }
+            }
+        }
+    }
+    println!("stopping");
 }
 
 /// Whether standard output is a terminal (colour the waterfalls).

@@ -4,8 +4,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    BAGGAGE_V2_REGEX, Endpoint, ITEM_SERVICE, MeshTopology, ORDER_SERVICE, PROXY_NAMES, Protocol,
-    RenderedConfig, Sidecar, USER_SERVICE, yaml,
+    BAGGAGE_V2_REGEX, END_USER_V2, Endpoint, ITEM_SERVICE, MeshTopology, NETSCAPE_UA_REGEX,
+    ORDER_SERVICE, PROXY_NAMES, Protocol, RenderedConfig, Sidecar, USER_SERVICE, yaml,
 };
 
 /// The cluster every proxy sends its spans through.
@@ -132,22 +132,39 @@ fn frontend_egress(t: &MeshTopology) -> Option<Egress> {
     })
 }
 
-/// `order` calls `item`: the baggage override first, then the canary split.
+/// `order` calls `item`: the three v2 overrides first (baggage member
+/// `item-version=v2`, `end-user: jason`, a `baggage-user-agent` containing
+/// `Netscape`), then the canary split.
 fn order_egress(t: &MeshTopology) -> Option<Egress> {
     let prefix = format!("/{ITEM_SERVICE}/");
     let canary = t.canary();
-    let baggage_route = json!({
-        "name": "item-baggage-v2",
-        "match": {
-            "prefix": prefix,
-            "headers": [{
-                "name": "baggage",
-                "string_match": {"safe_regex": {"regex": BAGGAGE_V2_REGEX}},
-            }],
-        },
-        "route": {"cluster": "item-v2"},
-        "decorator": {"operation": ITEM_SERVICE},
-    });
+    // A route to `item-v2` when one request header matches.
+    let v2_route = |name: &str, header: &str, string_match: Value| {
+        json!({
+            "name": name,
+            "match": {
+                "prefix": prefix,
+                "headers": [{"name": header, "string_match": string_match}],
+            },
+            "route": {"cluster": "item-v2"},
+            "decorator": {"operation": ITEM_SERVICE},
+        })
+    };
+    let baggage_route = v2_route(
+        "item-baggage-v2",
+        "baggage",
+        json!({"safe_regex": {"regex": BAGGAGE_V2_REGEX}}),
+    );
+    let end_user_route = v2_route(
+        "item-end-user-v2",
+        "end-user",
+        json!({"exact": END_USER_V2}),
+    );
+    let netscape_route = v2_route(
+        "item-netscape-v2",
+        "baggage-user-agent",
+        json!({"safe_regex": {"regex": NETSCAPE_UA_REGEX}}),
+    );
     let split_route = json!({
         "name": "item-canary",
         "match": {"prefix": prefix},
@@ -162,7 +179,7 @@ fn order_egress(t: &MeshTopology) -> Option<Egress> {
         "decorator": {"operation": ITEM_SERVICE},
     });
     Some(Egress {
-        routes: vec![baggage_route, split_route],
+        routes: vec![baggage_route, end_user_route, netscape_route, split_route],
         clusters: vec![
             cluster("item-v1", &t.item_v1.service, t.item_v1.protocol),
             cluster("item-v2", &t.item_v2.service, t.item_v2.protocol),

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use super::{BAGGAGE_V2_REGEX, MeshTopology, Protocol, RenderedConfig, Sidecar, yaml};
+use super::{
+    BAGGAGE_V2_REGEX, END_USER_V2, MeshTopology, NETSCAPE_UA_REGEX, Protocol, RenderedConfig,
+    Sidecar, yaml,
+};
 
 /// Namespace of the explicit-sidecar variant (and of Jaeger).
 const NAMESPACE: &str = "mesh";
@@ -44,7 +47,9 @@ pub struct DeployFile {
 ///   proxy alike;
 /// - `deploy/k8s/istio/*.yaml`: the same apps in namespace `mesh-istio`
 ///   (`istio-injection: enabled`) without explicit sidecars, the `item`
-///   `DestinationRule` / `VirtualService` (baggage route and canary weights),
+///   `DestinationRule` / `VirtualService` (the three v2 overrides — baggage
+///   member `item-version=v2`, `end-user: jason`, a `baggage-user-agent`
+///   containing `Netscape` — then the canary weights),
 ///   the frontend `Gateway` / `VirtualService`, and `Telemetry`;
 ///   `deploy/k8s/istio/install/istio-operator.yaml`: the MeshConfig Zipkin
 ///   provider (for `istioctl install -f`).
@@ -123,9 +128,10 @@ pub fn deploy_files(topology: &MeshTopology) -> Vec<DeployFile> {
     files.push(istio(
         "20-traffic.yaml",
         &[
-            "The Istio variant: `item` subsets and routing (the W3C baggage member",
-            "`item-version=v2` pins v2, the rest is split by canary weight), and the",
-            "frontend behind the ingress gateway.",
+            "The Istio variant: `item` subsets and routing (v2 when the W3C baggage member",
+            "`item-version=v2` is there, when `end-user` is exactly `jason`, or when the",
+            "prefixed baggage header `baggage-user-agent` contains `Netscape`; the rest is",
+            "split by canary weight), and the frontend behind the ingress gateway.",
         ],
         &istio_traffic(topology),
     ));
@@ -523,6 +529,9 @@ fn istio_traffic(t: &MeshTopology) -> Vec<Value> {
             ],
         },
     });
+    // The same routes, in the same order, as `order`'s egress Envoy
+    // (`config::order_egress`): the three v2 overrides, then the canary.
+    let v2 = json!([{"destination": {"host": "item", "subset": "v2"}}]);
     let item_routes = json!({
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
@@ -533,7 +542,17 @@ fn istio_traffic(t: &MeshTopology) -> Vec<Value> {
                 {
                     "name": "item-baggage-v2",
                     "match": [{"headers": {"baggage": {"regex": BAGGAGE_V2_REGEX}}}],
-                    "route": [{"destination": {"host": "item", "subset": "v2"}}],
+                    "route": v2,
+                },
+                {
+                    "name": "item-end-user-v2",
+                    "match": [{"headers": {"end-user": {"exact": END_USER_V2}}}],
+                    "route": v2,
+                },
+                {
+                    "name": "item-netscape-v2",
+                    "match": [{"headers": {"baggage-user-agent": {"regex": NETSCAPE_UA_REGEX}}}],
+                    "route": v2,
                 },
                 {
                     "name": "item-canary",

@@ -23,10 +23,16 @@
 //! - Each **sidecar** has an *ingress* listener in front of its app and, when
 //!   the app calls others, an *egress* listener the app calls instead of its
 //!   upstreams. HTTP/1.1 to and from `frontend`, HTTP/2 (gRPC) for the rest.
-//! - `order`'s egress sends `/item.v1.ItemService/` to `item-v2` when the W3C
-//!   `baggage` header has the member `item-version=v2` (see
-//!   [`BAGGAGE_V2_REGEX`]), otherwise splits between `item-v1` and `item-v2`
-//!   by [`MeshTopology::canary_v2_percent`].
+//! - `order`'s egress sends `/item.v1.ItemService/` to `item-v2` on any of
+//!   three overrides, in this order: the W3C `baggage` header has the member
+//!   `item-version=v2` (route `item-baggage-v2`, see [`BAGGAGE_V2_REGEX`]);
+//!   the `end-user` header is exactly [`END_USER_V2`] (route
+//!   `item-end-user-v2`, Istio bookinfo's classic); the prefixed baggage
+//!   header `baggage-user-agent` contains `Netscape` (route
+//!   `item-netscape-v2`, see [`NETSCAPE_UA_REGEX`]). Otherwise it splits
+//!   between `item-v1` and `item-v2` by [`MeshTopology::canary_v2_percent`]
+//!   (route `item-canary`). The Istio `VirtualService` `item` has the same
+//!   routes in the same order.
 //! - Every Envoy runs the Zipkin tracer (`shared_span_context` configurable,
 //!   B3 plus W3C `traceparent` propagation, 100 % sampling), writes JSON
 //!   access logs carrying the request id and B3 ids, and serves its admin
@@ -85,6 +91,31 @@ pub use provision::{
 /// (after a `;`) does not match, nor does a key that only ends in
 /// `item-version`.
 pub const BAGGAGE_V2_REGEX: &str = r"^(.*,)?[ \t]*item-version[ \t]*=[ \t]*v2[ \t]*([;,].*)?$";
+
+/// The `end-user` header value that sends a request to `item-v2` (an exact,
+/// case-sensitive match of the whole header, as in Istio's bookinfo).
+///
+/// `end-user` is what an authenticating proxy or the app that authenticated
+/// its caller sets; neither the front proxy nor the sidecars strip it, so a
+/// client may set it too. Used by the Envoy route `item-end-user-v2` of
+/// `order`'s egress and by the Istio `VirtualService`, so both route alike.
+pub const END_USER_V2: &str = "jason";
+
+/// The safe (RE2) regular expression matched against the whole
+/// `baggage-user-agent` header to send a request to `item-v2`: any value
+/// containing `Netscape` (case-sensitive).
+///
+/// When the frontend copies its caller's `User-Agent` into baggage under the
+/// key `user-agent` (`RequestTrace::set_baggage("user-agent", ..)` of
+/// `tower-trace-headers`), the entry travels both as the W3C `baggage` member
+/// `user-agent=<percent-encoded>` and as the prefixed (Brave-style) header
+/// `baggage-user-agent: <raw value>` the frontend writes, e.g.
+/// `baggage-user-agent: Mozilla/4.0 (compatible; Netscape 4.7)`. This matches
+/// that prefixed header, not the `baggage` member (whose value is
+/// percent-encoded) nor the `user-agent` header itself. Used by the Envoy
+/// route `item-netscape-v2` of `order`'s egress and by the Istio
+/// `VirtualService`, so both route alike.
+pub const NETSCAPE_UA_REGEX: &str = ".*Netscape.*";
 
 /// A host (name or IP literal) and a port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -219,7 +250,8 @@ pub struct MeshTopology {
     /// Envoy's Zipkin `trace_id_128bit`: 128-bit ids for new traces, so
     /// `traceparent` carries a real 128-bit id (default true here).
     pub trace_id_128bit: bool,
-    /// Share of `item` traffic (without the baggage override) sent to v2,
+    /// Share of `item` traffic (without any of the v2 overrides: baggage
+    /// `item-version=v2`, `end-user`, `baggage-user-agent`) sent to v2,
     /// in percent, `0..=100` (larger values are clamped to 100).
     pub canary_v2_percent: u32,
     /// Where each proxy writes its JSON access log

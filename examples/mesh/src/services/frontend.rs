@@ -6,11 +6,13 @@ use std::future::Future;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tonic::Code;
+use tower_trace_headers::RequestTrace;
 
 use super::{ServiceOptions, TracedChannel};
 use crate::pb::order::v1::order_service_client::OrderServiceClient;
@@ -120,6 +122,24 @@ async fn order(State(f): State<Frontend>, Path(id): Path<String>) -> Result<Json
     ))
 }
 
+/// The baggage key the frontend copies the caller's `User-Agent` into.
+pub const USER_AGENT_BAGGAGE: &str = "user-agent";
+
+/// Copy the caller's `User-Agent` into the request's baggage (key `user-agent`), as the
+/// field examples' frontend does: every call of the request carries it (`baggage`, and
+/// `baggage-user-agent` for B3 peers), so a sidecar can route on it. A value baggage refuses
+/// (a control character) is left out.
+async fn user_agent_to_baggage(req: axum::extract::Request, next: Next) -> Response {
+    if let (Some(trace), Some(ua)) = (
+        RequestTrace::from_request(&req),
+        req.headers().get(http::header::USER_AGENT),
+    ) && let Ok(ua) = ua.to_str()
+    {
+        let _ = trace.set_baggage(USER_AGENT_BAGGAGE, ua);
+    }
+    next.run(req).await
+}
+
 /// The routes, with the access log and trace-headers layers.
 pub fn router(frontend: Frontend, opts: &ServiceOptions) -> Router {
     Router::new()
@@ -127,8 +147,10 @@ pub fn router(frontend: Frontend, opts: &ServiceOptions) -> Router {
         .route("/users/{id}", get(user))
         .route("/orders/{id}", get(order))
         .with_state(frontend)
+        .layer(axum::middleware::from_fn(user_agent_to_baggage))
         .layer(opts.access_log_layer("frontend"))
         .layer(opts.server_layer())
+        .layer(opts.dispatch_layer())
 }
 
 /// Serve the frontend on `listener` until `shutdown` completes.

@@ -86,6 +86,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
+        .layer(opts.dispatch_layer())
         .layer(opts.server_layer())
         .layer(opts.access_log_layer("item"))
         .add_service(ItemServiceServer::new(items))

@@ -45,8 +45,15 @@ impl Orders {
         }
     }
 
+    /// Price one order: one `item` call per line item, all at once, inside a span of the
+    /// application's own (`tracing`, exported through `tracing-opentelemetry` by this
+    /// service's provider), so the item calls hang under it in the trace.
+    #[tracing::instrument(
+        name = "price order",
+        skip_all,
+        fields(order.id = id, order.lines = lines.len())
+    )]
     async fn price(&self, id: &str, user: &str, lines: &[(&str, i32)]) -> Result<Order, Status> {
-        // One call per line item, all at once: each is a child span of this request.
         let calls = lines.iter().map(|(item, quantity)| {
             let mut client = self.items.clone();
             let item = (*item).to_owned();
@@ -111,6 +118,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
+        .layer(opts.dispatch_layer())
         .layer(opts.server_layer())
         .layer(opts.access_log_layer("order"))
         .add_service(OrderServiceServer::new(orders))

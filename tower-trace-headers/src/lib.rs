@@ -44,13 +44,27 @@
 //! # let _ = app; Ok(()) }
 //! ```
 //!
+//! # What a hop sends when it reports nothing
+//!
+//! A span id goes into an outgoing header only if some tracer reports that span (see
+//! [`hop`]). Without the `opentelemetry` feature, with no provider installed, a sampler that
+//! drops, or [`without_spans`](TraceHeadersLayer::without_spans), this hop reports nothing:
+//! instrument mode then re-sends the caller's span id, parent and sampling unchanged (as
+//! forward mode does), so the next hop — an Envoy sidecar — still joins the caller's trace.
+//! With a provider that samples, the server span and a client span per call are reported, and
+//! the headers name them; a span the application opens (`#[tracing::instrument]` with
+//! `tracing-opentelemetry`) is the parent of the calls made inside it.
+//!
 //! # Where each piece lives
 //!
 //! - [`server`]: [`TraceHeadersLayer`] (extract, ensure `x-request-id`, derive this hop's
 //!   span, keep it current, optional `x-request-id` / `traceresponse` echo);
 //! - [`client`]: [`PropagateTraceHeadersLayer`] (forward or instrument);
-//! - [`current`]: [`RequestTrace::current`], [`FutureExt::with_current_trace`] for spawned
-//!   tasks;
+//! - [`current`]: [`RequestTrace::current`], the application's baggage and fields
+//!   ([`RequestTrace::set_baggage`], [`RequestTrace::set_field`]),
+//!   [`FutureExt::with_current_trace`] and `spawn` (feature `tokio`) for spawned tasks;
+//! - [`hop`]: the steps every hop takes, shared with `grpc-interceptor` and the `reqwest`
+//!   middleware;
 //! - the codecs, the [`Propagator`](b3_propagation::Propagator) and the trust policy come
 //!   from [`b3_propagation`].
 //!
@@ -89,6 +103,7 @@
 //! | `tracing` | A `tracing` span per request with `trace_id`, `span_id`, `request_id` | no |
 //! | `tracing-opentelemetry` | With both: the `tracing` span's parent is this hop's span | no |
 //! | `reqwest` | [`reqwest::TraceHeadersMiddleware`] for `reqwest-middleware` | no |
+//! | `tokio` | [`spawn`]: `tokio::spawn` that keeps the request's trace and current span in the task | no |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -6,6 +6,19 @@
 //! status from the response. The spans' ids are the ids in the propagated headers, so the
 //! exported spans and the headers tell the same story.
 //!
+//! A span counts only when it is *reported*: recording and sampled. A no-op tracer (no
+//! provider installed), a sampler that drops, a provider shut down, or
+//! [`without_spans`](crate::TraceHeadersLayer::without_spans) leave the hop transparent, its
+//! calls naming the caller's span (see [`crate::hop`]). OpenTelemetry cannot tell from a span
+//! whether its SDK provider has an exporter at all: a provider without one must be declared
+//! with `without_spans()`, or its span ids would travel without ever being reported.
+//!
+//! The parent of a client span is the innermost reported span current where the call is
+//! made: the OpenTelemetry context current then — which `tracing-opentelemetry` sets for an
+//! entered `tracing` span, so `#[tracing::instrument]` spans are parents — else the server
+//! span. When this hop reports no server span, the caller's span is made current as a remote
+//! parent, so spans the application starts still join the caller's trace.
+//!
 //! **Shared span semantics** (Zipkin / Envoy `shared_span_context`) needs the server span to
 //! reuse the caller's span id. The OpenTelemetry SDK always asks its id generator for ids, so
 //! install [`PresetIdGenerator`] in your tracer provider: it hands the SDK the ids the layer

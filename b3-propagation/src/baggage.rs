@@ -203,7 +203,7 @@ impl Baggage {
     ///
     /// # Errors
     ///
-    /// A [`ParseError`] of format [`Format::Baggage`](crate::Format::Baggage), and nothing
+    /// A [`ParseError`](crate::ParseError) of format [`Format::Baggage`](crate::Format::Baggage), and nothing
     /// changes, when the key is not an HTTP token, the value holds a control character, or
     /// the baggage would pass the W3C limits ([`MAX_MEMBERS`] members, [`MAX_BYTES`] bytes
     /// encoded).

@@ -7,7 +7,7 @@
 //! reads it with [`RequestTrace::current`].
 //!
 //! **Spawned work:** a task does not inherit the trace by itself (a new task is polled
-//! outside the request's future). Spawn it with [`spawn`](crate::spawn) (feature `tokio`)
+//! outside the request's future). Spawn it with [`spawn`] (feature `tokio`)
 //! instead of `tokio::spawn`, or wrap it with [`FutureExt::with_current_trace`]: either
 //! carries the request's trace, the current OpenTelemetry context (the application's span,
 //! if one is current) and, with feature `tracing`, the current `tracing` span and
@@ -522,7 +522,7 @@ pub trait FutureExt: Future + Sized {
     /// Poll this future with what is current *now* (at the call): the trace, the
     /// OpenTelemetry context (the application's span, if one is current), and with feature
     /// `tracing` the current span and subscriber. For example
-    /// `tokio::spawn(work().with_current_trace())` inside a handler; [`spawn`](crate::spawn)
+    /// `tokio::spawn(work().with_current_trace())` inside a handler; [`spawn`]
     /// does it for you.
     fn with_current_trace(self) -> WithTrace<Self> {
         WithTrace::current(self)

@@ -5,7 +5,7 @@
 
 use fuzz_support::check_spans;
 use libfuzzer_sys::fuzz_target;
-use mesh::collector::parse_zipkin_json;
+use collector::parse_zipkin_json;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(spans) = parse_zipkin_json(data) {

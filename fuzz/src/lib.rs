@@ -324,7 +324,7 @@ fn is_lower_hex_id(id: &str, len: usize) -> bool {
 /// id, 16 lower-hex span id and parent, none all zero) and survives a round trip through
 /// the collector's own Zipkin v2 JSON (what its query API serves).
 #[track_caller]
-pub fn check_spans(spans: &[mesh::collector::ZipkinSpan]) {
+pub fn check_spans(spans: &[collector::ZipkinSpan]) {
     for s in spans {
         assert!(
             is_lower_hex_id(&s.trace_id, 32),
@@ -337,7 +337,7 @@ pub fn check_spans(spans: &[mesh::collector::ZipkinSpan]) {
         }
     }
     let json = serde_json::to_vec(spans).expect("spans serialise");
-    let back = mesh::collector::parse_zipkin_json(&json).expect("our own Zipkin JSON parses");
+    let back = collector::parse_zipkin_json(&json).expect("our own Zipkin JSON parses");
     assert_eq!(
         back,
         spans,

@@ -93,7 +93,8 @@
 //!         request: Request<HealthCheckRequest>,
 //!     ) -> Result<Response<HealthCheckResponse>, Status> {
 //!         let trace = request.trace().ok_or_else(|| Status::internal("no interceptor"))?;
-//!         let span = trace.local().expect("set by the ServerInterceptor");
+//!         // The span this hop's calls name: the caller's (an interceptor reports none).
+//!         let span = trace.span().expect("the caller sent a context");
 //!         // Tell the caller what arrived here.
 //!         let mut response = Response::new(HealthCheckResponse::default());
 //!         let seen = response.metadata_mut();
@@ -196,7 +197,7 @@
 //!     ) -> Result<Response<HealthCheckResponse>, Status> {
 //!         let trace = RequestTrace::current().ok_or_else(|| Status::internal("no layer"))?;
 //!         let mut response = Response::new(HealthCheckResponse::default());
-//!         let trace_id = trace.local().unwrap().trace_id().unwrap();
+//!         let trace_id = trace.span().unwrap().trace_id().unwrap();
 //!         response.metadata_mut().insert("trace-id", trace_id.to_string().parse().unwrap());
 //!         Ok(response)
 //!     }

@@ -1,0 +1,149 @@
+//! One request through a server layer whose handler makes one outgoing call through a client
+//! layer, all in-process (no sockets), side by side with the anchors in one run:
+//! `cargo bench -p benches --bench layers`.
+//!
+//! - `bare`: the same handler and downstream `service_fn`s behind no layer;
+//! - `ours_forward` / `ours_instrument`: `TraceHeadersLayer` + `PropagateTraceHeadersLayer`
+//!   (headers only: the crate's `opentelemetry` feature is off in this bench);
+//! - `tower_http_request_id`: tower-http's `SetRequestId` + `PropagateRequestId` (server side
+//!   only — it cannot reach outgoing calls);
+//! - `tower_otel`: tower-otel's HTTP server and client layers over `tracing-opentelemetry` and
+//!   an SDK tracer (always-on sampler, no exporter) with the W3C propagator.
+//!
+//! The request is what Envoy delivers: ten ordinary headers, `x-request-id` and B3.
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
+use std::convert::Infallible;
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_trace_headers::{PropagateTraceHeadersLayer, TraceHeadersLayer};
+
+type Svc = BoxCloneSyncService<Request<()>, Response<()>, Infallible>;
+
+fn headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("host", "frontend.default.svc.cluster.local:8080"),
+        ("user-agent", "curl/8.5.0"),
+        ("accept", "*/*"),
+        ("accept-encoding", "gzip, deflate"),
+        ("content-type", "application/json"),
+        ("content-length", "0"),
+        ("x-forwarded-proto", "http"),
+        ("x-forwarded-for", "10.0.0.7"),
+        ("x-envoy-expected-rq-timeout-ms", "15000"),
+        ("x-envoy-attempt-count", "1"),
+        ("x-request-id", "4f9cf65f-1b6a-9c3b-8d0e-2a7c9b1e5d43"),
+        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-sampled", "1"),
+        (
+            "traceparent",
+            "00-463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-01",
+        ),
+    ] {
+        h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    }
+    h
+}
+
+fn downstream() -> Svc {
+    BoxCloneSyncService::new(service_fn(|req: Request<()>| async move {
+        black_box(req.headers().len());
+        Ok::<_, Infallible>(Response::new(()))
+    }))
+}
+
+/// A handler that makes one call through `client`.
+fn handler(client: Svc) -> Svc {
+    BoxCloneSyncService::new(service_fn(move |_req: Request<()>| {
+        let client = client.clone();
+        async move { client.oneshot(Request::new(())).await }
+    }))
+}
+
+fn roundtrip(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+
+    // tower-otel needs tracing-opentelemetry with a real SDK tracer and a global propagator.
+    {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+    }
+
+    let bare = handler(downstream());
+    let ours = |client: PropagateTraceHeadersLayer| -> Svc {
+        let client =
+            BoxCloneSyncService::new(ServiceBuilder::new().layer(client).service(downstream()));
+        BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(TraceHeadersLayer::new())
+                .service(handler(client)),
+        )
+    };
+    let ours_forward = ours(PropagateTraceHeadersLayer::forward());
+    let ours_instrument = ours(PropagateTraceHeadersLayer::instrument());
+    let tower_http: Svc = BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+                tower_http::request_id::MakeRequestUuid,
+            ))
+            .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+            .service(handler(downstream())),
+    );
+    let tower_otel: Svc = {
+        let client = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(tower_otel::trace::HttpLayer::client(tracing::Level::INFO))
+                .service(downstream()),
+        );
+        BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(tower_otel::trace::HttpLayer::server(tracing::Level::INFO))
+                .service(handler(client)),
+        )
+    };
+
+    let template = headers();
+    let request = || {
+        let mut r = Request::new(());
+        *r.headers_mut() = template.clone();
+        r
+    };
+    let mut g = c.benchmark_group("layer_roundtrip");
+    for (name, svc) in [
+        ("bare", bare),
+        ("ours_forward", ours_forward),
+        ("ours_instrument", ours_instrument),
+        ("tower_http_request_id", tower_http),
+        ("tower_otel", tower_otel),
+    ] {
+        g.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| {
+                let mut svc = svc.clone();
+                let req = request();
+                async move {
+                    let svc = svc.ready().await.expect("ready");
+                    black_box(svc.call(req).await.expect("infallible"))
+                }
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, roundtrip);
+criterion_main!(benches);

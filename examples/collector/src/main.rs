@@ -1,0 +1,56 @@
+//! `collector`: the trace collector alone, for services (or Envoys) on this machine to report
+//! to: OTLP/HTTP on `/v1/traces` (protobuf and JSON), Zipkin v2 on `/api/v2/spans`, and the
+//! Zipkin v2 query API (`/api/v2/traces`, `/api/v2/trace/{id}`, `/api/v2/services`, ...).
+//!
+//! ```sh
+//! cargo run --release --bin collector -- --listen 127.0.0.1:9411
+//! OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9411 cargo run --release --bin item -- --listen 127.0.0.1:8083
+//! curl 'http://127.0.0.1:9411/api/v2/traces?limit=5'
+//! ```
+
+use clap::Parser;
+use collector::{Collector, CollectorConfig};
+
+/// A trace collector for one machine: OTLP/HTTP and Zipkin v2 in, the Zipkin v2 query API out.
+#[derive(Debug, Parser)]
+#[command(name = "collector", version, about)]
+struct Cli {
+    /// Address to listen on (OTLP/HTTP, Zipkin v2 and the query API share it).
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:9411")]
+    listen: std::net::SocketAddr,
+    /// Spans held; the oldest traces are dropped beyond it.
+    #[arg(long, env = "COLLECTOR_MAX_SPANS", default_value_t = CollectorConfig::default().max_spans)]
+    max_spans: usize,
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "COLLECTOR_MAX_BODY_BYTES", default_value_t = CollectorConfig::default().max_body_bytes)]
+    max_body_bytes: usize,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let cli = Cli::parse();
+    let collector = Collector::new(CollectorConfig {
+        max_spans: cli.max_spans,
+        max_body_bytes: cli.max_body_bytes,
+    });
+    let listener = tokio::net::TcpListener::bind(cli.listen).await?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "collector listening on http://{addr}: OTLP/HTTP /v1/traces, Zipkin v2 /api/v2/spans, \
+         query /api/v2/traces"
+    );
+    collector
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flags_are_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,375 @@
+//! `demo`: the traced mesh on embedded defaults — collector, frontend, user, order, item — a
+//! bounded load, the joined traces as waterfalls, and a one-line summary.
+//!
+//! `cargo run --release --bin demo [-- --requests N --concurrency C --json PATH --serve ...]`
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use b3_propagation::SpanSemantics;
+use clap::{Parser, ValueEnum};
+use collector::ZipkinSpan;
+use demo::processes;
+use demo::{LocalMesh, MeshConfig, SERVICES, analysis, waterfall};
+use services::access_log::AccessLog;
+use tower_trace_headers::Mode;
+
+/// Run the traced mesh locally and show the joined traces.
+#[derive(Debug, Parser)]
+#[command(name = "demo", version, about)]
+struct Cli {
+    /// Requests to send.
+    #[arg(long, default_value_t = 30)]
+    requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Write every collected span here, as one Zipkin v2 JSON array.
+    #[arg(long, value_name = "PATH")]
+    json: Option<std::path::PathBuf>,
+    /// Send spans to this OTLP/HTTP collector (base URL) instead of the embedded one.
+    #[arg(long, value_name = "URL")]
+    collector: Option<String>,
+    /// Run every hop through real Envoy proxies (front proxy and sidecars).
+    #[arg(long)]
+    envoy: bool,
+    /// With `--envoy`: percent of item calls sent to item-v2 (which has an injected tail
+    /// latency), with a breakdown by version.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0, requires = "envoy",
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    canary: u32,
+    /// With `--envoy`: keep the Envoy configs, logs and access logs in this directory.
+    #[arg(long, value_name = "DIR", requires = "envoy")]
+    envoy_dir: Option<std::path::PathBuf>,
+    /// How applications carry the context: forward the received headers, or add their own
+    /// spans.
+    #[arg(long, value_enum, default_value_t = ModeArg::Instrument)]
+    mode: ModeArg,
+    /// Zipkin shared span context (server spans reuse the caller's span id).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    shared_span_context: bool,
+    /// Keep the mesh up after the run, print each trace as it completes, stop on Ctrl-C
+    /// (with `--envoy`: through the front proxy).
+    #[arg(long)]
+    serve: bool,
+    /// The apps keep their default layers but report no span of their own: they are
+    /// transparent. With `--envoy`, Envoy's spans alone join one trace per request; without
+    /// it, the load plays an instrumented client and the access logs show one request id
+    /// and the client's span id at every hop.
+    #[arg(long)]
+    no_app_spans: bool,
+    /// Run each service in a process of its own and report each one's memory (resident set
+    /// size) after a warm-up and at the end.
+    #[arg(long, conflicts_with_all = ["envoy", "collector", "serve"])]
+    processes: bool,
+    /// How many waterfalls to print.
+    #[arg(long, default_value_t = 3)]
+    waterfalls: usize,
+}
+
+/// What a child of `demo --processes` parses: one service and its flags.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ModeArg {
+    Forward,
+    Instrument,
+}
+
+fn progress(total: usize) -> impl Fn(usize) + Send + Sync + 'static {
+    move |done| {
+        if total >= 200 && done < total {
+            eprintln!("  sent {done}/{total}");
+        }
+    }
+}
+
+fn print_waterfalls(spans: &[ZipkinSpan], outcomes: &[demo::Outcome], n: usize) {
+    let traces = analysis::by_trace(spans);
+    let colour = demo::colour();
+    // A few distinct routes, in the order they were sent.
+    let mut shown = Vec::new();
+    for o in outcomes {
+        if shown.len() == n {
+            break;
+        }
+        let route = o.path.split('/').nth(1).unwrap_or("").to_owned();
+        if shown.iter().any(|(r, _): &(String, _)| *r == route) {
+            continue;
+        }
+        if let Some(t) = o.trace_id.as_ref().and_then(|t| traces.get(t)) {
+            shown.push((route, t.clone()));
+            println!(
+                "GET {}  x-request-id: {}",
+                o.path,
+                o.request_id.as_deref().unwrap_or("-")
+            );
+            print!("{}", waterfall::render(t, colour));
+            println!();
+        }
+    }
+}
+
+async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
+    let mode = match args.mode {
+        ModeArg::Forward => Mode::Forward,
+        ModeArg::Instrument => Mode::Instrument,
+    };
+    if args.envoy {
+        if args.collector.is_some() {
+            return Err("--envoy runs with the embedded collector".into());
+        }
+        return demo::envoy_mesh::run(&demo::envoy_mesh::DemoOptions {
+            requests: args.requests,
+            concurrency: args.concurrency,
+            mode,
+            shared_span_context: args.shared_span_context,
+            canary_v2_percent: args.canary,
+            baggage_requests: 3,
+            waterfalls: args.waterfalls,
+            json: args.json,
+            dir: args.envoy_dir,
+            app_spans: !args.no_app_spans,
+            compare: true,
+            serve: args.serve,
+        })
+        .await;
+    }
+    if args.processes {
+        return run_processes(&args, mode).await;
+    }
+    let semantics = if args.shared_span_context {
+        SpanSemantics::Shared
+    } else {
+        SpanSemantics::Child
+    };
+    let mesh = LocalMesh::start(MeshConfig {
+        collector: args.collector.clone(),
+        semantics,
+        mode,
+        access_log: AccessLog::memory(),
+        collector_limits: demo::collector_limits(args.requests, 16),
+        app_spans: !args.no_app_spans,
+    })
+    .await?;
+    let base = format!("http://{}", mesh.frontend);
+    println!(
+        "mesh up: frontend {base}  user {}  order {}  item {}",
+        mesh.user, mesh.order, mesh.item
+    );
+    if let Some(c) = mesh.collector_addr {
+        println!("collector: http://{c}/api/v2/traces (Zipkin v2 API; OTLP at /v1/traces)");
+    }
+
+    if args.no_app_spans {
+        return run_transparent(&args, mesh, &base).await;
+    }
+    let outcomes = demo::load(
+        &base,
+        args.requests,
+        args.concurrency,
+        &[],
+        progress(args.requests),
+    )
+    .await;
+    mesh.flush().await;
+
+    let spans = match &mesh.collector {
+        Some(c) => demo::collected(c, &outcomes, Duration::from_secs(10)).await,
+        None => Vec::new(),
+    };
+
+    print_waterfalls(&spans, &outcomes, args.waterfalls);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&spans)?)?;
+        println!("wrote {} spans to {}", spans.len(), path.display());
+    }
+
+    if args.serve {
+        serve(&mesh, &base).await;
+    }
+    let summary = if mesh.collector.is_some() {
+        demo::summarise(&outcomes, &spans, &SERVICES)
+    } else {
+        println!(
+            "spans sent to {}; traces are checked against the embedded collector only",
+            args.collector.as_deref().unwrap_or("")
+        );
+        let mut s = demo::summarise(&outcomes, &[], &SERVICES);
+        s.traces = 0;
+        s
+    };
+    let exported = mesh.stop().await;
+    println!(
+        "spans: {} ended, {} exported, {} dropped",
+        exported.ended,
+        exported.exported,
+        exported.dropped()
+    );
+    Ok(summary)
+}
+
+/// `--no-app-spans` without Envoy: nothing reports a span, so there is no trace to draw.
+/// The load plays an instrumented client (a trace and span id of its own per request), and
+/// the access logs show what every hop did with it: one request id, and the client's span id
+/// at all four services — each hop re-sent exactly the span it received.
+async fn run_transparent(
+    args: &Cli,
+    mesh: LocalMesh,
+    base: &str,
+) -> Result<demo::Summary, demo::BoxError> {
+    let outcomes = demo::load_as_client(
+        base,
+        args.requests,
+        args.concurrency,
+        progress(args.requests),
+    )
+    .await;
+    let lines = mesh.access_log.lines();
+    let checked = demo::transparency(&lines, &outcomes);
+    if let Some(t) = checked.iter().find(|t| t.transparent).or(checked.first()) {
+        println!(
+            "apps report nothing: a client sent trace {} span {}; the access-log lines of its \
+             request (x-request-id {}) at every hop:",
+            t.sent.0, t.sent.1, t.request_id
+        );
+        for (service, trace, span) in &t.hops {
+            println!(
+                "  {service:<9} trace {}  span {}",
+                trace.as_deref().unwrap_or("-"),
+                span.as_deref().unwrap_or("-")
+            );
+        }
+        println!();
+    }
+    if args.serve {
+        println!("serving: curl {base}/orders/o-3  (nothing reports spans: see the access logs)");
+        println!("Ctrl-C to stop");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    let spans = mesh
+        .collector
+        .as_ref()
+        .map(|c| c.spans())
+        .unwrap_or_default();
+    let mut summary = demo::summarise(&outcomes, &[], &SERVICES);
+    summary.joined = checked.iter().filter(|t| t.transparent).count();
+    println!(
+        "spans reported: {} (none expected); joined = one request id and the client's span id \
+         at all four services",
+        spans.len()
+    );
+    let exported = mesh.stop().await;
+    println!(
+        "spans: {} ended, {} exported, {} dropped",
+        exported.ended,
+        exported.exported,
+        exported.dropped()
+    );
+    Ok(summary)
+}
+
+/// `--serve`: keep the mesh up, print each trace's waterfall once it is complete, stop on
+/// Ctrl-C.
+async fn serve(mesh: &LocalMesh, base: &str) {
+    println!();
+    println!("serving: curl {base}/  |  curl {base}/users/u-2  |  curl {base}/orders/o-3");
+    if let Some(c) = mesh.collector_addr {
+        println!("traces:  curl http://{c}/api/v2/traces?limit=5");
+    }
+    println!("Ctrl-C to stop");
+    let Some(collector) = mesh.collector.clone() else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    let colour = demo::colour();
+    demo::print_traces_until_ctrl_c(&collector, |spans| waterfall::render(spans, colour)).await;
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or_else(
+        || "n/a".to_owned(),
+        |b| format!("{:.1}", b as f64 / 1_048_576.0),
+    )
+}
+
+/// `--processes`: the collector here, each service in a child process; RSS per service after a
+/// warm-up and after the load.
+async fn run_processes(args: &Cli, mode: Mode) -> Result<demo::Summary, demo::BoxError> {
+    let run = processes::run(
+        &std::env::current_exe()?,
+        &processes::LoadOptions {
+            requests: args.requests,
+            concurrency: args.concurrency,
+            mode,
+            shared_span_context: args.shared_span_context,
+        },
+        |line| println!("{line}"),
+        progress(args.requests),
+    )
+    .await?;
+    print_waterfalls(&run.spans, &run.outcomes, args.waterfalls);
+    println!(
+        "memory (RSS, MiB) after {} warm-up requests -> after {} more:",
+        run.warm_up, args.requests
+    );
+    for m in &run.memory {
+        let growth = m.growth().map_or_else(
+            || "n/a".to_owned(),
+            |g| format!("{:+.1}", g as f64 / 1_048_576.0),
+        );
+        println!(
+            "  {:<9} {:>7} -> {:>7}  ({growth})",
+            m.service.name(),
+            mib(m.before),
+            mib(m.after)
+        );
+    }
+    println!(
+        "throughput: {:.0} requests/s over {:.1} s at concurrency {}",
+        run.throughput(),
+        run.elapsed.as_secs_f64(),
+        args.concurrency
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&run.spans)?)?;
+        println!("wrote {} spans to {}", run.spans.len(), path.display());
+    }
+    Ok(run.summary())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    if let Some(result) = processes::run_child_service().await {
+        // A child of `demo --processes`: it ran one service.
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("demo service: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = Cli::parse();
+    match run(args).await {
+        Ok(summary) => {
+            println!("{summary}");
+            if summary.failed == 0 && summary.joined == summary.traces {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flags_are_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,29 @@
+//! `frontend`: the HTTP/1.1 JSON entry (`/`, `/users/{id}`, `/orders/{id}`), alone; calls
+//! `user` and `order` over gRPC.
+//!
+//! `cargo run --bin frontend -- --listen 127.0.0.1:8080 --user http://127.0.0.1:8081 --order http://127.0.0.1:8082`
+
+use clap::Parser;
+use services::cli::{BoxError, FrontendArgs, ServiceCommand};
+
+/// The frontend service.
+#[derive(Debug, Parser)]
+#[command(name = "frontend", version, about)]
+struct Cli {
+    #[command(flatten)]
+    args: FrontendArgs,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    ServiceCommand::Frontend(Cli::parse().args).run().await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flags_are_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

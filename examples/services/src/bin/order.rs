@@ -1,0 +1,28 @@
+//! `order`: the `order.v1.OrderService` gRPC service, alone; calls `item`.
+//!
+//! `cargo run --bin order -- --listen 127.0.0.1:8082 --item http://127.0.0.1:8083`
+
+use clap::Parser;
+use services::cli::{BoxError, OrderArgs, ServiceCommand};
+
+/// The order service.
+#[derive(Debug, Parser)]
+#[command(name = "order", version, about)]
+struct Cli {
+    #[command(flatten)]
+    args: OrderArgs,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    ServiceCommand::Order(Cli::parse().args).run().await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flags_are_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,347 @@
+//! The flags every service binary shares (each also reads its environment variable), so each
+//! service runs alone, against a real Jaeger or Tempo, or behind Envoy.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use b3_propagation::{Propagator, SpanSemantics};
+use clap::{Args, ValueEnum};
+use tower_trace_headers::Mode;
+
+use crate::ServiceOptions;
+use crate::access_log::AccessLog;
+use crate::telemetry::Telemetry;
+
+/// How outgoing calls carry the context.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModeArg {
+    /// Re-send the received headers unchanged (the sidecar makes the spans).
+    Forward,
+    /// A child span per call.
+    Instrument,
+}
+
+/// Flags shared by the four services.
+#[derive(Clone, Debug, Args)]
+pub struct ServiceArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN")]
+    pub listen: SocketAddr,
+    /// OTLP/HTTP collector base URL (`http://host:4318`); defaults to
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; without either, no span is reported and the service is
+    /// transparent (its calls name the caller's span, never an id nobody reports).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Forward or instrument outgoing calls.
+    #[arg(long, value_enum, env = "TRACE_MODE", default_value_t = ModeArg::Instrument)]
+    pub mode: ModeArg,
+    /// Zipkin shared span context (server spans reuse the caller's span id).
+    #[arg(long, env = "SHARED_SPAN_CONTEXT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub shared_span_context: bool,
+    /// Report no spans of our own (headers only): the service is transparent, its calls name
+    /// the caller's span. Without an OTLP endpoint nothing is reported either.
+    #[arg(long, env = "NO_SPANS")]
+    pub no_spans: bool,
+    /// Access log: `stdout`, `off`, or a file path.
+    #[arg(long, env = "ACCESS_LOG", default_value = "stdout")]
+    pub access_log: String,
+    /// Version label reported in spans and access logs.
+    #[arg(long, env = "SERVICE_VERSION", default_value = "v1")]
+    pub service_version: String,
+    /// This service faces clients: they may not force sampling or pick request ids, and only
+    /// the `--edge-fields` of the propagated fields are taken from them.
+    #[arg(long, env = "EDGE")]
+    pub edge: bool,
+    /// Headers carried from each request to every call it makes, comma-separated (Istio routes
+    /// on `end-user`; add `x-tenant-id` and the like). Values are checked (visible ASCII, at
+    /// most 4096 bytes).
+    #[arg(long, env = "MESH_PROPAGATE_FIELDS", value_delimiter = ',',
+          default_value = crate::DEFAULT_FIELDS)]
+    pub propagate_fields: Vec<String>,
+    /// Of the propagated fields, those a client may set at the edge (as if from an
+    /// authenticating proxy in front of it); the others are dropped there.
+    #[arg(long, env = "MESH_EDGE_FIELDS", value_delimiter = ',',
+          default_value = crate::DEFAULT_EDGE_FIELDS)]
+    pub edge_fields: Vec<String>,
+}
+
+/// Any error of a service binary.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl ServiceArgs {
+    /// The service options for `service`: propagator from `OTEL_PROPAGATORS`, telemetry from
+    /// the flags and `OTEL_*` variables.
+    ///
+    /// # Errors
+    ///
+    /// An unknown propagator, an unusable exporter or access log path.
+    pub fn options(&self, service: &str) -> Result<ServiceOptions, BoxError> {
+        let telemetry = Telemetry::new(
+            service,
+            &self.service_version,
+            self.otlp_endpoint.as_deref(),
+            true,
+        )?;
+        let semantics = if self.shared_span_context {
+            SpanSemantics::Shared
+        } else {
+            SpanSemantics::Child
+        };
+        let access_log = match self.access_log.as_str() {
+            "stdout" => AccessLog::Stdout,
+            "off" => AccessLog::Off,
+            path => AccessLog::file(std::path::Path::new(path))?,
+        };
+        Ok(ServiceOptions {
+            propagator: Propagator::from_env()?
+                .to_builder()
+                .span_semantics(semantics)
+                .fields(crate::fields(&self.propagate_fields, &self.edge_fields)?)
+                .build(),
+            mode: match self.mode {
+                ModeArg::Forward => Mode::Forward,
+                ModeArg::Instrument => Mode::Instrument,
+            },
+            spans: !self.no_spans,
+            telemetry,
+            access_log,
+            version: self.service_version.clone(),
+            edge: self.edge,
+        })
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// `frontend`'s flags.
+#[derive(Clone, Debug, Args)]
+pub struct FrontendArgs {
+    /// The shared flags.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The user service (behind Envoy: the sidecar's egress listener).
+    #[arg(long, env = "USER_ADDR", default_value = "http://127.0.0.1:8081")]
+    pub user: String,
+    /// The order service (behind Envoy: the sidecar's egress listener).
+    #[arg(long, env = "ORDER_ADDR", default_value = "http://127.0.0.1:8082")]
+    pub order: String,
+}
+
+/// `user`'s flags.
+#[derive(Clone, Debug, Args)]
+pub struct UserArgs {
+    /// The shared flags.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// `order`'s flags.
+#[derive(Clone, Debug, Args)]
+pub struct OrderArgs {
+    /// The shared flags.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The item service (behind Envoy: the sidecar's egress listener).
+    #[arg(long, env = "ITEM_ADDR", default_value = "http://127.0.0.1:8083")]
+    pub item: String,
+}
+
+/// `item`'s flags.
+#[derive(Clone, Debug, Args)]
+pub struct ItemArgs {
+    /// The shared flags.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// Fraction (0..=1) of requests made slower: an injected tail-latency regression.
+    #[arg(long, env = "TAIL_FRACTION", default_value_t = 0.0)]
+    pub tail_fraction: f64,
+    /// How much slower, in milliseconds.
+    #[arg(long, env = "TAIL_MS", default_value_t = 80)]
+    pub tail_ms: u64,
+}
+
+/// Any one of the four services, with its flags: what each service binary runs (and what
+/// `demo --processes` runs in each child process).
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum ServiceCommand {
+    /// The HTTP edge.
+    Frontend(FrontendArgs),
+    /// gRPC `user`.
+    User(UserArgs),
+    /// gRPC `order`.
+    Order(OrderArgs),
+    /// gRPC `item`.
+    Item(ItemArgs),
+}
+
+impl ServiceCommand {
+    /// Bind, serve until Ctrl-C or SIGTERM, then flush the spans.
+    ///
+    /// # Errors
+    ///
+    /// Bad options, a port that cannot be bound, or the server's error.
+    pub async fn run(self) -> Result<(), BoxError> {
+        use crate::{frontend, item, order, user};
+        match self {
+            ServiceCommand::Frontend(a) => {
+                let opts = a.service.options("frontend")?;
+                let f = frontend::Frontend::new(opts.channel(&a.user)?, opts.channel(&a.order)?);
+                let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
+                let server = frontend::serve(listener, f, opts.clone(), shutdown_signal());
+                run("frontend", &opts, a.service.listen, server).await
+            }
+            ServiceCommand::User(a) => {
+                let opts = a.service.options("user")?;
+                let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
+                let server = user::serve(listener, opts.clone(), shutdown_signal());
+                run("user", &opts, a.service.listen, server).await
+            }
+            ServiceCommand::Order(a) => {
+                let opts = a.service.options("order")?;
+                let orders = order::Orders::new(opts.channel(&a.item)?);
+                let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
+                let server = order::serve(listener, orders, opts.clone(), shutdown_signal());
+                run("order", &opts, a.service.listen, server).await
+            }
+            ServiceCommand::Item(a) => {
+                let opts = a.service.options("item")?;
+                let items = item::Items::new(&a.service.service_version).with_tail_latency(
+                    a.tail_fraction,
+                    std::time::Duration::from_millis(a.tail_ms),
+                );
+                let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
+                let server = item::serve(listener, items, opts.clone(), shutdown_signal());
+                run("item", &opts, a.service.listen, server).await
+            }
+        }
+    }
+}
+
+/// Run a service until a shutdown signal, then flush its spans.
+///
+/// # Errors
+///
+/// The server's error.
+pub async fn run<F, E>(
+    name: &str,
+    opts: &ServiceOptions,
+    listen: SocketAddr,
+    server: F,
+) -> Result<(), BoxError>
+where
+    F: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    eprintln!("{name} listening on {listen}");
+    let result = server.await.map_err(Into::into);
+    let telemetry = opts.telemetry.clone();
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    #[command(name = "svc", version)]
+    struct Cli {
+        #[command(flatten)]
+        service: ServiceArgs,
+    }
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "svc",
+            "--listen",
+            "127.0.0.1:1",
+            "--mode",
+            "forward",
+            "--shared-span-context",
+            "true",
+        ])
+        .unwrap();
+        assert!(cli.service.shared_span_context);
+        assert!(matches!(cli.service.mode, ModeArg::Forward));
+    }
+
+    #[test]
+    fn without_an_endpoint_a_service_reports_nothing() {
+        // The headers-only default: no exporter, so no span the layers or the app start is
+        // reported, and the layers are told (transparent), instead of writing ids nobody
+        // exports.
+        let cli =
+            Cli::try_parse_from(["svc", "--listen", "127.0.0.1:1", "--access-log", "off"]).unwrap();
+        if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none()
+            && std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
+        {
+            let opts = cli.service.options("item").unwrap();
+            assert!(!opts.telemetry.exports());
+            assert!(!opts.reports());
+        }
+        let cli = Cli::try_parse_from([
+            "svc",
+            "--listen",
+            "127.0.0.1:1",
+            "--access-log",
+            "off",
+            "--otlp-endpoint",
+            "http://127.0.0.1:9",
+        ])
+        .unwrap();
+        let opts = cli.service.options("item").unwrap();
+        assert!(opts.telemetry.exports() && opts.reports());
+    }
+
+    #[test]
+    fn propagated_fields_from_flags() {
+        let cli = Cli::try_parse_from(["svc", "--listen", "127.0.0.1:1"]).unwrap();
+        assert_eq!(cli.service.propagate_fields, ["end-user"]);
+        let fields =
+            crate::fields(&cli.service.propagate_fields, &cli.service.edge_fields).unwrap();
+        assert_eq!(fields.len(), 1);
+        assert!(fields[0].is_kept_at_edge());
+        let cli = Cli::try_parse_from([
+            "svc",
+            "--listen",
+            "127.0.0.1:1",
+            "--propagate-fields",
+            "end-user,x-tenant-id",
+            "--edge-fields",
+            "",
+        ])
+        .unwrap();
+        let fields =
+            crate::fields(&cli.service.propagate_fields, &cli.service.edge_fields).unwrap();
+        assert_eq!(fields.len(), 2);
+        assert!(fields.iter().all(|f| !f.is_kept_at_edge()));
+        for (propagate, edge) in [("x-b3-spanid", ""), ("end-user", "x-tenant-id")] {
+            let err = crate::fields(&[propagate.to_owned()], &[edge.to_owned()]);
+            assert!(err.is_err(), "{propagate} / {edge}");
+        }
+    }
+}

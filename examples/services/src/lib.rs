@@ -1,0 +1,257 @@
+//! The four services of the field mesh. Each runs alone (its binary) or in the demo's process;
+//! each uses the project's layers exactly as a user would — one server layer, one client
+//! layer per channel, nothing at call sites.
+//!
+//! - [`frontend`]: HTTP/1.1 JSON (`/`, `/users/{id}`, `/orders/{id}`), calls `user` and
+//!   `order` over gRPC;
+//! - [`user`]: the `user.v1.UserService`;
+//! - [`order`]: `order.v1.OrderService`, calls `item` once per line item, concurrently;
+//! - [`item`]: `item.v1.ItemService`, one item deliberately slower, an optional injected tail
+//!   latency (the canary's regression).
+
+pub mod access_log;
+pub mod cli;
+pub mod frontend;
+pub mod item;
+pub mod order;
+pub mod pb;
+pub mod telemetry;
+pub mod user;
+
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use b3_propagation::{PropagatedField, Propagator, SpanSemantics, TrustPolicy};
+use tower::{Layer, Service, ServiceBuilder};
+use tower_trace_headers::{
+    Mode, PropagateTraceHeaders, PropagateTraceHeadersLayer, TraceHeadersLayer,
+};
+use tracing::instrument::WithSubscriber as _;
+
+use crate::access_log::{AccessLog, AccessLogLayer};
+use crate::telemetry::Telemetry;
+
+/// A listener's connections with `TCP_NODELAY` set (without it, Nagle's algorithm and
+/// delayed ACKs add ~40 ms to small gRPC responses).
+#[must_use]
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// A gRPC channel that carries the current trace on every call.
+pub type TracedChannel = PropagateTraceHeaders<tonic::transport::Channel>;
+
+/// The header every service carries from each request to every call it makes, by default:
+/// `end-user` (Istio routes on it; `order`'s egress sends `end-user: jason` to item-v2).
+pub const DEFAULT_FIELDS: &str = "end-user";
+
+/// The fields a client may set at the edge by default (as if from an authenticating proxy in
+/// front of it): `end-user`.
+pub const DEFAULT_EDGE_FIELDS: &str = "end-user";
+
+/// The propagated fields for `propagate` (header names), those in `edge` kept at an
+/// untrusted edge.
+///
+/// # Errors
+///
+/// A name that cannot be a propagated field, or an edge field that is not propagated.
+pub fn fields(
+    propagate: &[String],
+    edge: &[String],
+) -> Result<Vec<PropagatedField>, crate::cli::BoxError> {
+    let names = |list: &[String]| -> Vec<String> {
+        list.iter()
+            .map(|n| n.trim().to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect()
+    };
+    let (propagate, edge) = (names(propagate), names(edge));
+    if let Some(stray) = edge.iter().find(|e| !propagate.contains(e)) {
+        return Err(format!("edge field `{stray}` is not one of the propagated fields").into());
+    }
+    let mut out = Vec::new();
+    for name in &propagate {
+        let f = PropagatedField::new(name)?;
+        out.push(if edge.contains(name) {
+            f.kept_at_edge()
+        } else {
+            f
+        });
+    }
+    Ok(out)
+}
+
+/// The default propagated fields ([`DEFAULT_FIELDS`], [`DEFAULT_EDGE_FIELDS`]).
+#[must_use]
+pub fn default_fields() -> Vec<PropagatedField> {
+    vec![PropagatedField::from_static("end-user").kept_at_edge()]
+}
+
+/// What every service is configured with.
+#[derive(Clone, Debug)]
+pub struct ServiceOptions {
+    /// Formats, trust policy, span semantics and propagated fields.
+    pub propagator: Propagator,
+    /// How outgoing calls carry the context.
+    pub mode: Mode,
+    /// Whether the service reports spans of its own — the layers' and the application's —
+    /// when its telemetry exports them (off: it only carries headers, and is transparent).
+    pub spans: bool,
+    /// The tracer provider.
+    pub telemetry: Telemetry,
+    /// The access log.
+    pub access_log: AccessLog,
+    /// The version label (`v1`, `v2`).
+    pub version: String,
+    /// Whether this service is the edge (clients may not force sampling or pick request ids).
+    pub edge: bool,
+}
+
+impl ServiceOptions {
+    /// Options for `service` with the propagator of `OTEL_PROPAGATORS` (default otherwise) and
+    /// the [default fields](default_fields), instrument mode, spans on.
+    ///
+    /// # Errors
+    ///
+    /// When `OTEL_PROPAGATORS` names an unknown propagator.
+    pub fn from_env(telemetry: Telemetry) -> Result<Self, b3_propagation::UnknownPropagator> {
+        Ok(ServiceOptions {
+            propagator: Propagator::from_env()?
+                .to_builder()
+                .fields(default_fields())
+                .build(),
+            mode: Mode::Instrument,
+            spans: true,
+            telemetry,
+            access_log: AccessLog::Stdout,
+            version: "v1".to_owned(),
+            edge: false,
+        })
+    }
+
+    /// Whether this service reports spans: asked to, and its telemetry exports them.
+    #[must_use]
+    pub fn reports(&self) -> bool {
+        self.spans && self.telemetry.exports()
+    }
+
+    /// The layer that makes this service's `tracing` dispatch current for its requests, so
+    /// its own `tracing` spans are exported by its provider (the demo runs four services in
+    /// one process). Outermost, around the trace-headers layer.
+    #[must_use]
+    pub fn dispatch_layer(&self) -> DispatchLayer {
+        DispatchLayer {
+            dispatch: if self.reports() {
+                self.telemetry.dispatch().clone()
+            } else {
+                tracing::Dispatch::none()
+            },
+        }
+    }
+
+    /// The server layer.
+    #[must_use]
+    pub fn server_layer(&self) -> TraceHeadersLayer {
+        let mut propagator = self.propagator.clone();
+        if self.edge {
+            propagator = propagator
+                .to_builder()
+                .trust(TrustPolicy::untrusted())
+                .build();
+        }
+        let layer = TraceHeadersLayer::with_propagator(propagator)
+            .echo_request_id(true)
+            .trace_response(true)
+            .record_baggage(["user-agent"]);
+        if self.reports() {
+            layer.tracer(self.telemetry.tracer())
+        } else {
+            layer.without_spans()
+        }
+    }
+
+    /// The client layer.
+    #[must_use]
+    pub fn client_layer(&self) -> PropagateTraceHeadersLayer {
+        let layer = PropagateTraceHeadersLayer::instrument()
+            .propagator(self.propagator.clone())
+            .mode(self.mode);
+        if self.reports() && self.mode == Mode::Instrument {
+            layer.tracer(self.telemetry.tracer())
+        } else {
+            layer.without_spans()
+        }
+    }
+
+    /// The access log layer for `service`.
+    #[must_use]
+    pub fn access_log_layer(&self, service: &str) -> AccessLogLayer {
+        AccessLogLayer::new(self.access_log.clone(), service, &self.version)
+    }
+
+    /// A lazily connected, traced channel to `uri` (`http://host:port`).
+    ///
+    /// # Errors
+    ///
+    /// When `uri` is not a valid URI.
+    pub fn channel(&self, uri: &str) -> Result<TracedChannel, http::uri::InvalidUri> {
+        let channel = tonic::transport::Channel::from_shared(uri.to_owned())?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .connect_lazy();
+        Ok(ServiceBuilder::new()
+            .layer(self.client_layer())
+            .service(channel))
+    }
+
+    /// Whether spans are shared (Zipkin) or child spans.
+    #[must_use]
+    pub fn semantics(&self) -> SpanSemantics {
+        self.propagator.span_semantics()
+    }
+}
+
+/// Makes a service's `tracing` dispatch the default while each of its requests is handled:
+/// the request's `call` and every poll of its future. See
+/// [`ServiceOptions::dispatch_layer`].
+#[derive(Clone, Debug)]
+pub struct DispatchLayer {
+    dispatch: tracing::Dispatch,
+}
+
+impl<S> Layer<S> for DispatchLayer {
+    type Service = WithDispatch<S>;
+
+    fn layer(&self, inner: S) -> WithDispatch<S> {
+        WithDispatch {
+            inner,
+            dispatch: self.dispatch.clone(),
+        }
+    }
+}
+
+/// See [`DispatchLayer`].
+#[derive(Clone, Debug)]
+pub struct WithDispatch<S> {
+    inner: S,
+    dispatch: tracing::Dispatch,
+}
+
+impl<S, R> Service<R> for WithDispatch<S>
+where
+    S: Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tracing::instrument::WithDispatch<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        let inner = &mut self.inner;
+        tracing::dispatcher::with_default(&self.dispatch, || inner.call(req))
+            .with_subscriber(self.dispatch.clone())
+    }
+}

@@ -369,7 +369,7 @@ impl Edge {
             edge: true,
         };
         let f = frontend::Frontend::new(
-            opts.channel(&format!("http://{user}")).unwrap(),
+            opts.intercepted_channel(&format!("http://{user}")).unwrap(),
             opts.channel(&format!("http://{order}")).unwrap(),
         );
         let app = frontend::router(f, &opts);

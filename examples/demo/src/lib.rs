@@ -284,7 +284,7 @@ impl LocalMesh {
             }
             Service::Frontend => {
                 let f = frontend::Frontend::new(
-                    o.channel(&format!("http://{user}"))?,
+                    o.intercepted_channel(&format!("http://{user}"))?,
                     o.channel(&format!("http://{order}"))?,
                 );
                 tokio::spawn(async move {

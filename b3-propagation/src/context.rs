@@ -127,14 +127,22 @@ impl SpanContext {
         }
     }
 
-    /// A new root context: random trace id (64 or 128 bits), random span id, no parent.
-    ///
-    /// A 128-bit root sets the W3C random-trace-id flag: the id comes from a random source.
+    /// A new root context: random 128-bit trace id, random span id, no parent. It sets the
+    /// W3C random-trace-id flag: the id comes from a random source.
     #[must_use]
-    pub fn new_root(sampling: Sampling, trace_id_64bit: bool) -> Self {
-        let mut cx = SpanContext::new(TraceId::random(trace_id_64bit), SpanId::random());
+    pub fn new_root(sampling: Sampling) -> Self {
+        let mut cx = SpanContext::new(TraceId::random(), SpanId::random());
         cx.sampling = sampling;
-        cx.random = !trace_id_64bit;
+        cx.random = true;
+        cx
+    }
+
+    /// A new root context with a random 64-bit trace id (Envoy's `trace_id_128bit: false`
+    /// default), random span id, no parent.
+    #[must_use]
+    pub fn new_root_64bit(sampling: Sampling) -> Self {
+        let mut cx = SpanContext::new(TraceId::random_64bit(), SpanId::random());
+        cx.sampling = sampling;
         cx
     }
 
@@ -193,7 +201,7 @@ impl SpanContext {
                 sampling: self.sampling,
                 random: self.random,
             },
-            None => SpanContext::new_root(self.sampling, false).with_span_id(span_id),
+            None => SpanContext::new_root(self.sampling).with_span_id(span_id),
         }
     }
 

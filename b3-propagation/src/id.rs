@@ -269,9 +269,20 @@ impl TraceId {
         Self::from_u128(u128::from_be_bytes(bytes))
     }
 
-    /// A new random id of the given width (never zero), from a fast thread-local generator.
+    /// A new random 128-bit id (never zero), from a fast thread-local generator.
     #[must_use]
-    pub fn random(is_64bit: bool) -> Self {
+    pub fn random() -> Self {
+        Self::random_of_width(false)
+    }
+
+    /// A new random 64-bit id (never zero; Envoy's `trace_id_128bit: false` default), from a
+    /// fast thread-local generator.
+    #[must_use]
+    pub fn random_64bit() -> Self {
+        Self::random_of_width(true)
+    }
+
+    fn random_of_width(is_64bit: bool) -> Self {
         with_rng(|rng| {
             loop {
                 let v: u128 = if is_64bit {
@@ -606,11 +617,11 @@ mod tests {
 
     #[test]
     fn random_ids_are_nonzero_and_distinct() {
-        let a = TraceId::random(false);
-        let b = TraceId::random(false);
+        let a = TraceId::random();
+        let b = TraceId::random();
         assert_ne!(a, b);
-        assert!(TraceId::random(true).is_64bit());
-        assert_eq!(TraceId::random(true).high(), 0);
+        assert!(TraceId::random_64bit().is_64bit());
+        assert_eq!(TraceId::random_64bit().high(), 0);
         assert_ne!(SpanId::random(), SpanId::random());
     }
 

@@ -58,6 +58,7 @@
 //! |---|---|---|
 //! | `opentelemetry` | A `TextMapPropagator` usable wherever `opentelemetry-propagator-b3`'s is, and conversions to / from `opentelemetry::trace::SpanContext` | no |
 
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod baggage;

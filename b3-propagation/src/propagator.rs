@@ -285,6 +285,7 @@ impl TrustPolicy {
 
 /// How a server span relates to the caller's span.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SpanSemantics {
     /// A new span id whose parent is the caller's span (OpenTelemetry, W3C).
     #[default]
@@ -327,7 +328,11 @@ impl RandomIdGenerator {
 
 impl IdGenerator for RandomIdGenerator {
     fn new_trace_id(&self) -> TraceId {
-        TraceId::random(self.trace_id_64bit)
+        if self.trace_id_64bit {
+            TraceId::random_64bit()
+        } else {
+            TraceId::random()
+        }
     }
 
     fn new_span_id(&self) -> SpanId {

@@ -48,6 +48,7 @@ const FORMAT: Format = Format::RequestId;
 
 /// Why Envoy traces a request, as packed into the request id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TraceReason {
     /// No reason: `4` (a plain UUIDv4), anything else, or an id that is not 36 characters.
     NotTraceable,

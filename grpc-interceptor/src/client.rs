@@ -3,7 +3,7 @@
 //! For each call it takes, in this order:
 //! 1. a [`RequestTrace`] put in the call's extensions
 //!    (`request.extensions_mut().insert(trace)`);
-//! 2. the one given to the interceptor ([`ClientInterceptor::with_trace`]), for a client
+//! 2. the one given to the interceptor ([`ClientInterceptor::trace`]), for a client
 //!    made for one incoming request;
 //! 3. the current one, [`RequestTrace::current`]: set while a handler's future is polled
 //!    inside [`RequestExt::in_trace`](crate::RequestExt::in_trace) (or
@@ -38,7 +38,7 @@
 //! use tower_trace_headers::RequestTrace;
 //!
 //! // A span this hop reports (a server layer's, say).
-//! let span = SpanContext::new_root(Sampling::Accept, false);
+//! let span = SpanContext::new_root(Sampling::Accept);
 //! let trace = RequestTrace::new(RequestContext::from_span(span));
 //!
 //! let mut interceptor = ClientInterceptor::instrument();
@@ -62,7 +62,7 @@
 
 use std::sync::Arc;
 
-use b3_propagation::{Propagator, UnknownPropagator};
+use b3_propagation::Propagator;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 use tower_trace_headers::{Mode, RequestTrace};
@@ -87,9 +87,12 @@ struct ClientConfig {
 }
 
 impl ClientInterceptor {
-    fn with_mode_and_propagator(mode: Mode, propagator: Propagator) -> Self {
+    fn of_mode(mode: Mode) -> Self {
         ClientInterceptor {
-            config: Arc::new(ClientConfig { propagator, mode }),
+            config: Arc::new(ClientConfig {
+                propagator: Propagator::default(),
+                mode,
+            }),
             trace: None,
         }
     }
@@ -97,14 +100,14 @@ impl ClientInterceptor {
     /// Forward mode: re-send the received context headers unchanged.
     #[must_use]
     pub fn forward() -> Self {
-        Self::with_mode_and_propagator(Mode::Forward, Propagator::default())
+        Self::of_mode(Mode::Forward)
     }
 
     /// Instrument mode (the default): each call names the innermost reported span current
     /// where it is made, else the caller's span (see the [module docs](self)).
     #[must_use]
     pub fn instrument() -> Self {
-        Self::with_mode_and_propagator(Mode::Instrument, Propagator::default())
+        Self::of_mode(Mode::Instrument)
     }
 
     fn update(mut self, f: impl FnOnce(&mut ClientConfig)) -> Self {
@@ -118,39 +121,18 @@ impl ClientInterceptor {
         self.update(|c| c.propagator = propagator)
     }
 
-    /// The propagator `OTEL_PROPAGATORS` asks for (the default when unset).
-    ///
-    /// # Errors
-    ///
-    /// [`UnknownPropagator`] naming an unknown value.
-    pub fn propagator_from_env(self) -> Result<Self, UnknownPropagator> {
-        Ok(self.propagator(Propagator::from_env()?))
-    }
-
     /// Switch the mode.
     #[must_use]
-    pub fn with_mode(self, mode: Mode) -> Self {
+    pub fn mode(self, mode: Mode) -> Self {
         self.update(|c| c.mode = mode)
     }
 
     /// Inject `trace` when the call carries none in its extensions (it then wins over the
     /// current trace): for a client built inside a handler for that one request.
     #[must_use]
-    pub fn with_trace(mut self, trace: RequestTrace) -> Self {
+    pub fn trace(mut self, trace: RequestTrace) -> Self {
         self.trace = Some(trace);
         self
-    }
-
-    /// The mode in use.
-    #[must_use]
-    pub fn mode(&self) -> Mode {
-        self.config.mode
-    }
-
-    /// The trace given with [`with_trace`](Self::with_trace).
-    #[must_use]
-    pub fn trace(&self) -> Option<&RequestTrace> {
-        self.trace.as_ref()
     }
 
     fn inject(&self, trace: Option<&RequestTrace>, carrier: &mut MetadataInjector<'_>) {
@@ -202,7 +184,7 @@ mod tests {
     fn forward_copies_what_was_received() {
         let trace = received(&B3);
         let out = ClientInterceptor::forward()
-            .with_trace(trace)
+            .trace(trace)
             .call(Request::new(()))
             .unwrap();
         for (k, v) in B3 {
@@ -218,7 +200,7 @@ mod tests {
         // with its sampling, exactly as received.
         let trace = received(&B3);
         let out = ClientInterceptor::instrument()
-            .with_trace(trace)
+            .trace(trace)
             .call(Request::new(()))
             .unwrap();
         for (k, v) in B3 {
@@ -231,10 +213,10 @@ mod tests {
     fn instrument_names_the_reported_span() {
         // A span this hop reports (a server layer's): the call names it and its parent.
         let mut cx = RequestContext::new();
-        let server = SpanContext::new_root(Sampling::Accept, false).child();
+        let server = SpanContext::new_root(Sampling::Accept).child();
         cx.set_local(server);
         let out = ClientInterceptor::instrument()
-            .with_trace(RequestTrace::new(cx))
+            .trace(RequestTrace::new(cx))
             .call(Request::new(()))
             .unwrap();
         let m = out.metadata();
@@ -252,7 +234,7 @@ mod tests {
 
     #[test]
     fn trace_sources_in_order() {
-        let span = |s| SpanContext::new_root(s, false);
+        let span = |s| SpanContext::new_root(s);
         let ext = RequestTrace::new(RequestContext::from_span(span(Sampling::Accept)));
         let given = RequestTrace::new(RequestContext::from_span(span(Sampling::Deny)));
         let current = RequestTrace::new(RequestContext::from_span(span(Sampling::Deferred)));
@@ -266,7 +248,7 @@ mod tests {
         let _current = current.enter();
         let mut with_ext = Request::new(());
         with_ext.extensions_mut().insert(ext.clone());
-        let mut given_interceptor = ClientInterceptor::instrument().with_trace(given.clone());
+        let mut given_interceptor = ClientInterceptor::instrument().trace(given.clone());
         assert_eq!(
             sent(given_interceptor.call(with_ext).unwrap()),
             Some(trace_id(&ext))
@@ -289,6 +271,6 @@ mod tests {
     fn outside_a_request_nothing_is_written() {
         let out = ClientInterceptor::default().call(Request::new(())).unwrap();
         assert!(out.metadata().is_empty());
-        assert_eq!(ClientInterceptor::default().mode(), Mode::Instrument);
+        assert_eq!(ClientInterceptor::default().config.mode, Mode::Instrument);
     }
 }

@@ -146,7 +146,7 @@
 //! A handler that does not wrap its work still has its trace in
 //! [`request.trace()`](RequestExt::trace), and can hand it to a call explicitly: in the
 //! call's extensions (`call.extensions_mut().insert(trace.clone())`) or to the interceptor
-//! ([`ClientInterceptor::with_trace`]). A task it spawns needs
+//! ([`ClientInterceptor::trace`]). A task it spawns needs
 //! [`with_current_trace`](tower_trace_headers::FutureExt::with_current_trace) (or
 //! `with_trace`), as with the layers.
 //!
@@ -258,6 +258,7 @@
 //!
 //! The spans of the tower layers are features of [`tower_trace_headers`].
 
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
@@ -270,15 +271,6 @@ pub use tower_trace_headers::{FutureExt, Mode, RequestTrace, WithTrace};
 
 pub use crate::client::ClientInterceptor;
 pub use crate::server::ServerInterceptor;
-
-/// The [`RequestTrace`] that the [`ServerInterceptor`] (or `tower-trace-headers`' server
-/// layer) stored in a request's extensions; `None` when neither is installed.
-///
-/// The same as [`RequestExt::trace`].
-#[must_use]
-pub fn trace<T>(request: &tonic::Request<T>) -> Option<&RequestTrace> {
-    request.extensions().get::<RequestTrace>()
-}
 
 mod sealed {
     pub trait Sealed {}
@@ -326,7 +318,7 @@ pub trait RequestExt: sealed::Sealed + Sized {
 impl<T> RequestExt for tonic::Request<T> {
     #[inline]
     fn trace(&self) -> Option<&RequestTrace> {
-        trace(self)
+        self.extensions().get::<RequestTrace>()
     }
 
     fn in_trace<F, Fut>(self, handler: F) -> WithTrace<Fut>
@@ -354,7 +346,6 @@ mod tests {
     fn new_trace() -> RequestTrace {
         RequestTrace::new(RequestContext::from_span(SpanContext::new_root(
             Sampling::Accept,
-            false,
         )))
     }
 
@@ -376,7 +367,7 @@ mod tests {
         let mut request = tonic::Request::new(());
         request.extensions_mut().insert(stored.clone());
         assert_eq!(
-            trace(&request).and_then(|t| t.span()),
+            request.trace().and_then(|t| t.span()),
             stored.span(),
             "free function"
         );

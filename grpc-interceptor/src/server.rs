@@ -7,8 +7,9 @@
 //!    kept in [`RequestContext::errors`](b3_propagation::RequestContext::errors) — unless the
 //!    interceptor is [strict](ServerInterceptor::strict), which rejects the call with
 //!    `InvalidArgument` naming the header and the reason;
-//! 2. ensures a valid `x-request-id` — generated when absent, malformed or
-//!    [untrusted](ServerInterceptor::trust) — and writes it back into the metadata;
+//! 2. ensures a valid `x-request-id` — generated when absent, malformed or untrusted (the
+//!    propagator's [`TrustPolicy`](b3_propagation::TrustPolicy)) — and writes it back into the
+//!    metadata;
 //! 3. stores a [`RequestTrace`] in the request extensions.
 //!
 //! An interceptor reports no span (it never sees the response), so it derives no span id
@@ -42,14 +43,15 @@
 //! # Example
 //!
 //! ```
-//! use b3_propagation::TrustPolicy;
+//! use b3_propagation::{Propagator, TrustPolicy};
 //! use grpc_interceptor::ServerInterceptor;
 //! use tonic::metadata::MetadataValue;
 //! use tonic::service::Interceptor;
 //! use tower_trace_headers::RequestTrace;
 //!
 //! // An edge: callers may not force sampling nor choose request ids.
-//! let mut interceptor = ServerInterceptor::new().trust(TrustPolicy::untrusted());
+//! let propagator = Propagator::builder().trust(TrustPolicy::untrusted()).build();
+//! let mut interceptor = ServerInterceptor::new().propagator(propagator);
 //!
 //! let mut request = tonic::Request::new(());
 //! let metadata = request.metadata_mut();
@@ -75,7 +77,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use b3_propagation::{Propagator, RequestContext, SpanSemantics, TrustPolicy, UnknownPropagator};
+use b3_propagation::{Propagator, RequestContext};
 use tonic::metadata::MetadataMap;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
@@ -100,31 +102,11 @@ struct ServerConfig {
 }
 
 impl ServerInterceptor {
-    /// The default propagator (extract `b3`, `x-b3-*`, `traceparent`; trusted; child spans);
-    /// malformed metadata is ignored.
+    /// The default propagator (extract `b3`, `x-b3-*`, `traceparent`; trusted); malformed
+    /// metadata is ignored.
     #[must_use]
     pub fn new() -> Self {
-        Self::with_propagator(Propagator::default())
-    }
-
-    /// Use this propagator (its extract order, trust policy and span semantics).
-    #[must_use]
-    pub fn with_propagator(propagator: Propagator) -> Self {
-        ServerInterceptor {
-            config: Arc::new(ServerConfig {
-                propagator,
-                strict: false,
-            }),
-        }
-    }
-
-    /// The propagator `OTEL_PROPAGATORS` asks for (the default when unset).
-    ///
-    /// # Errors
-    ///
-    /// [`UnknownPropagator`] naming an unknown value.
-    pub fn from_env() -> Result<Self, UnknownPropagator> {
-        Propagator::from_env().map(Self::with_propagator)
+        ServerInterceptor::default()
     }
 
     fn update(mut self, f: impl FnOnce(&mut ServerConfig)) -> Self {
@@ -132,19 +114,12 @@ impl ServerInterceptor {
         self
     }
 
-    /// The edge trust policy: at an untrusted edge inbound sampling and debug flags do not
-    /// force sampling and the request id is regenerated (see [`TrustPolicy`]).
+    /// Use this propagator: its extract order, edge trust policy
+    /// ([`TrustPolicy`](b3_propagation::TrustPolicy)) and propagated fields.
+    /// `Propagator::from_env()` reads `OTEL_PROPAGATORS`.
     #[must_use]
-    pub fn trust(self, trust: TrustPolicy) -> Self {
-        self.update(|c| c.propagator = c.propagator.to_builder().trust(trust).build())
-    }
-
-    /// Shared (Zipkin / Envoy `shared_span_context`) or child server spans.
-    #[must_use]
-    pub fn span_semantics(self, semantics: SpanSemantics) -> Self {
-        self.update(|c| {
-            c.propagator = c.propagator.to_builder().span_semantics(semantics).build();
-        })
+    pub fn propagator(self, propagator: Propagator) -> Self {
+        self.update(|c| c.propagator = propagator)
     }
 
     /// Strict mode: reject a call whose tracing metadata is malformed with
@@ -160,12 +135,6 @@ impl ServerInterceptor {
     #[must_use]
     pub fn is_strict(&self) -> bool {
         self.config.strict
-    }
-
-    /// The propagator in use.
-    #[must_use]
-    pub fn propagator(&self) -> &Propagator {
-        &self.config.propagator
     }
 }
 
@@ -218,7 +187,7 @@ fn reject(cx: &RequestContext) -> Option<Status> {
 mod tests {
     use super::*;
     use b3_propagation::error::{ErrorKind, Field};
-    use b3_propagation::{Format, Sampling};
+    use b3_propagation::{Format, Sampling, SpanSemantics, TrustPolicy};
     use tonic::metadata::MetadataValue;
 
     fn request(pairs: &[(&'static str, &'static str)]) -> Request<()> {
@@ -263,7 +232,11 @@ mod tests {
     #[test]
     fn shared_semantics_invent_no_span_either() {
         let r = ServerInterceptor::new()
-            .span_semantics(SpanSemantics::Shared)
+            .propagator(
+                Propagator::builder()
+                    .span_semantics(SpanSemantics::Shared)
+                    .build(),
+            )
             .call(request(&[(
                 "b3",
                 "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1",
@@ -346,7 +319,11 @@ mod tests {
     #[test]
     fn untrusted_edge() {
         let r = ServerInterceptor::new()
-            .trust(TrustPolicy::untrusted())
+            .propagator(
+                Propagator::builder()
+                    .trust(TrustPolicy::untrusted())
+                    .build(),
+            )
             .call(request(&[
                 ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-d"),
                 ("x-request-id", "client-chosen"),

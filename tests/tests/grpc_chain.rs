@@ -83,7 +83,7 @@ impl Health for Hop {
             Carry::Given => {
                 let mut client = HealthClient::with_interceptor(
                     channel.clone(),
-                    interceptor.clone().with_trace(trace),
+                    interceptor.clone().trace(trace),
                 );
                 client.check(request.into_inner()).await
             }
@@ -178,7 +178,7 @@ impl Chain {
     async fn simple(mode: Mode, carry: Carry) -> Chain {
         Chain::new(
             ServerInterceptor::new(),
-            ClientInterceptor::instrument().with_mode(mode),
+            ClientInterceptor::instrument().mode(mode),
             carry,
             ServerInterceptor::new(),
         )
@@ -461,7 +461,11 @@ async fn a_handler_that_passes_nothing_breaks_the_trace() {
 #[tokio::test]
 async fn untrusted_edge() {
     let chain = Chain::new(
-        ServerInterceptor::new().trust(TrustPolicy::untrusted()),
+        ServerInterceptor::new().propagator(
+            Propagator::builder()
+                .trust(TrustPolicy::untrusted())
+                .build(),
+        ),
         ClientInterceptor::instrument(),
         Carry::InTrace,
         ServerInterceptor::new(),
@@ -689,12 +693,12 @@ async fn grpc_trace_bin_as_a_context_format() {
     for mode in [Mode::Forward, Mode::Instrument] {
         for value in trace_bin_values() {
             let chain = Chain::new(
-                ServerInterceptor::with_propagator(propagator.clone()),
+                ServerInterceptor::new().propagator(propagator.clone()),
                 ClientInterceptor::instrument()
                     .propagator(propagator.clone())
-                    .with_mode(mode),
+                    .mode(mode),
                 Carry::InTrace,
-                ServerInterceptor::with_propagator(propagator.clone()),
+                ServerInterceptor::new().propagator(propagator.clone()),
             )
             .await;
             chain
@@ -739,10 +743,10 @@ async fn malformed_grpc_trace_bin() {
     // Valid base64 (tonic sends it), but not an OpenCensus context.
     let bad = BinaryMetadataValue::from_bytes(&[0, 0, 1, 2]);
     let chain = Chain::new(
-        ServerInterceptor::with_propagator(propagator.clone()),
+        ServerInterceptor::new().propagator(propagator.clone()),
         ClientInterceptor::forward().propagator(propagator.clone()),
         Carry::InTrace,
-        ServerInterceptor::with_propagator(propagator.clone()),
+        ServerInterceptor::new().propagator(propagator.clone()),
     )
     .await;
     chain
@@ -757,7 +761,7 @@ async fn malformed_grpc_trace_bin() {
     assert_eq!(e.kind(), ErrorKind::Truncated);
 
     let strict = Chain::new(
-        ServerInterceptor::with_propagator(propagator).strict(true),
+        ServerInterceptor::new().propagator(propagator).strict(true),
         ClientInterceptor::forward(),
         Carry::InTrace,
         ServerInterceptor::new(),
@@ -837,7 +841,7 @@ async fn fields_and_app_baggage_cross_a_grpc_hop() {
             log: b_log.clone(),
             next: None,
         },
-        ServerInterceptor::with_propagator(propagator.clone()),
+        ServerInterceptor::new().propagator(propagator.clone()),
     )
     .await;
     let channel = Channel::from_shared(format!("http://{b}"))
@@ -881,7 +885,7 @@ async fn fields_and_app_baggage_cross_a_grpc_hop() {
         Server::builder()
             .add_service(HealthServer::with_interceptor(
                 hop,
-                ServerInterceptor::with_propagator(propagator),
+                ServerInterceptor::new().propagator(propagator),
             ))
             .serve_with_incoming(TcpIncoming::from(listener)),
     );

@@ -29,7 +29,7 @@
 //! use tower_trace_headers::{FutureExt, RequestTrace};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let trace = RequestTrace::new(RequestContext::from_span(SpanContext::new_root(Sampling::Accept, false)));
+//! let trace = RequestTrace::new(RequestContext::from_span(SpanContext::new_root(Sampling::Accept)));
 //! let trace_id = trace.span().unwrap().trace_id();
 //!
 //! let task = async move {
@@ -547,7 +547,7 @@ impl<F: Future> FutureExt for F {}
 /// use tower_trace_headers::RequestTrace;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let trace = RequestTrace::new(RequestContext::from_span(SpanContext::new_root(Sampling::Accept, false)));
+/// let trace = RequestTrace::new(RequestContext::from_span(SpanContext::new_root(Sampling::Accept)));
 /// let _in_request = trace.enter();
 /// let task = tower_trace_headers::spawn(async {
 ///     RequestTrace::current().and_then(|t| t.span()).map(|s| s.trace_id())
@@ -573,7 +573,6 @@ mod tests {
     fn trace() -> RequestTrace {
         RequestTrace::new(RequestContext::from_span(SpanContext::new_root(
             Sampling::Accept,
-            false,
         )))
     }
 

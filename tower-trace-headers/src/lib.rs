@@ -105,6 +105,7 @@
 //! | `reqwest` | [`reqwest::TraceHeadersMiddleware`] for `reqwest-middleware` | no |
 //! | `tokio` | [`spawn`]: `tokio::spawn` that keeps the request's trace and current span in the task | no |
 
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder_ext;

@@ -55,6 +55,13 @@ impl TraceHeadersMiddleware {
         self.propagator = propagator;
         self
     }
+
+    /// Switch the mode.
+    #[must_use]
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
 }
 
 #[async_trait::async_trait]

@@ -118,7 +118,7 @@ async fn service_a(b: SocketAddr, trust: TrustPolicy) -> SocketAddr {
             }
         }),
     );
-    serve(app.layer(TraceHeadersLayer::with_propagator(propagator(trust)))).await
+    serve(app.layer(TraceHeadersLayer::new().propagator(propagator(trust)))).await
 }
 
 async fn service_b() -> SocketAddr {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::Query;
 use axum::routing::get;
 use axum::{Json, Router};
-use b3_propagation::{Sampling, TrustPolicy};
+use b3_propagation::{Propagator, Sampling, TrustPolicy};
 use bytes::Bytes;
 use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Empty};
@@ -290,7 +290,11 @@ async fn thousand_concurrent_requests_do_not_cross_talk() {
 async fn untrusted_edge_does_not_let_clients_force_sampling() {
     let b = service_b().await;
     let edge = TraceHeadersLayer::new()
-        .trust(TrustPolicy::untrusted())
+        .propagator(
+            Propagator::builder()
+                .trust(TrustPolicy::untrusted())
+                .build(),
+        )
         .echo_request_id(true);
     let a = service_a(b, edge, PropagateTraceHeadersLayer::instrument()).await;
     let (headers, seen) = call_a(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::{Json, Router};
-use b3_propagation::SpanSemantics;
+use b3_propagation::{Propagator, SpanSemantics};
 use bytes::Bytes;
 use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Empty};
@@ -48,7 +48,7 @@ async fn mesh(provider: &SdkTracerProvider, semantics: SpanSemantics) -> SocketA
             )
             .layer(
                 TraceHeadersLayer::new()
-                    .span_semantics(semantics)
+                    .propagator(Propagator::builder().span_semantics(semantics).build())
                     .tracer(provider.tracer("b")),
             ),
     )
@@ -74,7 +74,7 @@ async fn mesh(provider: &SdkTracerProvider, semantics: SpanSemantics) -> SocketA
             )
             .layer(
                 TraceHeadersLayer::new()
-                    .span_semantics(semantics)
+                    .propagator(Propagator::builder().span_semantics(semantics).build())
                     .tracer(provider.tracer("a")),
             ),
     )

@@ -44,6 +44,8 @@
 //!   unknown;
 //! - `GET /health`: 200 `ok`.
 
+#![forbid(unsafe_code)]
+
 mod http;
 mod ids;
 mod model;

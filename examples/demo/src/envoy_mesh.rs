@@ -1147,9 +1147,10 @@ pub async fn run(options: &DemoOptions) -> Result<Summary, BoxError> {
     );
     println!(
         "mode: {} (apps {}), shared_span_context: {} (Envoy and apps), canary: {}% to item-v2",
-        match options.mode {
-            Mode::Forward => "forward",
-            Mode::Instrument => "instrument",
+        if options.mode == Mode::Forward {
+            "forward"
+        } else {
+            "instrument"
         },
         apps_doing(options.mode, mesh.app_spans),
         options.shared_span_context,

@@ -11,6 +11,8 @@
 //! - [`processes`]: `demo --processes`, one OS process per service;
 //! - [`analysis`], [`waterfall`]: joined-trace checks and the terminal rendering.
 
+#![forbid(unsafe_code)]
+
 pub mod analysis;
 pub mod envoy;
 pub mod envoy_mesh;

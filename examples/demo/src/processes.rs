@@ -86,9 +86,10 @@ impl ProcessMesh {
                 .find(|(x, _)| *x == s)
                 .map_or_else(String::new, |(_, a)| format!("http://{a}"))
         };
-        let mode = match mode {
-            Mode::Forward => "forward",
-            Mode::Instrument => "instrument",
+        let mode = if mode == Mode::Forward {
+            "forward"
+        } else {
+            "instrument"
         };
         let mut mesh = ProcessMesh {
             children: Vec::new(),

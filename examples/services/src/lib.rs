@@ -9,6 +9,8 @@
 //! - [`item`]: `item.v1.ItemService`, one item deliberately slower, an optional injected tail
 //!   latency (the canary's regression).
 
+#![forbid(unsafe_code)]
+
 pub mod access_log;
 pub mod cli;
 pub mod frontend;
@@ -170,7 +172,8 @@ impl ServiceOptions {
                 .trust(TrustPolicy::untrusted())
                 .build();
         }
-        let layer = TraceHeadersLayer::with_propagator(propagator)
+        let layer = TraceHeadersLayer::new()
+            .propagator(propagator)
             .echo_request_id(true)
             .trace_response(true)
             .record_baggage(["user-agent"]);
@@ -230,7 +233,7 @@ impl ServiceOptions {
     ) -> Result<InterceptedChannel, http::uri::InvalidUri> {
         let interceptor = grpc_interceptor::ClientInterceptor::instrument()
             .propagator(self.propagator.clone())
-            .with_mode(self.mode);
+            .mode(self.mode);
         Ok(tonic::service::interceptor::InterceptedService::new(
             Self::plain_channel(uri)?,
             interceptor,

@@ -15,6 +15,8 @@
 //! assert_eq!(out["context"]["format"], "b3-single");
 //! ```
 
+#![forbid(unsafe_code)]
+
 use b3_propagation::baggage::{BaggageEntry, BaggageOrigin, BaggageProperty};
 use b3_propagation::codec::{
     b3_multi, b3_single, baggage, grpc_trace_bin, jaeger, ot_span_context, traceparent,

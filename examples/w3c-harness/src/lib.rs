@@ -10,6 +10,8 @@
 //! their server and client spans with the tracer they are given, whose provider exports them
 //! (the binary: over OTLP with `--otlp-endpoint`, else printed on standard output).
 
+#![forbid(unsafe_code)]
+
 use axum::Json;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -87,7 +89,11 @@ pub fn router(tracer: &SdkTracer) -> axum::Router {
     axum::Router::new()
         .route("/test", post(handler.clone()))
         .route("/", post(handler))
-        .layer(TraceHeadersLayer::with_propagator(propagator()).tracer(tracer.clone()))
+        .layer(
+            TraceHeadersLayer::new()
+                .propagator(propagator())
+                .tracer(tracer.clone()),
+        )
 }
 
 /// The harness binary's provider: its spans exported over OTLP to `endpoint` when given, else

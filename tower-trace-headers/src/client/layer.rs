@@ -1,16 +1,19 @@
 use std::sync::Arc;
 
-use b3_propagation::{Propagator, UnknownPropagator};
+use b3_propagation::Propagator;
 use tower_layer::Layer;
 
 use super::PropagateTraceHeaders;
 
 /// How the client layer writes the context.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Mode {
     /// Re-send the received context headers unchanged (Istio's model).
     Forward,
-    /// A child span id per call (the default).
+    /// A child span per call of the innermost span this hop reports (the default); with none
+    /// reported, the caller's context goes on unchanged, as in forward mode (see
+    /// [`crate::hop`]).
     #[default]
     Instrument,
 }
@@ -37,7 +40,7 @@ impl Default for PropagateTraceHeadersLayer {
 }
 
 impl PropagateTraceHeadersLayer {
-    fn with_mode(mode: Mode) -> Self {
+    fn of_mode(mode: Mode) -> Self {
         PropagateTraceHeadersLayer {
             config: Arc::new(ClientConfig {
                 mode,
@@ -49,13 +52,13 @@ impl PropagateTraceHeadersLayer {
     /// Forward mode: re-send the received headers unchanged.
     #[must_use]
     pub fn forward() -> Self {
-        Self::with_mode(Mode::Forward)
+        Self::of_mode(Mode::Forward)
     }
 
     /// Instrument mode: a child span id per call.
     #[must_use]
     pub fn instrument() -> Self {
-        Self::with_mode(Mode::Instrument)
+        Self::of_mode(Mode::Instrument)
     }
 
     fn update(mut self, f: impl FnOnce(&mut ClientConfig)) -> Self {
@@ -67,15 +70,6 @@ impl PropagateTraceHeadersLayer {
     #[must_use]
     pub fn propagator(self, propagator: Propagator) -> Self {
         self.update(|c| c.propagator = propagator)
-    }
-
-    /// The propagator `OTEL_PROPAGATORS` asks for (the default when unset).
-    ///
-    /// # Errors
-    ///
-    /// [`UnknownPropagator`] naming an unknown value.
-    pub fn propagator_from_env(self) -> Result<Self, UnknownPropagator> {
-        Ok(self.propagator(Propagator::from_env()?))
     }
 
     /// Switch the mode.

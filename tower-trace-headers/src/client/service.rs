@@ -28,6 +28,11 @@ impl<S> PropagateTraceHeaders<S> {
         self.config.mode
     }
 
+    /// The propagator in use.
+    pub fn propagator(&self) -> &b3_propagation::Propagator {
+        &self.config.propagator
+    }
+
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner

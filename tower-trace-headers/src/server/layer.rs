@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use b3_propagation::{Propagator, SpanSemantics, TrustPolicy, UnknownPropagator};
+use b3_propagation::Propagator;
 use tower_layer::Layer;
 
 use super::TraceHeaders;
@@ -41,15 +41,8 @@ impl TraceHeadersLayer {
     /// `traceparent`; trusted; child spans), no response headers.
     #[must_use]
     pub fn new() -> Self {
-        Self::with_propagator(Propagator::default())
-    }
-
-    /// Use this propagator.
-    #[must_use]
-    pub fn with_propagator(propagator: Propagator) -> Self {
         TraceHeadersLayer {
             config: Arc::new(ServerConfig {
-                propagator,
                 #[cfg(feature = "tracing")]
                 tracing_span: true,
                 #[cfg(feature = "opentelemetry")]
@@ -59,33 +52,17 @@ impl TraceHeadersLayer {
         }
     }
 
-    /// The propagator `OTEL_PROPAGATORS` asks for (the default when unset).
-    ///
-    /// # Errors
-    ///
-    /// [`UnknownPropagator`] naming an unknown value.
-    pub fn from_env() -> Result<Self, UnknownPropagator> {
-        Propagator::from_env().map(Self::with_propagator)
-    }
-
     fn update(mut self, f: impl FnOnce(&mut ServerConfig)) -> Self {
         f(Arc::make_mut(&mut self.config));
         self
     }
 
-    /// The edge trust policy: at an untrusted edge inbound sampling and debug flags do not
-    /// force sampling and the request id is regenerated (see [`TrustPolicy`]).
+    /// Use this propagator: its extract order, edge trust policy
+    /// ([`TrustPolicy`](b3_propagation::TrustPolicy)), span semantics and propagated fields.
+    /// `Propagator::from_env()` reads `OTEL_PROPAGATORS`.
     #[must_use]
-    pub fn trust(self, trust: TrustPolicy) -> Self {
-        self.update(|c| c.propagator = c.propagator.to_builder().trust(trust).build())
-    }
-
-    /// Shared (Zipkin / Envoy `shared_span_context`) or child server spans.
-    #[must_use]
-    pub fn span_semantics(self, semantics: SpanSemantics) -> Self {
-        self.update(|c| {
-            c.propagator = c.propagator.to_builder().span_semantics(semantics).build();
-        })
+    pub fn propagator(self, propagator: Propagator) -> Self {
+        self.update(|c| c.propagator = propagator)
     }
 
     /// Echo `x-request-id` on every response (Envoy only does it for forced traces).
@@ -159,12 +136,6 @@ impl TraceHeadersLayer {
     #[must_use]
     pub fn tracing_span(self, on: bool) -> Self {
         self.update(|c| c.tracing_span = on)
-    }
-
-    /// The propagator in use.
-    #[must_use]
-    pub fn propagator(&self) -> &Propagator {
-        &self.config.propagator
     }
 }
 

@@ -20,7 +20,7 @@
 //!
 //! ```
 //! use axum::{Router, routing::get};
-//! use b3_propagation::TrustPolicy;
+//! use b3_propagation::{Propagator, TrustPolicy};
 //! use tower_trace_headers::{RequestTrace, TraceHeadersLayer};
 //!
 //! async fn handler() -> String {
@@ -31,7 +31,11 @@
 //! let app: Router = Router::new()
 //!     .route("/", get(handler))
 //!     // An edge facing clients: they may not force sampling or pick request ids.
-//!     .layer(TraceHeadersLayer::new().trust(TrustPolicy::untrusted()).echo_request_id(true));
+//!     .layer(
+//!         TraceHeadersLayer::new()
+//!             .propagator(Propagator::builder().trust(TrustPolicy::untrusted()).build())
+//!             .echo_request_id(true),
+//!     );
 //! ```
 
 mod future;

@@ -29,6 +29,11 @@ impl<S> TraceHeaders<S> {
         TraceHeadersLayer::new()
     }
 
+    /// The propagator in use.
+    pub fn propagator(&self) -> &b3_propagation::Propagator {
+        &self.config.propagator
+    }
+
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner

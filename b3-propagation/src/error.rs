@@ -138,7 +138,8 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// A short, stable word for this kind (used by the `trace-headers` CLI's `errors[].kind`).
+    /// A short, stable word for this kind, for logs, metric labels and JSON (`too_long`,
+    /// `invalid_character`, ...).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {

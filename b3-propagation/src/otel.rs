@@ -45,7 +45,6 @@ use opentelemetry::propagation::{
 use opentelemetry::trace::{self as ot, TraceContextExt};
 
 use crate::carrier::{Extractor, Injector};
-use crate::codec::{b3_multi, b3_single, grpc_trace_bin, jaeger, traceparent};
 use crate::context::SpanContext;
 use crate::header;
 use crate::id::{SpanId, TraceId};
@@ -234,22 +233,8 @@ impl TextMapPropagator for OtelPropagator {
             rc.set_tracestate(ts);
         }
         let mut carrier = ToOtel(injector);
-        for f in self.inner.inject_formats().iter() {
-            match f {
-                ContextFormat::B3Single => b3_single::inject(&span, &mut carrier),
-                ContextFormat::B3Multi => b3_multi::inject(&span, &mut carrier),
-                ContextFormat::TraceParent => {
-                    traceparent::inject(&span, &mut carrier);
-                    if let Some(ts) = rc.tracestate().header_value()
-                        && !span.is_sampling_only()
-                    {
-                        carrier.set(&header::TRACESTATE, ts.clone());
-                    }
-                }
-                ContextFormat::Jaeger => jaeger::inject(&span, &mut carrier),
-                ContextFormat::GrpcTraceBin => grpc_trace_bin::inject(&span, &mut carrier),
-            }
-        }
+        self.inner
+            .inject_span_formats(&span, self.inner.inject_formats(), &rc, &mut carrier);
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn OtelExtractor) -> Context {
@@ -325,7 +310,7 @@ mod tests {
 
     #[test]
     fn conversions_keep_width_and_debug() {
-        let cx = b3_single::decode(b"48485a3953bb6124-a2fb4a1d1a96d312-d").unwrap();
+        let cx = crate::codec::b3_single::decode(b"48485a3953bb6124-a2fb4a1d1a96d312-d").unwrap();
         let ot = cx.to_otel(&TraceState::new()).unwrap();
         assert!(ot.is_sampled());
         let back = SpanContext::from_otel(&ot).unwrap();

@@ -139,7 +139,7 @@ impl Received {
     /// Keep the received values of a format that decoded valid, for forward mode. Only what
     /// the decoder used is kept: a value the rules say to ignore is not forwarded either.
     pub(crate) fn capture<E: Extractor + ?Sized>(&mut self, f: ContextFormat, carrier: &E) {
-        // B3 (FACTS §2): ids without a trace id are ignored (a sampling-only context). The
+        // B3 spec (openzipkin/b3-propagation): ids without a trace id are ignored (a sampling-only context). The
         // trace id slot comes first, so its captured value answers without another lookup.
         let mut b3_trace_id = false;
         for slot in context_slots(f) {
@@ -148,12 +148,12 @@ impl Received {
                 X_B3_SPAN_ID_SLOT | X_B3_PARENT_SPAN_ID_SLOT if !b3_trace_id => None,
                 // ...and so is `x-b3-flags` other than `1`.
                 X_B3_FLAGS_SLOT => carrier.get_value(name).filter(|v| v.as_bytes() == b"1"),
-                // `traceparent` (FACTS §6): a higher version is re-emitted as version `00`
+                // `traceparent` (W3C Trace Context, version handling): a higher version is re-emitted as version `00`
                 // with only the four fields, and unknown flags are zeroed.
                 TRACEPARENT_SLOT => carrier
                     .get_value(name)
                     .and_then(|v| canonical_traceparent(&v)),
-                // `uber-trace-id` (FACTS §13): the parent field is not validated, so a value
+                // `uber-trace-id` (Jaeger): the parent field is not validated, so a value
                 // that is not visible ASCII is re-encoded (`{trace}:{span}:0:{flags}`).
                 UBER_TRACE_ID_SLOT => carrier.get_value(name).and_then(|v| {
                     if v.as_bytes().iter().all(u8::is_ascii_graphic) {

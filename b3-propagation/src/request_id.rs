@@ -1,7 +1,9 @@
 //! `x-request-id`: the id Envoy uses to join access logs and to make a stable sampling
 //! decision.
 //!
-//! Policy (FACTS §9): a valid id is 1..=255 bytes of visible ASCII (`0x21..=0x7e`). Control
+//! Policy (Envoy's `x-request-id`,
+//! <https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/headers#x-request-id>;
+//! the byte rules are this crate's): a valid id is 1..=255 bytes of visible ASCII (`0x21..=0x7e`). Control
 //! characters, spaces, tabs, DEL, non-ASCII, empty and longer values are rejected (not
 //! truncated) and treated as absent; the first value wins. Generated ids are lower-case
 //! UUIDv4s from a fast thread-local generator — Envoy samples by the UUID and leaves a

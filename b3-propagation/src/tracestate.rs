@@ -1,6 +1,7 @@
 //! W3C `tracestate`: vendor key/value pairs that travel with `traceparent`.
 //!
-//! Rules (W3C Trace Context Level 2 text and test suite; FACTS §7):
+//! Rules (W3C Trace Context Level 2, <https://www.w3.org/TR/trace-context-2/>, and its test
+//! suite):
 //! - parsed only when `traceparent` is valid; several field lines are combined in order;
 //! - keys `[a-z0-9][a-z0-9_\-*/@]{0,255}`, values 1..=256 printable characters without `,`
 //!   or `=` and not ending in a space; empty members and spaces / tabs around commas are fine;

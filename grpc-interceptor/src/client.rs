@@ -19,7 +19,9 @@
 //!   server span of `tower-trace-headers`' layer — in the propagator's inject formats. An
 //!   interceptor ends no span, so it never writes a span id of its own; with nothing
 //!   reported at this hop it re-sends the caller's span unchanged, as forward mode does (see
-//!   [`tower_trace_headers::hop`]).
+//!   [`tower_trace_headers::hop`]). A callee with shared span semantics needs a client span
+//!   to share: call it through `tower-trace-headers`' client layer instead (or through an
+//!   Envoy sidecar).
 //!
 //! Both modes carry `x-request-id`, `tracestate`, baggage and the opaque headers
 //! (`x-ot-span-context`, `grpc-trace-bin` — binary metadata, forwarded verbatim). With no

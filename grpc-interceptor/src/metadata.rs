@@ -49,9 +49,7 @@
 use std::fmt;
 
 use b3_propagation::carrier::{Extractor, Injector};
-use base64::Engine as _;
-use base64::engine::DecodePaddingMode;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use b3_propagation::codec::grpc_trace_bin;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tonic::metadata::{KeyAndValueRef, MetadataMap};
 
@@ -222,23 +220,6 @@ impl<'m> Extractor for MetadataInjector<'m> {
     }
 }
 
-/// Base64 as gRPC reads it: standard alphabet, padding optional.
-const GRPC_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
-/// Whether `value` is base64 that a gRPC peer decodes (checked without allocating for values
-/// up to 1 KiB of decoded data).
-fn is_grpc_base64(value: &[u8]) -> bool {
-    let mut buf = [0u8; 1024];
-    if base64::decoded_len_estimate(value.len()) <= buf.len() {
-        GRPC_BASE64.decode_slice(value, &mut buf).is_ok()
-    } else {
-        GRPC_BASE64.decode(value).is_ok()
-    }
-}
-
 impl MetadataInjector<'_> {
     /// Change the `HeaderMap` the metadata wraps: two moves, no copy, no allocation.
     ///
@@ -257,7 +238,7 @@ impl MetadataInjector<'_> {
 impl Injector for MetadataInjector<'_> {
     fn set(&mut self, name: &HeaderName, value: HeaderValue) {
         // A `-bin` value a peer cannot decode would fail the whole call there.
-        if is_binary(name.as_str()) && !is_grpc_base64(value.as_bytes()) {
+        if is_binary(name.as_str()) && !grpc_trace_bin::is_base64(value.as_bytes()) {
             self.remove(name);
             return;
         }
@@ -429,8 +410,8 @@ mod tests {
     #[test]
     fn long_binary_values_are_checked_too() {
         let long = "QUJD".repeat(1000); // 3000 bytes decoded: past the stack buffer
-        assert!(is_grpc_base64(long.as_bytes()));
-        assert!(!is_grpc_base64(format!("{long}!").as_bytes()));
+        assert!(grpc_trace_bin::is_base64(long.as_bytes()));
+        assert!(!grpc_trace_bin::is_base64(format!("{long}!").as_bytes()));
     }
 
     /// A request context with every kind of header.

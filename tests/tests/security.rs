@@ -369,7 +369,7 @@ impl Edge {
             edge: true,
         };
         let f = frontend::Frontend::new(
-            opts.intercepted_channel(&format!("http://{user}")).unwrap(),
+            opts.user_channel(&format!("http://{user}")).unwrap(),
             opts.channel(&format!("http://{order}")).unwrap(),
         );
         let app = frontend::router(f, &opts);

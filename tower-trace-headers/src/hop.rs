@@ -26,6 +26,14 @@
 //! id, baggage and fields still travel): the next hop that reports — an Envoy sidecar — starts
 //! the trace.
 //!
+//! **Shared span semantics.** A callee with shared span semantics (Envoy's
+//! `shared_span_context`, [`SpanSemantics::Shared`](b3_propagation::SpanSemantics::Shared))
+//! reuses the span id it receives for its server span, so a call must name a client span of
+//! its own: only a client that times the call (the tower client layer) makes one. An
+//! interceptor or the `reqwest` middleware would hand over this hop's span, and two spans
+//! would share its id. Behind an Envoy sidecar, which makes the client span, this cannot
+//! happen.
+//!
 //! # Example
 //!
 //! A headers-only hop (no tracer reports anything) re-sends the caller's span, in instrument

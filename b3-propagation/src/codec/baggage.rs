@@ -1,6 +1,6 @@
 //! W3C `baggage` and the prefixed baggage headers (`baggage-*`, `ot-baggage-*`, `uberctx-*`).
 //!
-//! Decode (W3C Baggage; FACTS §8):
+//! Decode (W3C Baggage, <https://www.w3.org/TR/baggage/>):
 //! - `key OWS "=" OWS value *(OWS ";" OWS property)`, keys are HTTP tokens, values
 //!   percent-decoded (invalid UTF-8 becomes U+FFFD), may be empty and may contain `=`;
 //! - an invalid member (bad key, a space or other forbidden byte in the value, a malformed

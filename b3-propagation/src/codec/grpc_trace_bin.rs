@@ -3,7 +3,7 @@
 //! The propagator forwards it **verbatim** by default; decoding it into the context is opt-in
 //! (see [`Propagator`](crate::Propagator)). The `trace-headers` CLI always decodes it.
 //!
-//! Format (OpenCensus `BinaryEncoding.md`; FACTS §12): version byte `0`, then optional fields
+//! Format (OpenCensus `encodings/BinaryEncoding.md`, <https://github.com/census-instrumentation/opencensus-specs>): version byte `0`, then optional fields
 //! `0` trace id (16 bytes), `1` span id (8 bytes), `2` trace options (1 byte, bit 0 sampled).
 //! Decoding stops at the first unknown field id. Padded and un-padded base64 are accepted;
 //! un-padded is emitted. Trace options: bit 0 set → accept, clear → deny, absent → deferred.
@@ -44,6 +44,19 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
+
+/// Whether `value` is base64 as gRPC reads `-bin` metadata: the standard alphabet, padding
+/// optional. A `-bin` value that is not makes a gRPC peer fail the whole call, so it must never
+/// be sent. Checked without allocating for values of up to 1 KiB decoded.
+#[must_use]
+pub fn is_base64(value: &[u8]) -> bool {
+    let mut buf = [0u8; 1024];
+    if base64::decoded_len_estimate(value.len()) <= buf.len() {
+        LENIENT.decode_slice(value, &mut buf).is_ok()
+    } else {
+        LENIENT.decode(value).is_ok()
+    }
+}
 
 fn err(field: Option<Field>, kind: ErrorKind) -> ParseError {
     ParseError::new(FORMAT, field, kind)

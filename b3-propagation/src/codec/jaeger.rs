@@ -1,6 +1,6 @@
 //! Jaeger `uber-trace-id`: `{trace-id}:{span-id}:{parent-span-id}:{flags}`.
 //!
-//! Policy (FACTS §13): trace id 1..=32 and span id 1..=16 lower-hex characters, left-padded,
+//! Policy (Jaeger's propagation format, <https://www.jaegertracing.io/docs/client-libraries/#propagation-format>, made strict where peers disagree): trace id 1..=32 and span id 1..=16 lower-hex characters, left-padded,
 //! not all zero; the (deprecated) parent is not validated and not reported; flags are 1–2
 //! lower-hex digits, bit 0 sampled, bit 1 debug. Sampled → accept (debug when the debug bit is
 //! also set); not sampled → deny. A URL-encoded `%3A` separator is accepted when the value has

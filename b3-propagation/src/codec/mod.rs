@@ -21,6 +21,8 @@ pub mod b3_single;
 pub mod baggage;
 pub mod grpc_trace_bin;
 pub mod jaeger;
+#[cfg(feature = "ot-span-context")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ot-span-context")))]
 pub mod ot_span_context;
 pub mod request_id;
 pub mod traceparent;

@@ -3,7 +3,8 @@
 //! The propagator forwards this header **verbatim** and never interprets it. This module
 //! decodes it for diagnostics (the `trace-headers` CLI) and can encode one for tests.
 //!
-//! Encoding (FACTS §10): standard base64 (with padding) of the protobuf
+//! Encoding (Envoy's OpenTracing driver, `source/extensions/tracers/common/ot`, with LightStep's
+//! `lightstep_carrier.proto`): standard base64 (with padding) of the protobuf
 //! `lightstep.BinaryCarrier { BasicTracerCarrier basic_ctx = 2 }`, where
 //! `BasicTracerCarrier { fixed64 trace_id = 1; fixed64 span_id = 2; bool sampled = 3;
 //! map<string, string> baggage_items = 4 }`. The trace id is 64-bit only, there is no parent;

@@ -252,7 +252,7 @@ impl AppsSetup {
         });
         let o = options("frontend", "v1")?;
         let f = frontend::Frontend::new(
-            o.intercepted_channel(&self.frontend_egress)?,
+            o.user_channel(&self.frontend_egress)?,
             o.channel(&self.frontend_egress)?,
         );
         let s = shutdown();

@@ -286,7 +286,7 @@ impl LocalMesh {
             }
             Service::Frontend => {
                 let f = frontend::Frontend::new(
-                    o.intercepted_channel(&format!("http://{user}"))?,
+                    o.user_channel(&format!("http://{user}"))?,
                     o.channel(&format!("http://{order}"))?,
                 );
                 tokio::spawn(async move {

@@ -205,10 +205,8 @@ impl ServiceCommand {
         match self {
             ServiceCommand::Frontend(a) => {
                 let opts = a.service.options("frontend")?;
-                let f = frontend::Frontend::new(
-                    opts.intercepted_channel(&a.user)?,
-                    opts.channel(&a.order)?,
-                );
+                let f =
+                    frontend::Frontend::new(opts.user_channel(&a.user)?, opts.channel(&a.order)?);
                 let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
                 let server = frontend::serve(listener, f, opts.clone(), shutdown_signal());
                 run("frontend", &opts, a.service.listen, server).await

@@ -14,25 +14,26 @@ use serde_json::{Value, json};
 use tonic::Code;
 use tower_trace_headers::RequestTrace;
 
-use super::{InterceptedChannel, ServiceOptions, TracedChannel};
+use super::{ServiceOptions, TracedChannel, UserChannel};
 use crate::pb::order::v1::order_service_client::OrderServiceClient;
 use crate::pb::order::v1::{GetOrderRequest, ListOrdersRequest, Order};
 use crate::pb::user::v1::user_service_client::UserServiceClient;
 use crate::pb::user::v1::{GetUserRequest, User};
 
-/// The frontend's upstreams: `user` through `grpc-interceptor`'s client interceptor, `order`
-/// through `tower-trace-headers`' client layer (both ways a gRPC client carries the trace).
+/// The frontend's upstreams: `user` through `grpc-interceptor`'s client interceptor (see
+/// [`UserChannel`] for shared span semantics), `order` through `tower-trace-headers`' client
+/// layer: both ways a gRPC client carries the trace.
 #[derive(Clone, Debug)]
 pub struct Frontend {
-    users: UserServiceClient<InterceptedChannel>,
+    users: UserServiceClient<UserChannel>,
     orders: OrderServiceClient<TracedChannel>,
 }
 
 impl Frontend {
     /// A frontend calling `user` and `order` over these channels (see
-    /// [`ServiceOptions::intercepted_channel`], [`ServiceOptions::channel`]).
+    /// [`ServiceOptions::user_channel`], [`ServiceOptions::channel`]).
     #[must_use]
-    pub fn new(user: InterceptedChannel, order: TracedChannel) -> Self {
+    pub fn new(user: UserChannel, order: TracedChannel) -> Self {
         Frontend {
             users: UserServiceClient::new(user),
             orders: OrderServiceClient::new(order),

@@ -47,12 +47,40 @@ pub type TracedChannel = PropagateTraceHeaders<tonic::transport::Channel>;
 
 /// A gRPC channel that carries the current trace on every call through `grpc-interceptor`'s
 /// [`ClientInterceptor`](grpc_interceptor::ClientInterceptor): no client span, the calls name
-/// the innermost span the service reports (the frontend's server span). The frontend calls
-/// `user` this way, `order` through a [`TracedChannel`]: the example shows both.
+/// the innermost span the service reports (the frontend's server span).
 pub type InterceptedChannel = tonic::service::interceptor::InterceptedService<
     tonic::transport::Channel,
     grpc_interceptor::ClientInterceptor,
 >;
+
+/// The frontend's channel to `user`: through the client interceptor, except with shared span
+/// semantics, where the callee's server span *reuses* the span id it receives: that must be a
+/// client span of its own, which only the client layer makes — an interceptor would hand over
+/// the frontend's server span id, and two spans would share it. See
+/// [`ServiceOptions::user_channel`].
+pub type UserChannel = tonic::service::interceptor::InterceptedService<
+    tower::util::Either<tonic::transport::Channel, TracedChannel>,
+    UserInterceptor,
+>;
+
+/// The interceptor of a [`UserChannel`]: `grpc-interceptor`'s, or none when the client layer
+/// inside carries the trace.
+#[derive(Clone, Debug)]
+pub enum UserInterceptor {
+    /// [`grpc_interceptor::ClientInterceptor`] writes the trace.
+    Trace(grpc_interceptor::ClientInterceptor),
+    /// The client layer inside writes it.
+    Layer,
+}
+
+impl tonic::service::Interceptor for UserInterceptor {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        match self {
+            UserInterceptor::Trace(i) => i.call(request),
+            UserInterceptor::Layer => Ok(request),
+        }
+    }
+}
 
 /// The header every service carries from each request to every call it makes, by default:
 /// `end-user` (Istio routes on it; `order`'s egress sends `end-user: jason` to item-v2).
@@ -221,6 +249,34 @@ impl ServiceOptions {
             .service(Self::plain_channel(uri)?))
     }
 
+    /// The frontend's channel to `user` (see [`UserChannel`]): the client interceptor, or the
+    /// client layer with shared span semantics.
+    ///
+    /// # Errors
+    ///
+    /// When `uri` is not a valid URI.
+    pub fn user_channel(&self, uri: &str) -> Result<UserChannel, http::uri::InvalidUri> {
+        use tonic::service::interceptor::InterceptedService;
+        use tower::util::Either;
+        Ok(match self.semantics() {
+            SpanSemantics::Shared => {
+                InterceptedService::new(Either::Right(self.channel(uri)?), UserInterceptor::Layer)
+            }
+            _ => InterceptedService::new(
+                Either::Left(Self::plain_channel(uri)?),
+                UserInterceptor::Trace(self.client_interceptor()),
+            ),
+        })
+    }
+
+    /// `grpc-interceptor`'s client interceptor with this service's propagator and mode.
+    #[must_use]
+    pub fn client_interceptor(&self) -> grpc_interceptor::ClientInterceptor {
+        grpc_interceptor::ClientInterceptor::instrument()
+            .propagator(self.propagator.clone())
+            .mode(self.mode)
+    }
+
     /// A lazily connected channel to `uri` whose calls carry the trace through the
     /// `grpc-interceptor` client interceptor (this service's propagator and mode).
     ///
@@ -231,12 +287,9 @@ impl ServiceOptions {
         &self,
         uri: &str,
     ) -> Result<InterceptedChannel, http::uri::InvalidUri> {
-        let interceptor = grpc_interceptor::ClientInterceptor::instrument()
-            .propagator(self.propagator.clone())
-            .mode(self.mode);
         Ok(tonic::service::interceptor::InterceptedService::new(
             Self::plain_channel(uri)?,
-            interceptor,
+            self.client_interceptor(),
         ))
     }
 

@@ -1,0 +1,130 @@
+//! Inject and forward: a span in the inject formats, or the received headers as they came,
+//! plus the request id, baggage, propagated fields and opaque headers.
+
+use super::{ContextFormat, FormatSet, Propagator};
+use crate::carrier::Injector;
+use crate::codec::{self, b3_multi, b3_single, grpc_trace_bin, jaeger, traceparent};
+use crate::context::SpanContext;
+use crate::header;
+use crate::request_context::RequestContext;
+
+impl Propagator {
+    /// Write `span` in every inject format, plus the request context's `tracestate` (when
+    /// `traceparent` is written), request id, baggage and opaque headers.
+    ///
+    /// Allocates once per id-carrying header value; sampling values and forwarded values are
+    /// shared.
+    pub fn inject<I: Injector + ?Sized>(
+        &self,
+        span: &SpanContext,
+        cx: &RequestContext,
+        carrier: &mut I,
+    ) {
+        self.inject_span_formats(span, self.config.inject, cx, carrier);
+        self.inject_rest(cx, carrier);
+    }
+
+    /// Write `span` in each of `formats` (with `cx`'s `tracestate` beside `traceparent`): the
+    /// one format dispatch, shared by inject, forward and the OpenTelemetry propagator.
+    pub(crate) fn inject_span_formats<I: Injector + ?Sized>(
+        &self,
+        span: &SpanContext,
+        formats: FormatSet,
+        cx: &RequestContext,
+        carrier: &mut I,
+    ) {
+        for f in formats.iter() {
+            match f {
+                ContextFormat::B3Single => b3_single::inject(span, carrier),
+                ContextFormat::B3Multi => b3_multi::inject(span, carrier),
+                ContextFormat::TraceParent => {
+                    traceparent::inject(span, carrier);
+                    match cx.tracestate.header_value() {
+                        Some(ts) if !span.is_sampling_only() => {
+                            carrier.set(&header::TRACESTATE, ts.clone());
+                        }
+                        _ => carrier.remove(&header::TRACESTATE),
+                    }
+                }
+                ContextFormat::Jaeger => jaeger::inject(span, carrier),
+                ContextFormat::GrpcTraceBin => grpc_trace_bin::inject(span, carrier),
+            }
+        }
+    }
+
+    /// The prefixed forms of baggage the application writes, after the inject set: B3 peers
+    /// (Brave, Istio routing on `baggage-*` headers) read `baggage-<key>`, Jaeger peers
+    /// `uberctx-<key>`. None when prefixed baggage is off.
+    fn app_baggage_prefixes(&self) -> &'static [crate::baggage::BaggagePrefix] {
+        use crate::baggage::BaggagePrefix as P;
+        let c = &self.config;
+        if !c.prefixed_baggage {
+            return &[];
+        }
+        let b3 =
+            c.inject.contains(ContextFormat::B3Multi) || c.inject.contains(ContextFormat::B3Single);
+        match (b3, c.inject.contains(ContextFormat::Jaeger)) {
+            (true, true) => &[P::Baggage, P::Uberctx],
+            (true, false) => &[P::Baggage],
+            (false, true) => &[P::Uberctx],
+            (false, false) => &[],
+        }
+    }
+
+    fn inject_rest<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
+        let c = &self.config;
+        if c.request_id
+            && let Some(id) = &cx.request_id
+        {
+            codec::request_id::inject(id, carrier);
+        }
+        if c.baggage && !cx.baggage.is_empty() {
+            codec::baggage::inject_with(&cx.baggage, self.app_baggage_prefixes(), carrier);
+        }
+        for (name, value) in cx.received.opaque() {
+            carrier.set(name, value.clone());
+        }
+        for (name, value) in &cx.fields {
+            carrier.set(name, value.clone());
+        }
+    }
+
+    /// Forward mode (what Istio asks of applications): re-send the received context headers
+    /// exactly as they arrived (shared bytes, no re-encoding), plus request id, `tracestate`,
+    /// baggage and opaque headers. When the trust policy changed the context, or nothing was
+    /// received, the context is encoded instead, in the formats it arrived in (else the inject
+    /// set): the caller's ids, or this hop's span for a trace that starts here (no ids
+    /// received, or only a sampling decision the trust policy dropped).
+    pub fn forward<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
+        let r = &cx.received;
+        if r.context_verbatim && !r.formats.is_empty() {
+            for (name, value) in r.context_values() {
+                carrier.set(name, value.clone());
+            }
+            if r.formats.contains(ContextFormat::TraceParent)
+                && let Some(ts) = cx.tracestate.header_value()
+            {
+                carrier.set(&header::TRACESTATE, ts.clone());
+            }
+        } else {
+            let formats = if r.formats.is_empty() {
+                self.config.inject
+            } else {
+                r.formats
+            };
+            // The caller's ids, re-encoded. Without ids (nothing received, or a sampling-only
+            // context whose decision the trust policy dropped) the trace starts here: this
+            // hop's span, so the next hop joins it.
+            match (cx.remote.filter(|s| !s.is_sampling_only()), &cx.local) {
+                (Some(remote), _) => self.inject_span_formats(&remote, formats, cx, carrier),
+                (None, Some(local)) => self.inject_span_formats(local, formats, cx, carrier),
+                (None, None) => {
+                    if let Some(remote) = &cx.remote {
+                        self.inject_span_formats(remote, formats, cx, carrier);
+                    }
+                }
+            }
+        }
+        self.inject_rest(cx, carrier);
+    }
+}

@@ -1,0 +1,288 @@
+//! Unit tests of the propagator.
+
+use http::{HeaderMap, HeaderValue};
+
+use super::*;
+use crate::codec::b3_single;
+use crate::codec::grpc_trace_bin::is_base64;
+use crate::context::SpanContext;
+use crate::error::ErrorKind;
+use crate::header;
+
+fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, HeaderValue::from_static(v));
+    }
+    h
+}
+
+#[test]
+fn from_otel_propagators() {
+    let p = Propagator::from_otel_propagators("tracecontext, baggage").unwrap();
+    assert_eq!(p.extract_order(), &[ContextFormat::TraceParent]);
+    assert!(p.config.baggage);
+    let p = Propagator::from_otel_propagators("b3multi,jaeger").unwrap();
+    assert_eq!(
+        p.extract_order(),
+        &[
+            ContextFormat::B3Single,
+            ContextFormat::B3Multi,
+            ContextFormat::Jaeger
+        ]
+    );
+    assert!(p.inject_formats().contains(ContextFormat::B3Multi));
+    assert!(!p.inject_formats().contains(ContextFormat::B3Single));
+    assert!(!p.config.baggage);
+    let p = Propagator::from_otel_propagators("none").unwrap();
+    assert!(p.extract_order().is_empty());
+    let e = Propagator::from_otel_propagators("tracecontext,xray").unwrap_err();
+    assert_eq!(e.name(), "xray");
+    assert!(e.to_string().contains("`xray`"));
+    assert_eq!(
+        Propagator::from_otel_propagators(" ")
+            .unwrap()
+            .extract_order()
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn forward_is_verbatim() {
+    let p = Propagator::default();
+    let incoming = map(&[
+        ("x-b3-traceid", "48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-sampled", "1"),
+        (
+            "traceparent",
+            "00-000000000000000048485a3953bb6124-a2fb4a1d1a96d312-01",
+        ),
+        ("tracestate", "a=1 , b=2"),
+        ("x-request-id", "rid-1"),
+        ("x-ot-span-context", "EhQJnDGAHCHrSIQRMTMgaXFrrbcYAQ=="),
+        ("baggage", "k=v%20w"),
+    ]);
+    let cx = p.extract(&incoming);
+    assert!(cx.errors().is_empty(), "{:?}", cx.errors());
+    let mut out = HeaderMap::new();
+    p.forward(&cx, &mut out);
+    for name in [
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-sampled",
+        "traceparent",
+        "x-request-id",
+        "x-ot-span-context",
+        "baggage",
+    ] {
+        assert_eq!(out.get(name), incoming.get(name), "{name}");
+    }
+    assert_eq!(out["tracestate"], "a=1,b=2");
+    assert!(out.get("x-b3-parentspanid").is_none());
+}
+
+#[test]
+fn invalid_formats_are_not_forwarded() {
+    let p = Propagator::default();
+    let incoming = map(&[
+        ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+        ("x-b3-traceid", "garbage"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-ot-span-context", "bad value"),
+    ]);
+    let cx = p.extract(&incoming);
+    assert_eq!(cx.errors().len(), 2);
+    let mut out = HeaderMap::new();
+    p.forward(&cx, &mut out);
+    assert_eq!(out["b3"], incoming["b3"]);
+    assert!(out.get("x-b3-traceid").is_none());
+    assert!(out.get("x-ot-span-context").is_none());
+}
+
+#[test]
+fn ignored_values_are_not_forwarded_verbatim() {
+    let p = Propagator::builder()
+        .extract([
+            ContextFormat::B3Multi,
+            ContextFormat::TraceParent,
+            ContextFormat::Jaeger,
+        ])
+        .build();
+    let mut incoming = map(&[
+        ("x-b3-sampled", "1"),
+        ("x-b3-spanid", "not-an-id"),
+        ("x-b3-flags", "2"),
+        (
+            "traceparent",
+            "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-future",
+        ),
+    ]);
+    incoming.insert(
+        "uber-trace-id",
+        HeaderValue::from_bytes(b"0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331:\xff:1")
+            .unwrap(),
+    );
+    let cx = p.extract(&incoming);
+    assert!(cx.errors().is_empty(), "{:?}", cx.errors());
+    let mut out = HeaderMap::new();
+    p.forward(&cx, &mut out);
+    assert_eq!(out["x-b3-sampled"], "1");
+    assert!(out.get("x-b3-spanid").is_none());
+    assert!(out.get("x-b3-flags").is_none());
+    assert_eq!(
+        out["traceparent"],
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    );
+    assert_eq!(
+        out["uber-trace-id"],
+        "0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331:0:1"
+    );
+}
+
+#[test]
+fn untrusted_edge_re_encodes_without_forcing() {
+    let p = Propagator::builder()
+        .trust(TrustPolicy::untrusted())
+        .build();
+    let incoming = map(&[
+        ("x-b3-traceid", "48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-flags", "1"),
+        ("x-request-id", "4f9cf65f-1b6a-4c3b-8d0e-2a7c9b1e5d43"),
+    ]);
+    let cx = p.extract(&incoming);
+    assert_eq!(cx.remote().unwrap().sampling(), Sampling::Deferred);
+    assert!(cx.request_id().is_none());
+    let mut out = HeaderMap::new();
+    p.forward(&cx, &mut out);
+    assert_eq!(out["x-b3-traceid"], "48485a3953bb6124");
+    assert!(out.get("x-b3-flags").is_none());
+    assert!(out.get("x-b3-sampled").is_none());
+}
+
+#[test]
+fn untrusted_sampling_only_forwards_this_hops_trace() {
+    let p = Propagator::builder()
+        .trust(TrustPolicy::untrusted())
+        .build();
+    for incoming in [map(&[("b3", "0")]), map(&[("x-b3-flags", "1")])] {
+        let mut cx = p.extract(&incoming);
+        let server = p.server_span(cx.remote());
+        cx.set_local(server);
+        let mut out = HeaderMap::new();
+        p.forward(&cx, &mut out);
+        let trace = server.trace_id().unwrap().to_string();
+        let sent = out
+            .get("b3")
+            .or(out.get("x-b3-traceid"))
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(sent.starts_with(&trace), "{sent} vs {trace}");
+        assert!(out.get("x-b3-sampled").is_none() && out.get("x-b3-flags").is_none());
+    }
+}
+
+#[test]
+fn opaque_grpc_trace_bin_must_be_base64() {
+    let p = Propagator::default();
+    let cx = p.extract(&map(&[(
+        "grpc-trace-bin",
+        "AABL+S81d7NNpqPOkp0ADkc2ATTwZ6oLqQK3AgE",
+    )]));
+    assert!(cx.received_header(&header::GRPC_TRACE_BIN).is_some());
+    let cx = p.extract(&map(&[("grpc-trace-bin", "not-base64!")]));
+    assert!(cx.received_header(&header::GRPC_TRACE_BIN).is_none());
+    assert_eq!(cx.errors()[0].kind(), ErrorKind::InvalidBase64);
+    assert!(is_base64(b"AAE="));
+    assert!(!is_base64(b"A"));
+    assert!(!is_base64(b"A="));
+}
+
+#[test]
+fn opaque_headers_do_not_pass_an_untrusted_edge() {
+    // A sampled LightStep context and a sampled OpenCensus one: a client's decision that an
+    // untrusted edge cannot re-decide, so it does not forward them (a bad one is still
+    // reported).
+    let headers = [
+        ("x-ot-span-context", "EhQJnDGAHCHrSIQRMTMgaXFrrbcYAQ=="),
+        ("grpc-trace-bin", "AABL+S81d7NNpqPOkp0ADkc2ATTwZ6oLqQK3AgE"),
+    ];
+    let trusted = Propagator::default().extract(&map(&headers));
+    assert!(
+        trusted
+            .received_header(&header::X_OT_SPAN_CONTEXT)
+            .is_some()
+    );
+    assert!(trusted.received_header(&header::GRPC_TRACE_BIN).is_some());
+    for trust in [
+        TrustPolicy::untrusted(),
+        TrustPolicy::keep_request_id_only(),
+    ] {
+        let p = Propagator::builder().trust(trust).build();
+        let cx = p.extract(&map(&headers));
+        assert!(cx.received_header(&header::X_OT_SPAN_CONTEXT).is_none());
+        assert!(cx.received_header(&header::GRPC_TRACE_BIN).is_none());
+        let mut out = HeaderMap::new();
+        p.forward(&cx, &mut out);
+        assert!(out.get("x-ot-span-context").is_none());
+        assert!(out.get("grpc-trace-bin").is_none());
+        let cx = p.extract(&map(&[("grpc-trace-bin", "not-base64!")]));
+        assert_eq!(cx.errors()[0].kind(), ErrorKind::InvalidBase64);
+    }
+}
+
+#[test]
+fn keep_request_id_only() {
+    let p = Propagator::builder()
+        .trust(TrustPolicy::keep_request_id_only())
+        .build();
+    let cx = p.extract(&map(&[("b3", "1"), ("x-request-id", "abc")]));
+    assert!(cx.remote().is_none());
+    assert_eq!(cx.request_id().unwrap().as_str(), "abc");
+}
+
+#[test]
+fn span_semantics() {
+    let remote =
+        b3_single::decode(b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90")
+            .unwrap();
+    let shared = Propagator::builder()
+        .span_semantics(SpanSemantics::Shared)
+        .build();
+    assert_eq!(shared.server_span(Some(&remote)), remote);
+    let child = Propagator::default().server_span(Some(&remote));
+    assert_eq!(child.parent_span_id(), remote.span_id());
+    assert_eq!(child.trace_id(), remote.trace_id());
+    let root = Propagator::default().server_span(None);
+    assert_eq!(root.parent_span_id(), None);
+    assert_eq!(root.sampling(), Sampling::Deferred);
+    assert!(root.trace_flags().contains(crate::TraceFlags::RANDOM));
+    let deny = Propagator::default().server_span(Some(&SpanContext::sampling_only(Sampling::Deny)));
+    assert_eq!(deny.sampling(), Sampling::Deny);
+}
+
+#[test]
+fn tracestate_needs_matching_traceparent() {
+    let p = Propagator::default();
+    let cx = p.extract(&map(&[
+        ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+        (
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+        ("tracestate", "rojo=1"),
+    ]));
+    assert!(cx.tracestate().is_empty());
+    let cx = p.extract(&map(&[
+        (
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+        ("tracestate", "rojo=1"),
+        ("tracestate", "congo=2"),
+    ]));
+    assert_eq!(cx.tracestate().header_value().unwrap(), "rojo=1,congo=2");
+}

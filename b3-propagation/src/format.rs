@@ -33,7 +33,7 @@ pub enum Format {
     Sw8,
     /// `x-datadog-*` (opaque).
     Datadog,
-    /// A propagated field the application chose (see [`field`]).
+    /// A propagated field the application chose (see [`field`](crate::field)).
     Field,
 }
 

@@ -3,8 +3,10 @@
 //! `cargo bench -p benches --bench layers`.
 //!
 //! - `bare`: the same handler and downstream `service_fn`s behind no layer;
-//! - `ours_forward` / `ours_instrument`: `TraceHeadersLayer` + `PropagateTraceHeadersLayer`
-//!   (headers only: the crate's `opentelemetry` feature is off in this bench);
+//! - `ours_forward`: `TraceHeadersLayer` + `PropagateTraceHeadersLayer::forward()`, headers only
+//!   (`without_spans`);
+//! - `ours_instrument`: the same in instrument mode with a server and a client span through an
+//!   OpenTelemetry SDK provider (always-on sampler, no exporter), as `tower_otel` below;
 //! - `tower_http_request_id`: tower-http's `SetRequestId` + `PropagateRequestId` (server side
 //!   only — it cannot reach outgoing calls);
 //! - `tower_otel`: tower-otel's HTTP server and client layers over `tracing-opentelemetry` and
@@ -71,11 +73,12 @@ fn roundtrip(c: &mut Criterion) {
         .build()
         .expect("runtime");
 
-    // tower-otel needs tracing-opentelemetry with a real SDK tracer and a global propagator.
+    // One SDK provider (always-on sampler, no exporter) for every configuration with spans:
+    // tower-otel through tracing-opentelemetry (with a global propagator), ours directly.
+    use opentelemetry::trace::TracerProvider as _;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
     {
-        use opentelemetry::trace::TracerProvider as _;
         use tracing_subscriber::layer::SubscriberExt as _;
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
         let _ = tracing::subscriber::set_global_default(subscriber);
@@ -85,17 +88,21 @@ fn roundtrip(c: &mut Criterion) {
     }
 
     let bare = handler(downstream());
-    let ours = |client: PropagateTraceHeadersLayer| -> Svc {
+    let ours = |server: TraceHeadersLayer, client: PropagateTraceHeadersLayer| -> Svc {
         let client =
             BoxCloneSyncService::new(ServiceBuilder::new().layer(client).service(downstream()));
-        BoxCloneSyncService::new(
-            ServiceBuilder::new()
-                .layer(TraceHeadersLayer::new())
-                .service(handler(client)),
-        )
+        BoxCloneSyncService::new(ServiceBuilder::new().layer(server).service(handler(client)))
     };
-    let ours_forward = ours(PropagateTraceHeadersLayer::forward());
-    let ours_instrument = ours(PropagateTraceHeadersLayer::instrument());
+    // Headers only: no spans.
+    let ours_forward = ours(
+        TraceHeadersLayer::new().without_spans(),
+        PropagateTraceHeadersLayer::forward().without_spans(),
+    );
+    // A server span and a client span, through the same SDK provider as tower-otel.
+    let ours_instrument = ours(
+        TraceHeadersLayer::new().tracer(provider.tracer("server")),
+        PropagateTraceHeadersLayer::instrument().tracer(provider.tracer("client")),
+    );
     let tower_http: Svc = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(

@@ -1,18 +1,32 @@
 //! Layer overhead on the wire: a bounded loopback load against two real axum services, `edge`
-//! calling `backend` once per request over HTTP/1.1, without layers and with
-//! [`TraceHeadersLayer`] on both servers plus [`PropagateTraceHeadersLayer`] on the edge's
-//! client. The configurations alternate over several rounds; the median throughput of each is
-//! reported with its ratio to `bare`.
+//! calling `backend` once per request over HTTP/1.1.
 //!
-//! `bare` forwards nothing (its traces fall apart); `hand_copy` is what an application writes
-//! without a library, copying Istio's list of headers from each request to its outgoing call;
-//! `ours_forward` / `ours_instrument` are the layers (headers only: the crate's `opentelemetry`
-//! feature is off under `cargo bench`).
+//! The definition is fixed (change it only with a note in the README): every configuration
+//! runs the same two handlers, and applies its layers the same way — `Router::layer` on both
+//! servers and a `ServiceBuilder` layer on the edge's client, the identity layer where a
+//! configuration has none — so the configurations differ only in what the layers do:
 //!
-//! `cargo bench -p benches --bench wire` runs the measurement (20 000 requests per
-//! configuration and round, 32 in flight, 5 rounds, each round bounded to 60 s).
-//! `cargo test` runs the same code once at a small bound and checks the headers arrive.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)] // a bench binary: a panic is the report
+//! - `bare`: nothing is forwarded (its traces fall apart);
+//! - `hand_copy` (the anchor): the edge's handler copies Istio's list of headers from its
+//!   request to its outgoing call, what an application writes without a library;
+//! - `ours_forward`: `TraceHeadersLayer` on both servers, `PropagateTraceHeadersLayer::forward()`
+//!   on the edge's client, no spans (`without_spans`);
+//! - `ours_instrument`: the same layers in instrument mode with an OpenTelemetry SDK provider
+//!   (always-on sampler, a batch processor over an exporter that discards): a server span per
+//!   request on both services and a client span per call, all reported.
+//!
+//! Rounds rotate the order of the configurations (round `r` starts at configuration
+//! `r mod 4`), so no configuration always runs first or last; each round sends the same number
+//! of requests per configuration, 32 in flight. The table gives the median requests/s of each
+//! configuration over the rounds, the spread (lowest and highest round), and its ratio to
+//! `hand_copy` (the median of the per-round ratios, paired within a round). The same figures go
+//! to `target/wire-bench.json`:
+//! `{"configs": {"<name>": {"requests_per_s", "p50_ms", "p99_ms", "rounds": [..]}}}`.
+//!
+//! `cargo bench -p benches --bench wire` measures (11 rounds of 10 000 requests per
+//! configuration, each round bounded to 60 s); `cargo test` runs the same code at 200 requests
+//! and one round and checks the trace reaches the backend.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)] // a bench binary: a panic is the report; rounds x configs read as indices
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -31,8 +45,13 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tower::layer::util::Identity;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_trace_headers::{PropagateTraceHeadersLayer, TraceHeadersLayer};
@@ -61,6 +80,13 @@ enum Config {
     OursInstrument,
 }
 
+const CONFIGS: [Config; 4] = [
+    Config::Bare,
+    Config::HandCopy,
+    Config::OursForward,
+    Config::OursInstrument,
+];
+
 impl Config {
     fn name(self) -> &'static str {
         match self {
@@ -69,6 +95,16 @@ impl Config {
             Config::OursForward => "ours_forward",
             Config::OursInstrument => "ours_instrument",
         }
+    }
+}
+
+/// Discards every span (the cost measured is the spans', not an exporter's).
+#[derive(Debug)]
+struct Discard;
+
+impl SpanExporter for Discard {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        Ok(())
     }
 }
 
@@ -118,7 +154,7 @@ async fn edge(State(edge): State<Edge>, headers: HeaderMap) -> Result<Bytes, Sta
         .map_err(|_| StatusCode::BAD_GATEWAY)
 }
 
-/// The backend answers with the trace id it received (so the smoke run can check it).
+/// The backend answers with the trace id it received (so every run checks it arrived).
 async fn backend(headers: HeaderMap) -> String {
     let b3 = headers
         .get("x-b3-traceid")
@@ -144,37 +180,59 @@ fn client() -> Client<HttpConnector, Empty<Bytes>> {
         .build(connector)
 }
 
+/// The server side of `config`, applied with `Router::layer` like every other.
+fn server(router: Router, config: Config, provider: &SdkTracerProvider, name: &str) -> Router {
+    match config {
+        Config::Bare | Config::HandCopy => router.layer(Identity::new()),
+        Config::OursForward => router.layer(TraceHeadersLayer::new().without_spans()),
+        Config::OursInstrument => {
+            router.layer(TraceHeadersLayer::new().tracer(provider.tracer(name.to_owned())))
+        }
+    }
+}
+
 /// Start `backend` and `edge` for `config`; the edge's base URL.
-async fn start(config: Config) -> String {
-    let traced = |r: Router| match config {
-        Config::Bare | Config::HandCopy => r,
-        Config::OursForward | Config::OursInstrument => r.layer(TraceHeadersLayer::new()),
-    };
-    let backend_addr = serve(traced(Router::new().route("/", get(backend)))).await;
+async fn start(config: Config, provider: &SdkTracerProvider) -> String {
+    let backend_addr = serve(server(
+        Router::new().route("/", get(backend)),
+        config,
+        provider,
+        "backend",
+    ))
+    .await;
     let raw = client();
     let hop: Hop = match config {
-        Config::Bare | Config::HandCopy => BoxCloneSyncService::new(raw.map_err(BoxError::from)),
-        Config::OursForward | Config::OursInstrument => {
-            let layer = if config == Config::OursForward {
-                PropagateTraceHeadersLayer::forward()
-            } else {
-                PropagateTraceHeadersLayer::instrument()
-            };
-            BoxCloneSyncService::new(
-                ServiceBuilder::new()
-                    .layer(layer)
-                    .service(raw)
-                    .map_err(BoxError::from),
-            )
-        }
+        Config::Bare | Config::HandCopy => BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(Identity::new())
+                .service(raw)
+                .map_err(BoxError::from),
+        ),
+        Config::OursForward => BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(PropagateTraceHeadersLayer::forward().without_spans())
+                .service(raw)
+                .map_err(BoxError::from),
+        ),
+        Config::OursInstrument => BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(
+                    PropagateTraceHeadersLayer::instrument().tracer(provider.tracer("edge-client")),
+                )
+                .service(raw)
+                .map_err(BoxError::from),
+        ),
     };
     let state = Edge {
         hop,
         backend: format!("http://{backend_addr}/"),
         copy: config == Config::HandCopy,
     };
-    let edge_addr = serve(traced(
+    let edge_addr = serve(server(
         Router::new().route("/", get(edge)).with_state(state),
+        config,
+        provider,
+        "edge",
     ))
     .await;
     format!("http://{edge_addr}/")
@@ -236,7 +294,6 @@ async fn round(url: &str, n: usize, concurrency: usize, limit: Duration) -> Roun
         r.latencies_us.append(&mut lat);
     }
     r.elapsed = start.elapsed();
-    r.latencies_us.sort_unstable();
     r
 }
 
@@ -248,70 +305,109 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return 0.0;
+    }
+    v[v.len() / 2]
+}
+
+/// Where the JSON goes: the workspace's `target/` (or `CARGO_TARGET_DIR`).
+fn json_path() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(
+            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+            std::path::PathBuf::from,
+        )
+        .join("wire-bench.json")
+}
+
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let (n, rounds) = if bench { (20_000, 5) } else { (200, 1) };
+    let (n, rounds) = if bench { (10_000, 11) } else { (200, 1) };
     let concurrency = 32;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(Discard)
+        .build();
     rt.block_on(async {
-        let configs = [
-            Config::Bare,
-            Config::HandCopy,
-            Config::OursForward,
-            Config::OursInstrument,
-        ];
         let mut urls = Vec::new();
-        for c in configs {
-            urls.push((c, start(c).await));
+        for c in CONFIGS {
+            urls.push(start(c, &provider).await);
         }
         // Warm every pool and path.
-        for (_, url) in &urls {
+        for url in &urls {
             let _ = round(url, 500.min(n), concurrency, Duration::from_secs(30)).await;
         }
-        let mut results: Vec<(Config, Vec<f64>, Vec<u64>)> =
-            configs.iter().map(|c| (*c, Vec::new(), Vec::new())).collect();
-        for _ in 0..rounds {
-            for (i, (c, url)) in urls.iter().enumerate() {
-                let r = round(url, n, concurrency, Duration::from_secs(60)).await;
-                assert_eq!(r.ok, n, "{}: {} of {n} requests ok", c.name(), r.ok);
+        // rps[config][round], latencies[config]
+        let mut rps = vec![vec![0.0; rounds]; CONFIGS.len()];
+        let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); CONFIGS.len()];
+        for r in 0..rounds {
+            for k in 0..CONFIGS.len() {
+                let i = (r + k) % CONFIGS.len();
+                let c = CONFIGS[i];
+                let got = round(&urls[i], n, concurrency, Duration::from_secs(60)).await;
+                assert_eq!(got.ok, n, "{}: {} of {n} requests ok", c.name(), got.ok);
                 // The backend saw the trace id sent to the edge (the bare edge does not
                 // forward it: that is the point of the layers).
-                let expected = if *c == Config::Bare { 0 } else { n };
-                assert_eq!(r.bodies_ok, expected, "{}: trace id reached the backend", c.name());
-                results[i].1.push(r.ok as f64 / r.elapsed.as_secs_f64());
-                results[i].2.extend(r.latencies_us);
+                let expected = if c == Config::Bare { 0 } else { n };
+                assert_eq!(got.bodies_ok, expected, "{}: trace id reached the backend", c.name());
+                rps[i][r] = got.ok as f64 / got.elapsed.as_secs_f64();
+                latencies[i].extend(got.latencies_us);
             }
         }
         println!(
-            "wire: {n} requests x {rounds} rounds per configuration, {concurrency} in flight, edge -> backend over loopback HTTP/1.1"
+            "wire: {n} requests x {rounds} rounds per configuration (order rotating), {concurrency} in flight, edge -> backend over loopback HTTP/1.1"
         );
         println!(
-            "{:<16} {:>12} {:>9} {:>9} {:>9}",
-            "configuration", "requests/s", "vs bare", "p50 ms", "p99 ms"
+            "{:<16} {:>11} {:>17} {:>11} {:>9} {:>9}",
+            "configuration", "requests/s", "rounds min..max", "/ hand_copy", "p50 ms", "p99 ms"
         );
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let mut bare_rps = 0.0;
-        for (c, rps, lat) in &mut results {
+        let anchor = 1; // hand_copy
+        let mut out = serde_json::Map::new();
+        for (i, c) in CONFIGS.iter().enumerate() {
+            let lat = &mut latencies[i];
             lat.sort_unstable();
-            let m = median(rps);
-            if *c == Config::Bare {
-                bare_rps = m;
-            }
+            let ratios: Vec<f64> = (0..rounds).map(|r| rps[i][r] / rps[anchor][r]).collect();
+            let (lo, hi) = rps[i]
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+            let (p50, p99) = (percentile(lat, 50.0), percentile(lat, 99.0));
             println!(
-                "{:<16} {:>12.0} {:>8.3}x {:>9.2} {:>9.2}",
+                "{:<16} {:>11.0} {:>8.0}..{:<8.0} {:>10.3}x {:>9.2} {:>9.2}",
                 c.name(),
-                m,
-                m / bare_rps,
-                percentile(lat, 50.0),
-                percentile(lat, 99.0)
+                median(&rps[i]),
+                lo,
+                hi,
+                median(&ratios),
+                p50,
+                p99
+            );
+            out.insert(
+                c.name().to_owned(),
+                json!({
+                    "requests_per_s": median(&rps[i]),
+                    "p50_ms": p50,
+                    "p99_ms": p99,
+                    "vs_hand_copy": median(&ratios),
+                    "rounds": rps[i],
+                }),
             );
         }
+        if bench {
+            let path = json_path();
+            let body = serde_json::to_vec_pretty(&json!({ "configs": out })).expect("json");
+            match std::fs::write(&path, body) {
+                Ok(()) => println!("wrote {}", path.display()),
+                Err(e) => eprintln!("could not write {}: {e}", path.display()),
+            }
+        }
     });
+    let _ = provider.shutdown();
 }

@@ -396,6 +396,28 @@ impl fmt::Debug for CurrentGuard {
     }
 }
 
+/// Makes the trace in `slot` current by *moving* it into the thread-local (no reference count
+/// touched), and moves it back into `slot` when dropped: what a future that owns its trace
+/// does on every poll. See [`RequestTrace::enter`] for the borrowing form.
+pub(crate) struct MovedIn<'a> {
+    slot: &'a mut Option<RequestTrace>,
+    previous: Option<RequestTrace>,
+}
+
+impl<'a> MovedIn<'a> {
+    pub(crate) fn new(slot: &'a mut Option<RequestTrace>) -> Self {
+        let previous = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), slot.take()));
+        MovedIn { slot, previous }
+    }
+}
+
+impl Drop for MovedIn<'_> {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        *self.slot = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
+    }
+}
+
 /// What a spawned future carries besides the trace: the OpenTelemetry context and the
 /// `tracing` span and subscriber current where it was wrapped.
 #[derive(Clone, Default)]
@@ -488,16 +510,9 @@ impl<F: Future> Future for WithTrace<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let Some(trace) = this.trace.as_ref() else {
-            // Explicitly no trace: hide any current one from the inner future.
-            let previous = CURRENT.with(|c| c.borrow_mut().take());
-            let _restore = CurrentGuard {
-                previous,
-                _not_send: PhantomData,
-            };
-            return this.carried.poll(this.inner, cx);
-        };
-        let _guard = trace.enter();
+        // The trace (or, with `None`, no trace: any current one is hidden) is moved in for
+        // the poll and back out after it.
+        let _current = MovedIn::new(this.trace);
         this.carried.poll(this.inner, cx)
     }
 }

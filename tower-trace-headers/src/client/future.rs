@@ -37,8 +37,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        // The call is polled by its caller, inside the request's trace already: only the
+        // client span (if any) is entered, for instrumentation below this layer.
         let result = {
-            let _current = this.trace.as_ref().map(RequestTrace::enter);
             let _extras = this.extras.enter();
             ready!(this.inner.poll(cx))
         };

@@ -15,7 +15,8 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        trace: RequestTrace,
+        // `Some` between polls; moved into the thread-local while the inner future is polled.
+        trace: Option<RequestTrace>,
         extras: Extras,
         echo: Option<HeaderValue>,
         trace_response: Option<HeaderValue>,
@@ -32,7 +33,7 @@ impl<F> ResponseFuture<F> {
     ) -> Self {
         ResponseFuture {
             inner,
-            trace,
+            trace: Some(trace),
             extras,
             echo,
             trace_response,
@@ -49,7 +50,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = {
-            let _current = this.trace.enter();
+            let _current = crate::current::MovedIn::new(this.trace);
             let _extras = this.extras.enter();
             ready!(this.inner.poll(cx))
         };

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::Collector;
 use super::ids::normalize_trace_id;
-use super::model::ZipkinSpan;
+use super::model::{ZipkinSpan, zipkin_view};
 use super::payload::{PayloadError, parse_otlp_json, parse_otlp_protobuf, parse_zipkin_json};
 use super::query::{TraceQuery, TracesParams};
 
@@ -250,7 +250,7 @@ async fn traces(
 ) -> Result<Json<Vec<Vec<ZipkinSpan>>>, Reject> {
     let query = TraceQuery::try_from(params).map_err(Reject::bad_request)?;
     let result = query.run(&collector.lock());
-    Ok(Json(result))
+    Ok(Json(result.into_iter().map(zipkin_view).collect()))
 }
 
 async fn trace(
@@ -263,7 +263,7 @@ async fn trace(
         ))
     })?;
     let spans = collector.lock().trace(&id);
-    spans.map(Json).ok_or(Reject {
+    spans.map(|s| Json(zipkin_view(s))).ok_or(Reject {
         status: StatusCode::NOT_FOUND,
         reason: format!("trace {id} not found"),
     })

@@ -62,7 +62,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
 pub use ids::{IngestError, normalize_trace_id};
-pub use model::{Annotation, Endpoint, SpanKind, ZipkinSpan};
+pub use model::{Annotation, Endpoint, SpanKind, ZipkinSpan, zipkin_view};
 pub use otlp::from_otlp;
 pub use payload::{PayloadError, parse_otlp_json, parse_otlp_protobuf, parse_zipkin_json};
 

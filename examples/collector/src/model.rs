@@ -234,3 +234,27 @@ where
         })
         .collect())
 }
+
+/// One trace's spans as Zipkin's API shows them: a 64-bit trace id (its high half zero) at 16
+/// hex characters, as Zipkin keeps the width a tracer sent; the server half of a shared span (a
+/// `SERVER` span with the id of a `CLIENT` span of the same trace: Zipkin / Envoy
+/// `shared_span_context`, or this workspace's `SpanSemantics::Shared`) marked `shared: true`,
+/// so Zipkin tools tell the halves apart. Spans are kept normalised (32 hex) in the store; this
+/// is the view the HTTP API serves.
+#[must_use]
+pub fn zipkin_view(mut spans: Vec<ZipkinSpan>) -> Vec<ZipkinSpan> {
+    let clients: std::collections::BTreeSet<String> = spans
+        .iter()
+        .filter(|s| s.kind == Some(SpanKind::Client))
+        .map(|s| s.id.clone())
+        .collect();
+    for s in &mut spans {
+        if s.trace_id.len() == 32 && s.trace_id.starts_with("0000000000000000") {
+            s.trace_id = s.trace_id[16..].to_owned();
+        }
+        if s.kind == Some(SpanKind::Server) && clients.contains(&s.id) {
+            s.shared = true;
+        }
+    }
+    spans
+}

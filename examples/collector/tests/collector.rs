@@ -482,7 +482,8 @@ async fn otlp_protobuf_json_and_zipkin_join_one_trace() {
     assert_eq!(by_64, by_upper);
     let spans = by_64.as_array().unwrap();
     assert_eq!(spans.len(), 4);
-    assert!(spans.iter().all(|s| s["traceId"] == TRACE_128), "{spans:?}");
+    // Stored at 32 hex, shown as Zipkin shows a 64-bit id: 16 hex.
+    assert!(spans.iter().all(|s| s["traceId"] == TRACE_64), "{spans:?}");
 
     let root = span_by_id(spans, "1111111111111111");
     assert_eq!(root["name"], "GET /");
@@ -1170,7 +1171,7 @@ async fn query_api_lists_services_span_names_and_filters_traces() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|t| t[0]["traceId"].as_str().unwrap().to_owned())
+            .map(|t| normalize_trace_id(t[0]["traceId"].as_str().unwrap()).unwrap())
             .collect()
     };
     let n1 = normalize_trace_id(t1).unwrap();
@@ -1625,4 +1626,79 @@ fn ingest_normalises_ids_and_refuses_bad_batches_whole() {
     );
     assert_eq!(collector.span_count(), 1);
     assert!(format!("{collector:?}").contains("span_count: 1"));
+}
+
+/// A Zipkin-style client (Envoy's egress, Zipkin JSON) and our server span sharing its id
+/// (`shared_span_context`, exported over OTLP, which has no `shared` flag): the Zipkin API
+/// marks the server half `shared: true`, as Zipkin's model and py-zipkin do, and leaves the
+/// client half alone; a 64-bit trace comes back at 16 hex and is found by either width.
+#[tokio::test]
+async fn shared_halves_and_64_bit_ids_as_zipkin_shows_them() {
+    let server = Server::start(CollectorConfig::default()).await;
+    let mut client = zipkin(
+        TRACE_64,
+        "2222222222222222",
+        Some("1111111111111111"),
+        "order-sidecar",
+        "item",
+        1_700_000_000_000_000,
+    );
+    client["kind"] = json!("CLIENT");
+    assert_eq!(server.post_zipkin(&json!([client])).await.status, 202);
+    let shared_server = otlp_span(
+        TRACE_128,
+        "2222222222222222",
+        "1111111111111111",
+        "GetItem",
+        2,
+    );
+    let other = otlp_span(TRACE_128, "3333333333333333", "2222222222222222", "load", 1);
+    let request = otlp_request("item", "tower-trace-headers", vec![shared_server, other]);
+    let resp = server
+        .post(
+            "/v1/traces",
+            "application/x-protobuf",
+            &request.encode_to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+
+    for id in [TRACE_64, TRACE_128] {
+        let trace = server.get_json(&format!("/api/v2/trace/{id}")).await;
+        let spans = trace.as_array().unwrap();
+        assert_eq!(spans.len(), 3, "{spans:?}");
+        assert!(spans.iter().all(|s| s["traceId"] == TRACE_64), "{spans:?}");
+        let halves: Vec<&Json> = spans
+            .iter()
+            .filter(|s| s["id"] == "2222222222222222")
+            .collect();
+        assert_eq!(halves.len(), 2);
+        for h in halves {
+            match h["kind"].as_str() {
+                Some("SERVER") => assert_eq!(h["shared"], true, "{h}"),
+                Some("CLIENT") => assert!(h.get("shared").is_none(), "{h}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            span_by_id(spans, "3333333333333333")
+                .get("shared")
+                .is_none()
+        );
+    }
+    let all = server.get_json("/api/v2/traces").await;
+    assert_eq!(all[0][0]["traceId"], TRACE_64);
+    // A 128-bit id stays at 32 hex.
+    let wide = "4bf92f3577b34da6a3ce929d000e4736";
+    let span = zipkin(
+        wide,
+        "4444444444444444",
+        None,
+        "frontend",
+        "get /",
+        1_700_000_001_000_000,
+    );
+    assert_eq!(server.post_zipkin(&json!([span])).await.status, 202);
+    let trace = server.get_json(&format!("/api/v2/trace/{wide}")).await;
+    assert_eq!(trace[0]["traceId"], wide);
 }

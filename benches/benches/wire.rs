@@ -26,7 +26,12 @@
 //! `cargo bench -p benches --bench wire` measures (11 rounds of 10 000 requests per
 //! configuration, each round bounded to 60 s); `cargo test` runs the same code at 200 requests
 //! and one round and checks the trace reaches the backend.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)] // a bench binary: a panic is the report; rounds x configs read as indices
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::needless_range_loop
+)] // a bench binary: a panic is the report; rounds x configs read as indices
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -367,6 +367,8 @@ impl Edge {
             access_log: AccessLog::Off,
             version: "v1".to_owned(),
             edge: true,
+            health: services::health::Health::new(),
+            serve: serve::ServeOptions::default(),
         };
         let f = frontend::Frontend::new(
             opts.user_channel(&format!("http://{user}")).unwrap(),

@@ -24,6 +24,13 @@ struct Cli {
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "COLLECTOR_MAX_BODY_BYTES", default_value_t = CollectorConfig::default().max_body_bytes)]
     max_body_bytes: usize,
+    /// A client that does not send its request headers within this many milliseconds (or
+    /// leaves a connection idle that long) is cut off.
+    #[arg(long, env = "COLLECTOR_HEADER_READ_TIMEOUT_MS", default_value_t = 5000)]
+    header_read_timeout_ms: u64,
+    /// Most connections open at once.
+    #[arg(long, env = "COLLECTOR_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
 }
 
 #[tokio::main]
@@ -32,6 +39,11 @@ async fn main() -> std::io::Result<()> {
     let collector = Collector::new(CollectorConfig {
         max_spans: cli.max_spans,
         max_body_bytes: cli.max_body_bytes,
+        serve: serve::ServeOptions {
+            header_read_timeout: std::time::Duration::from_millis(cli.header_read_timeout_ms),
+            max_connections: cli.max_connections,
+            ..serve::ServeOptions::default()
+        },
     });
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
     let addr = listener.local_addr()?;

@@ -1702,3 +1702,49 @@ async fn shared_halves_and_64_bit_ids_as_zipkin_shows_them() {
     let trace = server.get_json(&format!("/api/v2/trace/{wide}")).await;
     assert_eq!(trace[0]["traceId"], wide);
 }
+
+/// Slow clients: connections that never finish their request headers are closed once the
+/// header-read timeout passes, while ordinary requests are served all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_finish_their_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let timeout = std::time::Duration::from_millis(600);
+    let server = Server::start(CollectorConfig {
+        serve: serve::ServeOptions {
+            header_read_timeout: timeout,
+            ..serve::ServeOptions::default()
+        },
+        ..CollectorConfig::default()
+    })
+    .await;
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"POST /api/v2/spans HTTP/1.1\r\nhost: collector\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    let started = std::time::Instant::now();
+    // Served meanwhile.
+    for i in 0..5u64 {
+        let span = zipkin(
+            &format!("{:032x}", i + 1),
+            "0000000000000001",
+            None,
+            "frontend",
+            "get /",
+            1_700_000_000_000_000,
+        );
+        assert_eq!(server.post_zipkin(&json!([span])).await.status, 202);
+    }
+    for mut s in slow {
+        let mut buf = Vec::new();
+        let closed =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "a slow connection was still open after 5 s");
+    }
+    let took = started.elapsed();
+    assert!(took < timeout * 4, "closed after {took:?}");
+    assert_eq!(server.collector.trace_ids().len(), 5);
+}

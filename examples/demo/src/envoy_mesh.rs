@@ -222,6 +222,8 @@ impl AppsSetup {
                 version: version.to_owned(),
                 // The front proxy is the edge; behind it every app trusts its sidecar.
                 edge: false,
+                health: services::health::Health::new(),
+                serve: serve::ServeOptions::default(),
             })
         };
         let [front_l, user_l, order_l, v1_l, v2_l] = listeners;

@@ -214,6 +214,8 @@ impl LocalMesh {
                 access_log: config.access_log.clone(),
                 version: "v1".to_owned(),
                 edge: service == Service::Frontend,
+                health: services::health::Health::new(),
+                serve: serve::ServeOptions::default(),
             };
             let (l, addr) = bind().await?;
             listeners.push((service, l));

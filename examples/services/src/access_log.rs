@@ -153,6 +153,14 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        let path = req.uri().path();
+        if crate::UNTRACED_PATHS.iter().any(|p| path.starts_with(p)) {
+            // Health checks and scrapes are not requests of the service.
+            return AccessLogFuture {
+                inner: self.inner.call(req),
+                pending: None,
+            };
+        }
         let route = req
             .extensions()
             .get::<axum::extract::MatchedPath>()

@@ -48,6 +48,14 @@ pub struct ServiceArgs {
     /// Version label reported in spans and access logs.
     #[arg(long, env = "SERVICE_VERSION", default_value = "v1")]
     pub service_version: String,
+    /// Also serve `/healthz` and `/readyz` on this address (for the kubelet's probes when the
+    /// service listens on the pod's loopback behind its sidecar), e.g. `0.0.0.0:9090`.
+    #[arg(long, env = "ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// The HTTP server (the frontend's) cuts off a client that does not send its request
+    /// headers within this many milliseconds, or leaves a connection idle that long.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 5000)]
+    pub header_read_timeout_ms: u64,
     /// This service faces clients: they may not force sampling or pick request ids, and only
     /// the `--edge-fields` of the propagated fields are taken from them.
     #[arg(long, env = "EDGE")]
@@ -107,6 +115,11 @@ impl ServiceArgs {
             access_log,
             version: self.service_version.clone(),
             edge: self.edge,
+            health: crate::health::Health::new(),
+            serve: serve::ServeOptions {
+                header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
+                ..serve::ServeOptions::default()
+            },
         })
     }
 }
@@ -209,20 +222,41 @@ impl ServiceCommand {
                     frontend::Frontend::new(opts.user_channel(&a.user)?, opts.channel(&a.order)?);
                 let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
                 let server = frontend::serve(listener, f, opts.clone(), shutdown_signal());
-                run("frontend", &opts, a.service.listen, server).await
+                run(
+                    "frontend",
+                    &opts,
+                    a.service.listen,
+                    a.service.admin_listen,
+                    server,
+                )
+                .await
             }
             ServiceCommand::User(a) => {
                 let opts = a.service.options("user")?;
                 let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
                 let server = user::serve(listener, opts.clone(), shutdown_signal());
-                run("user", &opts, a.service.listen, server).await
+                run(
+                    "user",
+                    &opts,
+                    a.service.listen,
+                    a.service.admin_listen,
+                    server,
+                )
+                .await
             }
             ServiceCommand::Order(a) => {
                 let opts = a.service.options("order")?;
                 let orders = order::Orders::new(opts.channel(&a.item)?);
                 let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
                 let server = order::serve(listener, orders, opts.clone(), shutdown_signal());
-                run("order", &opts, a.service.listen, server).await
+                run(
+                    "order",
+                    &opts,
+                    a.service.listen,
+                    a.service.admin_listen,
+                    server,
+                )
+                .await
             }
             ServiceCommand::Item(a) => {
                 let opts = a.service.options("item")?;
@@ -232,13 +266,21 @@ impl ServiceCommand {
                 );
                 let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
                 let server = item::serve(listener, items, opts.clone(), shutdown_signal());
-                run("item", &opts, a.service.listen, server).await
+                run(
+                    "item",
+                    &opts,
+                    a.service.listen,
+                    a.service.admin_listen,
+                    server,
+                )
+                .await
             }
         }
     }
 }
 
-/// Run a service until a shutdown signal, then flush its spans.
+/// Run a service until a shutdown signal (its readiness turning false first), with its
+/// health endpoints on `admin` too when given, then flush its spans.
 ///
 /// # Errors
 ///
@@ -247,14 +289,27 @@ pub async fn run<F, E>(
     name: &str,
     opts: &ServiceOptions,
     listen: SocketAddr,
+    admin: Option<SocketAddr>,
     server: F,
 ) -> Result<(), BoxError>
 where
     F: Future<Output = Result<(), E>>,
     E: Into<BoxError>,
 {
+    if let Some(admin) = admin {
+        let listener = tokio::net::TcpListener::bind(admin).await?;
+        eprintln!("{name} health on http://{admin}/healthz, /readyz");
+        let app = opts.health.router();
+        tokio::spawn(serve::serve(
+            listener,
+            app,
+            serve::ServeOptions::default(),
+            shutdown_signal(),
+        ));
+    }
     eprintln!("{name} listening on {listen}");
     let result = server.await.map_err(Into::into);
+    opts.health.drain();
     let telemetry = opts.telemetry.clone();
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     result

@@ -167,7 +167,8 @@ pub async fn serve(
     opts: ServiceOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(frontend, &opts))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // Health endpoints outside the traced routes: not traced, not logged.
+    let app = opts.health.router().merge(router(frontend, &opts));
+    let shutdown = opts.health.draining_on(shutdown);
+    serve::serve(listener, app, opts.serve, shutdown).await
 }

@@ -83,14 +83,15 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     items: Items,
     opts: ServiceOptions,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .layer(opts.dispatch_layer())
         .layer(opts.server_layer())
         .layer(opts.access_log_layer("item"))
+        .add_service(opts.health.grpc::<ItemServiceServer<Items>>().await)
         .add_service(ItemServiceServer::new(items))
-        .serve_with_incoming_shutdown(super::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(super::incoming(listener), opts.health.draining_on(shutdown))
         .await
 }
 

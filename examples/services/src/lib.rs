@@ -14,6 +14,7 @@
 pub mod access_log;
 pub mod cli;
 pub mod frontend;
+pub mod health;
 pub mod item;
 pub mod order;
 pub mod pb;
@@ -146,7 +147,20 @@ pub struct ServiceOptions {
     pub version: String,
     /// Whether this service is the edge (clients may not force sampling or pick request ids).
     pub edge: bool,
+    /// Readiness and liveness (shared with the health endpoints and the gRPC health service).
+    pub health: health::Health,
+    /// How the HTTP server (the frontend's) bounds its clients: header-read timeout,
+    /// connections, drain.
+    pub serve: serve::ServeOptions,
 }
+
+/// The paths no service traces or logs: health checks and metrics scrapes.
+pub const UNTRACED_PATHS: [&str; 4] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    health::GRPC_HEALTH_PREFIX,
+];
 
 impl ServiceOptions {
     /// Options for `service` with the propagator of `OTEL_PROPAGATORS` (default otherwise) and
@@ -167,6 +181,8 @@ impl ServiceOptions {
             access_log: AccessLog::Stdout,
             version: "v1".to_owned(),
             edge: false,
+            health: health::Health::new(),
+            serve: serve::ServeOptions::default(),
         })
     }
 
@@ -204,7 +220,8 @@ impl ServiceOptions {
             .propagator(propagator)
             .echo_request_id(true)
             .trace_response(true)
-            .record_baggage(["user-agent"]);
+            .record_baggage(["user-agent"])
+            .skip_paths(UNTRACED_PATHS);
         if self.reports() {
             layer.tracer(self.telemetry.tracer())
         } else {

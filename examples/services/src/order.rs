@@ -115,13 +115,14 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     orders: Orders,
     opts: ServiceOptions,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .layer(opts.dispatch_layer())
         .layer(opts.server_layer())
         .layer(opts.access_log_layer("order"))
+        .add_service(opts.health.grpc::<OrderServiceServer<Orders>>().await)
         .add_service(OrderServiceServer::new(orders))
-        .serve_with_incoming_shutdown(super::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(super::incoming(listener), opts.health.draining_on(shutdown))
         .await
 }

@@ -45,13 +45,14 @@ impl UserService for Users {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     opts: ServiceOptions,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .layer(opts.dispatch_layer())
         .layer(opts.server_layer())
         .layer(opts.access_log_layer("user"))
+        .add_service(opts.health.grpc::<UserServiceServer<Users>>().await)
         .add_service(UserServiceServer::new(Users))
-        .serve_with_incoming_shutdown(super::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(super::incoming(listener), opts.health.draining_on(shutdown))
         .await
 }

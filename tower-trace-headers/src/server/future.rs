@@ -24,6 +24,17 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
+    /// The inner future as it is: a request the layer skips.
+    pub(crate) fn untouched(inner: F) -> Self {
+        ResponseFuture {
+            inner,
+            trace: None,
+            extras: Extras::default(),
+            echo: None,
+            trace_response: None,
+        }
+    }
+
     pub(crate) fn new(
         inner: F,
         trace: RequestTrace,

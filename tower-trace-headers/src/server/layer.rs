@@ -18,6 +18,8 @@ pub(crate) struct ServerConfig {
     pub(crate) trace_response: bool,
     /// Baggage keys recorded in the request's spans.
     pub(crate) record_baggage: Arc<[String]>,
+    /// Path prefixes passed through untouched (health checks, metrics scrapes).
+    pub(crate) skip_paths: Arc<[String]>,
     #[cfg(feature = "opentelemetry")]
     pub(crate) tracer: crate::otel::SpanTracer,
     /// This hop's decision for a caller's trace whose sampling is deferred.
@@ -76,6 +78,20 @@ impl TraceHeadersLayer {
     #[must_use]
     pub fn trace_response(self, on: bool) -> Self {
         self.update(|c| c.trace_response = on)
+    }
+
+    /// Pass requests whose path starts with one of these prefixes straight to the inner
+    /// service, untouched: no extract, no span, no request id, no trace current. For the
+    /// requests that are not part of any trace — health checks
+    /// (`/grpc.health.v1.Health/`, `/healthz`), metrics scrapes (`/metrics`).
+    #[must_use]
+    pub fn skip_paths<I, P>(self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        let prefixes: Arc<[String]> = prefixes.into_iter().map(Into::into).collect();
+        self.update(|c| c.skip_paths = prefixes)
     }
 
     /// Record these baggage keys in the request's spans whenever they are received or the

@@ -65,6 +65,16 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
+        if !config.skip_paths.is_empty() {
+            let path = req.uri().path();
+            if config
+                .skip_paths
+                .iter()
+                .any(|p| path.starts_with(p.as_str()))
+            {
+                return ResponseFuture::untouched(self.inner.call(req));
+            }
+        }
         let cx = crate::hop::receive(&config.propagator, req.headers_mut());
         let request_id = cx.request_id().map(|id| id.header_value().clone());
         let (extras, trace) = Extras::server(config, &req, cx);

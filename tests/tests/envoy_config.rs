@@ -131,7 +131,25 @@ fn generated_configs_have_the_tracing_choices() {
         let listeners = doc["static_resources"]["listeners"]
             .as_array()
             .expect("listeners");
-        for listener in listeners {
+        let (stats, traffic): (Vec<&Json>, Vec<&Json>) =
+            listeners.iter().partition(|l| l["name"] == "stats");
+        // The stats listener: the admin API's /ready and /stats/prometheus for the kubelet and
+        // Prometheus, nothing else of it, on every interface, not traced.
+        assert_eq!(stats.len(), 1, "{}", config.proxy);
+        let stats = stats[0];
+        assert_eq!(stats["address"]["socket_address"]["address"], "0.0.0.0");
+        assert_eq!(stats["address"]["socket_address"]["port_value"], 9902);
+        let hcm = &stats["filter_chains"][0]["filters"][0]["typed_config"];
+        assert!(hcm.get("tracing").is_none(), "stats are not traced");
+        let routes = &hcm["route_config"]["virtual_hosts"][0]["routes"];
+        assert_eq!(routes[0]["match"]["path"], "/ready");
+        assert_eq!(routes[1]["match"]["path"], "/stats/prometheus");
+        for r in [&routes[0], &routes[1]] {
+            assert_eq!(r["route"]["cluster"], "envoy-admin");
+        }
+        assert_eq!(routes[2]["direct_response"]["status"], 404);
+        assert_eq!(routes.as_array().expect("routes").len(), 3);
+        for listener in traffic {
             let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
             let edge = listener["name"] == "edge";
             assert_eq!(hcm["use_remote_address"], edge, "{}", config.proxy);
@@ -1476,4 +1494,60 @@ async fn baggage_routes_item_to_v2_and_edge_sanitises_client_headers() {
         stats.contains("envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=\"edge\"}"),
         "edge listener stats"
     );
+}
+
+/// The stats listener, with a real Envoy: the kubelet's `/ready` and Prometheus'
+/// `/stats/prometheus` answer through it, and nothing else of the admin API does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_listener_exposes_ready_and_prometheus_only() {
+    let binary = envoy();
+    let dir = std::env::temp_dir().join(format!("stats-listener-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let apps = AppPorts {
+        frontend: 9,
+        user: 9,
+        order: 9,
+        item_v1: 9,
+        item_v2: 9,
+    };
+    let mut attempt = 0;
+    let (stats, _envoy) = loop {
+        attempt += 1;
+        let base = free_port_block(MeshTopology::LOOPBACK_PORT_COUNT + 1).expect("free ports");
+        let mut topology = MeshTopology::loopback(base, Endpoint::loopback(9), apps);
+        let stats = Endpoint::loopback(base + MeshTopology::LOOPBACK_PORT_COUNT);
+        topology.user.stats = Some(stats.clone());
+        let config = topology
+            .render()
+            .into_iter()
+            .find(|c| c.proxy == "user-sidecar")
+            .expect("user-sidecar");
+        let envoy = EnvoyProcess::spawn(&binary, &config, &dir.join("user-sidecar.log"))
+            .expect("spawn envoy");
+        match envoy.wait_ready(READY_TIMEOUT).await {
+            Ok(()) => break (stats, envoy),
+            Err(e) if attempt < 3 => eprintln!("attempt {attempt}: {e}"),
+            Err(e) => panic!("Envoy did not start: {e}"),
+        }
+    };
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let get = |path: &str| {
+        let uri: Uri = format!("http://{stats}{path}").parse().expect("uri");
+        let client = client.clone();
+        async move {
+            let resp = client.get(uri).await.expect("answer");
+            let status = resp.status();
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, body) = get("/ready").await;
+    assert_eq!((status, body.trim()), (StatusCode::OK, "LIVE"));
+    let (status, body) = get("/stats/prometheus").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("envoy_server_live"), "{body:.200}");
+    for hidden in ["/clusters", "/config_dump", "/quitquitquit", "/stats"] {
+        assert_eq!(get(hidden).await.0, StatusCode::NOT_FOUND, "{hidden}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -87,7 +87,60 @@ fn front_proxy(t: &MeshTopology, proxy: &'static str) -> RenderedConfig {
         &t.frontend.service,
         t.frontend.protocol,
     )];
-    bootstrap(t, proxy, &t.front_proxy.admin, vec![listener], clusters)
+    let mut listeners = vec![listener];
+    let mut clusters = clusters;
+    add_stats(
+        &mut listeners,
+        &mut clusters,
+        t.front_proxy.stats.as_ref(),
+        &t.front_proxy.admin,
+    );
+    bootstrap(t, proxy, &t.front_proxy.admin, listeners, clusters)
+}
+
+const ADMIN_CLUSTER: &str = "envoy-admin";
+
+/// The stats listener (see [`ProxyPorts::stats`](super::ProxyPorts::stats)): `/ready` and
+/// `/stats/prometheus` of the admin API, nothing else of it, not traced.
+fn add_stats(
+    listeners: &mut Vec<Value>,
+    clusters: &mut Vec<Value>,
+    stats: Option<&Endpoint>,
+    admin: &Endpoint,
+) {
+    let Some(stats) = stats else { return };
+    let admin_route = |m: Value| json!({"match": m, "route": {"cluster": ADMIN_CLUSTER}});
+    listeners.push(json!({
+        "name": "stats",
+        "address": socket_address(stats),
+        "filter_chains": [{
+            "filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": HCM_TYPE,
+                    "stat_prefix": "stats",
+                    "codec_type": "AUTO",
+                    "route_config": {
+                        "name": "stats",
+                        "virtual_hosts": [{
+                            "name": "stats",
+                            "domains": ["*"],
+                            "routes": [
+                                admin_route(json!({"path": "/ready"})),
+                                admin_route(json!({"path": "/stats/prometheus"})),
+                                {"match": {"prefix": "/"}, "direct_response": {"status": 404}},
+                            ],
+                        }],
+                    },
+                    "http_filters": [{
+                        "name": "envoy.filters.http.router",
+                        "typed_config": {"@type": ROUTER_TYPE},
+                    }],
+                },
+            }],
+        }],
+    }));
+    clusters.push(cluster(ADMIN_CLUSTER, admin, Protocol::Http1));
 }
 
 fn sidecar(
@@ -116,6 +169,12 @@ fn sidecar(
         listeners.push(listener(t, proxy, Direction::Egress, bind, egress.routes));
         clusters.extend(egress.clusters);
     }
+    add_stats(
+        &mut listeners,
+        &mut clusters,
+        sidecar.stats.as_ref(),
+        &sidecar.admin,
+    );
     bootstrap(t, proxy, &sidecar.admin, listeners, clusters)
 }
 

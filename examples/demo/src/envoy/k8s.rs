@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::{
-    BAGGAGE_V2_REGEX, END_USER_V2, MeshTopology, NETSCAPE_UA_REGEX, Protocol, RenderedConfig,
-    Sidecar, yaml,
+    APP_ADMIN_PORT, APP_UID, BAGGAGE_V2_REGEX, END_USER_V2, MeshTopology, NETSCAPE_UA_REGEX,
+    Protocol, RenderedConfig, STATS_PORT, Sidecar, yaml,
 };
 
 /// Namespace of the explicit-sidecar variant (and of Jaeger).
@@ -23,6 +23,8 @@ const ENVOY_IMAGE: &str = "envoyproxy/envoy:v1.40.0";
 const JAEGER_IMAGE: &str = "jaegertracing/all-in-one:1.62.0";
 /// Image tag of the example apps.
 const APP_VERSION: &str = "0.1.0";
+/// The user the official Envoy image runs as (`envoy`, 101).
+const ENVOY_UID: u32 = 101;
 /// Where a pod's Envoy config is mounted.
 const ENVOY_CONFIG_DIR: &str = "/etc/envoy";
 /// The config file name inside the ConfigMap and the mount.
@@ -319,8 +321,9 @@ fn config_map(config: &RenderedConfig, labels: &Value) -> Value {
 }
 
 /// The Envoy container of a pod: the mounted bootstrap, the proxy name as
-/// service cluster, the pod name as service node; ready once its listener
-/// accepts connections (the admin API stays on 127.0.0.1).
+/// service cluster, the pod name as service node; ready when the admin API's
+/// `/ready` says so, alive while its stats listener accepts connections (both
+/// through the stats listener: the admin API stays on 127.0.0.1).
 fn envoy_container(config: &RenderedConfig, port_name: &str, port: u16) -> Value {
     json!({
         "name": "envoy",
@@ -334,8 +337,24 @@ fn envoy_container(config: &RenderedConfig, port_name: &str, port: u16) -> Value
             "--file-flush-interval-msec", "1000",
         ],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-        "ports": [{"name": port_name, "containerPort": port}],
-        "readinessProbe": {"tcpSocket": {"port": port_name}, "periodSeconds": 5},
+        "ports": [
+            {"name": port_name, "containerPort": port},
+            {"name": "envoy-stats", "containerPort": STATS_PORT},
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": "/ready", "port": "envoy-stats"},
+            "periodSeconds": 5,
+        },
+        "livenessProbe": {
+            "tcpSocket": {"port": "envoy-stats"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+        },
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": ENVOY_UID,
+            "allowPrivilegeEscalation": false,
+        },
         "volumeMounts": [{"name": "envoy-config", "mountPath": ENVOY_CONFIG_DIR, "readOnly": true}],
         "resources": resources("50m", "64Mi", "256Mi"),
     })
@@ -399,11 +418,29 @@ fn app_container(app: &App<'_>, listen: &str, upstream: impl Fn(&str) -> String)
     for (var, service) in app.upstreams {
         env.push(json!({"name": var, "value": upstream(service)}));
     }
+    env.push(json!({"name": "ADMIN_LISTEN", "value": format!("0.0.0.0:{APP_ADMIN_PORT}")}));
     json!({
         "name": app.service,
         "image": format!("mesh/{}:{APP_VERSION}", app.service),
         "args": ["--listen", listen],
         "env": env,
+        "ports": [{"name": "admin", "containerPort": APP_ADMIN_PORT}],
+        // The app itself may listen on the pod's loopback behind its sidecar: the probes go to
+        // its admin listener, which the kubelet reaches. Readiness does not follow upstreams.
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "admin"}, "periodSeconds": 5},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "admin"},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 10,
+        },
+        // The images run as this numeric user (deploy/build-images.sh, deploy/Dockerfile), so
+        // the kubelet can check runAsNonRoot without reading the image's /etc/passwd.
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": APP_UID,
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+        },
         "resources": resources("50m", "32Mi", "128Mi"),
     })
 }
@@ -473,7 +510,10 @@ fn istio_apps(t: &MeshTopology) -> Vec<Value> {
         let mut container = app_container(app, &listen, |service| {
             format!("http://{service}:{service_port}")
         });
-        container["ports"] = json!([{"name": port_name, "containerPort": app.sidecar.app.port}]);
+        container["ports"] = json!([
+            {"name": port_name, "containerPort": app.sidecar.app.port},
+            {"name": "admin", "containerPort": APP_ADMIN_PORT},
+        ]);
         let mut labels = labels(app);
         labels["app.kubernetes.io/part-of"] = json!("mesh-istio");
         docs.push(json!({

@@ -179,6 +179,10 @@ pub struct ProxyPorts {
     pub listen: Endpoint,
     /// The admin API (`/ready`, `/stats/prometheus`); keep it on 127.0.0.1.
     pub admin: Endpoint,
+    /// A listener of its own exposing only the admin API's `/ready` and `/stats/prometheus`,
+    /// for a kubelet probe or a Prometheus outside the pod (the admin API itself stays on
+    /// loopback); `None` where they reach the admin API directly.
+    pub stats: Option<Endpoint>,
 }
 
 /// One service's sidecar Envoy.
@@ -198,6 +202,8 @@ pub struct Sidecar {
     pub egress: Option<Endpoint>,
     /// The admin API (`/ready`, `/stats/prometheus`); keep it on 127.0.0.1.
     pub admin: Endpoint,
+    /// As [`ProxyPorts::stats`].
+    pub stats: Option<Endpoint>,
 }
 
 /// Ports of the apps themselves, for [`MeshTopology::loopback`].
@@ -283,6 +289,18 @@ impl RenderedConfig {
     }
 }
 
+/// The port of every Envoy's stats listener in Kubernetes (`/ready`, `/stats/prometheus`;
+/// see [`ProxyPorts::stats`]).
+pub const STATS_PORT: u16 = 9902;
+
+/// The port of every app's admin listener in Kubernetes (`/healthz`, `/readyz`, `/metrics`:
+/// the apps' `--admin-listen`).
+pub const APP_ADMIN_PORT: u16 = 9090;
+
+/// The numeric user the app images run as (`deploy/build-images.sh`, `deploy/Dockerfile`):
+/// numeric, so a kubelet can check `runAsNonRoot` without the image's `/etc/passwd`.
+pub const APP_UID: u32 = 65532;
+
 /// The proxy names, in [`MeshTopology::render`] order.
 pub const PROXY_NAMES: [&str; 6] = [
     "front-proxy",
@@ -320,12 +338,14 @@ impl MeshTopology {
             service: Endpoint::new(service, 8080),
             egress: egress.then(|| Endpoint::loopback(7070)),
             admin: Endpoint::loopback(9901),
+            stats: Some(Endpoint::any(STATS_PORT)),
         };
         Self {
             collector: Endpoint::new("jaeger-collector", 9411),
             front_proxy: ProxyPorts {
                 listen: Endpoint::any(8000),
                 admin: Endpoint::loopback(9901),
+                stats: Some(Endpoint::any(STATS_PORT)),
             },
             frontend: sidecar("frontend", 3000, Protocol::Http1, true),
             user: sidecar("user", 50051, Protocol::Http2, false),
@@ -361,6 +381,7 @@ impl MeshTopology {
         let front_proxy = ProxyPorts {
             listen: Endpoint::loopback(port()),
             admin: Endpoint::loopback(port()),
+            stats: None,
         };
         let mut sidecar = |app_port: u16, protocol: Protocol, egress: bool| {
             let ingress = Endpoint::loopback(port());
@@ -372,6 +393,7 @@ impl MeshTopology {
                 ingress,
                 egress,
                 admin: Endpoint::loopback(port()),
+                stats: None,
             }
         };
         let frontend = sidecar(apps.frontend, Protocol::Http1, true);

@@ -3,9 +3,9 @@
 //! and round-trips through the collector's own Zipkin JSON.
 #![no_main]
 
+use collector::parse_otlp_protobuf;
 use fuzz_support::check_spans;
 use libfuzzer_sys::fuzz_target;
-use collector::parse_otlp_protobuf;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(spans) = parse_otlp_protobuf(data) {

@@ -3,9 +3,9 @@
 //! collector's own Zipkin JSON.
 #![no_main]
 
+use collector::parse_zipkin_json;
 use fuzz_support::check_spans;
 use libfuzzer_sys::fuzz_target;
-use collector::parse_zipkin_json;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(spans) = parse_zipkin_json(data) {

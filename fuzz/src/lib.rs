@@ -321,8 +321,10 @@ fn is_lower_hex_id(id: &str, len: usize) -> bool {
 }
 
 /// Panic unless every span a collector parser returned is normalised (32 lower-hex trace
-/// id, 16 lower-hex span id and parent, none all zero) and survives a round trip through
-/// the collector's own Zipkin v2 JSON (what its query API serves).
+/// id, 16 lower-hex span id and parent, none all zero), and the collector's Zipkin API view
+/// of them ([`collector::zipkin_view`]: a 64-bit trace id at 16 hex, any other at 32, the
+/// server half of a shared span `shared: true`) survives a round trip through its own Zipkin
+/// v2 JSON back to the stored form.
 #[track_caller]
 pub fn check_spans(spans: &[collector::ZipkinSpan]) {
     for s in spans {
@@ -336,11 +338,32 @@ pub fn check_spans(spans: &[collector::ZipkinSpan]) {
             assert!(is_lower_hex_id(p, 16), "parent id {p:?}");
         }
     }
-    let json = serde_json::to_vec(spans).expect("spans serialise");
+    let view = collector::zipkin_view(spans.to_vec());
+    assert_eq!(view.len(), spans.len(), "the view keeps every span");
+    let mut expected = spans.to_vec();
+    for (shown, stored) in view.iter().zip(expected.iter_mut()) {
+        let want = stored
+            .trace_id
+            .strip_prefix("0000000000000000")
+            .unwrap_or(&stored.trace_id);
+        assert_eq!(shown.trace_id, want, "the view's trace id width");
+        assert!(
+            is_lower_hex_id(&shown.trace_id, 16) || is_lower_hex_id(&shown.trace_id, 32),
+            "shown trace id {:?}",
+            shown.trace_id
+        );
+        assert!(
+            !stored.shared || shown.shared,
+            "the view never clears a shared flag"
+        );
+        // Parsing the view restores the stored ids; the shared flag is the view's.
+        stored.shared = shown.shared;
+    }
+    let json = serde_json::to_vec(&view).expect("spans serialise");
     let back = collector::parse_zipkin_json(&json).expect("our own Zipkin JSON parses");
     assert_eq!(
         back,
-        spans,
+        expected,
         "Zipkin JSON round trip of {}",
         String::from_utf8_lossy(&json)
     );

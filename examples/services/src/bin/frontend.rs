@@ -6,9 +6,10 @@
 use clap::Parser;
 use services::cli::{BoxError, FrontendArgs, ServiceCommand};
 
-/// The frontend service.
+/// The mesh's HTTP entry: serves `/users/{id}` and `/orders/{id}` as JSON, calling `user` and
+/// `order` over gRPC, with the trace context carried into every call.
 #[derive(Debug, Parser)]
-#[command(name = "frontend", version, about)]
+#[command(name = "frontend", version)]
 struct Cli {
     #[command(flatten)]
     args: FrontendArgs,

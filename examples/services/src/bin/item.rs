@@ -5,9 +5,10 @@
 use clap::Parser;
 use services::cli::{BoxError, ItemArgs, ServiceCommand};
 
-/// The item service.
+/// The mesh's `item.v1.ItemService` (gRPC): looks items up (v1, or v2 as the canary), with the
+/// trace context it receives continued in its spans.
 #[derive(Debug, Parser)]
-#[command(name = "item", version, about)]
+#[command(name = "item", version)]
 struct Cli {
     #[command(flatten)]
     args: ItemArgs,

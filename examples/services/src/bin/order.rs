@@ -5,9 +5,10 @@
 use clap::Parser;
 use services::cli::{BoxError, OrderArgs, ServiceCommand};
 
-/// The order service.
+/// The mesh's `order.v1.OrderService` (gRPC): gets and lists orders, calling `item` for each line
+/// with the trace context carried into every call.
 #[derive(Debug, Parser)]
-#[command(name = "order", version, about)]
+#[command(name = "order", version)]
 struct Cli {
     #[command(flatten)]
     args: OrderArgs,

@@ -5,9 +5,10 @@
 use clap::Parser;
 use services::cli::{BoxError, ServiceCommand, UserArgs};
 
-/// The user service.
+/// The mesh's `user.v1.UserService` (gRPC): looks users up, with the trace context it receives
+/// continued in its spans.
 #[derive(Debug, Parser)]
-#[command(name = "user", version, about)]
+#[command(name = "user", version)]
 struct Cli {
     #[command(flatten)]
     args: UserArgs,

@@ -7,6 +7,9 @@
 //!   (`without_spans`);
 //! - `ours_instrument`: the same in instrument mode with a server and a client span through an
 //!   OpenTelemetry SDK provider (always-on sampler, no exporter), as `tower_otel` below;
+//! - `ours_instrument_metrics`: the same, also recording the request in
+//!   `http_server_request_duration_seconds` with an exemplar (feature `metrics`): the metrics'
+//!   per-request cost is the difference to `ours_instrument`;
 //! - `tower_http_request_id`: tower-http's `SetRequestId` + `PropagateRequestId` (server side
 //!   only — it cannot reach outgoing calls);
 //! - `tower_otel`: tower-otel's HTTP server and client layers over `tracing-opentelemetry` and
@@ -22,6 +25,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_trace_headers::server::ResponseBody;
 use tower_trace_headers::{PropagateTraceHeadersLayer, TraceHeadersLayer};
 
 type Svc = BoxCloneSyncService<Request<()>, Response<()>, Infallible>;
@@ -91,7 +95,13 @@ fn roundtrip(c: &mut Criterion) {
     let ours = |server: TraceHeadersLayer, client: PropagateTraceHeadersLayer| -> Svc {
         let client =
             BoxCloneSyncService::new(ServiceBuilder::new().layer(client).service(downstream()));
-        BoxCloneSyncService::new(ServiceBuilder::new().layer(server).service(handler(client)))
+        // The response body ends here, as a server would end it after writing it out.
+        BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
+                .layer(server)
+                .service(handler(client)),
+        )
     };
     // Headers only: no spans.
     let ours_forward = ours(
@@ -103,6 +113,18 @@ fn roundtrip(c: &mut Criterion) {
         TraceHeadersLayer::new().tracer(provider.tracer("server")),
         PropagateTraceHeadersLayer::instrument().tracer(provider.tracer("client")),
     );
+    // The same, recording the request-duration histogram with an exemplar (feature `metrics`).
+    let ours_instrument_metrics = {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = tower_trace_headers::metrics::ServerMetrics::new();
+        metrics.register(&mut registry);
+        ours(
+            TraceHeadersLayer::new()
+                .tracer(provider.tracer("server"))
+                .metrics(metrics),
+            PropagateTraceHeadersLayer::instrument().tracer(provider.tracer("client")),
+        )
+    };
     let tower_http: Svc = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
@@ -135,6 +157,7 @@ fn roundtrip(c: &mut Criterion) {
         ("bare", bare),
         ("ours_forward", ours_forward),
         ("ours_instrument", ours_instrument),
+        ("ours_instrument_metrics", ours_instrument_metrics),
         ("tower_http_request_id", tower_http),
         ("tower_otel", tower_otel),
     ] {

@@ -32,6 +32,7 @@ fn options(log: &AccessLog, header_read_timeout: Duration) -> ServiceOptions {
             header_read_timeout,
             ..serve::ServeOptions::default()
         },
+        metrics: services::metrics::Metrics::new("frontend", "v1"),
     }
 }
 

@@ -369,6 +369,7 @@ impl Edge {
             edge: true,
             health: services::health::Health::new(),
             serve: serve::ServeOptions::default(),
+            metrics: services::metrics::Metrics::new("frontend", "v1"),
         };
         let f = frontend::Frontend::new(
             opts.user_channel(&format!("http://{user}")).unwrap(),

@@ -104,6 +104,7 @@
 //! | `tracing-opentelemetry` | With both: the `tracing` span's parent is this hop's span | no |
 //! | `reqwest` | [`reqwest::TraceHeadersMiddleware`] for `reqwest-middleware` | no |
 //! | `tokio` | [`spawn`]: `tokio::spawn` that keeps the request's trace and current span in the task | no |
+//! | `metrics` | [`metrics::ServerMetrics`]: request-duration histograms (OpenTelemetry HTTP / RPC convention names) in a `prometheus-client` registry, with exemplars naming each bucket's trace | no |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -113,6 +114,9 @@ pub mod client;
 pub mod current;
 mod extras;
 pub mod hop;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 #[cfg(feature = "opentelemetry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub mod otel;

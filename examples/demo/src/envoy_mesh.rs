@@ -224,6 +224,7 @@ impl AppsSetup {
                 edge: false,
                 health: services::health::Health::new(),
                 serve: serve::ServeOptions::default(),
+                metrics: services::metrics::Metrics::new(service, version),
             })
         };
         let [front_l, user_l, order_l, v1_l, v2_l] = listeners;

@@ -128,6 +128,8 @@ impl Service {
 #[derive(Debug)]
 struct Slot {
     addr: SocketAddr,
+    /// Its admin listener: `/healthz`, `/readyz`, `/metrics`.
+    admin: SocketAddr,
     options: ServiceOptions,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -216,13 +218,25 @@ impl LocalMesh {
                 edge: service == Service::Frontend,
                 health: services::health::Health::new(),
                 serve: serve::ServeOptions::default(),
+                metrics: services::metrics::Metrics::new(name, "v1"),
             };
             let (l, addr) = bind().await?;
             listeners.push((service, l));
+            let (admin_l, admin) = bind().await?;
+            let admin_serve = serve::serve(
+                admin_l,
+                options.admin_router(),
+                serve::ServeOptions::default(),
+                stopped(stop.subscribe()),
+            );
+            tasks.spawn(async move {
+                let _ = admin_serve.await;
+            });
             services.insert(
                 service,
                 Slot {
                     addr,
+                    admin,
                     options,
                     stop: watch::channel(false).0,
                     task: None,
@@ -325,6 +339,19 @@ impl LocalMesh {
         };
         let listener = TcpListener::bind(addr).await?;
         self.spawn(service, listener)
+    }
+
+    /// `service`'s admin listener (`/healthz`, `/readyz`, `/metrics`), which outlives
+    /// [`stop_service`](Self::stop_service).
+    #[must_use]
+    pub fn admin(&self, service: Service) -> Option<SocketAddr> {
+        self.services.get(&service).map(|s| s.admin)
+    }
+
+    /// `service`'s metrics registry.
+    #[must_use]
+    pub fn metrics(&self, service: Service) -> Option<&services::metrics::Metrics> {
+        self.services.get(&service).map(|s| &s.options.metrics)
     }
 
     /// Export every queued span now (blocking work, done off the async threads).

@@ -48,8 +48,9 @@ pub struct ServiceArgs {
     /// Version label reported in spans and access logs.
     #[arg(long, env = "SERVICE_VERSION", default_value = "v1")]
     pub service_version: String,
-    /// Also serve `/healthz` and `/readyz` on this address (for the kubelet's probes when the
-    /// service listens on the pod's loopback behind its sidecar), e.g. `0.0.0.0:9090`.
+    /// Also serve `/healthz`, `/readyz` and `/metrics` (OpenMetrics) on this address, for the
+    /// kubelet's probes and Prometheus when the service listens on the pod's loopback behind
+    /// its sidecar (and because the gRPC services speak only HTTP/2), e.g. `0.0.0.0:9090`.
     #[arg(long, env = "ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
     /// The HTTP server (the frontend's) cuts off a client that does not send its request
@@ -90,6 +91,7 @@ impl ServiceArgs {
             self.otlp_endpoint.as_deref(),
             true,
         )?;
+        let metrics = crate::metrics::Metrics::new(telemetry.service(), &self.service_version);
         let semantics = if self.shared_span_context {
             SpanSemantics::Shared
         } else {
@@ -120,6 +122,7 @@ impl ServiceArgs {
                 header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
                 ..serve::ServeOptions::default()
             },
+            metrics,
         })
     }
 }
@@ -280,7 +283,7 @@ impl ServiceCommand {
 }
 
 /// Run a service until a shutdown signal (its readiness turning false first), with its
-/// health endpoints on `admin` too when given, then flush its spans.
+/// health endpoints and `/metrics` on `admin` too when given, then flush its spans.
 ///
 /// # Errors
 ///
@@ -298,8 +301,8 @@ where
 {
     if let Some(admin) = admin {
         let listener = tokio::net::TcpListener::bind(admin).await?;
-        eprintln!("{name} health on http://{admin}/healthz, /readyz");
-        let app = opts.health.router();
+        eprintln!("{name} health on http://{admin}/healthz, /readyz; metrics on /metrics");
+        let app = opts.admin_router();
         tokio::spawn(serve::serve(
             listener,
             app,

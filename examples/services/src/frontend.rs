@@ -167,8 +167,8 @@ pub async fn serve(
     opts: ServiceOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Health endpoints outside the traced routes: not traced, not logged.
-    let app = opts.health.router().merge(router(frontend, &opts));
+    // Health and metrics outside the traced routes: not traced, not logged, not counted.
+    let app = opts.admin_router().merge(router(frontend, &opts));
     let shutdown = opts.health.draining_on(shutdown);
     serve::serve(listener, app, opts.serve, shutdown).await
 }

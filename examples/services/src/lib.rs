@@ -16,6 +16,7 @@ pub mod cli;
 pub mod frontend;
 pub mod health;
 pub mod item;
+pub mod metrics;
 pub mod order;
 pub mod pb;
 pub mod telemetry;
@@ -152,6 +153,8 @@ pub struct ServiceOptions {
     /// How the HTTP server (the frontend's) bounds its clients: header-read timeout,
     /// connections, drain.
     pub serve: serve::ServeOptions,
+    /// The service's metrics registry (`/metrics`), filled by its server layer.
+    pub metrics: metrics::Metrics,
 }
 
 /// The paths no service traces or logs: health checks and metrics scrapes.
@@ -170,6 +173,7 @@ impl ServiceOptions {
     ///
     /// When `OTEL_PROPAGATORS` names an unknown propagator.
     pub fn from_env(telemetry: Telemetry) -> Result<Self, b3_propagation::UnknownPropagator> {
+        let service = telemetry.service().to_owned();
         Ok(ServiceOptions {
             propagator: Propagator::from_env()?
                 .to_builder()
@@ -183,6 +187,7 @@ impl ServiceOptions {
             edge: false,
             health: health::Health::new(),
             serve: serve::ServeOptions::default(),
+            metrics: metrics::Metrics::new(&service, "v1"),
         })
     }
 
@@ -206,6 +211,12 @@ impl ServiceOptions {
         }
     }
 
+    /// What the admin listener serves: `/healthz`, `/readyz` and `/metrics` (none of it traced,
+    /// logged or counted).
+    pub fn admin_router(&self) -> axum::Router {
+        self.health.router().merge(self.metrics.router())
+    }
+
     /// The server layer.
     #[must_use]
     pub fn server_layer(&self) -> TraceHeadersLayer {
@@ -221,7 +232,12 @@ impl ServiceOptions {
             .echo_request_id(true)
             .trace_response(true)
             .record_baggage(["user-agent"])
-            .skip_paths(UNTRACED_PATHS);
+            .skip_paths(UNTRACED_PATHS)
+            .metrics(self.metrics.server())
+            .route(|e| {
+                e.get::<axum::extract::MatchedPath>()
+                    .map(axum::extract::MatchedPath::as_str)
+            });
         if self.reports() {
             layer.tracer(self.telemetry.tracer())
         } else {

@@ -6,6 +6,7 @@ use b3_propagation::header::{TRACERESPONSE, X_REQUEST_ID};
 use http::{HeaderValue, Response};
 use pin_project_lite::pin_project;
 
+use super::{OnEnd, ResponseBody};
 use crate::current::RequestTrace;
 use crate::extras::Extras;
 
@@ -20,6 +21,7 @@ pin_project! {
         extras: Extras,
         echo: Option<HeaderValue>,
         trace_response: Option<HeaderValue>,
+        on_end: Option<OnEnd>,
     }
 }
 
@@ -32,6 +34,7 @@ impl<F> ResponseFuture<F> {
             extras: Extras::default(),
             echo: None,
             trace_response: None,
+            on_end: None,
         }
     }
 
@@ -41,6 +44,7 @@ impl<F> ResponseFuture<F> {
         extras: Extras,
         echo: Option<HeaderValue>,
         trace_response: Option<HeaderValue>,
+        on_end: OnEnd,
     ) -> Self {
         ResponseFuture {
             inner,
@@ -48,6 +52,7 @@ impl<F> ResponseFuture<F> {
             extras,
             echo,
             trace_response,
+            on_end: Some(on_end),
         }
     }
 }
@@ -56,7 +61,7 @@ impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -75,10 +80,15 @@ where
                 }
                 this.extras
                     .finish(Ok((response.status(), response.headers())));
-                Ok(response)
+                let mut on_end = this.on_end.take().unwrap_or_default();
+                on_end.response(response.status(), response.headers());
+                Ok(response.map(|body| ResponseBody::new(body, on_end)))
             }
             Err(e) => {
                 this.extras.finish(Err(()));
+                if let Some(on_end) = this.on_end.take() {
+                    on_end.failed();
+                }
                 Err(e)
             }
         })

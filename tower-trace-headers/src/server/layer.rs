@@ -20,6 +20,10 @@ pub(crate) struct ServerConfig {
     pub(crate) record_baggage: Arc<[String]>,
     /// Path prefixes passed through untouched (health checks, metrics scrapes).
     pub(crate) skip_paths: Arc<[String]>,
+    /// Finds a request's route template.
+    pub(crate) route: Option<super::RouteFn>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::metrics::ServerMetrics>,
     #[cfg(feature = "opentelemetry")]
     pub(crate) tracer: crate::otel::SpanTracer,
     /// This hop's decision for a caller's trace whose sampling is deferred.
@@ -92,6 +96,26 @@ impl TraceHeadersLayer {
     {
         let prefixes: Arc<[String]> = prefixes.into_iter().map(Into::into).collect();
         self.update(|c| c.skip_paths = prefixes)
+    }
+
+    /// How to find a request's route template (`/users/{id}`) in its extensions, for the
+    /// `http_route` label of the [metrics](crate::metrics) (a low-cardinality name, never the
+    /// raw path). For axum, whose router puts a `MatchedPath` in the extensions of the
+    /// requests a `Router::layer` sees:
+    /// `.route(|e| e.get::<MatchedPath>().map(MatchedPath::as_str))`. gRPC calls need none:
+    /// their path is the method.
+    #[must_use]
+    pub fn route(self, route: super::RouteFn) -> Self {
+        self.update(|c| c.route = Some(route))
+    }
+
+    /// Record each request's duration, status and route in these histograms, with an
+    /// exemplar naming its trace (see [`crate::metrics`]).
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    #[must_use]
+    pub fn metrics(self, metrics: crate::metrics::ServerMetrics) -> Self {
+        self.update(|c| c.metrics = Some(metrics))
     }
 
     /// Record these baggage keys in the request's spans whenever they are received or the

@@ -38,10 +38,19 @@
 //!     );
 //! ```
 
+mod body;
 mod future;
 pub(crate) mod layer;
 mod service;
 
+pub(crate) use self::body::OnEnd;
+pub use self::body::ResponseBody;
 pub use self::future::ResponseFuture;
 pub use self::layer::TraceHeadersLayer;
 pub use self::service::TraceHeaders;
+
+/// How the server layer finds a request's route template (`/users/{id}`, not
+/// `/users/42`) in the request's extensions, for metrics labels: for axum,
+/// `|e| e.get::<axum::extract::MatchedPath>().map(MatchedPath::as_str)`. See
+/// [`TraceHeadersLayer::route`].
+pub type RouteFn = for<'a> fn(&'a http::Extensions) -> Option<&'a str>;

@@ -4,8 +4,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::ResponseFuture;
 use super::layer::{ServerConfig, TraceHeadersLayer};
+use super::{OnEnd, ResponseBody, ResponseFuture};
 use crate::current::RequestTrace;
 use crate::extras::Extras;
 
@@ -54,7 +54,7 @@ impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TraceHeaders<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    type Response = S::Response;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -89,12 +89,13 @@ where
         } else {
             None
         };
+        let on_end = OnEnd::start(config, &req, &trace);
         let future = {
             let _current = trace.enter();
             let _extras = extras.enter();
             self.inner.call(req)
         };
-        ResponseFuture::new(future, trace, extras, echo, trace_response)
+        ResponseFuture::new(future, trace, extras, echo, trace_response, on_end)
     }
 }
 

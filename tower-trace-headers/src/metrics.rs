@@ -1,0 +1,446 @@
+//! Request-duration histograms for the server layer (feature `metrics`), in a
+//! [`prometheus-client`](prometheus_client) registry, with an exemplar per bucket naming the
+//! trace of a request that fell in it — so a slow bucket on a dashboard leads to its trace.
+//!
+//! The names follow the OpenTelemetry semantic conventions, translated to Prometheus as the
+//! OpenTelemetry-to-Prometheus compatibility rules do (dots become underscores, the unit
+//! becomes a suffix):
+//!
+//! | metric | for | labels |
+//! |---|---|---|
+//! | `http_server_request_duration_seconds` (OTel `http.server.request.duration`) | HTTP requests | `http_request_method` (`_OTHER` for non-standard methods), `http_route` (the route template from [`TraceHeadersLayer::route`], empty when unknown), `http_response_status_code` |
+//! | `rpc_server_call_duration_seconds` (OTel `rpc.server.call.duration`) | gRPC calls (`content-type: application/grpc…`) | `rpc_system` (`grpc`), `rpc_service`, `rpc_method`, `rpc_grpc_status_code` |
+//!
+//! Both are histograms in seconds with the OpenTelemetry default boundaries (5 ms … 10 s) unless
+//! [`ServerMetrics::with_buckets`] says otherwise; the request count is the histogram's
+//! `_count`. A request is measured from the moment the layer receives it to the end of its
+//! response body, so a streamed or slow-to-drain response counts whole; a gRPC call's status is
+//! read from the response headers (trailers-only responses) or the trailers. A call whose
+//! client goes away before the end is recorded with status `1` (CANCELLED), a body that fails
+//! with `2` (UNKNOWN), as is a gRPC response that ends without a status.
+//!
+//! **Exemplars** carry `trace_id` (32 hex) and `span_id` (16 hex) of the request's span when
+//! the trace is sampled (`trace_id` alone when this hop reports no span of its own), so
+//! Prometheus, scraping OpenMetrics with exemplar storage enabled, can link a bucket to the
+//! trace in the tracing backend. Requests skipped by [`TraceHeadersLayer::skip_paths`]
+//! (health checks, the scrape itself) are not counted.
+//!
+//! Recording never fails and never slows a request: an in-memory update of the family's
+//! histogram; serving the registry is the application's business (see
+//! [`OPENMETRICS_CONTENT_TYPE`]). Route and gRPC method names are interned (no allocation
+//! after the first request of each), and at most [`MAX_ROUTES`] distinct ones are kept:
+//! beyond that (a client probing random gRPC paths) they are recorded as `_OTHER`, so a
+//! client cannot grow the registry without bound.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, extract::MatchedPath, routing::get};
+//! use prometheus_client::registry::Registry;
+//! use tower_trace_headers::TraceHeadersLayer;
+//! use tower_trace_headers::metrics::ServerMetrics;
+//!
+//! let mut registry = Registry::default();
+//! let metrics = ServerMetrics::new();
+//! metrics.register(&mut registry);
+//!
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "a user" }))
+//!     .layer(
+//!         TraceHeadersLayer::new()
+//!             .metrics(metrics)
+//!             // `http_route="/users/{id}"`, not one series per user.
+//!             .route(|extensions| extensions.get::<MatchedPath>().map(MatchedPath::as_str)),
+//!     );
+//!
+//! // Serve it as OpenMetrics (Prometheus reads exemplars only from that format), with
+//! // `Content-Type: OPENMETRICS_CONTENT_TYPE`. A family shows once it has a series.
+//! let mut text = String::new();
+//! prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+//! assert!(text.ends_with("# EOF\n"));
+//! # let _ = app;
+//! ```
+//!
+//! [`TraceHeadersLayer::route`]: crate::TraceHeadersLayer::route
+//! [`TraceHeadersLayer::skip_paths`]: crate::TraceHeadersLayer::skip_paths
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use b3_propagation::id::HexBuf;
+use http::{HeaderMap, Method, StatusCode};
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::current::RequestTrace;
+use crate::server::RouteFn;
+
+/// The `Content-Type` of an OpenMetrics text exposition, which `prometheus-client`'s text
+/// encoder writes and Prometheus needs to read exemplars (the crate does not set headers).
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// At most this many distinct routes and gRPC methods get their own series; further ones are
+/// recorded as `_OTHER`.
+pub const MAX_ROUTES: usize = 1024;
+
+/// The OpenTelemetry semantic conventions' advisory boundaries for
+/// `http.server.request.duration`, in seconds.
+pub const DEFAULT_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// The server layer's request-duration histograms (see the [module docs](self)). Cheap to
+/// clone: clones share the histograms.
+#[derive(Clone)]
+pub struct ServerMetrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: Family<HttpLabels, HistogramWithExemplars<TraceExemplar>, Buckets>,
+    rpc: Family<RpcLabels, HistogramWithExemplars<TraceExemplar>, Buckets>,
+    names: Interner,
+}
+
+impl fmt::Debug for ServerMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for ServerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerMetrics {
+    /// Histograms with the OpenTelemetry default boundaries ([`DEFAULT_BUCKETS`]).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_buckets(DEFAULT_BUCKETS)
+    }
+
+    /// Histograms with these bucket boundaries, in seconds (sorted; non-finite values are
+    /// dropped; the `+Inf` bucket is implied).
+    #[must_use]
+    pub fn with_buckets(buckets: impl IntoIterator<Item = f64>) -> Self {
+        let mut bounds: Vec<f64> = buckets.into_iter().filter(|b| b.is_finite()).collect();
+        bounds.sort_by(f64::total_cmp);
+        bounds.dedup();
+        let buckets = Buckets(bounds.into());
+        ServerMetrics {
+            inner: Arc::new(Inner {
+                http: Family::new_with_constructor(buckets.clone()),
+                rpc: Family::new_with_constructor(buckets),
+                names: Interner::default(),
+            }),
+        }
+    }
+
+    /// Register both histograms in `registry` (`http_server_request_duration_seconds`,
+    /// `rpc_server_call_duration_seconds`). Register once per registry: a second registration
+    /// exposes the same series twice.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register_with_unit(
+            "http_server_request_duration",
+            "Duration of HTTP server requests, from receipt to the end of the response body",
+            Unit::Seconds,
+            self.inner.http.clone(),
+        );
+        registry.register_with_unit(
+            "rpc_server_call_duration",
+            "Duration of gRPC server calls, from receipt to the end of the response body",
+            Unit::Seconds,
+            self.inner.rpc.clone(),
+        );
+    }
+
+    /// Start measuring `req`: what the response body needs to record it when it ends.
+    pub(crate) fn start<B>(
+        &self,
+        req: &http::Request<B>,
+        route: Option<RouteFn>,
+        trace: &RequestTrace,
+    ) -> Pending {
+        let grpc = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let kind = if grpc {
+            Kind::Rpc {
+                method: self.inner.names.get(req.uri().path()),
+                status: None,
+            }
+        } else {
+            Kind::Http {
+                method: method_label(req.method()),
+                route: route
+                    .and_then(|f| f(req.extensions()))
+                    .map(|r| self.inner.names.get(r)),
+                status: 0,
+            }
+        };
+        Pending {
+            metrics: self.clone(),
+            start: Instant::now(),
+            kind,
+            exemplar: TraceExemplar::of(trace),
+        }
+    }
+}
+
+/// A request being measured; recorded once, when its response ends.
+pub(crate) struct Pending {
+    metrics: ServerMetrics,
+    start: Instant,
+    kind: Kind,
+    exemplar: Option<TraceExemplar>,
+}
+
+enum Kind {
+    Http {
+        method: &'static str,
+        route: Option<Arc<str>>,
+        status: u16,
+    },
+    Rpc {
+        method: Arc<str>,
+        /// From the response headers (trailers-only) or the trailers.
+        status: Option<u8>,
+    },
+}
+
+/// How a response ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The body was read to its end.
+    Complete,
+    /// The body failed.
+    Failed,
+    /// The body was dropped before its end (the client went away).
+    Dropped,
+}
+
+impl Pending {
+    /// The response head is known.
+    pub(crate) fn response(&mut self, status: StatusCode, headers: &HeaderMap) {
+        match &mut self.kind {
+            Kind::Http { status: s, .. } => *s = status.as_u16(),
+            Kind::Rpc { status: s, .. } => {
+                if let Some(code) = grpc_status(headers) {
+                    *s = Some(code);
+                }
+            }
+        }
+    }
+
+    /// Trailers arrived.
+    pub(crate) fn trailers(&mut self, trailers: &HeaderMap) {
+        if let Kind::Rpc { status, .. } = &mut self.kind
+            && let Some(code) = grpc_status(trailers)
+        {
+            *status = Some(code);
+        }
+    }
+
+    /// The service failed before producing a response.
+    pub(crate) fn failed(self) {
+        self.record(End::Failed);
+    }
+
+    /// Record the request.
+    pub(crate) fn record(self, end: End) {
+        let seconds = self.start.elapsed().as_secs_f64();
+        let inner = &self.metrics.inner;
+        match self.kind {
+            Kind::Http {
+                method,
+                route,
+                status,
+            } => {
+                let labels = HttpLabels {
+                    method,
+                    route,
+                    status,
+                };
+                inner
+                    .http
+                    .get_or_create(&labels)
+                    .observe(seconds, self.exemplar, None);
+            }
+            Kind::Rpc { method, status } => {
+                let status = match (end, status) {
+                    (End::Complete, Some(code)) => code,
+                    (End::Dropped, _) => 1,
+                    (End::Complete | End::Failed, _) => 2,
+                };
+                let labels = RpcLabels { method, status };
+                inner
+                    .rpc
+                    .get_or_create(&labels)
+                    .observe(seconds, self.exemplar, None);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<u8> {
+    let value = headers.get("grpc-status")?.to_str().ok()?;
+    value.parse::<u8>().ok().filter(|c| *c <= 16)
+}
+
+/// OTel's `http.request.method`: the standard methods as they are, anything else `_OTHER`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
+/// Each histogram of a family gets the same boundaries.
+#[derive(Clone)]
+struct Buckets(Arc<[f64]>);
+
+impl MetricConstructor<HistogramWithExemplars<TraceExemplar>> for Buckets {
+    fn new_metric(&self) -> HistogramWithExemplars<TraceExemplar> {
+        HistogramWithExemplars::new(self.0.iter().copied())
+    }
+}
+
+/// Interned route templates and gRPC paths, at most [`MAX_ROUTES`] besides `_OTHER`.
+struct Interner {
+    names: RwLock<HashSet<Arc<str>>>,
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            names: RwLock::new(HashSet::from([Arc::from(OTHER)])),
+        }
+    }
+}
+
+impl Interner {
+    fn get(&self, name: &str) -> Arc<str> {
+        // A poisoned lock only means another thread panicked mid-insert; the set is intact.
+        if let Some(found) = self
+            .names
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+        {
+            return Arc::clone(found);
+        }
+        let mut names = self
+            .names
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = names.get(name) {
+            return Arc::clone(found);
+        }
+        if names.len() > MAX_ROUTES
+            && let Some(other) = names.get(OTHER)
+        {
+            return Arc::clone(other);
+        }
+        let interned: Arc<str> = Arc::from(name);
+        names.insert(Arc::clone(&interned));
+        interned
+    }
+}
+
+const OTHER: &str = "_OTHER";
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct HttpLabels {
+    method: &'static str,
+    route: Option<Arc<str>>,
+    status: u16,
+}
+
+impl EncodeLabelSet for HttpLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), fmt::Error> {
+        ("http_request_method", self.method).encode(encoder.encode_label())?;
+        ("http_route", self.route.as_deref().unwrap_or("")).encode(encoder.encode_label())?;
+        if self.status != 0 {
+            ("http_response_status_code", u64::from(self.status)).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct RpcLabels {
+    /// `/package.Service/Method`, or `_OTHER`.
+    method: Arc<str>,
+    status: u8,
+}
+
+impl EncodeLabelSet for RpcLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), fmt::Error> {
+        let (service, method) = self
+            .method
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .filter(|(s, m)| !s.is_empty() && !m.is_empty() && !m.contains('/'))
+            .unwrap_or((OTHER, OTHER));
+        ("rpc_system", "grpc").encode(encoder.encode_label())?;
+        ("rpc_service", service).encode(encoder.encode_label())?;
+        ("rpc_method", method).encode(encoder.encode_label())?;
+        ("rpc_grpc_status_code", u64::from(self.status)).encode(encoder.encode_label())?;
+        Ok(())
+    }
+}
+
+/// An exemplar's labels: the trace, and this hop's span when it reports one.
+#[derive(Clone, Debug)]
+struct TraceExemplar {
+    trace_id: HexBuf<32>,
+    span_id: Option<HexBuf<16>>,
+}
+
+impl TraceExemplar {
+    /// Only for a sampled trace: an unsampled one is in no backend to look up.
+    fn of(trace: &RequestTrace) -> Option<Self> {
+        let span = trace.span()?;
+        if span.sampling().is_sampled() != Some(true) {
+            return None;
+        }
+        let trace_id = span.trace_id()?.to_hex32();
+        let span_id = trace
+            .is_reported()
+            .then(|| span.span_id().map(|s| s.to_hex()))
+            .flatten();
+        Some(TraceExemplar { trace_id, span_id })
+    }
+}
+
+impl EncodeLabelSet for TraceExemplar {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), fmt::Error> {
+        ("trace_id", self.trace_id.as_str()).encode(encoder.encode_label())?;
+        if let Some(span_id) = &self.span_id {
+            ("span_id", span_id.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}

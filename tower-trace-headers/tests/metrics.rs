@@ -1,0 +1,348 @@
+//! With feature `metrics`: the server layer's request-duration histograms, read back from the
+//! OpenMetrics text a scrape gets — labels (method, route template, status; gRPC service,
+//! method, status from headers or trailers), exemplars naming the request's trace, requests
+//! measured to the end of their body, skipped paths not counted, the label space bounded.
+#![cfg(all(feature = "metrics", feature = "opentelemetry"))]
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::MatchedPath;
+use axum::routing::get;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use prometheus_client::registry::Registry;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_trace_headers::TraceHeadersLayer;
+use tower_trace_headers::metrics::{MAX_ROUTES, OPENMETRICS_CONTENT_TYPE, ServerMetrics};
+
+const TRACE: &str = "80f198ee56343ba864fe8b2a57d3eff7";
+const SPAN: &str = "e457b5a2e4d86bd1";
+
+fn registry() -> (Registry, ServerMetrics) {
+    let mut registry = Registry::default();
+    let metrics = ServerMetrics::new();
+    metrics.register(&mut registry);
+    (registry, metrics)
+}
+
+fn scrape(registry: &Registry) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+    text
+}
+
+/// The lines of `text` for `series` (a metric name with its labels, as written).
+fn lines<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+fn app(layer: TraceHeadersLayer) -> Router {
+    Router::new()
+        .route("/users/{id}", get(|| async { "a user" }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/slow",
+            get(|| async {
+                // Headers now, the last byte 300 ms later.
+                let frames = futures_util::stream::unfold(0, |n| async move {
+                    match n {
+                        0 => Some((Ok::<_, Infallible>(Bytes::from_static(b"first ")), 1)),
+                        1 => {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            Some((Ok(Bytes::from_static(b"last")), 2))
+                        }
+                        _ => None,
+                    }
+                });
+                Body::from_stream(frames)
+            }),
+        )
+        .layer(
+            layer
+                .skip_paths(["/healthz"])
+                .route(|e| e.get::<MatchedPath>().map(MatchedPath::as_str)),
+        )
+}
+
+fn get_request(path: &str, sampled: &str) -> Request<Body> {
+    Request::get(path)
+        .header("x-b3-traceid", TRACE)
+        .header("x-b3-spanid", SPAN)
+        .header("x-b3-sampled", sampled)
+        .body(Body::empty())
+        .unwrap()
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, Bytes) {
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    // Reading the body to its end is what ends the measurement.
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, body)
+}
+
+#[tokio::test]
+async fn http_requests_by_method_route_template_and_status_with_the_trace_as_exemplar() {
+    let (registry, metrics) = registry();
+    // No tracer reports: the exemplar names the caller's trace (no span id of ours).
+    let app = app(TraceHeadersLayer::new().without_spans().metrics(metrics));
+    for id in 1..=3 {
+        let (status, _) = send(&app, get_request(&format!("/users/{id}"), "1")).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, _) = send(&app, get_request("/nowhere", "1")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Not sampled: counted, but no exemplar could lead anywhere.
+    let mut unsampled = get_request("/users/9", "0");
+    unsampled.headers_mut().insert(
+        "x-b3-traceid",
+        HeaderValue::from_static("0af7651916cd43dd8448eb211c80319c"),
+    );
+    send(&app, unsampled).await;
+    // Health checks are skipped: not counted.
+    send(&app, get_request("/healthz", "1")).await;
+
+    let text = scrape(&registry);
+    assert!(
+        text.contains("# TYPE http_server_request_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# UNIT http_server_request_duration_seconds seconds"),
+        "{text}"
+    );
+    let users = r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/users/{id}",http_response_status_code="200"} 4"#;
+    assert!(
+        text.lines().any(|l| l == users),
+        "one series for every user: {text}"
+    );
+    let missing = r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="",http_response_status_code="404"} 1"#;
+    assert!(
+        text.lines().any(|l| l == missing),
+        "no route template, no route: {text}"
+    );
+    assert!(
+        !text.contains("healthz"),
+        "skipped paths are not counted: {text}"
+    );
+    assert!(!text.contains("/users/1\""), "never the raw path: {text}");
+
+    let buckets = lines(&text, "http_server_request_duration_seconds_bucket{");
+    let exemplars: Vec<&str> = buckets
+        .iter()
+        .filter(|l| l.contains(" # {"))
+        .copied()
+        .collect();
+    assert!(!exemplars.is_empty(), "{text}");
+    for line in &exemplars {
+        assert!(
+            line.contains(&format!("# {{trace_id=\"{TRACE}\"}}")),
+            "the exemplar names the sampled trace, and no span of ours: {line}"
+        );
+    }
+    assert!(
+        !text.contains("0af7651916cd43dd8448eb211c80319c"),
+        "no exemplar for an unsampled trace: {text}"
+    );
+}
+
+#[tokio::test]
+async fn the_exemplar_names_the_reported_server_span() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let (registry, metrics) = registry();
+    let app = app(TraceHeadersLayer::new()
+        .tracer(provider.tracer("server"))
+        .metrics(metrics));
+    send(&app, get_request("/users/1", "1")).await;
+    let spans = exporter.get_finished_spans().unwrap();
+    assert_eq!(spans.len(), 1);
+    let span_id = format!(
+        "{:016x}",
+        u64::from_be_bytes(spans[0].span_context.span_id().to_bytes())
+    );
+    let text = scrape(&registry);
+    let exemplar = format!("# {{trace_id=\"{TRACE}\",span_id=\"{span_id}\"}}");
+    assert!(
+        text.contains(&exemplar),
+        "exemplar {exemplar} (the exported server span) in {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_is_measured_to_the_end_of_its_body() {
+    let (registry, metrics) = registry();
+    let app = app(TraceHeadersLayer::new().without_spans().metrics(metrics));
+    let response = app
+        .clone()
+        .oneshot(get_request("/slow", "1"))
+        .await
+        .unwrap();
+    // The head is here; nothing is recorded until the body ends.
+    assert!(
+        !scrape(&registry).contains("/slow"),
+        "recorded before the body ended"
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"first last");
+    let text = scrape(&registry);
+    let sum = lines(&text, "http_server_request_duration_seconds_sum{")
+        .into_iter()
+        .find(|l| l.contains("/slow"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no sum for /slow: {text}"));
+    assert!(
+        sum >= 0.3,
+        "measured {sum} s: the body took 300 ms after the head"
+    );
+}
+
+/// A gRPC server in miniature: status in the trailers, in the headers (trailers-only), or a
+/// body the client stops reading.
+fn grpc_app(
+    metrics: ServerMetrics,
+) -> tower::util::BoxCloneSyncService<
+    Request<Body>,
+    Response<tower_trace_headers::server::ResponseBody<Body>>,
+    Infallible,
+> {
+    let inner = service_fn(|req: Request<Body>| async move {
+        let grpc = |status: &'static str| {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from_static(status));
+            let frames = futures_util::stream::iter([
+                Ok::<_, Infallible>(http_body::Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+                Ok(http_body::Frame::trailers(trailers)),
+            ]);
+            Body::new(StreamBody::new(frames))
+        };
+        let response = match req.uri().path() {
+            "/shop.v1.Shop/Get" => Response::new(grpc("0")),
+            "/shop.v1.Shop/Missing" => Response::new(grpc("5")),
+            "/shop.v1.Shop/Unimplemented" => {
+                // Trailers-only: the status in the headers, an empty body.
+                let mut r = Response::new(Body::empty());
+                r.headers_mut()
+                    .insert("grpc-status", HeaderValue::from_static("12"));
+                r
+            }
+            _ => {
+                // A stream that never ends.
+                let frames = futures_util::stream::unfold((), |()| async {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    Some((Ok::<_, Infallible>(Bytes::from_static(b"\0\0\0\0\0")), ()))
+                });
+                Response::new(Body::from_stream(frames))
+            }
+        };
+        let mut response = response;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        Ok::<_, Infallible>(response)
+    });
+    tower::util::BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(TraceHeadersLayer::new().without_spans().metrics(metrics))
+            .service(inner),
+    )
+}
+
+fn grpc_request(path: &str) -> Request<Body> {
+    Request::post(path)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header("x-b3-traceid", TRACE)
+        .header("x-b3-spanid", SPAN)
+        .header("x-b3-sampled", "1")
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn grpc_calls_by_service_method_and_status_from_trailers_headers_or_cancellation() {
+    let (registry, metrics) = registry();
+    let svc = grpc_app(metrics);
+    for path in [
+        "/shop.v1.Shop/Get",
+        "/shop.v1.Shop/Get",
+        "/shop.v1.Shop/Missing",
+        "/shop.v1.Shop/Unimplemented",
+    ] {
+        let response = svc.clone().oneshot(grpc_request(path)).await.unwrap();
+        response.into_body().collect().await.unwrap();
+    }
+    // The client reads one message of the stream and goes away.
+    let response = svc
+        .clone()
+        .oneshot(grpc_request("/shop.v1.Shop/Watch"))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    body.frame().await.unwrap().unwrap();
+    drop(body);
+
+    let text = scrape(&registry);
+    for (method, status, count) in [
+        ("Get", 0, 2),
+        ("Missing", 5, 1),
+        ("Unimplemented", 12, 1),
+        ("Watch", 1, 1),
+    ] {
+        let line = format!(
+            r#"rpc_server_call_duration_seconds_count{{rpc_system="grpc",rpc_service="shop.v1.Shop",rpc_method="{method}",rpc_grpc_status_code="{status}"}} {count}"#
+        );
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+    assert!(
+        !text.contains("http_server_request_duration_seconds_count"),
+        "gRPC calls are not counted as HTTP requests: {text}"
+    );
+}
+
+#[tokio::test]
+async fn distinct_names_are_bounded() {
+    let (registry, metrics) = registry();
+    let svc = grpc_app(metrics);
+    for i in 0..MAX_ROUTES + 50 {
+        let path = format!("/probe.v1.P{i}/Get");
+        let response = svc.clone().oneshot(grpc_request(&path)).await.unwrap();
+        drop(response);
+    }
+    let text = scrape(&registry);
+    let series = lines(&text, "rpc_server_call_duration_seconds_count{");
+    assert_eq!(
+        series.len(),
+        MAX_ROUTES + 1,
+        "{MAX_ROUTES} names and one _OTHER series"
+    );
+    assert!(
+        series
+            .iter()
+            .any(|l| l.contains(r#"rpc_service="_OTHER",rpc_method="_OTHER""#)),
+        "the rest as _OTHER"
+    );
+}
+
+#[test]
+fn the_content_type_is_openmetrics() {
+    assert_eq!(
+        OPENMETRICS_CONTENT_TYPE,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let (registry, _) = registry();
+    assert!(
+        scrape(&registry).ends_with("# EOF\n"),
+        "an OpenMetrics exposition ends with # EOF"
+    );
+}

@@ -17,6 +17,7 @@ pub mod analysis;
 pub mod envoy;
 pub mod envoy_mesh;
 pub mod processes;
+pub mod prometheus;
 pub mod waterfall;
 
 use std::collections::BTreeMap;

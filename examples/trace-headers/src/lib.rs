@@ -17,6 +17,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod doctor;
+mod headers;
+mod text;
+
+pub use headers::{Headers, MissingColon};
+pub use text::decode_text;
+
 use b3_propagation::baggage::{BaggageEntry, BaggageOrigin, BaggageProperty};
 use b3_propagation::codec::{
     b3_multi, b3_single, baggage, grpc_trace_bin, jaeger, ot_span_context, traceparent,
@@ -28,86 +35,6 @@ use b3_propagation::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
-
-/// Header lines in the order given, names lower-cased, values as raw bytes (so that control
-/// characters reach the codecs and are reported, not lost).
-#[derive(Clone, Debug, Default)]
-pub struct Headers {
-    lines: Vec<(String, Vec<u8>)>,
-}
-
-/// A header line without a `:`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MissingColon(pub String);
-
-impl std::fmt::Display for MissingColon {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "expected 'Name: value', got {:?}", self.0)
-    }
-}
-
-impl std::error::Error for MissingColon {}
-
-impl Headers {
-    /// Add a `Name: value` line. The value is everything after the first `:` minus one
-    /// leading space, otherwise verbatim; a leading `> ` (from `curl -v`) is dropped.
-    ///
-    /// # Errors
-    ///
-    /// [`MissingColon`] when the line has no `:`.
-    pub fn push_line(&mut self, line: &str) -> Result<(), MissingColon> {
-        let line = line.strip_prefix("> ").unwrap_or(line);
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(MissingColon(line.to_owned()));
-        };
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        self.push(name.trim(), value.as_bytes());
-        Ok(())
-    }
-
-    /// Add one field line.
-    pub fn push(&mut self, name: &str, value: &[u8]) {
-        self.lines.push((name.to_ascii_lowercase(), value.to_vec()));
-    }
-
-    /// Read `Name: value` lines (blank lines skipped, `> ` prefixes dropped; a trailing `\r`
-    /// as in pasted HTTP is removed). Lines without `:` (such as `curl -v`'s request line)
-    /// are returned for a warning.
-    pub fn push_text(&mut self, text: &str) -> Vec<String> {
-        let mut skipped = Vec::new();
-        for line in text.lines() {
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            if line.trim().is_empty() || line.trim() == ">" {
-                continue;
-            }
-            if let Err(MissingColon(l)) = self.push_line(line) {
-                skipped.push(l);
-            }
-        }
-        skipped
-    }
-}
-
-impl Extractor for Headers {
-    fn get(&self, name: &HeaderName) -> Option<&[u8]> {
-        self.lines
-            .iter()
-            .find(|(n, _)| n == name.as_str())
-            .map(|(_, v)| v.as_slice())
-    }
-
-    fn get_all_values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-        let name = name.as_str().to_owned();
-        self.lines
-            .iter()
-            .filter(move |(n, _)| *n == name)
-            .map(|(_, v)| v.as_slice())
-    }
-
-    fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.lines.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
-    }
-}
 
 /// The formats `decode` tries for the context, in order.
 const CONTEXT_ORDER: [Format; 6] = [
@@ -163,6 +90,7 @@ fn error_json(e: &ParseError) -> Value {
 }
 
 /// One decoded context candidate.
+#[derive(Clone)]
 struct Decoded {
     context: SpanContext,
     format: Format,
@@ -206,19 +134,44 @@ fn decode_format(h: &Headers, f: Format) -> Option<Result<Decoded, ParseError>> 
     }
 }
 
+/// A header that was present but not used.
+#[derive(Clone, Copy)]
+enum Issue {
+    /// Rejected by its codec.
+    Parse(ParseError),
+    /// A `tracestate` without a valid `traceparent`.
+    TracestateWithoutTraceparent,
+}
+
+impl Issue {
+    fn to_json(self) -> Value {
+        match self {
+            Issue::Parse(e) => error_json(&e),
+            Issue::TracestateWithoutTraceparent => json!({
+                "format": "tracestate",
+                "kind": "no_traceparent",
+                "message": "tracestate without a valid traceparent is discarded",
+            }),
+        }
+    }
+}
+
 /// What `decode` found, before it is printed (also the input of `convert`).
 struct Decode {
     context: Option<Decoded>,
+    /// Valid contexts of later formats in the order, which lost to `context`.
+    ignored: Vec<Decoded>,
     tracestate: Option<TraceState>,
     baggage: Vec<BaggageEntry>,
     request_id: Option<RequestId>,
-    errors: Vec<Value>,
+    errors: Vec<Issue>,
 }
 
 fn decode_all(h: &Headers, only: Option<Format>) -> Decode {
     let wanted = |f: Format| only.is_none_or(|o| o == f);
     let mut out = Decode {
         context: None,
+        ignored: Vec::new(),
         tracestate: None,
         baggage: Vec::new(),
         request_id: None,
@@ -233,9 +186,11 @@ fn decode_all(h: &Headers, only: Option<Format>) -> Decode {
                 }
                 if out.context.is_none() {
                     out.context = Some(d);
+                } else {
+                    out.ignored.push(d);
                 }
             }
-            Some(Err(e)) => out.errors.push(error_json(&e)),
+            Some(Err(e)) => out.errors.push(Issue::Parse(e)),
             None => {}
         }
     }
@@ -247,22 +202,18 @@ fn decode_all(h: &Headers, only: Option<Format>) -> Decode {
                 Ok(ts) => out.tracestate = Some(ts),
                 Err(e) => {
                     out.tracestate = Some(TraceState::new());
-                    out.errors.push(error_json(&e));
+                    out.errors.push(Issue::Parse(e));
                 }
             }
         } else if present {
-            out.errors.push(json!({
-                "format": "tracestate",
-                "kind": "no_traceparent",
-                "message": "tracestate without a valid traceparent is discarded",
-            }));
+            out.errors.push(Issue::TracestateWithoutTraceparent);
         }
     }
     if wanted(Format::Baggage) {
         let (bag, dropped) = baggage::extract(h);
         out.baggage.extend(bag.entries().iter().cloned());
         if let Some(e) = dropped {
-            out.errors.push(error_json(&e));
+            out.errors.push(Issue::Parse(e));
         }
     }
     if wanted(Format::OtSpanContext) {
@@ -279,7 +230,7 @@ fn decode_all(h: &Headers, only: Option<Format>) -> Decode {
     if wanted(Format::RequestId) {
         match b3_propagation::codec::request_id::extract(h) {
             Some(Ok(id)) => out.request_id = Some(id),
-            Some(Err(e)) => out.errors.push(error_json(&e)),
+            Some(Err(e)) => out.errors.push(Issue::Parse(e)),
             None => {}
         }
     }
@@ -309,7 +260,7 @@ pub fn decode(h: &Headers, only: Option<Format>) -> Value {
         "baggage": d.baggage.iter().map(entry_json).collect::<Vec<_>>(),
         "request_id": d.request_id.as_ref().map(RequestId::as_str),
         "request_id_info": request_id_info,
-        "errors": d.errors,
+        "errors": d.errors.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
     })
 }
 

@@ -1,0 +1,601 @@
+//! The rules: which spans show a break, who must change, and how to say it.
+//!
+//! Each rule looks at one request (a [`Group`] of traces in the order they began) and emits
+//! [`Event`]s, one per symptom span; [`explain`](super::explain) adds the events of one kind,
+//! culprit and hop up into a finding. The rules, in words, are in `examples/trace-headers/DOCTOR.md`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use collector::{SpanKind, ZipkinSpan};
+
+use super::access_log::LogFormat;
+use super::analyse::{Ctx, Group, request_id_of};
+use super::mesh::service_of;
+use super::report::Kind;
+
+/// How a finding came about, for its wording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Case {
+    /// At a proxy's egress: the application behind it made the call.
+    Egress,
+    /// In an application's own client or local spans.
+    InApp,
+    /// At a server span, its caller named.
+    AtServer,
+    /// At a server span, no span of its caller in the data.
+    CallerUnknown,
+    /// A request's only trace begins at a proxy's egress.
+    Unlinked,
+    /// At an edge known as such (its name, its access log, `--edge`).
+    Named,
+    /// At the request's first server hop (nothing served it before).
+    ByPosition,
+    /// Kinds without variants.
+    Plain,
+}
+
+/// One symptom.
+#[derive(Debug)]
+pub(crate) struct Event {
+    pub(crate) kind: Kind,
+    pub(crate) case: Case,
+    pub(crate) culprit: String,
+    /// Where the symptom shows: `order-sidecar's egress`, `item`, `front-proxy`.
+    pub(crate) hop: String,
+    pub(crate) trace: String,
+    pub(crate) span: Option<String>,
+    pub(crate) callee: Option<String>,
+    /// The trace the request arrived in (or the parent lives in); for `request-id-dropped`,
+    /// the request id before the change.
+    pub(crate) related: Option<String>,
+    /// The missing parent, the duplicated id, the new request id, the first root's hop.
+    pub(crate) detail: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Server,
+    Client,
+    Local,
+}
+
+fn side(kind: Option<SpanKind>) -> Side {
+    match kind {
+        Some(SpanKind::Server | SpanKind::Consumer) => Side::Server,
+        Some(SpanKind::Client | SpanKind::Producer) => Side::Client,
+        None => Side::Local,
+    }
+}
+
+/// Where a trace (or a piece of one) begins: a root span, or a log-only trace's first line.
+#[derive(Clone, Copy, Debug)]
+struct Start<'a> {
+    service: &'a str,
+    kind: Option<SpanKind>,
+    ts: u64,
+    span: Option<&'a ZipkinSpan>,
+}
+
+impl Start<'_> {
+    fn side(&self) -> Side {
+        side(self.kind)
+    }
+}
+
+/// The distinct roots of a trace (one per span id: a shared root counts once, represented by
+/// its earliest span), earliest first; for a trace known only from access logs, its first
+/// line.
+fn starts<'a>(ctx: &Ctx<'a>, t: usize) -> Vec<Start<'a>> {
+    let mut roots: BTreeMap<&str, &ZipkinSpan> = BTreeMap::new();
+    for s in ctx.trace_spans(t).filter(|s| s.parent_id.is_none()) {
+        // Earliest first, a client side before a server side, then by name: whatever the
+        // order of the input.
+        let rank = |x: &ZipkinSpan| {
+            (
+                x.timestamp == 0,
+                x.timestamp,
+                side(x.kind) != Side::Client,
+                service_of(x).to_owned(),
+                kind_rank(x.kind),
+            )
+        };
+        let better = |old: &ZipkinSpan| rank(s) < rank(old);
+        roots
+            .entry(s.id.as_str())
+            .and_modify(|old| {
+                if better(old) {
+                    *old = s;
+                }
+            })
+            .or_insert(s);
+    }
+    let mut out: Vec<Start<'a>> = roots
+        .into_values()
+        .map(|s| Start {
+            service: service_of(s),
+            kind: s.kind,
+            ts: s.timestamp,
+            span: Some(s),
+        })
+        .collect();
+    out.sort_by_key(|s| (s.ts == 0, s.ts, s.span.map(|s| s.id.as_str())));
+    let Some(trace) = ctx.traces.get(t) else {
+        return out;
+    };
+    if trace.spans.is_empty() {
+        let first = trace
+            .logs
+            .iter()
+            .filter_map(|i| ctx.logs.get(*i))
+            .min_by_key(|r| (r.start_us == 0, r.start_us));
+        if let Some(r) = first {
+            let egress =
+                r.format == LogFormat::EnvoyJson && r.listener.as_deref() == Some("egress");
+            out.push(Start {
+                service: r.service.as_deref().unwrap_or("unknown service"),
+                kind: Some(if egress {
+                    SpanKind::Client
+                } else {
+                    SpanKind::Server
+                }),
+                ts: r.start_us,
+                span: None,
+            });
+        }
+    }
+    out
+}
+
+/// Whether trace `t` shows a server side: a server span, or a log line not from an egress.
+fn has_server(ctx: &Ctx<'_>, t: usize) -> bool {
+    ctx.trace_spans(t).any(|s| side(s.kind) == Side::Server)
+        || ctx.traces.get(t).is_some_and(|tr| {
+            tr.logs.iter().filter_map(|i| ctx.logs.get(*i)).any(|r| {
+                r.format != LogFormat::EnvoyText && r.listener.as_deref() != Some("egress")
+            })
+        })
+}
+
+/// The application whose span in `traces` was running when `start` began, innermost first
+/// (the latest-starting span whose interval holds the start), leaving out `start`'s own
+/// application and its sidecar. `None` without timestamps or without such a span.
+fn caller_of(ctx: &Ctx<'_>, start: &Start<'_>, traces: &[usize]) -> Option<String> {
+    if start.ts == 0 {
+        return None;
+    }
+    let me = ctx.mesh.app_of(start.service);
+    let mut best: Option<&ZipkinSpan> = None;
+    for &t in traces {
+        for c in ctx.trace_spans(t) {
+            if c.timestamp == 0
+                || c.duration == 0
+                || c.timestamp > start.ts
+                || start.ts > c.timestamp.saturating_add(c.duration)
+                || ctx.mesh.app_of(service_of(c)) == me
+            {
+                continue;
+            }
+            if best.is_none_or(|b| innermost(c) > innermost(b)) {
+                best = Some(c);
+            }
+        }
+    }
+    best.map(|c| ctx.mesh.app_of(service_of(c)).to_owned())
+}
+
+/// How inner a running span is: the latest start, then the shortest, then by name.
+fn innermost(x: &ZipkinSpan) -> (u64, std::cmp::Reverse<u64>, std::cmp::Reverse<&str>) {
+    (
+        x.timestamp,
+        std::cmp::Reverse(x.duration),
+        std::cmp::Reverse(service_of(x)),
+    )
+}
+
+/// Whether a span of another application in `traces` was running when `start` began.
+fn contained(ctx: &Ctx<'_>, start: &Start<'_>, traces: &[usize]) -> bool {
+    caller_of(ctx, start, traces).is_some()
+}
+
+/// Whether `start` is the request's entry: no span of another application began before it.
+fn is_entry(ctx: &Ctx<'_>, start: &Start<'_>, g: &Group) -> bool {
+    let me = ctx.mesh.app_of(start.service);
+    start.ts > 0
+        && !g.traces.iter().any(|&t| {
+            ctx.trace_spans(t).any(|c| {
+                c.timestamp > 0 && c.timestamp < start.ts && ctx.mesh.app_of(service_of(c)) != me
+            })
+        })
+}
+
+/// The trace in which `culprit` received the request: the first of `earlier` with a server
+/// span (or log line) of it or of its sidecar; else the request's first trace.
+fn received(ctx: &Ctx<'_>, culprit: &str, earlier: &[usize]) -> Option<String> {
+    let serves = |t: usize| {
+        ctx.trace_spans(t)
+            .any(|s| side(s.kind) == Side::Server && ctx.mesh.app_of(service_of(s)) == culprit)
+            || ctx.traces.get(t).is_some_and(|tr| {
+                tr.logs.iter().filter_map(|i| ctx.logs.get(*i)).any(|r| {
+                    r.listener.as_deref() != Some("egress")
+                        && r.service
+                            .as_deref()
+                            .is_some_and(|s| ctx.mesh.app_of(s) == culprit)
+                })
+            })
+    };
+    let t = earlier
+        .iter()
+        .copied()
+        .find(|&t| serves(t))
+        .or_else(|| earlier.first().copied())?;
+    ctx.traces.get(t).map(|tr| tr.id.clone())
+}
+
+/// Whom a call that starts at `start` went to: the application behind the server span under
+/// it, else its remote service or upstream cluster, else its name.
+fn callee_of(ctx: &Ctx<'_>, start: &Start<'_>) -> Option<String> {
+    let span = start.span?;
+    let key = (span.trace_id.as_str(), span.id.as_str());
+    let under = ctx
+        .children
+        .get(&key)
+        .into_iter()
+        .flatten()
+        .chain(ctx.by_key.get(&key).into_iter().flatten())
+        .filter_map(|i| ctx.spans.get(*i).copied())
+        .find(|c| side(c.kind) == Side::Server && service_of(c) != start.service);
+    if let Some(c) = under {
+        return Some(ctx.mesh.app_of(service_of(c)).to_owned());
+    }
+    let named = span
+        .remote_service()
+        .or_else(|| span.tags.get("upstream_cluster").map(String::as_str))
+        .map(|n| ctx.mesh.callee_name(n));
+    named.or_else(|| (!span.name.is_empty()).then(|| span.name.clone()))
+}
+
+fn event(kind: Kind, case: Case, culprit: &str, hop: String, trace: &str) -> Event {
+    Event {
+        kind,
+        case,
+        culprit: culprit.to_owned(),
+        hop,
+        trace: trace.to_owned(),
+        span: None,
+        callee: None,
+        related: None,
+        detail: None,
+    }
+}
+
+/// Every event of one request.
+pub(crate) fn events(ctx: &Ctx<'_>, g: &Group) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut group_ids: HashMap<&str, usize> = HashMap::new();
+    for &t in &g.traces {
+        for s in ctx.trace_spans(t) {
+            group_ids.entry(s.id.as_str()).or_insert(t);
+        }
+    }
+    let first_service = g
+        .traces
+        .first()
+        .and_then(|&t| starts(ctx, t).first().map(|s| s.service));
+    // Whether some trace before this one shows a server side.
+    let mut served_before = false;
+    for (pos, &t) in g.traces.iter().enumerate() {
+        let Some(trace) = ctx.traces.get(t).map(|tr| tr.id.as_str()) else {
+            continue;
+        };
+        let starts = starts(ctx, t);
+        for (k, start) in starts.iter().enumerate() {
+            let earlier = g.traces.get(..pos).unwrap_or_default();
+            if pos == 0 && k == 0 {
+                // The request's own start; only a proxy's egress never is one.
+                if start.side() == Side::Client && ctx.mesh.is_proxy(start.service) {
+                    let app = ctx.mesh.app_of(start.service);
+                    let hop = ctx.mesh.hop(start.service, start.kind);
+                    let mut e = event(Kind::HeadersDropped, Case::Unlinked, app, hop, trace);
+                    e.span = start.span.map(|s| s.id.clone());
+                    e.callee = callee_of(ctx, start);
+                    out.push(e);
+                }
+                continue;
+            }
+            let mut e = if k == 0 {
+                let before = Before {
+                    traces: earlier,
+                    served: served_before,
+                    first_service,
+                };
+                restart(ctx, g, &before, start, trace)
+            } else {
+                let first_hop = starts
+                    .first()
+                    .map(|f| ctx.mesh.hop(f.service, f.kind))
+                    .unwrap_or_default();
+                let mut e = split(ctx, start, &g.traces, Kind::MultipleRoots, trace);
+                e.detail = Some(first_hop);
+                e
+            };
+            e.span = start.span.map(|s| s.id.clone());
+            out.push(e);
+        }
+        served_before = served_before || has_server(ctx, t);
+        orphans(ctx, g, t, trace, &group_ids, &mut out);
+        duplicates(ctx, t, trace, &mut out);
+        request_id_changes(ctx, t, trace, &mut out);
+    }
+    out
+}
+
+/// What came before a later trace of a request.
+struct Before<'a> {
+    /// The request's traces that began earlier.
+    traces: &'a [usize],
+    /// Whether one of them shows a server side.
+    served: bool,
+    /// The service where the request's first trace began.
+    first_service: Option<&'a str>,
+}
+
+/// A later trace of the request begins at `start`.
+fn restart(ctx: &Ctx<'_>, g: &Group, before: &Before<'_>, start: &Start<'_>, trace: &str) -> Event {
+    let earlier = before.traces;
+    let first_trace = g
+        .traces
+        .first()
+        .and_then(|&t| ctx.traces.get(t))
+        .map(|tr| tr.id.clone());
+    if start.side() == Side::Server {
+        if ctx.mesh.is_edge(start.service) || !before.served {
+            let case = if ctx.mesh.is_edge(start.service) {
+                Case::Named
+            } else {
+                Case::ByPosition
+            };
+            let mut e = event(
+                Kind::EdgeRestart,
+                case,
+                start.service,
+                start.service.to_owned(),
+                trace,
+            );
+            e.related = first_trace;
+            return e;
+        }
+        if before.first_service == Some(start.service) && !contained(ctx, start, earlier) {
+            let mut e = event(
+                Kind::RequestIdReused,
+                Case::Plain,
+                start.service,
+                start.service.to_owned(),
+                trace,
+            );
+            e.related = earlier
+                .last()
+                .and_then(|&t| ctx.traces.get(t))
+                .map(|tr| tr.id.clone());
+            return e;
+        }
+    }
+    let mut e = split(ctx, start, earlier, Kind::HeadersDropped, trace);
+    e.related = received(ctx, &e.culprit, earlier);
+    e
+}
+
+/// A piece of the request starts at `start` with no parent: who sent the call without its
+/// context. `callers` are the traces to look for a server-side caller in.
+fn split(ctx: &Ctx<'_>, start: &Start<'_>, callers: &[usize], kind: Kind, trace: &str) -> Event {
+    let hop = ctx.mesh.hop(start.service, start.kind);
+    match start.side() {
+        Side::Server => {
+            let (case, culprit) = match caller_of(ctx, start, callers) {
+                Some(c) => (Case::AtServer, c),
+                None => (Case::CallerUnknown, start.service.to_owned()),
+            };
+            let mut e = event(kind, case, &culprit, hop, trace);
+            e.callee = Some(ctx.mesh.app_of(start.service).to_owned());
+            e
+        }
+        Side::Client | Side::Local => {
+            let (case, culprit) = if ctx.mesh.is_proxy(start.service) {
+                (Case::Egress, ctx.mesh.app_of(start.service))
+            } else {
+                (Case::InApp, start.service)
+            };
+            let mut e = event(kind, case, culprit, hop, trace);
+            e.callee = callee_of(ctx, start);
+            e
+        }
+    }
+}
+
+/// Spans whose parent nobody reported in their trace.
+fn orphans(
+    ctx: &Ctx<'_>,
+    g: &Group,
+    t: usize,
+    trace: &str,
+    group_ids: &HashMap<&str, usize>,
+    out: &mut Vec<Event>,
+) {
+    let mut missing: BTreeMap<&str, Vec<&ZipkinSpan>> = BTreeMap::new();
+    for s in ctx.trace_spans(t) {
+        if let Some(p) = s.parent_id.as_deref()
+            && !ctx.by_key.contains_key(&(trace, p))
+        {
+            missing.entry(p).or_default().push(s);
+        }
+    }
+    for (parent, list) in missing {
+        // Spans naming the same missing parent share one cause: read it off the egress spans
+        // first (their parent is the application's), then the application's own spans, then
+        // the server spans.
+        let egress: Vec<&ZipkinSpan> = list
+            .iter()
+            .copied()
+            .filter(|s| side(s.kind) == Side::Client && ctx.mesh.is_proxy(service_of(s)))
+            .collect();
+        let in_app: Vec<&ZipkinSpan> = list
+            .iter()
+            .copied()
+            .filter(|s| side(s.kind) != Side::Server && !ctx.mesh.is_proxy(service_of(s)))
+            .collect();
+        let (case, chosen) = if !egress.is_empty() {
+            (Case::Egress, egress)
+        } else if !in_app.is_empty() {
+            (Case::InApp, in_app)
+        } else {
+            (Case::AtServer, list)
+        };
+        let elsewhere = group_ids.get(parent).copied().filter(|&o| o != t);
+        for s in chosen {
+            let svc = service_of(s);
+            let start = Start {
+                service: svc,
+                kind: s.kind,
+                ts: s.timestamp,
+                span: Some(s),
+            };
+            let hop = ctx.mesh.hop(svc, s.kind);
+            let mut e = if let Some(other) = elsewhere {
+                let other_id = ctx.traces.get(other).map(|tr| tr.id.as_str()).unwrap_or("");
+                let culprit = match case {
+                    Case::Egress => ctx.mesh.app_of(svc),
+                    Case::AtServer => ctx
+                        .spans_with_id(other_id, parent)
+                        .next()
+                        .map_or(svc, |p| ctx.mesh.app_of(service_of(p))),
+                    _ => svc,
+                };
+                let mut e = event(Kind::TraceIdChanged, Case::Plain, culprit, hop, trace);
+                e.related = Some(other_id.to_owned());
+                e
+            } else {
+                match case {
+                    Case::Egress => event(
+                        Kind::UnreportedParent,
+                        case,
+                        ctx.mesh.app_of(svc),
+                        hop,
+                        trace,
+                    ),
+                    Case::InApp => event(Kind::UnreportedParent, case, svc, hop, trace),
+                    _ if ctx.mesh.is_edge(svc) => {
+                        event(Kind::ClientParent, Case::Named, svc, hop, trace)
+                    }
+                    _ => match caller_of(ctx, &start, &g.traces) {
+                        Some(c) => event(Kind::UnreportedParent, Case::AtServer, &c, hop, trace),
+                        None if is_entry(ctx, &start, g) => {
+                            event(Kind::ClientParent, Case::ByPosition, svc, hop, trace)
+                        }
+                        None => event(Kind::UnreportedParent, Case::CallerUnknown, svc, hop, trace),
+                    },
+                }
+            };
+            e.span = Some(s.id.clone());
+            e.detail = Some(parent.to_owned());
+            out.push(e);
+        }
+    }
+}
+
+fn kind_rank(kind: Option<SpanKind>) -> u8 {
+    match kind {
+        None => 0,
+        Some(SpanKind::Client) => 1,
+        Some(SpanKind::Server) => 2,
+        Some(SpanKind::Producer) => 3,
+        Some(SpanKind::Consumer) => 4,
+    }
+}
+
+/// Different spans reported by one service, of one kind, under one id.
+fn duplicates(ctx: &Ctx<'_>, t: usize, trace: &str, out: &mut Vec<Event>) {
+    let mut by: BTreeMap<(&str, &str, u8), Vec<&ZipkinSpan>> = BTreeMap::new();
+    for s in ctx.trace_spans(t) {
+        by.entry((s.id.as_str(), service_of(s), kind_rank(s.kind)))
+            .or_default()
+            .push(s);
+    }
+    for ((id, svc, _), list) in by {
+        let Some(first) = list.first().filter(|_| list.len() > 1) else {
+            continue;
+        };
+        let me = ctx.mesh.app_of(svc);
+        // A server span sharing its caller's span id (Zipkin's shared span) got the id from
+        // the caller's client span: the caller sent one id twice. Otherwise the service made
+        // the id itself.
+        let culprit = if side(first.kind) == Side::Server {
+            ctx.spans_with_id(trace, id)
+                .find(|s| side(s.kind) == Side::Client && ctx.mesh.app_of(service_of(s)) != me)
+                .map_or(me, |s| ctx.mesh.app_of(service_of(s)))
+        } else {
+            me
+        };
+        for s in &list {
+            let mut e = event(
+                Kind::DuplicateSpanId,
+                Case::Plain,
+                culprit,
+                ctx.mesh.hop(svc, s.kind),
+                trace,
+            );
+            e.span = Some(s.id.clone());
+            e.detail = Some(id.to_owned());
+            out.push(e);
+        }
+    }
+}
+
+/// Spans whose request id differs from their nearest ancestor's: where the trace changed
+/// request id.
+fn request_id_changes(ctx: &Ctx<'_>, t: usize, trace: &str, out: &mut Vec<Event>) {
+    for s in ctx.trace_spans(t) {
+        let Some(rid) = request_id_of(s) else {
+            continue;
+        };
+        let mut visited = HashSet::new();
+        let mut cur = s.parent_id.as_deref();
+        let mut direct: Option<&ZipkinSpan> = None;
+        let mut ancestor: Option<&str> = None;
+        while let Some(p) = cur {
+            if !visited.insert(p) || visited.len() > 256 {
+                break;
+            }
+            let parents: Vec<&ZipkinSpan> = ctx.spans_with_id(trace, p).collect();
+            let Some(first) = parents.first() else {
+                break;
+            };
+            direct.get_or_insert(first);
+            if let Some(r) = parents.iter().find_map(|c| request_id_of(c)) {
+                ancestor = Some(r);
+                break;
+            }
+            cur = first.parent_id.as_deref();
+        }
+        let Some(old) = ancestor.filter(|old| *old != rid) else {
+            continue;
+        };
+        let svc = service_of(s);
+        let me = ctx.mesh.app_of(svc);
+        let culprit = match (side(s.kind), direct) {
+            (Side::Server, Some(p)) if ctx.mesh.app_of(service_of(p)) != me => {
+                ctx.mesh.app_of(service_of(p))
+            }
+            _ => me,
+        };
+        let mut e = event(
+            Kind::RequestIdDropped,
+            Case::Plain,
+            culprit,
+            ctx.mesh.hop(svc, s.kind),
+            trace,
+        );
+        e.span = Some(s.id.clone());
+        e.related = Some(old.to_owned());
+        e.detail = Some(rid.to_owned());
+        out.push(e);
+    }
+}

@@ -1,0 +1,84 @@
+//! The header lines the CLI reads (`-H`, `--stdin`), kept as given for the codecs.
+
+use b3_propagation::Extractor;
+use http::HeaderName;
+
+/// Header lines in the order given, names lower-cased, values as raw bytes (so that control
+/// characters reach the codecs and are reported, not lost).
+#[derive(Clone, Debug, Default)]
+pub struct Headers {
+    lines: Vec<(String, Vec<u8>)>,
+}
+
+/// A header line without a `:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingColon(pub String);
+
+impl std::fmt::Display for MissingColon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "expected 'Name: value', got {:?}", self.0)
+    }
+}
+
+impl std::error::Error for MissingColon {}
+
+impl Headers {
+    /// Add a `Name: value` line. The value is everything after the first `:` minus one
+    /// leading space, otherwise verbatim; a leading `> ` (from `curl -v`) is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`MissingColon`] when the line has no `:`.
+    pub fn push_line(&mut self, line: &str) -> Result<(), MissingColon> {
+        let line = line.strip_prefix("> ").unwrap_or(line);
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(MissingColon(line.to_owned()));
+        };
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        self.push(name.trim(), value.as_bytes());
+        Ok(())
+    }
+
+    /// Add one field line.
+    pub fn push(&mut self, name: &str, value: &[u8]) {
+        self.lines.push((name.to_ascii_lowercase(), value.to_vec()));
+    }
+
+    /// Read `Name: value` lines (blank lines skipped, `> ` prefixes dropped; a trailing `\r`
+    /// as in pasted HTTP is removed). Lines without `:` (such as `curl -v`'s request line)
+    /// are returned for a warning.
+    pub fn push_text(&mut self, text: &str) -> Vec<String> {
+        let mut skipped = Vec::new();
+        for line in text.lines() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.trim().is_empty() || line.trim() == ">" {
+                continue;
+            }
+            if let Err(MissingColon(l)) = self.push_line(line) {
+                skipped.push(l);
+            }
+        }
+        skipped
+    }
+}
+
+impl Extractor for Headers {
+    fn get(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.lines
+            .iter()
+            .find(|(n, _)| n == name.as_str())
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn get_all_values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let name = name.as_str().to_owned();
+        self.lines
+            .iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.lines.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+}

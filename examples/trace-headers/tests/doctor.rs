@@ -1,0 +1,498 @@
+//! `trace-headers doctor` (and `decode --text`) through the real binary, on recorded spans:
+//! Zipkin v2 JSON from the Envoy demo (`tests/data/doctor/`, see its README), a file, standard
+//! input, and the workspace's collector over HTTP.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use collector::{Collector, CollectorConfig};
+use serde_json::Value;
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/doctor");
+
+fn data(name: &str) -> String {
+    format!("{DATA}/{name}")
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_trace-headers"))
+}
+
+fn run_with(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = bin();
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn trace-headers");
+    {
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(bytes) = stdin {
+            input.write_all(bytes).expect("write stdin");
+        }
+    }
+    child.wait_with_output().expect("wait")
+}
+
+fn run(args: &[&str]) -> Output {
+    run_with(args, None)
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited, not killed")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `doctor --json ARGS…`: the exit code and the one JSON object printed.
+fn doctor_json(args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["doctor", "--json"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}): {}\nstderr: {}",
+            stdout(&out),
+            stderr(&out)
+        )
+    });
+    (code(&out), json)
+}
+
+fn broken_findings(report: &Value) -> Vec<&Value> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| {
+            let kind = f["kind"].as_str().expect("kind");
+            ![
+                "edge-restart",
+                "client-parent",
+                "request-id-reused",
+                "request-id-dropped",
+            ]
+            .contains(&kind)
+        })
+        .collect()
+}
+
+#[test]
+fn a_trace_joined_through_the_mesh_has_no_findings() {
+    // An array of traces, as /api/v2/traces answers.
+    let (code, report) = doctor_json(&[&data("joined.json")]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["requests"], 2);
+    assert_eq!(report["traces"], 2);
+    assert_eq!(report["broken"], 0);
+    assert_eq!(report["findings"], Value::Array(Vec::new()), "{report}");
+
+    let out = run(&["doctor", &data("joined.json")]);
+    assert_eq!(self::code(&out), 0);
+    assert!(
+        stdout(&out).contains("no broken request"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn headers_dropped_by_order_names_order_and_only_order() {
+    let (code, report) = doctor_json(&[&data("headers-dropped.json")]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        (&report["requests"], &report["traces"], &report["broken"]),
+        (&Value::from(1), &Value::from(4), &Value::from(1))
+    );
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 1, "{report}");
+    let f = &findings[0];
+    assert_eq!(f["kind"], "headers-dropped");
+    assert_eq!(f["service"], "order");
+    assert_eq!(f["request_id"], "4c94190f-d385-907b-b87a-d677620d19c3");
+    // The trace order received first, then the three its calls to item started.
+    let traces = f["trace_ids"].as_array().expect("trace_ids");
+    assert_eq!(traces.len(), 4);
+    assert_eq!(traces[0], "d098d452136dcc0b8ae5964e25fa9c3e");
+    assert_eq!(f["span_ids"].as_array().expect("span_ids").len(), 3);
+    let why = f["explanation"].as_str().expect("explanation");
+    for words in [
+        "order received trace d098d452… (request 4c94190f…)",
+        "its 3 calls to item started new traces at order-sidecar's egress",
+        "order forwards x-request-id but not the trace headers",
+    ] {
+        assert!(why.contains(words), "{why:?} lacks {words:?}");
+    }
+
+    let out = run(&["doctor", &data("headers-dropped.json")]);
+    assert_eq!(self::code(&out), 1);
+    let text = stdout(&out);
+    assert!(text.contains("BROKEN  headers-dropped  order"), "{text}");
+    assert!(text.contains("change: order"), "{text}");
+}
+
+#[test]
+fn span_ids_order_never_reported_name_order() {
+    let (code, report) = doctor_json(&[&data("unreported-parent.json")]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["broken"], 1);
+    let findings = broken_findings(&report);
+    assert_eq!(findings.len(), 1, "{report}");
+    let f = findings[0];
+    assert_eq!(f["kind"], "unreported-parent");
+    assert_eq!(f["service"], "order");
+    assert_eq!(f["span_ids"].as_array().expect("span_ids").len(), 3);
+    let why = f["explanation"].as_str().expect("explanation");
+    assert!(
+        why.starts_with("order-sidecar's egress spans name parents nobody reported (3): order writes span ids into its calls that it never reports"),
+        "{why}"
+    );
+}
+
+#[test]
+fn unreadable_input_exits_2_with_a_message() {
+    let dir = std::env::temp_dir().join(format!("doctor-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = |name: &str, body: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, body).expect("write");
+        p.display().to_string()
+    };
+    let not_json = file("not-json.json", "this is not JSON");
+    let object = file(
+        "object.json",
+        r#"{"traceId":"463ac35c9f6413ad","id":"a2fb4a1d1a96d312"}"#,
+    );
+    let numbers = file("numbers.json", "[1, 2, 3]");
+    let bad_id = file(
+        "bad-id.json",
+        r#"[[{"traceId":"xyz","id":"a2fb4a1d1a96d312"}]]"#,
+    );
+    let empty = file("empty.json", "");
+    let not_a_log = file("not-a-log.txt", "hello\nworld\n");
+    let missing = dir.join("missing.json").display().to_string();
+    let joined = data("joined.json");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![&not_json], "not a JSON array"),
+        (vec![&object], "not a JSON array"),
+        (vec![&numbers], "neither a span"),
+        (vec![&bad_id], "invalid trace id"),
+        (vec![&empty], "empty"),
+        (vec![&missing], "cannot read the file"),
+        (vec!["http://127.0.0.1:9"], "127.0.0.1:9"),
+        (vec!["https://127.0.0.1:9"], "https:// is not supported"),
+        (vec!["--access-log", &not_a_log, &joined], "not-a-log.txt"),
+        (
+            vec!["--access-log", &missing, &joined],
+            "cannot read the access log",
+        ),
+    ];
+    for (args, message) in cases {
+        for json in [false, true] {
+            let mut all = vec!["doctor"];
+            if json {
+                all.push("--json");
+            }
+            all.extend(args.iter().copied());
+            let out = run(&all);
+            let err = stderr(&out);
+            assert_eq!(code(&out), 2, "{all:?}: {err}");
+            assert!(err.starts_with("trace-headers doctor: "), "{all:?}: {err}");
+            assert!(err.contains(message), "{all:?}: {err:?} lacks {message:?}");
+            assert!(!err.contains("panicked"), "{all:?}: {err}");
+            assert!(out.stdout.is_empty(), "{all:?}: {}", stdout(&out));
+        }
+    }
+    // Standard input, garbage and empty.
+    for input in [&b"\x00\xff garbage"[..], b"", b"[{"] {
+        let out = run_with(&["doctor", "-"], Some(input));
+        assert_eq!(code(&out), 2, "{input:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with("trace-headers doctor: -: "),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // No source at all is a usage error.
+    assert_eq!(code(&run(&["doctor"])), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn access_logs_join_request_ids_to_traces() {
+    // Apps only, no request id on their spans: order drops the trace headers, so each call
+    // to item starts a trace of its own, and nothing but the access logs says they belong to
+    // the request the frontend received (the client sent its own B3 context through a front
+    // proxy whose tracing is off).
+    let spans = data("apps-only.json");
+    let (code, alone) = doctor_json(&[&spans]);
+    assert_eq!(code, 0, "{alone}");
+    assert_eq!(
+        (&alone["requests"], &alone["broken"]),
+        (&Value::from(4), &Value::from(0))
+    );
+
+    // Our JSON lines (item), one Envoy JSON line (the edge) and one Envoy default-format line.
+    let log = data("access.log");
+    let (code, joined) = doctor_json(&["--access-log", &log, &spans]);
+    assert_eq!(code, 1, "{joined}");
+    assert_eq!(
+        (&joined["requests"], &joined["traces"], &joined["broken"]),
+        (&Value::from(1), &Value::from(4), &Value::from(1))
+    );
+    let findings = broken_findings(&joined);
+    assert_eq!(findings.len(), 1, "{joined}");
+    assert_eq!(findings[0]["kind"], "headers-dropped");
+    assert_eq!(findings[0]["service"], "order");
+    assert_eq!(
+        findings[0]["request_id"],
+        "8f0e2b1c-5d4a-9b3e-a1c7-2e6d9f4b0a85"
+    );
+    assert_eq!(
+        findings[0]["trace_ids"][0],
+        "a01ba826cae2f5bea73bbcdf24a5916e"
+    );
+    // The client's span is outside the mesh: noted, not counted.
+    let client = joined["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["kind"] == "client-parent")
+        .expect("a client-parent note");
+    assert_eq!(client["service"], "frontend");
+
+    // Without the edge's line the frontend's trace joins nothing: two requests.
+    let dir = std::env::temp_dir().join(format!("doctor-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let text = std::fs::read_to_string(&log).expect("access.log");
+    let items_only: String = text
+        .lines()
+        .filter(|l| !l.contains("\"proxy\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let partial = dir.join("items.log");
+    std::fs::write(&partial, items_only).expect("write");
+    let (_, partial_report) =
+        doctor_json(&["--access-log", &partial.display().to_string(), &spans]);
+    assert_eq!(partial_report["requests"], 2, "{partial_report}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The default-format line has a request id and no trace id: counted in the text summary.
+    let out = run(&["doctor", "--access-log", &log, &spans]);
+    assert!(
+        stdout(&out).contains("1 request id appears only in access-log lines"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn the_json_output_has_exactly_the_contracts_shape() {
+    let (_, report) = doctor_json(&[&data("headers-dropped.json"), &data("edge-restart.json")]);
+    let keys: Vec<&str> = report
+        .as_object()
+        .expect("one object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["requests", "traces", "broken", "findings"]);
+    for key in ["requests", "traces", "broken"] {
+        assert!(report[key].is_u64(), "{key}: {report}");
+    }
+    assert!(report["broken"].as_u64() <= report["requests"].as_u64());
+    let findings = report["findings"].as_array().expect("findings");
+    assert!(findings.len() >= 2, "{report}");
+    for f in findings {
+        let keys: Vec<&str> = f
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "kind",
+                "service",
+                "request_id",
+                "trace_ids",
+                "span_ids",
+                "explanation"
+            ]
+        );
+        assert!(f["kind"].is_string() && f["service"].is_string() && f["explanation"].is_string());
+        assert!(f["request_id"].is_string() || f["request_id"].is_null());
+        for list in ["trace_ids", "span_ids"] {
+            for id in f[list].as_array().expect("array") {
+                let id = id.as_str().expect("string id");
+                let len = if list == "trace_ids" { 32 } else { 16 };
+                assert!(
+                    id.len() == len && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{list}: {id}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_edge_restarting_the_clients_trace_is_expected_not_broken() {
+    let (code, report) = doctor_json(&[&data("edge-restart.json")]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        (&report["requests"], &report["broken"]),
+        (&Value::from(1), &Value::from(0))
+    );
+    let f = &report["findings"][0];
+    assert_eq!(f["kind"], "edge-restart");
+    assert_eq!(f["service"], "front-proxy");
+    // The same, at an edge named nothing like one: the first server hop of the request.
+    let renamed = std::fs::read_to_string(data("edge-restart.json"))
+        .expect("fixture")
+        .replace("front-proxy", "web");
+    let out = run_with(&["doctor", "--json", "-"], Some(renamed.as_bytes()));
+    assert_eq!(self::code(&out), 0, "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["findings"][0]["kind"], "edge-restart");
+    assert_eq!(report["findings"][0]["service"], "web");
+}
+
+#[test]
+fn decode_text_names_the_exact_header_and_why_one_was_ignored() {
+    let out = run(&[
+        "decode",
+        "--text",
+        "-H",
+        "x-b3-traceid: 80f198ee56343ba864fe8b2a57d3eff7",
+        "-H",
+        "x-b3-spanid: E457B5A2E4D86BD1",
+        "-H",
+        "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "-H",
+        "b3: 0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-1",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("context: from b3 (b3-single)"), "{text}");
+    assert!(
+        text.contains("rejected: x-b3-spanid: invalid character 'E' at byte 0 (lower-case hex only) [invalid_character]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ignored: traceparent: valid, but b3 comes first"),
+        "{text}"
+    );
+    assert!(
+        text.contains("same trace, another span id (b7ad6b7169203331)"),
+        "{text}"
+    );
+    assert!(!text.contains("x-b3-*"), "{text}");
+
+    // Without --text the output is still the JSON of the contract.
+    let out = run(&["decode", "-H", "x-b3-spanid: E457B5A2E4D86BD1"]);
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["errors"][0]["format"], "b3-multi");
+}
+
+/// POST a Zipkin v2 JSON body to the collector, as Envoy does.
+fn post_spans(addr: std::net::SocketAddr, body: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to the collector");
+    let head = format!(
+        "POST /api/v2/spans HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(body).expect("write body");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read answer");
+    answer
+}
+
+/// The fixture's spans moved to end a second ago, so a one-hour lookback finds them.
+fn recent(fixture: &str) -> Vec<u8> {
+    let mut spans: Value =
+        serde_json::from_str(&std::fs::read_to_string(data(fixture)).expect("fixture"))
+            .expect("JSON");
+    let list = spans.as_array_mut().expect("spans");
+    let last = list
+        .iter()
+        .filter_map(|s| Some(s["timestamp"].as_u64()? + s["duration"].as_u64()?))
+        .max()
+        .expect("timestamps");
+    let now = u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_micros(),
+    )
+    .expect("micros");
+    let shift = |v: &mut Value| {
+        if let Some(t) = v.as_u64() {
+            *v = Value::from(t + (now - 1_000_000 - last));
+        }
+    };
+    for s in list.iter_mut() {
+        shift(&mut s["timestamp"]);
+        if let Some(annotations) = s.get_mut("annotations").and_then(Value::as_array_mut) {
+            for a in annotations {
+                shift(&mut a["timestamp"]);
+            }
+        }
+    }
+    serde_json::to_vec(&spans).expect("serialise")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zipkin_api_is_read_with_explicit_limit_and_lookback() {
+    let collector = Collector::new(CollectorConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(collector.clone().serve(listener, async {
+        let _ = stopped.await;
+    }));
+
+    let body = recent("headers-dropped.json");
+    let answer = tokio::task::spawn_blocking(move || post_spans(addr, &body))
+        .await
+        .expect("post");
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert_eq!(collector.trace_ids().len(), 4);
+
+    let base = format!("http://{addr}");
+    let (all, limited) = tokio::task::spawn_blocking(move || {
+        (
+            doctor_json(&[&base]),
+            doctor_json(&["--limit", "2", "--lookback-ms", "60000", &base]),
+        )
+    })
+    .await
+    .expect("doctor");
+    let (code, report) = all;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        (&report["traces"], &report["broken"]),
+        (&Value::from(4), &Value::from(1))
+    );
+    let f = &report["findings"][0];
+    assert_eq!(
+        (&f["kind"], &f["service"]),
+        (&Value::from("headers-dropped"), &Value::from("order"))
+    );
+    // `--limit 2`: the two most recent traces only.
+    assert_eq!(limited.1["traces"], 2, "{}", limited.1);
+
+    let _ = stop.send(());
+    server.await.expect("join").expect("serve");
+}

@@ -715,6 +715,20 @@ const ORDER_CALLS: &[&str] = &[
 ];
 
 async fn stand_in(State(app): State<StandIn>, request: Request) -> Response {
+    // The clusters' health checks, answered as the real apps do and not recorded: gRPC
+    // `HealthCheckResponse { status: SERVING }`, or `/healthz` 200.
+    let path = request.uri().path();
+    if path.starts_with("/grpc.health.v1.Health/") {
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header(CONTENT_TYPE, "application/grpc")
+            .header("grpc-status", "0")
+            .body(Body::from(&[0_u8, 0, 0, 0, 2, 0x08, 0x01][..]))
+            .expect("health response");
+    }
+    if path == "/healthz" || path == "/readyz" {
+        return Response::new(Body::from("ok"));
+    }
     let headers = request.headers().clone();
     lock(&app.seen).push(Seen {
         app: app.name,

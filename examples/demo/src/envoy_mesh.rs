@@ -188,7 +188,18 @@ struct AppsSetup {
     frontend_egress: String,
     order_egress: String,
     addrs: [SocketAddr; 5],
+    /// The apps' admin listeners (`/healthz`, `/readyz`, `/metrics`), same order.
+    admin_addrs: [SocketAddr; 5],
 }
+
+/// The apps behind their sidecars, in [`AppsSetup::addrs`] order: service and version.
+pub const APPS: [(&str, &str); 5] = [
+    ("frontend", "v1"),
+    ("user", "v1"),
+    ("order", "v1"),
+    ("item", "v1"),
+    ("item", "v2"),
+];
 
 /// The apps' listeners: frontend, user, order, item-v1, item-v2.
 type AppListeners = [TcpListener; 5];
@@ -199,6 +210,7 @@ impl AppsSetup {
     fn spawn(
         &self,
         listeners: AppListeners,
+        admins: AppListeners,
         app_spans: bool,
         stop: &watch::Sender<bool>,
         tasks: &mut JoinSet<()>,
@@ -227,40 +239,57 @@ impl AppsSetup {
                 metrics: services::metrics::Metrics::new(service, version),
             })
         };
+        let opts = APPS
+            .into_iter()
+            .map(|(service, version)| options(service, version))
+            .collect::<Result<Vec<_>, _>>()?;
+        let [front_o, user_o, order_o, v1_o, v2_o]: [ServiceOptions; 5] = opts
+            .try_into()
+            .map_err(|_| -> BoxError { "five apps".into() })?;
+        // Each app's admin listener: its health and its metrics registry.
+        for (o, admin) in [&front_o, &user_o, &order_o, &v1_o, &v2_o]
+            .into_iter()
+            .zip(admins)
+        {
+            let serve = serve::serve(
+                admin,
+                o.admin_router(),
+                serve::ServeOptions::default(),
+                shutdown(),
+            );
+            tasks.spawn(async move {
+                let _ = serve.await;
+            });
+        }
         let [front_l, user_l, order_l, v1_l, v2_l] = listeners;
-        let o = options("item", "v1")?;
         let s = shutdown();
         tasks.spawn(async move {
-            let _ = item::serve(v1_l, item::Items::new("v1"), o, s).await;
+            let _ = item::serve(v1_l, item::Items::new("v1"), v1_o, s).await;
         });
-        let o = options("item", "v2")?;
         let mut items_v2 = item::Items::new("v2");
         if let Some((fraction, extra)) = self.v2_tail_latency {
             items_v2 = items_v2.with_tail_latency(fraction, extra);
         }
         let s = shutdown();
         tasks.spawn(async move {
-            let _ = item::serve(v2_l, items_v2, o, s).await;
+            let _ = item::serve(v2_l, items_v2, v2_o, s).await;
         });
-        let o = options("user", "v1")?;
         let s = shutdown();
         tasks.spawn(async move {
-            let _ = user::serve(user_l, o, s).await;
+            let _ = user::serve(user_l, user_o, s).await;
         });
-        let o = options("order", "v1")?;
-        let orders = order::Orders::new(o.channel(&self.order_egress)?);
+        let orders = order::Orders::new(order_o.channel(&self.order_egress)?);
         let s = shutdown();
         tasks.spawn(async move {
-            let _ = order::serve(order_l, orders, o, s).await;
+            let _ = order::serve(order_l, orders, order_o, s).await;
         });
-        let o = options("frontend", "v1")?;
         let f = frontend::Frontend::new(
-            o.user_channel(&self.frontend_egress)?,
-            o.channel(&self.frontend_egress)?,
+            front_o.user_channel(&self.frontend_egress)?,
+            front_o.channel(&self.frontend_egress)?,
         );
         let s = shutdown();
         tasks.spawn(async move {
-            let _ = frontend::serve(front_l, f, o, s).await;
+            let _ = frontend::serve(front_l, f, front_o, s).await;
         });
         Ok(telemetry)
     }
@@ -378,6 +407,19 @@ impl EnvoyMesh {
         let (order_l, order_a) = bind().await?;
         let (v1_l, v1_a) = bind().await?;
         let (v2_l, v2_a) = bind().await?;
+        let mut admins = Vec::with_capacity(5);
+        let mut admin_addrs = Vec::with_capacity(5);
+        for _ in APPS {
+            let (l, a) = bind().await?;
+            admins.push(l);
+            admin_addrs.push(a);
+        }
+        let admins: AppListeners = admins
+            .try_into()
+            .map_err(|_| -> BoxError { "five admin listeners".into() })?;
+        let admin_addrs: [SocketAddr; 5] = admin_addrs
+            .try_into()
+            .map_err(|_| -> BoxError { "five admin listeners".into() })?;
         let apps = AppPorts {
             frontend: front_a.port(),
             user: user_a.port(),
@@ -424,12 +466,14 @@ impl EnvoyMesh {
             frontend_egress: egress(&topology.frontend)?,
             order_egress: egress(&topology.order)?,
             addrs: [front_a, user_a, order_a, v1_a, v2_a],
+            admin_addrs,
         };
         let app_spans = config.app_spans && config.mode == Mode::Instrument;
         let (apps_stop, _) = watch::channel(false);
         let mut app_tasks = JoinSet::new();
         let telemetry = apps_setup.spawn(
             [front_l, user_l, order_l, v1_l, v2_l],
+            admins,
             app_spans,
             &apps_stop,
             &mut app_tasks,
@@ -480,15 +524,34 @@ impl EnvoyMesh {
         let listeners: AppListeners = listeners
             .try_into()
             .map_err(|_| -> BoxError { "five app listeners".into() })?;
+        let mut admins = Vec::with_capacity(5);
+        for addr in self.apps_setup.admin_addrs {
+            admins.push(TcpListener::bind(addr).await?);
+        }
+        let admins: AppListeners = admins
+            .try_into()
+            .map_err(|_| -> BoxError { "five admin listeners".into() })?;
         let (apps_stop, _) = watch::channel(false);
         self.apps_stop = apps_stop;
         let app_spans = app_spans && self.mode == Mode::Instrument;
-        let telemetry =
-            self.apps_setup
-                .spawn(listeners, app_spans, &self.apps_stop, &mut self.app_tasks)?;
+        let telemetry = self.apps_setup.spawn(
+            listeners,
+            admins,
+            app_spans,
+            &self.apps_stop,
+            &mut self.app_tasks,
+        )?;
         self.telemetry.extend(telemetry);
         self.app_spans = app_spans;
         Ok(())
+    }
+
+    /// Each app's admin listener (`/healthz`, `/readyz`, `/metrics`) with its service and
+    /// version, in [`APPS`] order; the same addresses after [`restart_apps`](Self::restart_apps).
+    #[must_use]
+    pub fn app_admins(&self) -> [(&'static str, &'static str, SocketAddr); 5] {
+        let a = self.apps_setup.admin_addrs;
+        [0, 1, 2, 3, 4].map(|i| (APPS[i].0, APPS[i].1, a[i]))
     }
 
     /// The mesh's entry URL: the front proxy's listener, `http://127.0.0.1:<port>`.

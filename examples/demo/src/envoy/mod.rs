@@ -37,6 +37,12 @@
 //!   B3 plus W3C `traceparent` propagation, 100 % sampling), writes JSON
 //!   access logs carrying the request id and B3 ids, and serves its admin
 //!   API (`/ready`, `/stats/prometheus`) on 127.0.0.1.
+//! - Every cluster to an app health-checks it
+//!   ([`MeshTopology::health_check_interval`]): gRPC health for user, order
+//!   and item, `GET /healthz` for the frontend; so `envoy_cluster_health_check_healthy`
+//!   means something. A sidecar's ingress routes health checks
+//!   (`/grpc.health.v1.Health/`, `/healthz`, `/readyz`) to its app untraced
+//!   (sampling 0 on those routes) and leaves them out of its access log.
 //!
 //! # Example
 //!
@@ -265,6 +271,10 @@ pub struct MeshTopology {
     pub access_log_dir: Option<PathBuf>,
     /// How promptly spans are sent to the collector.
     pub zipkin_flush: ZipkinFlush,
+    /// How often every cluster to an app health-checks it (gRPC `grpc.health.v1.Health/Check`
+    /// for user, order and item, `GET /healthz` for the frontend), through its sidecar for the
+    /// remote ones; `None`: no health checks.
+    pub health_check_interval: Option<std::time::Duration>,
 }
 
 /// One rendered Envoy bootstrap.
@@ -360,6 +370,7 @@ impl MeshTopology {
                 min_spans: 5,
                 interval_ms: 1000,
             },
+            health_check_interval: Some(std::time::Duration::from_secs(5)),
         }
     }
 
@@ -417,6 +428,7 @@ impl MeshTopology {
                 min_spans: 1,
                 interval_ms: 100,
             },
+            health_check_interval: Some(std::time::Duration::from_secs(1)),
         }
     }
 

@@ -101,7 +101,8 @@ fn config_maps_embed_the_envoy_configs() {
     let mut embedded = 0;
     for file in files.iter().filter(|f| f.path.starts_with("deploy/k8s")) {
         for doc in yaml_documents(&file.contents) {
-            if doc["kind"] != "ConfigMap" {
+            // Envoy bootstraps only (Prometheus has a ConfigMap of its own).
+            if doc["kind"] != "ConfigMap" || doc["data"]["envoy.yaml"].is_null() {
                 continue;
             }
             let name = doc["metadata"]["name"].as_str().expect("name");
@@ -432,6 +433,132 @@ fn yaml_documents(text: &str) -> Vec<Json> {
         })
         .filter(|v| !v.is_null())
         .collect()
+}
+
+/// The cluster's Prometheus: its config passes `promtool check config` (Prometheus 2.42 from
+/// Debian, provisioned like Envoy), finds every pod's app and Envoy endpoints by port name,
+/// relabels Envoy's series for the seed's queries, and every app pod carries the scrape
+/// annotations.
+#[test]
+fn the_kubernetes_prometheus_config_passes_promtool_and_scrapes_every_pod() {
+    let root = workspace_root();
+    let manifest = std::fs::read_to_string(root.join("deploy/k8s/15-prometheus.yaml"))
+        .expect("deploy/k8s/15-prometheus.yaml");
+    let docs = yaml_documents(&manifest);
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ConfigMap",
+            "Deployment",
+            "Service"
+        ]
+    );
+    let config_text = docs[3]["data"]["prometheus.yml"]
+        .as_str()
+        .expect("prometheus.yml in the ConfigMap");
+    let config: Json = serde_yaml_ng::from_str(config_text).expect("prometheus.yml parses");
+    assert_eq!(config, demo::envoy::prometheus_config());
+    let jobs = config["scrape_configs"].as_array().expect("jobs");
+    let port_of = |job: &Json| {
+        job["relabel_configs"][0]["regex"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        jobs.iter().filter_map(port_of).collect::<Vec<_>>(),
+        ["admin", "envoy-stats"]
+    );
+    assert_eq!(jobs[1]["metrics_path"], "/stats/prometheus");
+    assert_eq!(
+        jobs[1]["metric_relabel_configs"],
+        serde_json::to_value(demo::prometheus::envoy_seed_relabel()).unwrap()
+    );
+    let deployment = &docs[4]["spec"]["template"]["spec"];
+    assert_eq!(deployment["serviceAccountName"], "prometheus");
+    let args = deployment["containers"][0]["args"].as_array().unwrap();
+    assert!(
+        args.contains(&json!("--enable-feature=exemplar-storage")),
+        "{args:?}"
+    );
+
+    // Debian's Prometheus is built without Kubernetes service discovery (its promtool
+    // rejects `kubernetes_sd_configs`), so the check runs on the same config with each job's
+    // discovery swapped for a static target: every other field, the relabel rules among
+    // them, is checked as the cluster's Prometheus reads it.
+    let mut checkable = config.clone();
+    for job in checkable["scrape_configs"].as_array_mut().unwrap() {
+        let job = job.as_object_mut().unwrap();
+        assert!(job.remove("kubernetes_sd_configs").is_some());
+        job.insert(
+            "static_configs".to_owned(),
+            json!([{"targets": ["127.0.0.1:9090"]}]),
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("prometheus-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("prometheus.yml");
+    std::fs::write(&file, serde_yaml_ng::to_string(&checkable).unwrap()).unwrap();
+    let promtool = demo::prometheus::promtool_binary()
+        .unwrap_or_else(|e| panic!("provisioning promtool: {e}"));
+    let out = Command::new(&promtool)
+        .args(["check", "config"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run promtool");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "promtool check config:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every pod the config must find has the port names it keeps, and the app pods the
+    // conventional annotations.
+    for entry in std::fs::read_dir(root.join("deploy/k8s"))
+        .unwrap()
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        for doc in yaml_documents(&std::fs::read_to_string(&path).unwrap()) {
+            if doc["kind"] != "Deployment"
+                || doc["metadata"]["name"] == "prometheus"
+                || doc["metadata"]["name"] == "jaeger"
+            {
+                continue;
+            }
+            let pod = &doc["spec"]["template"];
+            let ports: Vec<String> = pod["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+                .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                .collect();
+            let has = |name: &str| ports.iter().any(|p| p == name);
+            assert!(has("envoy-stats"), "{}: {ports:?}", path.display());
+            if doc["metadata"]["name"] != "front-proxy" {
+                assert!(has("admin"), "{}: {ports:?}", path.display());
+                assert_eq!(
+                    pod["metadata"]["annotations"]["prometheus.io/scrape"],
+                    "true"
+                );
+                assert_eq!(
+                    pod["metadata"]["annotations"]["prometheus.io/path"],
+                    "/metrics"
+                );
+            }
+            assert!(pod["metadata"]["labels"]["app"].is_string());
+        }
+    }
 }
 
 #[test]

@@ -1172,6 +1172,9 @@ pub struct DemoOptions {
     pub compare: bool,
     /// Keep the mesh up after the run (print each trace as it completes) until Ctrl-C.
     pub serve: bool,
+    /// Scrape the apps and the six Envoys with a real Prometheus and print the seed's queries
+    /// (see [`crate::metrics_demo`]).
+    pub prometheus: bool,
 }
 
 /// `demo --envoy`: start the mesh behind Envoy, send the load and the routing requests
@@ -1228,6 +1231,29 @@ pub async fn run(options: &DemoOptions) -> Result<Summary, BoxError> {
         mesh.collector_addr
     );
     println!("files: {}", mesh.dir.display());
+    let metrics = if options.prometheus {
+        let mut targets: Vec<_> = mesh
+            .app_admins()
+            .into_iter()
+            .map(|(service, version, admin)| {
+                crate::metrics_demo::app_target(service, version, admin)
+            })
+            .collect();
+        targets.extend(crate::metrics_demo::envoy_targets(&mesh.topology));
+        let m = crate::metrics_demo::MetricsDemo::start(targets).await?;
+        println!(
+            "prometheus {} at {}: scraping 5 apps and 6 Envoys every {} s",
+            m.prometheus().version(),
+            m.prometheus().url(),
+            crate::metrics_demo::SCRAPE_INTERVAL.as_secs()
+        );
+        // Every route once, then a scrape: the load's counts then rise between two scrapes.
+        let _ = super::load(&entry, 3, 1, &[], |_| {}).await;
+        m.scrapes(1).await;
+        Some(m)
+    } else {
+        None
+    };
     println!();
 
     let total = options.requests;
@@ -1313,6 +1339,15 @@ pub async fn run(options: &DemoOptions) -> Result<Summary, BoxError> {
         routed.len(),
         required_services(mesh.app_spans).join(", ")
     );
+    if let Some(m) = &metrics {
+        m.scrapes(2).await;
+        println!();
+        print!(
+            "{}",
+            m.report(&mesh.collector, options.canary_v2_percent > 0)
+                .await?
+        );
+    }
     if options.compare && options.mode == Mode::Instrument {
         compare(&mut mesh).await?;
     }
@@ -1331,12 +1366,21 @@ pub async fn run(options: &DemoOptions) -> Result<Summary, BoxError> {
             "traces:  curl http://{}/api/v2/traces?limit=5   (Zipkin v2 API)",
             mesh.collector_addr
         );
+        if let Some(m) = &metrics {
+            println!(
+                "metrics: {}/graph (Prometheus, scraping the apps and the Envoys)",
+                m.prometheus().url()
+            );
+        }
         println!("Ctrl-C to stop");
         let colour = super::colour();
         super::print_traces_until_ctrl_c(&mesh.collector, |spans| {
             mark_proxies(&waterfall::render(spans, colour))
         })
         .await;
+    }
+    if let Some(m) = metrics {
+        m.stop().await;
     }
     mesh.stop().await;
     Ok(summary)

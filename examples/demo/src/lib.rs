@@ -16,6 +16,7 @@
 pub mod analysis;
 pub mod envoy;
 pub mod envoy_mesh;
+pub mod metrics_demo;
 pub mod processes;
 pub mod prometheus;
 pub mod waterfall;

@@ -10,7 +10,7 @@ use b3_propagation::SpanSemantics;
 use clap::{Parser, ValueEnum};
 use collector::ZipkinSpan;
 use demo::processes;
-use demo::{LocalMesh, MeshConfig, SERVICES, analysis, waterfall};
+use demo::{LocalMesh, MeshConfig, SERVICES, Service, analysis, metrics_demo, waterfall};
 use services::access_log::AccessLog;
 use tower_trace_headers::Mode;
 
@@ -65,6 +65,12 @@ struct Cli {
     /// How many waterfalls to print.
     #[arg(long, default_value_t = 3)]
     waterfalls: usize,
+    /// Scrape the apps' `/metrics` (and, with `--envoy`, the six Envoys' statistics) with a
+    /// real Prometheus (Debian's package, fetched once into target/; `PROMETHEUS_BIN`
+    /// overrides), then print the seed's four queries, the apps' p95 by service and route, and
+    /// the trace of an exemplar from the slowest bucket. With `--serve`, Prometheus stays up.
+    #[arg(long, conflicts_with_all = ["processes", "collector"])]
+    prometheus: bool,
 }
 
 /// What a child of `demo --processes` parses: one service and its flags.
@@ -130,6 +136,7 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
             app_spans: !args.no_app_spans,
             compare: true,
             serve: args.serve,
+            prometheus: args.prometheus,
         })
         .await;
     }
@@ -160,8 +167,37 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
     }
 
     if args.no_app_spans {
+        if args.prometheus {
+            return Err(
+                "--prometheus without --envoy follows exemplars to the apps' traces: drop \
+                 --no-app-spans, or add --envoy"
+                    .into(),
+            );
+        }
         return run_transparent(&args, mesh, &base).await;
     }
+    let metrics = if args.prometheus {
+        let targets = Service::ALL
+            .into_iter()
+            .filter_map(|s| {
+                mesh.admin(s)
+                    .map(|admin| metrics_demo::app_target(s.name(), "v1", admin))
+            })
+            .collect();
+        let m = metrics_demo::MetricsDemo::start(targets).await?;
+        println!(
+            "prometheus {} at {}: scraping the 4 apps every {} s",
+            m.prometheus().version(),
+            m.prometheus().url(),
+            metrics_demo::SCRAPE_INTERVAL.as_secs()
+        );
+        // Every route once, then a scrape: the load's counts then rise between two scrapes.
+        let _ = demo::load(&base, 3, 1, &[], |_| {}).await;
+        m.scrapes(1).await;
+        Some(m)
+    } else {
+        None
+    };
     let outcomes = demo::load(
         &base,
         args.requests,
@@ -183,8 +219,22 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
         println!("wrote {} spans to {}", spans.len(), path.display());
     }
 
+    if let (Some(m), Some(collector)) = (&metrics, &mesh.collector) {
+        m.scrapes(2).await;
+        print!("{}", m.report(collector, false).await?);
+        println!();
+    }
     if args.serve {
+        if let Some(m) = &metrics {
+            println!(
+                "metrics: {}/graph (Prometheus, scraping the apps)",
+                m.prometheus().url()
+            );
+        }
         serve(&mesh, &base).await;
+    }
+    if let Some(m) = metrics {
+        m.stop().await;
     }
     let summary = if mesh.collector.is_some() {
         demo::summarise(&outcomes, &spans, &SERVICES)

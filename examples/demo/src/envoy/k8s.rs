@@ -19,6 +19,12 @@ const ISTIO_NAMESPACE: &str = "mesh-istio";
 /// The Envoy image of the sidecars and the front proxy: the version
 /// [`envoy_binary`](super::envoy_binary) validates with.
 const ENVOY_IMAGE: &str = "envoyproxy/envoy:v1.40.0";
+/// Prometheus, the version the tests run (Debian's 2.42 package).
+const PROMETHEUS_IMAGE: &str = "prom/prometheus:v2.42.0";
+/// The user the official Prometheus image runs as (`nobody`).
+const PROMETHEUS_UID: u32 = 65534;
+/// How often the cluster's Prometheus scrapes.
+const PROMETHEUS_SCRAPE_INTERVAL: &str = "15s";
 /// Jaeger v1 all-in-one: Zipkin (9411), OTLP (4317/4318), UI (16686).
 const JAEGER_IMAGE: &str = "jaegertracing/all-in-one:1.62.0";
 /// Image tag of the example apps.
@@ -84,6 +90,17 @@ pub fn deploy_files(topology: &MeshTopology) -> Vec<DeployFile> {
             "on jaeger-query:16686 (`kubectl -n mesh port-forward svc/jaeger-query 16686`).",
         ],
         &jaeger(topology),
+    ));
+    files.push(k8s(
+        "15-prometheus.yaml",
+        &[
+            "Prometheus scraping every pod of the namespace: the apps' /metrics (container port",
+            "`admin`) and the Envoys' /stats/prometheus (container port `envoy-stats`), Envoy's",
+            "series renamed as the seed's queries expect (`envoy_upstream_rq_time_bucket{cluster=..}`),",
+            "exemplars kept. `minikube service -n mesh prometheus`, or",
+            "`kubectl -n mesh port-forward svc/prometheus 9090`.",
+        ],
+        &prometheus(),
     ));
     if let Some(config) = config_of("front-proxy") {
         files.push(k8s(
@@ -310,6 +327,151 @@ fn jaeger(t: &MeshTopology) -> Vec<Value> {
     vec![deployment, collector, query]
 }
 
+/// The scrape config of the cluster's Prometheus: one job per kind of endpoint, each
+/// finding the pods of the namespace by the name of a container port (`admin`: the apps'
+/// `/metrics`; `envoy-stats`: the Envoys' `/stats/prometheus`), labelled `app`, `version`
+/// and `pod` from the pod.
+#[must_use]
+pub fn prometheus_config() -> Value {
+    use crate::prometheus::{MetricRelabel, envoy_seed_relabel};
+    let job = |name: &str, port: &str, path: &str, metric_relabel: Vec<MetricRelabel>| {
+        let relabel = vec![
+            MetricRelabel::keep(&["__meta_kubernetes_pod_container_port_name"], port),
+            MetricRelabel::replace(&["__meta_kubernetes_pod_label_app"], "(.+)", "app", "${1}"),
+            MetricRelabel::replace(
+                &["__meta_kubernetes_pod_label_version"],
+                "(.+)",
+                "version",
+                "${1}",
+            ),
+            MetricRelabel::replace(&["__meta_kubernetes_pod_name"], "(.+)", "pod", "${1}"),
+        ];
+        let mut job = json!({
+            "job_name": name,
+            "metrics_path": path,
+            "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [NAMESPACE]}}],
+            "relabel_configs": relabel,
+        });
+        if !metric_relabel.is_empty() {
+            job["metric_relabel_configs"] = json!(metric_relabel);
+        }
+        job
+    };
+    json!({
+        "global": {
+            "scrape_interval": PROMETHEUS_SCRAPE_INTERVAL,
+            "evaluation_interval": PROMETHEUS_SCRAPE_INTERVAL,
+        },
+        "scrape_configs": [
+            job("apps", "admin", "/metrics", Vec::new()),
+            job("envoy", "envoy-stats", "/stats/prometheus", envoy_seed_relabel()),
+        ],
+    })
+}
+
+/// Prometheus: a service account allowed to list the namespace's pods, its config, a
+/// Deployment with exemplar storage, and a NodePort Service (`minikube service prometheus`).
+fn prometheus() -> Vec<Value> {
+    let labels = json!({"app": "prometheus", "app.kubernetes.io/part-of": "mesh"});
+    let account = json!({
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata("prometheus", NAMESPACE, labels.clone()),
+    });
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata("prometheus", NAMESPACE, labels.clone()),
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+    });
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata("prometheus", NAMESPACE, labels.clone()),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "prometheus"},
+        "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": NAMESPACE}],
+    });
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata("prometheus", NAMESPACE, labels.clone()),
+        "data": {"prometheus.yml": yaml::to_yaml(&prometheus_config())},
+    });
+    let deployment = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata("prometheus", NAMESPACE, labels.clone()),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "prometheus"}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": "prometheus"},
+                    "annotations": {
+                        "mesh.example/prometheus-config-hash":
+                            format!("{:016x}", fnv1a(yaml::to_yaml(&prometheus_config()).as_bytes())),
+                    },
+                },
+                "spec": {
+                    "serviceAccountName": "prometheus",
+                    "containers": [{
+                        "name": "prometheus",
+                        "image": PROMETHEUS_IMAGE,
+                        "args": [
+                            "--config.file=/etc/prometheus/prometheus.yml",
+                            "--storage.tsdb.path=/prometheus",
+                            "--enable-feature=exemplar-storage",
+                        ],
+                        "ports": [{"name": "web", "containerPort": 9090}],
+                        "readinessProbe": {"httpGet": {"path": "/-/ready", "port": "web"}, "periodSeconds": 5},
+                        "livenessProbe": {
+                            "httpGet": {"path": "/-/healthy", "port": "web"},
+                            "initialDelaySeconds": 10,
+                            "periodSeconds": 10,
+                        },
+                        "securityContext": {
+                            "runAsNonRoot": true,
+                            "runAsUser": PROMETHEUS_UID,
+                            "allowPrivilegeEscalation": false,
+                            "readOnlyRootFilesystem": true,
+                        },
+                        "volumeMounts": [
+                            {"name": "config", "mountPath": "/etc/prometheus", "readOnly": true},
+                            {"name": "data", "mountPath": "/prometheus"},
+                        ],
+                        "resources": resources("100m", "256Mi", "1Gi"),
+                    }],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": "prometheus"}},
+                        {"name": "data", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    });
+    let service = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata("prometheus", NAMESPACE, labels),
+        "spec": {
+            "type": "NodePort",
+            "selector": {"app": "prometheus"},
+            "ports": [{"name": "web", "port": 9090, "targetPort": "web", "appProtocol": "http"}],
+        },
+    });
+    vec![account, role, binding, config, deployment, service]
+}
+
+/// What a convention-following Prometheus (and Istio's metrics merging) reads to scrape an
+/// app's `/metrics` on its admin listener.
+fn scrape_annotations() -> Value {
+    json!({
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": APP_ADMIN_PORT.to_string(),
+        "prometheus.io/path": "/metrics",
+    })
+}
+
 /// The ConfigMap carrying one proxy's bootstrap, named `<proxy>-envoy`.
 fn config_map(config: &RenderedConfig, labels: &Value) -> Value {
     json!({
@@ -464,6 +626,10 @@ fn sidecar_app(app: &App<'_>, config: &RenderedConfig) -> Vec<Value> {
         .map(|e| format!("http://{e}"))
         .unwrap_or_default();
     let container = app_container(app, &sidecar.app.to_string(), |_| egress.clone());
+    let mut annotations = config_hash(config);
+    if let (Value::Object(a), Value::Object(scrape)) = (&mut annotations, scrape_annotations()) {
+        a.extend(scrape);
+    }
     let deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -472,7 +638,7 @@ fn sidecar_app(app: &App<'_>, config: &RenderedConfig) -> Vec<Value> {
             "replicas": 1,
             "selector": {"matchLabels": selector(app)},
             "template": {
-                "metadata": {"labels": selector(app), "annotations": config_hash(config)},
+                "metadata": {"labels": selector(app), "annotations": annotations},
                 "spec": {
                     "containers": [container, envoy_container(config, port_name, sidecar.ingress.port)],
                     "volumes": [config_volume(config)],
@@ -524,7 +690,7 @@ fn istio_apps(t: &MeshTopology) -> Vec<Value> {
                 "replicas": 1,
                 "selector": {"matchLabels": selector(app)},
                 "template": {
-                    "metadata": {"labels": selector(app)},
+                    "metadata": {"labels": selector(app), "annotations": scrape_annotations()},
                     "spec": {"containers": [container]},
                 },
             },

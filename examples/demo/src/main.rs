@@ -71,6 +71,13 @@ struct Cli {
     /// the trace of an exemplar from the slowest bucket. With `--serve`, Prometheus stays up.
     #[arg(long, conflicts_with_all = ["processes", "collector"])]
     prometheus: bool,
+    /// Break the trace at SERVICE (frontend or order, the services that call others): its
+    /// outgoing calls forward `x-request-id` but lose the trace headers, as a
+    /// half-instrumented app does; the summary then says which hop `trace-headers doctor`
+    /// names (without it, that the doctor found nothing).
+    #[arg(long = "break", value_name = "SERVICE", value_parser = clap::builder::PossibleValuesParser::new(demo::doctor_check::BREAKABLE),
+          conflicts_with_all = ["processes", "collector", "no_app_spans"])]
+    break_service: Option<String>,
 }
 
 /// What a child of `demo --processes` parses: one service and its flags.
@@ -137,6 +144,7 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
             compare: true,
             serve: args.serve,
             prometheus: args.prometheus,
+            break_service: args.break_service.clone(),
         })
         .await;
     }
@@ -155,6 +163,9 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
         access_log: AccessLog::memory(),
         collector_limits: demo::collector_limits(args.requests, 16),
         app_spans: !args.no_app_spans,
+        break_service: Service::ALL
+            .into_iter()
+            .find(|s| Some(s.name()) == args.break_service.as_deref()),
     })
     .await?;
     let base = format!("http://{}", mesh.frontend);
@@ -209,6 +220,11 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
     mesh.flush().await;
 
     let spans = match &mesh.collector {
+        // Broken on purpose, the traces never join: do not wait for them (the spans are
+        // flushed already).
+        Some(c) if args.break_service.is_some() => {
+            demo::collected(c, &outcomes, Duration::from_millis(500)).await
+        }
         Some(c) => demo::collected(c, &outcomes, Duration::from_secs(10)).await,
         None => Vec::new(),
     };
@@ -236,8 +252,15 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
     if let Some(m) = metrics {
         m.stop().await;
     }
-    let summary = if mesh.collector.is_some() {
-        demo::summarise(&outcomes, &spans, &SERVICES)
+    let summary = if let Some(collector) = &mesh.collector {
+        let mut summary = demo::summarise(&outcomes, &spans, &SERVICES);
+        summary.doctor = Some(demo::doctor_check::DoctorCheck::run(
+            &collector.spans(),
+            &mesh.access_log.lines(),
+            &["frontend"],
+            args.break_service.as_deref(),
+        ));
+        summary
     } else {
         println!(
             "spans sent to {}; traces are checked against the embedded collector only",
@@ -402,7 +425,7 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(summary) => {
             println!("{summary}");
-            if summary.failed == 0 && summary.joined == summary.traces {
+            if summary.as_expected() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

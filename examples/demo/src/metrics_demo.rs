@@ -363,10 +363,9 @@ impl fmt::Display for MetricsReport {
         }
         writeln!(
             f,
-            "the apps' own p95 by service{} and route ({} and {}):",
+            "the apps' own p95 by service{} and route (http_server_request_duration_seconds and \
+             rpc_server_call_duration_seconds):",
             if self.by_version { ", version" } else { "" },
-            "http_server_request_duration_seconds",
-            "rpc_server_call_duration_seconds"
         )?;
         for s in &self.app_p95 {
             let version = if self.by_version {

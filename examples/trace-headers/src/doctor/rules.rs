@@ -156,15 +156,18 @@ fn has_server(ctx: &Ctx<'_>, t: usize) -> bool {
         })
 }
 
-/// The application whose span in `traces` was running when `start` began, innermost first
-/// (the latest-starting span whose interval holds the start), leaving out `start`'s own
-/// application and its sidecar. `None` without timestamps or without such a span.
+/// The application whose span in `traces` was running when `start` began, leaving out
+/// `start`'s own application and its sidecar. The likeliest caller first: a client span that
+/// no span answered (its call arrived elsewhere: in `start`'s trace), then any span; among
+/// equals the innermost (the latest-starting span whose interval holds the start). A concurrent sibling call that was answered — the frontend calling `user`
+/// while `order` calls `item` — is not taken for the caller. `None` without timestamps or
+/// without such a span.
 fn caller_of(ctx: &Ctx<'_>, start: &Start<'_>, traces: &[usize]) -> Option<String> {
     if start.ts == 0 {
         return None;
     }
     let me = ctx.mesh.app_of(start.service);
-    let mut best: Option<&ZipkinSpan> = None;
+    let mut best: Option<(u8, &ZipkinSpan)> = None;
     for &t in traces {
         for c in ctx.trace_spans(t) {
             if c.timestamp == 0
@@ -175,12 +178,22 @@ fn caller_of(ctx: &Ctx<'_>, start: &Start<'_>, traces: &[usize]) -> Option<Strin
             {
                 continue;
             }
-            if best.is_none_or(|b| innermost(c) > innermost(b)) {
-                best = Some(c);
+            let tier = u8::from(c.kind == Some(SpanKind::Client) && !answered(ctx, t, c));
+            if best.is_none_or(|(bt, b)| (tier, innermost(c)) > (bt, innermost(b))) {
+                best = Some((tier, c));
             }
         }
     }
-    best.map(|c| ctx.mesh.app_of(service_of(c)).to_owned())
+    best.map(|(_, c)| ctx.mesh.app_of(service_of(c)).to_owned())
+}
+
+/// Whether a span of trace `t` answers the client span `c`: a child of it, or the server
+/// half sharing its id.
+fn answered(ctx: &Ctx<'_>, t: usize, c: &ZipkinSpan) -> bool {
+    ctx.trace_spans(t).any(|s| {
+        s.parent_id.as_deref() == Some(c.id.as_str())
+            || (s.id == c.id && s.kind == Some(SpanKind::Server))
+    })
 }
 
 /// How inner a running span is: the latest start, then the shortest, then by name.

@@ -93,9 +93,14 @@ fn roundtrip(c: &mut Criterion) {
 
     let bare = handler(downstream());
     let ours = |server: TraceHeadersLayer, client: PropagateTraceHeadersLayer| -> Svc {
-        let client =
-            BoxCloneSyncService::new(ServiceBuilder::new().layer(client).service(downstream()));
-        // The response body ends here, as a server would end it after writing it out.
+        // The response bodies end here (the client span's, the server span's), as the caller
+        // and a server would end them after reading or writing them out.
+        let client = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
+                .layer(client)
+                .service(downstream()),
+        );
         BoxCloneSyncService::new(
             ServiceBuilder::new()
                 .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
@@ -110,8 +115,8 @@ fn roundtrip(c: &mut Criterion) {
     );
     // A server span and a client span, through the same SDK provider as tower-otel.
     let ours_instrument = ours(
-        TraceHeadersLayer::new().tracer(provider.tracer("server")),
-        PropagateTraceHeadersLayer::instrument().tracer(provider.tracer("client")),
+        TraceHeadersLayer::new().tracer_provider(&provider),
+        PropagateTraceHeadersLayer::instrument().tracer_provider(&provider),
     );
     // The same, recording the request-duration histogram with an exemplar (feature `metrics`).
     let ours_instrument_metrics = {
@@ -120,9 +125,9 @@ fn roundtrip(c: &mut Criterion) {
         metrics.register(&mut registry);
         ours(
             TraceHeadersLayer::new()
-                .tracer(provider.tracer("server"))
+                .tracer_provider(&provider)
                 .metrics(metrics),
-            PropagateTraceHeadersLayer::instrument().tracer(provider.tracer("client")),
+            PropagateTraceHeadersLayer::instrument().tracer_provider(&provider),
         )
     };
     let tower_http: Svc = BoxCloneSyncService::new(

@@ -46,11 +46,9 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use serde_json::json;
@@ -62,7 +60,10 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_trace_headers::{PropagateTraceHeadersLayer, TraceHeadersLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Hop = BoxCloneSyncService<Request<Empty<Bytes>>, Response<Incoming>, BoxError>;
+/// The edge's client. Its response body is boxed in every configuration (the layers' is their
+/// own `ResponseBody`, which ends the client span with the body), so all pay the same.
+type Hop = BoxCloneSyncService<Request<Empty<Bytes>>, Response<HopBody>, BoxError>;
+type HopBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 
 /// What Envoy delivers: ordinary headers, `x-request-id` and B3.
 const ENVOY_HEADERS: [(&str, &str); 9] = [
@@ -186,13 +187,11 @@ fn client() -> Client<HttpConnector, Empty<Bytes>> {
 }
 
 /// The server side of `config`, applied with `Router::layer` like every other.
-fn server(router: Router, config: Config, provider: &SdkTracerProvider, name: &str) -> Router {
+fn server(router: Router, config: Config, provider: &SdkTracerProvider) -> Router {
     match config {
         Config::Bare | Config::HandCopy => router.layer(Identity::new()),
         Config::OursForward => router.layer(TraceHeadersLayer::new().without_spans()),
-        Config::OursInstrument => {
-            router.layer(TraceHeadersLayer::new().tracer(provider.tracer(name.to_owned())))
-        }
+        Config::OursInstrument => router.layer(TraceHeadersLayer::new().tracer_provider(provider)),
     }
 }
 
@@ -202,7 +201,6 @@ async fn start(config: Config, provider: &SdkTracerProvider) -> String {
         Router::new().route("/", get(backend)),
         config,
         provider,
-        "backend",
     ))
     .await;
     let raw = client();
@@ -211,20 +209,21 @@ async fn start(config: Config, provider: &SdkTracerProvider) -> String {
             ServiceBuilder::new()
                 .layer(Identity::new())
                 .service(raw)
+                .map_response(|r| r.map(HopBody::new))
                 .map_err(BoxError::from),
         ),
         Config::OursForward => BoxCloneSyncService::new(
             ServiceBuilder::new()
                 .layer(PropagateTraceHeadersLayer::forward().without_spans())
                 .service(raw)
+                .map_response(|r| r.map(HopBody::new))
                 .map_err(BoxError::from),
         ),
         Config::OursInstrument => BoxCloneSyncService::new(
             ServiceBuilder::new()
-                .layer(
-                    PropagateTraceHeadersLayer::instrument().tracer(provider.tracer("edge-client")),
-                )
+                .layer(PropagateTraceHeadersLayer::instrument().tracer_provider(provider))
                 .service(raw)
+                .map_response(|r| r.map(HopBody::new))
                 .map_err(BoxError::from),
         ),
     };
@@ -237,7 +236,6 @@ async fn start(config: Config, provider: &SdkTracerProvider) -> String {
         Router::new().route("/", get(edge)).with_state(state),
         config,
         provider,
-        "edge",
     ))
     .await;
     format!("http://{edge_addr}/")

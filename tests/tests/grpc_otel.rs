@@ -1,6 +1,7 @@
 //! With feature `opentelemetry`: the client interceptor names the span the handler opened
 //! (or the tower server layer's span) — the span the in-memory exporter holds — and never an
-//! id of its own.
+//! id of its own; the layers' spans over real tonic follow the RPC conventions (status from
+//! the trailers or a trailers-only response's headers, the server address from the layer).
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::net::SocketAddr;
@@ -184,7 +185,7 @@ async fn the_interceptor_names_the_handlers_span() {
 async fn the_interceptor_names_the_layers_reported_span() {
     let exporter = InMemorySpanExporter::default();
     let p = provider(&exporter);
-    let (a, log) = chain(None, Some(TraceHeadersLayer::new().tracer(p.tracer("a")))).await;
+    let (a, log) = chain(None, Some(TraceHeadersLayer::new().tracer_provider(&p))).await;
     call(a).await;
     let spans = exporter.get_finished_spans().unwrap();
     assert_eq!(spans.len(), 1, "{spans:#?}");
@@ -203,4 +204,117 @@ async fn the_interceptor_names_the_layers_reported_span() {
     let at_b = log.lock().unwrap()[0].clone();
     assert_eq!(at_b["x-b3-spanid"], "a2fb4a1d1a96d312");
     assert!(at_b.get("x-b3-parentspanid").is_none());
+}
+
+/// A server span's or client span's attribute, as a string (`None` when absent).
+fn attr(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tonic_spans_follow_the_rpc_conventions_with_the_status_from_trailers_or_headers() {
+    use opentelemetry::trace::{SpanKind, Status as SpanStatus};
+    use tower::ServiceBuilder;
+    use tower_trace_headers::semconv;
+    use tower_trace_headers::{FutureExt as _, PropagateTraceHeadersLayer, RequestTrace};
+
+    let exporter = InMemorySpanExporter::default();
+    let p = provider(&exporter);
+    // B: a tonic server behind the server layer; `check` answers OK (in the trailers),
+    // `watch` UNIMPLEMENTED (trailers-only: in the headers).
+    let (l, b) = listener().await;
+    tokio::spawn(
+        Server::builder()
+            .layer(
+                TraceHeadersLayer::new()
+                    .tracer_provider(&p)
+                    .peer_address(|e| {
+                        e.get::<tonic::transport::server::TcpConnectInfo>()
+                            .and_then(tonic::transport::server::TcpConnectInfo::remote_addr)
+                    }),
+            )
+            .add_service(HealthServer::new(Record(Log::default())))
+            .serve_with_incoming(TcpIncoming::from(l)),
+    );
+    // A channel to B through the client layer, told B's address (tonic hands the layer
+    // path-only URIs).
+    let channel = Channel::from_shared(format!("http://{b}"))
+        .unwrap()
+        .connect_lazy();
+    let channel = ServiceBuilder::new()
+        .layer(
+            PropagateTraceHeadersLayer::instrument()
+                .tracer_provider(&p)
+                .server_address(b.ip().to_string(), Some(b.port())),
+        )
+        .service(channel);
+    let mut client = HealthClient::new(channel);
+    let trace = || {
+        RequestTrace::new(b3_propagation::RequestContext::from_span(
+            b3_propagation::SpanContext::new_root(b3_propagation::Sampling::Accept),
+        ))
+    };
+
+    let ok = client
+        .check(HealthCheckRequest::default())
+        .with_trace(trace())
+        .await;
+    assert!(ok.is_ok());
+    let unimplemented = client
+        .watch(HealthCheckRequest::default())
+        .with_trace(trace())
+        .await;
+    assert_eq!(
+        unimplemented.unwrap_err().code(),
+        tonic::Code::Unimplemented
+    );
+
+    let spans = exporter.get_finished_spans().unwrap();
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    // (method, its status code, whether the server span is an error: UNIMPLEMENTED is the
+    // server's, any code but OK the client's)
+    for (method, code, server_error) in [("Check", "0", false), ("Watch", "12", true)] {
+        let name = format!("grpc.health.v1.Health/{method}");
+        let of = |kind: SpanKind| {
+            spans
+                .iter()
+                .find(|s| s.span_kind == kind && s.name == name)
+                .unwrap_or_else(|| panic!("no {kind:?} span {name}: {spans:#?}"))
+        };
+        let (server, client) = (of(SpanKind::Server), of(SpanKind::Client));
+        #[rustfmt::skip]
+        let common = [
+            (semconv::RPC_SYSTEM,           Some("grpc".to_owned())),              // required
+            (semconv::RPC_GRPC_STATUS_CODE, Some(code.to_owned())),                // required (gRPC)
+            (semconv::SERVER_ADDRESS,       Some(b.ip().to_string())),             // required
+            (semconv::SERVER_PORT,          Some(b.port().to_string())),           // cond. required
+            (semconv::RPC_SERVICE,          Some("grpc.health.v1.Health".to_owned())), // recommended
+            (semconv::RPC_METHOD,           Some(method.to_owned())),              // recommended
+        ];
+        for span in [server, client] {
+            for (key, want) in &common {
+                assert_eq!(&attr(span, key), want, "{:?} {name}: {key}", span.span_kind);
+            }
+            assert_eq!(span.instrumentation_scope.name(), "tower-trace-headers");
+        }
+        // The server knows its peer: this test's client.
+        assert_eq!(
+            attr(server, semconv::CLIENT_ADDRESS).as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            attr(server, semconv::NETWORK_PEER_ADDRESS).as_deref(),
+            Some("127.0.0.1")
+        );
+        assert!(attr(server, semconv::NETWORK_PEER_PORT).is_some());
+        let is_error =
+            |s: &opentelemetry_sdk::trace::SpanData| matches!(s.status, SpanStatus::Error { .. });
+        assert_eq!(is_error(server), server_error, "{name}: server status");
+        assert_eq!(is_error(client), code != "0", "{name}: client status");
+        // The client span is the server span's parent: one trace.
+        assert_eq!(server.parent_span_id, client.span_context.span_id());
+    }
 }

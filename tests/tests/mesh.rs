@@ -241,10 +241,7 @@ async fn w3c_harness_calls_back_with_a_new_parent_each_time() {
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
-    let harness = {
-        use opentelemetry::trace::TracerProvider as _;
-        w3c_harness::router(&provider.tracer("w3c-harness"))
-    };
+    let harness = w3c_harness::router(&provider);
     tokio::spawn(async move { axum::serve(hl, harness).await.unwrap() });
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();

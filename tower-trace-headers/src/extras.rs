@@ -2,14 +2,17 @@
 //! span. Without the features this is an empty struct and every method compiles to nothing.
 
 use b3_propagation::RequestContext;
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, Request};
 
+use crate::body::End;
 use crate::current::{Correlation, RequestTrace};
 use crate::hop;
 
-/// Per-request extras, ended with the response.
+/// Per-request extras, ended with the response (see [`Extras::ending`]).
 #[derive(Debug, Default)]
 pub(crate) struct Extras {
+    #[cfg(any(feature = "opentelemetry", feature = "tracing"))]
+    state: EndState,
     #[cfg(feature = "opentelemetry")]
     otel: Option<crate::otel::OtelSpan>,
     /// The context to make current while the inner future is polled.
@@ -39,11 +42,18 @@ impl Extras {
         mut cx: RequestContext,
     ) -> (Self, RequestTrace) {
         let mut extras = Extras::default();
+        #[cfg(any(feature = "opentelemetry", feature = "tracing"))]
+        {
+            extras.state.grpc_call = crate::semconv::is_grpc(req.headers());
+        }
         #[cfg(feature = "opentelemetry")]
         {
+            let info = crate::otel::RequestInfo::of(req)
+                .route(config.route.and_then(|f| f(req.extensions())))
+                .peer(config.peer.and_then(|f| f(req.extensions())));
             let started = crate::otel::server_span(
                 &config.tracer,
-                &crate::otel::RequestInfo::of(req),
+                &info,
                 &cx,
                 &config.propagator,
                 config.deferred,
@@ -122,14 +132,17 @@ impl Extras {
                 ),
             };
             let parent_cx = parent_cx.unwrap_or_default();
+            let info = crate::otel::RequestInfo::of(req).server(config.server_address.as_ref());
             if let Some((span, ours)) = crate::otel::client_span(
                 &config.tracer,
-                &crate::otel::RequestInfo::of(req),
+                &info,
                 &parent_cx,
                 parent_id,
                 like.as_ref(),
             ) {
                 hop::write(propagator, trace, Some(&ours), req.headers_mut());
+                extras.state.grpc_call = crate::semconv::is_grpc(req.headers());
+                extras.state.client = true;
                 extras.current = Some(span.context().clone());
                 extras.otel = Some(span);
                 return extras;
@@ -155,19 +168,141 @@ impl Extras {
         }
     }
 
-    /// End the spans with the response (or the failure).
-    #[allow(unused_variables)]
-    pub(crate) fn finish(&mut self, outcome: Result<(StatusCode, &HeaderMap), ()>) {
+    /// The spans to end with the response (or the failure), taken out of these extras.
+    pub(crate) fn ending(&mut self) -> Ending {
+        Ending {
+            #[cfg(feature = "opentelemetry")]
+            otel: self.otel.take(),
+            #[cfg(feature = "tracing")]
+            span: self.span.take(),
+            #[cfg(any(feature = "opentelemetry", feature = "tracing"))]
+            state: self.state,
+        }
+    }
+}
+
+/// What the spans of a call need to know when it ends.
+#[cfg(any(feature = "opentelemetry", feature = "tracing"))]
+#[derive(Clone, Copy, Debug, Default)]
+struct EndState {
+    /// A gRPC call (its spans carry `rpc.grpc.status_code`).
+    grpc_call: bool,
+    /// The client side (a call without a response is `UNAVAILABLE`, not `UNKNOWN`).
+    client: bool,
+    status: Option<http::StatusCode>,
+    version: Option<http::Version>,
+    /// The gRPC status seen in the response headers (trailers-only) or trailers.
+    grpc: Option<u8>,
+}
+
+/// The spans of a call, ended with its response body (see
+/// [`ResponseBody`](crate::body::ResponseBody)) or its failure.
+#[derive(Debug, Default)]
+pub(crate) struct Ending {
+    #[cfg(feature = "opentelemetry")]
+    otel: Option<crate::otel::OtelSpan>,
+    #[cfg(feature = "tracing")]
+    span: Option<tracing::Span>,
+    #[cfg(any(feature = "opentelemetry", feature = "tracing"))]
+    state: EndState,
+}
+
+impl Ending {
+    /// Whether a span waits for the end.
+    pub(crate) fn is_pending(&self) -> bool {
         #[cfg(feature = "opentelemetry")]
-        if let Some(span) = self.otel.take() {
-            match outcome {
-                Ok((status, headers)) => span.end_with_response(status, headers),
-                Err(()) => span.end_with_error(&"the service failed"),
+        if self.otel.is_some() {
+            return true;
+        }
+        #[cfg(feature = "tracing")]
+        if self.span.is_some() {
+            return true;
+        }
+        false
+    }
+
+    /// The response head is known.
+    #[allow(unused_variables)]
+    pub(crate) fn response<B>(&mut self, response: &http::Response<B>) {
+        #[cfg(any(feature = "opentelemetry", feature = "tracing"))]
+        {
+            let state = &mut self.state;
+            state.status = Some(response.status());
+            state.version = Some(response.version());
+            if state.grpc_call {
+                state.grpc = crate::semconv::grpc_status(response.headers());
             }
         }
         #[cfg(feature = "tracing")]
-        if let (Some(span), Ok((status, _))) = (&self.span, outcome) {
-            span.record("http.response.status_code", status.as_u16());
+        if let Some(span) = &self.span {
+            span.record("http.response.status_code", response.status().as_u16());
+        }
+    }
+
+    /// Trailers arrived.
+    #[allow(unused_variables)]
+    pub(crate) fn trailers(&mut self, trailers: &HeaderMap) {
+        #[cfg(any(feature = "opentelemetry", feature = "tracing"))]
+        if self.state.grpc_call
+            && let Some(code) = crate::semconv::grpc_status(trailers)
+        {
+            self.state.grpc = Some(code);
+        }
+    }
+
+    /// The response body ended (once; later calls do nothing). `error` names a body error's
+    /// type.
+    #[allow(unused_variables)]
+    pub(crate) fn end(&mut self, how: End, error: Option<&'static str>) {
+        #[cfg(any(feature = "opentelemetry", feature = "tracing"))]
+        {
+            let state = self.state;
+            let grpc = state.grpc_call.then(|| match (state.grpc, how) {
+                (Some(code), _) => code,
+                // Whoever read the body went away: CANCELLED.
+                (None, End::Dropped) => 1,
+                // A response without a status: what a gRPC client reads from the HTTP
+                // status, else UNKNOWN.
+                (None, End::Complete | End::Failed) => state
+                    .status
+                    .and_then(crate::semconv::grpc_status_of_http)
+                    .unwrap_or(2),
+            });
+            self.finish(grpc, error);
+        }
+    }
+
+    /// The service failed: no response. `error` names the error's type.
+    #[allow(unused_variables, unused_mut)]
+    pub(crate) fn failed(mut self, error: &'static str) {
+        #[cfg(any(feature = "opentelemetry", feature = "tracing"))]
+        {
+            let state = self.state;
+            // No response: the server answers UNKNOWN, the client reads UNAVAILABLE.
+            let grpc = state.grpc_call.then_some(if state.client { 14 } else { 2 });
+            self.finish(grpc, Some(error));
+        }
+    }
+
+    #[cfg(any(feature = "opentelemetry", feature = "tracing"))]
+    #[allow(unused_variables)]
+    fn finish(&mut self, grpc: Option<u8>, error: Option<&'static str>) {
+        #[cfg(feature = "opentelemetry")]
+        if let Some(span) = self.otel.take() {
+            span.end(&crate::otel::Outcome {
+                status: self.state.status,
+                version: self.state.version,
+                grpc,
+                error,
+            });
+        }
+        #[cfg(feature = "tracing")]
+        if let Some(span) = self.span.take() {
+            if let Some(code) = grpc {
+                span.record("rpc.grpc.status_code", code);
+            }
+            // The span closes when its last handle goes.
+            drop(span);
         }
     }
 }

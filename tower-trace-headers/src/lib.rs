@@ -109,6 +109,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod body;
 mod builder_ext;
 pub mod client;
 pub mod current;
@@ -123,6 +124,7 @@ pub mod otel;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+pub mod semconv;
 pub mod server;
 #[cfg(feature = "tracing")]
 mod tracing_span;

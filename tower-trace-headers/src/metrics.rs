@@ -168,11 +168,7 @@ impl ServerMetrics {
         route: Option<RouteFn>,
         trace: &RequestTrace,
     ) -> Pending {
-        let grpc = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let kind = if grpc {
+        let kind = if crate::semconv::is_grpc(req.headers()) {
             Kind::Rpc {
                 method: self.inner.names.get(req.uri().path()),
                 status: None,
@@ -297,24 +293,12 @@ impl fmt::Debug for Pending {
 }
 
 fn grpc_status(headers: &HeaderMap) -> Option<u8> {
-    let value = headers.get("grpc-status")?.to_str().ok()?;
-    value.parse::<u8>().ok().filter(|c| *c <= 16)
+    crate::semconv::grpc_status(headers)
 }
 
 /// OTel's `http.request.method`: the standard methods as they are, anything else `_OTHER`.
 fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "_OTHER",
-    }
+    crate::semconv::method_name(method).unwrap_or("_OTHER")
 }
 
 /// Each histogram of a family gets the same boundaries.

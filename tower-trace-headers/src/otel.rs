@@ -1,10 +1,20 @@
 //! OpenTelemetry spans (feature `opentelemetry`).
 //!
 //! With this feature the server layer starts a `SERVER` span per request and the client
-//! layer (in instrument mode) a `CLIENT` span per call, through the tracer given to the layer
-//! (the global tracer by default), with HTTP or RPC semantic-convention attributes and a
-//! status from the response. The spans' ids are the ids in the propagated headers, so the
-//! exported spans and the headers tell the same story.
+//! layer (in instrument mode) a `CLIENT` span per call, through the tracer provider given to
+//! the layer (`tracer_provider`; the global one by default), named and described as the
+//! OpenTelemetry semantic conventions say (see [`crate::semconv`] for the version followed,
+//! the names and the attributes), with a status from the response. The spans' ids are the ids
+//! in the propagated headers, so the exported spans and the headers tell the same story.
+//!
+//! The spans' instrumentation scope is this crate ([`scope`]: `tower-trace-headers`, its
+//! version, the schema URL of the conventions), whichever the provider, so a backend tells
+//! the layers' spans from the application's own (which keep their scope).
+//!
+//! A span ends with its response *body* (see [`ResponseBody`](crate::server::ResponseBody)):
+//! its duration covers the whole response, and a gRPC call's `grpc-status`, which a
+//! successful call sends in the trailers, is read there (or from the headers of a
+//! trailers-only response), so every gRPC span carries `rpc.grpc.status_code`.
 //!
 //! A span counts only when it is *reported*: recording and sampled. A no-op tracer (no
 //! provider installed), a sampler that drops, a provider shut down, or
@@ -37,21 +47,28 @@
 //! let provider = SdkTracerProvider::builder()
 //!     .with_id_generator(PresetIdGenerator::default())
 //!     .build();
-//! opentelemetry::global::set_tracer_provider(provider);
+//! // Either the global provider (the layers' default) ...
+//! opentelemetry::global::set_tracer_provider(provider.clone());
+//! // ... or given to each layer.
+//! let layer = tower_trace_headers::TraceHeadersLayer::new().tracer_provider(&provider);
+//! # drop(layer);
 //! ```
 
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use b3_propagation::{RequestContext, Sampling, SpanContext, SpanId, TraceId, TraceState};
-use http::{HeaderMap, Method, Uri};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use opentelemetry::global::{self, BoxedTracer, ObjectSafeTracer};
 use opentelemetry::trace::{self as ot, Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
+
+use crate::semconv;
 
 thread_local! {
     static PRESET: Cell<Option<(u128, u64)>> = const { Cell::new(None) };
@@ -81,29 +98,45 @@ impl IdGenerator for PresetIdGenerator {
     }
 }
 
+/// The instrumentation scope of the layers' spans: this crate, its version, and the schema of
+/// the semantic conventions they follow (see [`crate::semconv`]).
+#[must_use]
+pub fn scope() -> opentelemetry::InstrumentationScope {
+    opentelemetry::InstrumentationScope::builder(semconv::SCOPE_NAME)
+        .with_version(semconv::SCOPE_VERSION)
+        .with_schema_url(semconv::SCHEMA_URL)
+        .build()
+}
+
 /// The tracer a layer starts spans with.
 #[derive(Clone, Default)]
 pub(crate) enum SpanTracer {
-    /// The global tracer, looked up per request (so a provider installed later is used).
+    /// The global provider's tracer for [`scope`], looked up per request (so a provider
+    /// installed later is used).
     #[default]
     Global,
-    /// A given tracer.
+    /// The tracer for [`scope`] of a given provider.
     Given(Arc<BoxedTracer>),
     /// No spans.
     Off,
 }
 
 impl SpanTracer {
-    pub(crate) fn given<T>(tracer: T) -> Self
+    /// The tracer for this crate's [`scope`] from `provider`.
+    pub(crate) fn from_provider<P>(provider: &P) -> Self
     where
-        T: ObjectSafeTracer + Send + Sync + 'static,
+        P: ot::TracerProvider,
+        P::Tracer: Send + Sync + 'static,
+        <P::Tracer as ot::Tracer>::Span: Send + Sync + 'static,
     {
-        SpanTracer::Given(Arc::new(BoxedTracer::new(Box::new(tracer))))
+        let tracer: Box<dyn ObjectSafeTracer + Send + Sync> =
+            Box::new(provider.tracer_with_scope(scope()));
+        SpanTracer::Given(Arc::new(BoxedTracer::new(tracer)))
     }
 
     fn with<R>(&self, f: impl FnOnce(&BoxedTracer) -> R) -> Option<R> {
         match self {
-            SpanTracer::Global => Some(f(&global::tracer("tower-trace-headers"))),
+            SpanTracer::Global => Some(f(&global::tracer_with_scope(scope()))),
             SpanTracer::Given(t) => Some(f(t)),
             SpanTracer::Off => None,
         }
@@ -122,9 +155,24 @@ impl fmt::Debug for SpanTracer {
 
 /// What a request looks like to the span attributes.
 pub(crate) struct RequestInfo<'a> {
-    pub(crate) method: &'a Method,
-    pub(crate) uri: &'a Uri,
-    pub(crate) headers: &'a HeaderMap,
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    version: Version,
+    /// The route template (server side), from the layer's route hook.
+    route: Option<&'a str>,
+    /// The server as configured on the client layer, for requests whose URI has no authority.
+    server: Option<&'a ServerAddress>,
+    /// The connection's peer (server side), from the layer's peer hook.
+    peer: Option<SocketAddr>,
+}
+
+/// A server's address and port, as the client layer is told them (see
+/// [`PropagateTraceHeadersLayer::server_address`](crate::PropagateTraceHeadersLayer::server_address)).
+#[derive(Clone, Debug)]
+pub(crate) struct ServerAddress {
+    pub(crate) host: Cow<'static, str>,
+    pub(crate) port: Option<u16>,
 }
 
 impl<'a> RequestInfo<'a> {
@@ -134,63 +182,251 @@ impl<'a> RequestInfo<'a> {
             method: req.method(),
             uri: req.uri(),
             headers: req.headers(),
+            version: req.version(),
+            route: None,
+            server: None,
+            peer: None,
         }
     }
 
-    fn is_grpc(&self) -> bool {
-        self.headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    /// With the route template `route` (server side).
+    pub(crate) fn route(mut self, route: Option<&'a str>) -> Self {
+        self.route = route;
+        self
     }
 
-    /// `(name, attributes)` by the HTTP / RPC semantic conventions.
+    /// With the server address the client layer was told.
+    pub(crate) fn server(mut self, server: Option<&'a ServerAddress>) -> Self {
+        self.server = server;
+        self
+    }
+
+    /// With the connection's peer (server side).
+    pub(crate) fn peer(mut self, peer: Option<SocketAddr>) -> Self {
+        self.peer = peer;
+        self
+    }
+
+    /// `(name, attributes)` by the HTTP / RPC semantic conventions (see [`crate::semconv`]).
     fn describe(&self, kind: SpanKind) -> (Cow<'static, str>, Vec<KeyValue>) {
-        let path = self.uri.path().to_owned();
-        let mut attrs = Vec::with_capacity(8);
-        if self.is_grpc() {
-            let full = path.trim_start_matches('/');
+        let path = self.uri.path();
+        let mut attrs = Vec::with_capacity(12);
+        let server = matches!(kind, SpanKind::Server);
+        if semconv::is_grpc(self.headers) {
+            let full = path.strip_prefix('/').unwrap_or(path);
             let (service, method) = full.split_once('/').unwrap_or((full, ""));
-            attrs.push(KeyValue::new("rpc.system", "grpc"));
-            attrs.push(KeyValue::new("rpc.service", service.to_owned()));
-            attrs.push(KeyValue::new("rpc.method", method.to_owned()));
-            if let Some(host) = self.uri.host() {
-                attrs.push(KeyValue::new("server.address", host.to_owned()));
+            attrs.push(KeyValue::new(semconv::RPC_SYSTEM, "grpc"));
+            attrs.push(KeyValue::new(semconv::RPC_SERVICE, service.to_owned()));
+            attrs.push(KeyValue::new(semconv::RPC_METHOD, method.to_owned()));
+            self.server_attributes(server, &mut attrs);
+            if server {
+                self.client_attributes(&mut attrs);
             }
             return (Cow::Owned(full.to_owned()), attrs);
         }
+        let method = semconv::method_name(self.method);
         attrs.push(KeyValue::new(
-            "http.request.method",
-            self.method.as_str().to_owned(),
+            semconv::HTTP_REQUEST_METHOD,
+            method.unwrap_or("_OTHER"),
         ));
-        attrs.push(KeyValue::new("url.path", path.clone()));
-        if let Some(q) = self.uri.query() {
-            attrs.push(KeyValue::new("url.query", q.to_owned()));
+        if method.is_none() {
+            attrs.push(KeyValue::new(
+                semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+                self.method.as_str().to_owned(),
+            ));
         }
-        match kind {
-            SpanKind::Client => {
-                attrs.push(KeyValue::new("url.full", self.uri.to_string()));
-                if let Some(host) = self.uri.host() {
-                    attrs.push(KeyValue::new("server.address", host.to_owned()));
-                }
-                if let Some(port) = self.uri.port_u16() {
-                    attrs.push(KeyValue::new("server.port", i64::from(port)));
-                }
+        // The client's is the response's (see `OtelSpan::end`).
+        if let Some(v) = protocol_version(self.version).filter(|_| server) {
+            attrs.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));
+        }
+        // `{method}` is `HTTP` for a method the conventions do not know.
+        let method = method.unwrap_or("HTTP");
+        if server {
+            attrs.push(KeyValue::new(semconv::URL_PATH, path.to_owned()));
+            if let Some(q) = self.uri.query() {
+                attrs.push(KeyValue::new(semconv::URL_QUERY, q.to_owned()));
             }
-            _ => {
-                if let Some(scheme) = self.uri.scheme_str() {
-                    attrs.push(KeyValue::new("url.scheme", scheme.to_owned()));
-                }
-                if let Some(ua) = self
-                    .headers
-                    .get(http::header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok())
-                {
-                    attrs.push(KeyValue::new("user_agent.original", ua.to_owned()));
-                }
+            attrs.push(KeyValue::new(semconv::URL_SCHEME, self.scheme()));
+            self.server_attributes(true, &mut attrs);
+            self.client_attributes(&mut attrs);
+            if let Some(ua) = self
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+            {
+                attrs.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_owned()));
+            }
+            if let Some(route) = self.route {
+                attrs.push(KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()));
+                let mut name = String::with_capacity(method.len() + 1 + route.len());
+                name.push_str(method);
+                name.push(' ');
+                name.push_str(route);
+                return (Cow::Owned(name), attrs);
+            }
+        } else {
+            self.server_attributes(false, &mut attrs);
+            if let Some(full) = self.url_full() {
+                attrs.push(KeyValue::new(semconv::URL_FULL, full));
             }
         }
-        (Cow::Owned(format!("{} {path}", self.method)), attrs)
+        (Cow::Borrowed(method), attrs)
     }
+
+    /// `url.scheme` on the server side: the request's (HTTP/2 `:scheme`), else the original
+    /// request's as a proxy tells it (`X-Forwarded-Proto`), else `http`.
+    fn scheme(&self) -> &'static str {
+        let forwarded = || {
+            let proto = self.headers.get("x-forwarded-proto")?.as_bytes();
+            if proto.eq_ignore_ascii_case(b"https") {
+                Some("https")
+            } else if proto.eq_ignore_ascii_case(b"http") {
+                Some("http")
+            } else {
+                None
+            }
+        };
+        match self.uri.scheme_str() {
+            Some("https") => "https",
+            Some(_) => "http",
+            None => forwarded().unwrap_or("http"),
+        }
+    }
+
+    /// `server.address` / `server.port`. Server side: the original host a proxy names
+    /// (`X-Forwarded-Host`), else `:authority`, else `Host`. Client side: the request's URI,
+    /// else the address the layer was told, else `Host`, with the scheme's default port.
+    fn server_attributes(&self, server: bool, attrs: &mut Vec<KeyValue>) {
+        let header = |name| {
+            self.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| split_host_port(v.split(',').next().unwrap_or(v).trim()))
+        };
+        let from_uri = self
+            .uri
+            .authority()
+            .and_then(|a| split_host_port(a.as_str()));
+        let default_port = if self.uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
+        let found = if server {
+            header("x-forwarded-host")
+                .or(from_uri)
+                .or_else(|| header(http::header::HOST.as_str()))
+                .map(|(h, p)| (Cow::Owned(h.to_owned()), p))
+        } else {
+            from_uri
+                .map(|(h, p)| (Cow::Owned(h.to_owned()), p.or(Some(default_port))))
+                .or_else(|| self.server.map(|s| (s.host.clone(), s.port)))
+                .or_else(|| {
+                    header(http::header::HOST.as_str())
+                        .map(|(h, p)| (Cow::Owned(h.to_owned()), p.or(Some(default_port))))
+                })
+        };
+        if let Some((host, port)) = found {
+            attrs.push(KeyValue::new(semconv::SERVER_ADDRESS, host));
+            if let Some(port) = port {
+                attrs.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+            }
+        }
+    }
+
+    /// `client.address` (the original client a proxy names, else the peer) and
+    /// `network.peer.*` (server side).
+    fn client_attributes(&self, attrs: &mut Vec<KeyValue>) {
+        let forwarded = self
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty());
+        match (forwarded, self.peer) {
+            (Some(client), _) => {
+                attrs.push(KeyValue::new(semconv::CLIENT_ADDRESS, client.to_owned()));
+            }
+            (None, Some(peer)) => {
+                attrs.push(KeyValue::new(
+                    semconv::CLIENT_ADDRESS,
+                    peer.ip().to_string(),
+                ));
+            }
+            (None, None) => {}
+        }
+        if let Some(peer) = self.peer {
+            attrs.push(KeyValue::new(
+                semconv::NETWORK_PEER_ADDRESS,
+                peer.ip().to_string(),
+            ));
+            attrs.push(KeyValue::new(
+                semconv::NETWORK_PEER_PORT,
+                i64::from(peer.port()),
+            ));
+        }
+    }
+
+    /// `url.full` on the client side, credentials redacted: the request's URI when absolute,
+    /// else rebuilt from the server address the layer was told.
+    fn url_full(&self) -> Option<String> {
+        let pq = self.uri.path_and_query().map_or("/", |p| p.as_str());
+        if let (Some(scheme), Some(authority)) = (self.uri.scheme_str(), self.uri.authority()) {
+            let authority = authority.as_str();
+            return Some(match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://REDACTED:REDACTED@{host}{pq}"),
+                None => format!("{scheme}://{authority}{pq}"),
+            });
+        }
+        let server = self.server?;
+        let host = &server.host;
+        let bracketed = host.contains(':');
+        let (open, close) = if bracketed { ("[", "]") } else { ("", "") };
+        Some(match server.port {
+            Some(port) => format!("http://{open}{host}{close}:{port}{pq}"),
+            None => format!("http://{open}{host}{close}{pq}"),
+        })
+    }
+}
+
+/// `network.protocol.version` of an HTTP version.
+fn protocol_version(version: Version) -> Option<&'static str> {
+    Some(match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => return None,
+    })
+}
+
+/// `host[:port]`, `[v6][:port]`: the host (IPv6 without brackets) and the port, if any.
+/// `None` for an empty host or a port that is not a number.
+fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    // Credentials never name the host.
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, rest) = rest.split_once(']')?;
+        match rest {
+            "" => (host, None),
+            _ => (host, Some(rest.strip_prefix(':')?)),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok()?),
+        None => None,
+    };
+    Some((host, port))
 }
 
 fn to_remote(cx: &SpanContext, tracestate: &TraceState) -> Option<ot::SpanContext> {
@@ -282,6 +518,20 @@ pub(crate) fn current_reported(like: Option<&SpanContext>) -> Option<(Context, S
     Some((found, sc))
 }
 
+/// What is known of a call when its span ends (see [`OtelSpan::end`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Outcome {
+    /// The response's status, when a response came.
+    pub(crate) status: Option<StatusCode>,
+    /// The response's HTTP version.
+    pub(crate) version: Option<Version>,
+    /// The gRPC status of a gRPC call (always set for one).
+    pub(crate) grpc: Option<u8>,
+    /// Why it failed without a status that says so: a low-cardinality `error.type` (the
+    /// error's type name).
+    pub(crate) error: Option<&'static str>,
+}
+
 /// An OpenTelemetry span in flight, ended with the response.
 pub(crate) struct OtelSpan {
     cx: Context,
@@ -294,43 +544,49 @@ impl OtelSpan {
         &self.cx
     }
 
-    /// End the span with the response's status.
-    pub(crate) fn end_with_response(self, status: http::StatusCode, headers: &HeaderMap) {
+    /// End the span with what is known of the call: the response status (HTTP) or the gRPC
+    /// status, and the span status by the conventions' server / client rules.
+    pub(crate) fn end(self, outcome: &Outcome) {
         let span = self.cx.span();
-        span.set_attribute(KeyValue::new(
-            "http.response.status_code",
-            i64::from(status.as_u16()),
-        ));
-        let grpc = headers
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<i64>().ok());
-        if let Some(code) = grpc {
-            span.set_attribute(KeyValue::new("rpc.grpc.status_code", code));
-        }
-        let error = match self.kind {
-            SpanKind::Server => {
-                status.is_server_error()
-                    || grpc.is_some_and(|c| matches!(c, 2 | 4 | 12 | 13 | 14 | 15))
+        let client = self.kind == SpanKind::Client;
+        let error = if let Some(code) = outcome.grpc {
+            span.set_attribute(KeyValue::new(
+                semconv::RPC_GRPC_STATUS_CODE,
+                i64::from(code),
+            ));
+            let failed = if client {
+                code != 0
+            } else {
+                matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+            };
+            failed || outcome.error.is_some()
+        } else {
+            if let Some(status) = outcome.status {
+                span.set_attribute(KeyValue::new(
+                    semconv::HTTP_RESPONSE_STATUS_CODE,
+                    i64::from(status.as_u16()),
+                ));
             }
-            _ => {
-                status.is_client_error() || status.is_server_error() || grpc.is_some_and(|c| c != 0)
+            if client && let Some(v) = outcome.version.and_then(protocol_version) {
+                span.set_attribute(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));
             }
+            let error_type = match (outcome.error, outcome.status) {
+                (Some(e), _) => Some(Cow::Borrowed(e)),
+                (None, Some(s)) if s.is_server_error() || (client && s.is_client_error()) => {
+                    Some(Cow::Owned(s.as_str().to_owned()))
+                }
+                _ => None,
+            };
+            let failed = error_type.is_some();
+            if let Some(t) = error_type {
+                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, t));
+            }
+            failed
         };
         if error {
-            let message = match grpc {
-                Some(c) => format!("grpc-status {c}"),
-                None => format!("HTTP {}", status.as_u16()),
-            };
-            span.set_status(Status::error(message));
+            // The attributes say why; the conventions want no description then.
+            span.set_status(Status::error(""));
         }
-        span.end();
-    }
-
-    /// End the span for a failed call (no response).
-    pub(crate) fn end_with_error(self, error: &dyn fmt::Display) {
-        let span = self.cx.span();
-        span.set_status(Status::error(error.to_string()));
         span.end();
     }
 }

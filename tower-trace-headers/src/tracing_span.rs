@@ -8,7 +8,9 @@
 //! recorded in a `baggage` field (`key=value` pairs), Brave's correlation fields. With
 //! feature `tracing-opentelemetry`, the span's OpenTelemetry parent is this hop's server
 //! span, or the extracted context when this hop reports none: one request never shows two
-//! trace ids.
+//! trace ids. The span is closed when the response body ends (see
+//! [`ResponseBody`](crate::server::ResponseBody)), with `http.response.status_code` and, for a
+//! gRPC call, `rpc.grpc.status_code` recorded.
 
 use b3_propagation::RequestContext;
 use http::Request;
@@ -30,6 +32,7 @@ pub(crate) fn server_span<B>(
         request_id = tracing::field::Empty,
         baggage = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
+        rpc.grpc.status_code = tracing::field::Empty,
     );
     if let Some(t) = span_cx.and_then(|s| s.trace_id()) {
         span.record("trace_id", tracing::field::display(t));

@@ -15,7 +15,6 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use prometheus_client::registry::Registry;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -161,7 +160,7 @@ async fn the_exemplar_names_the_reported_server_span() {
         .build();
     let (registry, metrics) = registry();
     let app = app(TraceHeadersLayer::new()
-        .tracer(provider.tracer("server"))
+        .tracer_provider(&provider)
         .metrics(metrics));
     send(&app, get_request("/users/1", "1")).await;
     let spans = exporter.get_finished_spans().unwrap();

@@ -177,16 +177,32 @@ const SAMPLED: &[(&str, &str)] = &[
     ("x-b3-sampled", "1"),
 ];
 
-fn by_scope<'a>(spans: &'a [SpanData], scope: &str) -> Vec<&'a SpanData> {
+/// The spans of `who`: `app` (the application's own scope), or — the layers' spans all
+/// carry this crate's scope — `a` (A's server span, path `/`), `a-client` (A's client spans),
+/// `b` (B's server span, path `/echo`).
+fn by_scope<'a>(spans: &'a [SpanData], who: &str) -> Vec<&'a SpanData> {
+    let path = |s: &SpanData| {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "url.path")
+            .map(|kv| kv.value.as_str().into_owned())
+    };
     spans
         .iter()
-        .filter(|s| s.instrumentation_scope.name() == scope)
+        .filter(|s| match who {
+            "app" => s.instrumentation_scope.name() == "app",
+            _ if s.instrumentation_scope.name() != "tower-trace-headers" => false,
+            "a" => s.span_kind == SpanKind::Server && path(s).as_deref() == Some("/"),
+            "b" => s.span_kind == SpanKind::Server && path(s).as_deref() == Some("/echo"),
+            "a-client" => s.span_kind == SpanKind::Client,
+            other => panic!("who is {other}?"),
+        })
         .collect()
 }
 
-fn one<'a>(spans: &'a [SpanData], scope: &str) -> &'a SpanData {
-    let found = by_scope(spans, scope);
-    assert_eq!(found.len(), 1, "one {scope} span: {spans:#?}");
+fn one<'a>(spans: &'a [SpanData], who: &str) -> &'a SpanData {
+    let found = by_scope(spans, who);
+    assert_eq!(found.len(), 1, "one {who} span: {spans:#?}");
     found[0]
 }
 
@@ -236,11 +252,11 @@ fn assert_headers_name(at_b: &Echo, span: &SpanData) {
 async fn the_server_span_parents_the_calls_and_the_headers_agree() {
     let exporter = InMemorySpanExporter::default();
     let p = provider(&exporter, Sampler::AlwaysOn);
-    let b = service_b(TraceHeadersLayer::new().tracer(p.tracer("b"))).await;
+    let b = service_b(TraceHeadersLayer::new().tracer_provider(&p)).await;
     let a = service_a(
         b,
-        TraceHeadersLayer::new().tracer(p.tracer("a")),
-        PropagateTraceHeadersLayer::instrument().tracer(p.tracer("a-client")),
+        TraceHeadersLayer::new().tracer_provider(&p),
+        PropagateTraceHeadersLayer::instrument().tracer_provider(&p),
         &p,
     )
     .await;
@@ -261,11 +277,11 @@ async fn the_server_span_parents_the_calls_and_the_headers_agree() {
 async fn calls_inside_a_tracing_span_are_its_children() {
     let exporter = InMemorySpanExporter::default();
     let p = provider(&exporter, Sampler::AlwaysOn);
-    let b = service_b(TraceHeadersLayer::new().tracer(p.tracer("b"))).await;
+    let b = service_b(TraceHeadersLayer::new().tracer_provider(&p)).await;
     let a = service_a(
         b,
-        TraceHeadersLayer::new().tracer(p.tracer("a")),
-        PropagateTraceHeadersLayer::instrument().tracer(p.tracer("a-client")),
+        TraceHeadersLayer::new().tracer_provider(&p),
+        PropagateTraceHeadersLayer::instrument().tracer_provider(&p),
         &p,
     )
     .await;
@@ -312,11 +328,11 @@ async fn calls_inside_an_opentelemetry_span_and_spawned_work_are_its_children() 
     for how in ["otel", "spawn"] {
         let exporter = InMemorySpanExporter::default();
         let p = provider(&exporter, Sampler::AlwaysOn);
-        let b = service_b(TraceHeadersLayer::new().tracer(p.tracer("b"))).await;
+        let b = service_b(TraceHeadersLayer::new().tracer_provider(&p)).await;
         let a = service_a(
             b,
-            TraceHeadersLayer::new().tracer(p.tracer("a")),
-            PropagateTraceHeadersLayer::instrument().tracer(p.tracer("a-client")),
+            TraceHeadersLayer::new().tracer_provider(&p),
+            PropagateTraceHeadersLayer::instrument().tracer_provider(&p),
             &p,
         )
         .await;
@@ -380,8 +396,8 @@ async fn nothing_reported_means_transparent() {
     let cases = [
         (
             "a sampler that drops",
-            TraceHeadersLayer::new().tracer(dropping.tracer("a")),
-            PropagateTraceHeadersLayer::instrument().tracer(dropping.tracer("a-client")),
+            TraceHeadersLayer::new().tracer_provider(&dropping),
+            PropagateTraceHeadersLayer::instrument().tracer_provider(&dropping),
         ),
         (
             "a provider without an exporter, declared",
@@ -390,8 +406,8 @@ async fn nothing_reported_means_transparent() {
         ),
         (
             "a provider shut down",
-            TraceHeadersLayer::new().tracer(shut_down.tracer("a")),
-            PropagateTraceHeadersLayer::instrument().tracer(shut_down.tracer("a-client")),
+            TraceHeadersLayer::new().tracer_provider(&shut_down),
+            PropagateTraceHeadersLayer::instrument().tracer_provider(&shut_down),
         ),
         (
             "the global no-op tracer",
@@ -437,7 +453,7 @@ async fn the_reqwest_middleware_names_only_reported_spans() {
         (TraceHeadersLayer::new().without_spans(), false, None),
         (TraceHeadersLayer::new().without_spans(), true, Some("app")),
         (
-            TraceHeadersLayer::new().tracer(p.tracer("a")),
+            TraceHeadersLayer::new().tracer_provider(&p),
             false,
             Some("a"),
         ),

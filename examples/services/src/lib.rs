@@ -61,9 +61,21 @@ pub type InterceptedChannel = tonic::service::interceptor::InterceptedService<
 /// the frontend's server span id, and two spans would share it. See
 /// [`ServiceOptions::user_channel`].
 pub type UserChannel = tonic::service::interceptor::InterceptedService<
-    tower::util::Either<tonic::transport::Channel, TracedChannel>,
+    tower::util::Either<tonic::transport::Channel, TracedChannelAsPlain>,
     UserInterceptor,
 >;
+
+/// A [`TracedChannel`] whose responses carry tonic's own body type (the client layer's
+/// [`ResponseBody`](tower_trace_headers::client::ResponseBody), which ends the client span,
+/// boxed), so that it can stand in for a plain `Channel`.
+pub type TracedChannelAsPlain = tower::util::MapResponse<
+    TracedChannel,
+    fn(TracedResponse) -> http::Response<tonic::body::Body>,
+>;
+
+/// What a [`TracedChannel`] answers.
+pub type TracedResponse =
+    http::Response<tower_trace_headers::client::ResponseBody<tonic::body::Body>>;
 
 /// The interceptor of a [`UserChannel`]: `grpc-interceptor`'s, or none when the client layer
 /// inside carries the trace.
@@ -239,7 +251,7 @@ impl ServiceOptions {
                     .map(axum::extract::MatchedPath::as_str)
             });
         if self.reports() {
-            layer.tracer(self.telemetry.tracer())
+            layer.tracer_provider(self.telemetry.provider())
         } else {
             layer.without_spans()
         }
@@ -252,7 +264,7 @@ impl ServiceOptions {
             .propagator(self.propagator.clone())
             .mode(self.mode);
         if self.reports() && self.mode == Mode::Instrument {
-            layer.tracer(self.telemetry.tracer())
+            layer.tracer_provider(self.telemetry.provider())
         } else {
             layer.without_spans()
         }
@@ -293,7 +305,10 @@ impl ServiceOptions {
         use tower::util::Either;
         Ok(match self.semantics() {
             SpanSemantics::Shared => {
-                InterceptedService::new(Either::Right(self.channel(uri)?), UserInterceptor::Layer)
+                let as_plain: fn(TracedResponse) -> http::Response<tonic::body::Body> =
+                    |r| r.map(tonic::body::Body::new);
+                let channel = tower::util::MapResponse::new(self.channel(uri)?, as_plain);
+                InterceptedService::new(Either::Right(channel), UserInterceptor::Layer)
             }
             _ => InterceptedService::new(
                 Either::Left(Self::plain_channel(uri)?),

@@ -349,6 +349,13 @@ impl Telemetry {
         &self.service
     }
 
+    /// This service's provider: the layers take it and report their spans under their own
+    /// instrumentation scope (`tower-trace-headers`), the service's own spans keep its name.
+    #[must_use]
+    pub fn provider(&self) -> &SdkTracerProvider {
+        &self.provider
+    }
+
     /// A tracer of this provider.
     #[must_use]
     pub fn tracer(&self) -> SdkTracer {

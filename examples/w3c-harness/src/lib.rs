@@ -22,7 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_otlp::WithExportConfig as _;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::Deserialize;
 use services::telemetry::traces_url;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -76,13 +76,13 @@ async fn run(client: HttpClient, Json(calls): Json<Vec<Callback>>) -> StatusCode
 }
 
 /// The harness's routes: `POST /test` (and `POST /` for convenience), reporting its server
-/// and client spans through `tracer`.
-pub fn router(tracer: &SdkTracer) -> axum::Router {
+/// and client spans through `provider`.
+pub fn router(provider: &SdkTracerProvider) -> axum::Router {
     let client: HttpClient = ServiceBuilder::new()
         .layer(
             PropagateTraceHeadersLayer::instrument()
                 .propagator(propagator())
-                .tracer(tracer.clone()),
+                .tracer_provider(provider),
         )
         .service(Client::builder(TokioExecutor::new()).build_http());
     let handler = move |body| run(client.clone(), body);
@@ -92,7 +92,7 @@ pub fn router(tracer: &SdkTracer) -> axum::Router {
         .layer(
             TraceHeadersLayer::new()
                 .propagator(propagator())
-                .tracer(tracer.clone()),
+                .tracer_provider(provider),
         )
 }
 

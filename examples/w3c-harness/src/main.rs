@@ -21,7 +21,6 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    use opentelemetry::trace::TracerProvider as _;
     let cli = Cli::parse();
     let provider = w3c_harness::provider(cli.otlp_endpoint.as_deref())?;
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
@@ -29,12 +28,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "w3c-harness listening on http://{}/test",
         listener.local_addr()?
     );
-    axum::serve(
-        listener,
-        w3c_harness::router(&provider.tracer("w3c-harness")),
-    )
-    .with_graceful_shutdown(services::cli::shutdown_signal())
-    .await?;
+    axum::serve(listener, w3c_harness::router(&provider))
+        .with_graceful_shutdown(services::cli::shutdown_signal())
+        .await?;
     let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
     Ok(())
 }

@@ -5,12 +5,15 @@ use std::task::{Context, Poll, ready};
 use http::Response;
 use pin_project_lite::pin_project;
 
+use super::ResponseBody;
+use crate::body::OnEnd;
 use crate::current::RequestTrace;
 use crate::extras::Extras;
 
 pin_project! {
     /// The response future of [`PropagateTraceHeaders`](super::PropagateTraceHeaders): polls
-    /// the call with its trace current and ends the client span with the response.
+    /// the call with its client span entered and hands the span to the [`ResponseBody`],
+    /// which ends it with the body (or ends it here when the call fails).
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
@@ -33,7 +36,7 @@ impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -43,13 +46,17 @@ where
             let _extras = this.extras.enter();
             ready!(this.inner.poll(cx))
         };
-        match &result {
-            Ok(response) => this
-                .extras
-                .finish(Ok((response.status(), response.headers()))),
-            Err(_) => this.extras.finish(Err(())),
-        }
-        Poll::Ready(result)
+        Poll::Ready(match result {
+            Ok(response) => {
+                let mut on_end = OnEnd::client(this.extras.ending());
+                on_end.response(&response);
+                Ok(response.map(|body| ResponseBody::new(body, on_end)))
+            }
+            Err(e) => {
+                this.extras.ending().failed(std::any::type_name::<E>());
+                Err(e)
+            }
+        })
     }
 }
 

@@ -1,3 +1,5 @@
+#[cfg(feature = "opentelemetry")]
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use b3_propagation::Propagator;
@@ -31,6 +33,9 @@ pub(crate) struct ClientConfig {
     pub(crate) mode: Mode,
     #[cfg(feature = "opentelemetry")]
     pub(crate) tracer: crate::otel::SpanTracer,
+    /// The server the calls go to, when their URI does not say.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) server_address: Option<crate::otel::ServerAddress>,
 }
 
 impl Default for PropagateTraceHeadersLayer {
@@ -78,15 +83,47 @@ impl PropagateTraceHeadersLayer {
         self.update(|c| c.mode = mode)
     }
 
-    /// Start client spans with this tracer instead of the global one (instrument mode).
+    /// Start client spans with this provider instead of the global one (instrument mode).
+    /// The spans' instrumentation scope is this crate's ([`otel::scope`](crate::otel::scope)),
+    /// whichever the provider.
     #[cfg(feature = "opentelemetry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
     #[must_use]
-    pub fn tracer<T>(self, tracer: T) -> Self
+    pub fn tracer_provider<P>(self, provider: &P) -> Self
     where
-        T: opentelemetry::global::ObjectSafeTracer + Send + Sync + 'static,
+        P: opentelemetry::trace::TracerProvider,
+        P::Tracer: Send + Sync + 'static,
+        <P::Tracer as opentelemetry::trace::Tracer>::Span: Send + Sync + 'static,
     {
-        self.update(|c| c.tracer = crate::otel::SpanTracer::given(tracer))
+        let tracer = crate::otel::SpanTracer::from_provider(provider);
+        self.update(|c| c.tracer = tracer)
+    }
+
+    /// The server the calls go to, for the client spans' `server.address` / `server.port`
+    /// when a request's URI does not name it. A tonic `Channel` hands its layers path-only
+    /// URIs (`/package.Service/Method`), so a layer over a channel needs this; a request
+    /// whose URI has an authority (a hyper client's) is described by it instead. IPv6
+    /// addresses go without brackets.
+    ///
+    /// ```
+    /// use tonic::transport::Channel;
+    /// use tower::ServiceBuilder;
+    /// use tower_trace_headers::PropagateTraceHeadersLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let channel = Channel::from_static("http://order:50051").connect_lazy();
+    /// let channel = ServiceBuilder::new()
+    ///     .layer(PropagateTraceHeadersLayer::instrument().server_address("order", Some(50051)))
+    ///     .service(channel);
+    /// # drop(channel);
+    /// # }
+    /// ```
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    #[must_use]
+    pub fn server_address(self, host: impl Into<Cow<'static, str>>, port: Option<u16>) -> Self {
+        let host = host.into();
+        self.update(|c| c.server_address = Some(crate::otel::ServerAddress { host, port }))
     }
 
     /// Do not start OpenTelemetry client spans (headers only).

@@ -9,7 +9,12 @@
 //!   `HeaderValue`s, no re-encoding, no allocation — so the sidecar creates the spans;
 //! - in **instrument** mode ([`PropagateTraceHeadersLayer::instrument`]): a new child span id
 //!   per call, in the propagator's inject formats (with feature `opentelemetry`, a client span
-//!   with those ids).
+//!   with those ids, named and described as [`crate::semconv`] says).
+//!
+//! The response comes back in a [`ResponseBody`], which ends the client span with the body:
+//! when it has been read to its end (so a gRPC call's status is read from its trailers, and
+//! the span covers the whole response), when it fails, or when it is dropped (a body the
+//! application does not read to its end ends the span then, where it lets go of it).
 //!
 //! Both modes carry `x-request-id`, `tracestate`, baggage and the opaque headers
 //! (`x-ot-span-context`, `grpc-trace-bin`, ...). Outside any request nothing is written.
@@ -40,3 +45,4 @@ mod service;
 pub use self::future::ResponseFuture;
 pub use self::layer::{Mode, PropagateTraceHeadersLayer};
 pub use self::service::PropagateTraceHeaders;
+pub use crate::body::ResponseBody;

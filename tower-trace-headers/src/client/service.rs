@@ -4,8 +4,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::ResponseFuture;
 use super::layer::{ClientConfig, Mode, PropagateTraceHeadersLayer};
+use super::{ResponseBody, ResponseFuture};
 use crate::current::RequestTrace;
 use crate::extras::Extras;
 
@@ -53,7 +53,7 @@ impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for PropagateTraceHeaders<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    type Response = S::Response;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 

@@ -6,13 +6,15 @@ use b3_propagation::header::{TRACERESPONSE, X_REQUEST_ID};
 use http::{HeaderValue, Response};
 use pin_project_lite::pin_project;
 
-use super::{OnEnd, ResponseBody};
+use super::ResponseBody;
+use crate::body::OnEnd;
 use crate::current::RequestTrace;
 use crate::extras::Extras;
 
 pin_project! {
     /// The response future of [`TraceHeaders`](super::TraceHeaders): polls the inner future
-    /// with the request's trace current, then adds the response headers and ends the spans.
+    /// with the request's trace current, then adds the response headers and hands the spans
+    /// to the [`ResponseBody`], which ends them with the body.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
@@ -78,17 +80,15 @@ where
                 if let Some(tr) = this.trace_response.take() {
                     response.headers_mut().insert(TRACERESPONSE, tr);
                 }
-                this.extras
-                    .finish(Ok((response.status(), response.headers())));
                 let mut on_end = this.on_end.take().unwrap_or_default();
-                on_end.response(response.status(), response.headers());
+                on_end.spans = this.extras.ending();
+                on_end.response(&response);
                 Ok(response.map(|body| ResponseBody::new(body, on_end)))
             }
             Err(e) => {
-                this.extras.finish(Err(()));
-                if let Some(on_end) = this.on_end.take() {
-                    on_end.failed();
-                }
+                let mut on_end = this.on_end.take().unwrap_or_default();
+                on_end.spans = this.extras.ending();
+                on_end.failed(std::any::type_name::<E>());
                 Err(e)
             }
         })

@@ -22,6 +22,9 @@ pub(crate) struct ServerConfig {
     pub(crate) skip_paths: Arc<[String]>,
     /// Finds a request's route template.
     pub(crate) route: Option<super::RouteFn>,
+    /// Finds a request's peer address.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) peer: Option<super::PeerFn>,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Option<crate::metrics::ServerMetrics>,
     #[cfg(feature = "opentelemetry")]
@@ -98,15 +101,42 @@ impl TraceHeadersLayer {
         self.update(|c| c.skip_paths = prefixes)
     }
 
-    /// How to find a request's route template (`/users/{id}`) in its extensions, for the
-    /// `http_route` label of the [metrics](crate::metrics) (a low-cardinality name, never the
-    /// raw path). For axum, whose router puts a `MatchedPath` in the extensions of the
-    /// requests a `Router::layer` sees:
-    /// `.route(|e| e.get::<MatchedPath>().map(MatchedPath::as_str))`. gRPC calls need none:
-    /// their path is the method.
+    /// How to find a request's route template (`/users/{id}`) in its extensions: the server
+    /// span is named `{method} {route}` and carries it as `http.route` (feature
+    /// `opentelemetry`), and it is the `http_route` label of the [metrics](crate::metrics)
+    /// (feature `metrics`) — a low-cardinality name, never the raw path. Without a route the
+    /// span is named `{method}` alone, as the semantic conventions say (see
+    /// [`crate::semconv`]).
+    ///
+    /// For axum, whose router puts a `MatchedPath` in the extensions of the requests a
+    /// `Router::layer` sees (so apply this layer with `Router::layer`, not around the
+    /// router): `.route(|e| e.get::<MatchedPath>().map(MatchedPath::as_str))`. gRPC calls
+    /// need none: their path is the method.
+    ///
+    /// ```
+    /// use axum::{Router, extract::MatchedPath, routing::get};
+    /// use tower_trace_headers::TraceHeadersLayer;
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/orders/{id}", get(|| async { "an order" }))
+    ///     // Spans named `GET /orders/{id}`, whatever the id.
+    ///     .layer(TraceHeadersLayer::new().route(|e| e.get::<MatchedPath>().map(MatchedPath::as_str)));
+    /// # let _ = app;
+    /// ```
     #[must_use]
     pub fn route(self, route: super::RouteFn) -> Self {
         self.update(|c| c.route = Some(route))
+    }
+
+    /// How to find the address of a request's peer in its extensions, for the server span's
+    /// `network.peer.address` / `network.peer.port`, and `client.address` when no proxy names
+    /// the original client (`X-Forwarded-For`). See [`PeerFn`](super::PeerFn) for axum and
+    /// tonic.
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    #[must_use]
+    pub fn peer_address(self, peer: super::PeerFn) -> Self {
+        self.update(|c| c.peer = Some(peer))
     }
 
     /// Record each request's duration, status and route in these histograms, with an
@@ -132,16 +162,31 @@ impl TraceHeadersLayer {
         self.update(|c| c.record_baggage = keys)
     }
 
-    /// Start server spans with this tracer instead of the global one.
+    /// Start server spans with this provider instead of the global one. The spans'
+    /// instrumentation scope is this crate's ([`otel::scope`](crate::otel::scope): name,
+    /// version, the schema of the semantic conventions followed), whichever the provider; the
+    /// application's own spans keep theirs.
+    ///
+    /// ```
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    /// use tower_trace_headers::TraceHeadersLayer;
+    ///
+    /// let provider = SdkTracerProvider::builder().build();
+    /// let layer = TraceHeadersLayer::new().tracer_provider(&provider);
+    /// # drop(layer);
+    /// ```
     #[cfg(feature = "opentelemetry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
     #[must_use]
-    pub fn tracer<T>(self, tracer: T) -> Self
+    pub fn tracer_provider<P>(self, provider: &P) -> Self
     where
-        T: opentelemetry::global::ObjectSafeTracer + Send + Sync + 'static,
+        P: opentelemetry::trace::TracerProvider,
+        P::Tracer: Send + Sync + 'static,
+        <P::Tracer as opentelemetry::trace::Tracer>::Span: Send + Sync + 'static,
     {
+        let tracer = crate::otel::SpanTracer::from_provider(provider);
         self.update(|c| {
-            c.tracer = crate::otel::SpanTracer::given(tracer);
+            c.tracer = tracer;
             c.preset_works = Arc::default();
         })
     }

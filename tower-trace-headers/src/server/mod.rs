@@ -13,8 +13,10 @@
 //!    current for the inner service's future on every poll;
 //! 5. optionally echoes `x-request-id` and a W3C `traceresponse` on the response.
 //!
-//! With feature `opentelemetry` it also starts a server span (see [`crate::otel`]); with
-//! feature `tracing`, a `tracing` span carrying `trace_id`, `span_id` and `request_id`.
+//! With feature `opentelemetry` it also starts a server span (see [`crate::otel`]; named
+//! `{method} {http.route}` with the route template [`TraceHeadersLayer::route`] finds, as
+//! [`crate::semconv`] says); with feature `tracing`, a `tracing` span carrying `trace_id`,
+//! `span_id` and `request_id`. Both end with the response body (see [`ResponseBody`]).
 //!
 //! # Example
 //!
@@ -38,19 +40,25 @@
 //!     );
 //! ```
 
-mod body;
 mod future;
 pub(crate) mod layer;
 mod service;
 
-pub(crate) use self::body::OnEnd;
-pub use self::body::ResponseBody;
 pub use self::future::ResponseFuture;
 pub use self::layer::TraceHeadersLayer;
 pub use self::service::TraceHeaders;
+pub use crate::body::ResponseBody;
 
 /// How the server layer finds a request's route template (`/users/{id}`, not
-/// `/users/42`) in the request's extensions, for metrics labels: for axum,
-/// `|e| e.get::<axum::extract::MatchedPath>().map(MatchedPath::as_str)`. See
+/// `/users/42`) in the request's extensions, for span names, `http.route` and metrics labels:
+/// for axum, `|e| e.get::<axum::extract::MatchedPath>().map(MatchedPath::as_str)`. See
 /// [`TraceHeadersLayer::route`].
 pub type RouteFn = for<'a> fn(&'a http::Extensions) -> Option<&'a str>;
+
+/// How the server layer finds the address of a request's peer (the connection's other end)
+/// in the request's extensions, for `client.address` and `network.peer.*`: for axum served
+/// with `into_make_service_with_connect_info::<SocketAddr>()`,
+/// `|e| e.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0)`; for tonic,
+/// `|e| e.get::<tonic::transport::server::TcpConnectInfo>().and_then(|i| i.remote_addr())`.
+/// See [`TraceHeadersLayer::peer_address`].
+pub type PeerFn = fn(&http::Extensions) -> Option<std::net::SocketAddr>;

@@ -5,7 +5,8 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::layer::{ServerConfig, TraceHeadersLayer};
-use super::{OnEnd, ResponseBody, ResponseFuture};
+use super::{ResponseBody, ResponseFuture};
+use crate::body::OnEnd;
 use crate::current::RequestTrace;
 use crate::extras::Extras;
 
@@ -89,7 +90,7 @@ where
         } else {
             None
         };
-        let on_end = OnEnd::start(config, &req, &trace);
+        let on_end = OnEnd::server(config, &req, &trace);
         let future = {
             let _current = trace.enter();
             let _extras = extras.enter();

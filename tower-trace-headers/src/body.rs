@@ -1,22 +1,32 @@
+//! The response body of both layers: the inner body, frame for frame, watched for its end
+//! (and its trailers, where gRPC puts its status), so spans and metrics cover a call until its
+//! last byte.
+
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-/// What the server layer does when a response ends: record its metrics (feature `metrics`).
-/// Empty, and free, without them.
+use crate::extras::Ending;
+
+/// What a layer does when a response ends: end its spans (features `opentelemetry`,
+/// `tracing`), record its metrics (feature `metrics`, server side). Empty, and free, without
+/// them.
 #[derive(Debug, Default)]
 pub(crate) struct OnEnd {
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Option<crate::metrics::Pending>,
+    /// The spans to end.
+    pub(crate) spans: Ending,
 }
 
 impl OnEnd {
-    /// What to do at the end of `req`'s response, as `config` says.
+    /// What the server layer does at the end of `req`'s response, as `config` says (its spans
+    /// come with the response head).
     #[allow(unused_variables)]
-    pub(crate) fn start<B>(
-        config: &super::layer::ServerConfig,
+    pub(crate) fn server<B>(
+        config: &crate::server::layer::ServerConfig,
         req: &http::Request<B>,
         trace: &crate::RequestTrace,
     ) -> Self {
@@ -26,24 +36,37 @@ impl OnEnd {
                 .metrics
                 .as_ref()
                 .map(|m| m.start(req, config.route, trace)),
+            spans: Ending::default(),
+        }
+    }
+
+    /// What the client layer does at the end of a call's response: end its span.
+    pub(crate) fn client(spans: Ending) -> Self {
+        OnEnd {
+            #[cfg(feature = "metrics")]
+            metrics: None,
+            spans,
         }
     }
 
     /// The response head is known.
     #[allow(unused_variables)]
-    pub(crate) fn response(&mut self, status: http::StatusCode, headers: &http::HeaderMap) {
+    pub(crate) fn response<B>(&mut self, response: &http::Response<B>) {
         #[cfg(feature = "metrics")]
         if let Some(m) = &mut self.metrics {
-            m.response(status, headers);
+            m.response(response.status(), response.headers());
         }
+        self.spans.response(response);
     }
 
-    /// The service failed: no response.
-    pub(crate) fn failed(self) {
+    /// The service failed: no response. `error` names the error's type.
+    #[allow(unused_variables)]
+    pub(crate) fn failed(self, error: &'static str) {
         #[cfg(feature = "metrics")]
         if let Some(m) = self.metrics {
             m.failed();
         }
+        self.spans.failed(error);
     }
 
     /// Trailers arrived.
@@ -53,11 +76,12 @@ impl OnEnd {
         if let Some(m) = &mut self.metrics {
             m.trailers(trailers);
         }
+        self.spans.trailers(trailers);
     }
 
-    /// The response ended (once; later calls do nothing).
+    /// The response ended (once; later calls do nothing). `error` names a body error's type.
     #[allow(unused_variables)]
-    fn end(&mut self, how: End) {
+    fn end(&mut self, how: End, error: Option<&'static str>) {
         #[cfg(feature = "metrics")]
         if let Some(m) = self.metrics.take() {
             m.record(match how {
@@ -66,6 +90,7 @@ impl OnEnd {
                 End::Dropped => crate::metrics::End::Dropped,
             });
         }
+        self.spans.end(how, error);
     }
 
     fn is_pending(&self) -> bool {
@@ -73,22 +98,32 @@ impl OnEnd {
         if self.metrics.is_some() {
             return true;
         }
-        false
+        self.spans.is_pending()
     }
 }
 
-#[derive(Clone, Copy)]
-enum End {
+/// How a response body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Read to its end.
     Complete,
+    /// It failed.
     Failed,
+    /// Dropped before its end (whoever read it went away).
     Dropped,
 }
 
 pin_project! {
-    /// The response body of [`TraceHeaders`](super::TraceHeaders): the inner body, frame for
-    /// frame, watched for its end (and its trailers, where gRPC puts its status) so a request
-    /// is measured until its last byte (feature `metrics`). Without anything to record it
-    /// only forwards.
+    /// The response body of [`TraceHeaders`](crate::TraceHeaders) and
+    /// [`PropagateTraceHeaders`](crate::PropagateTraceHeaders): the inner body, frame for
+    /// frame, watched for its end (and its trailers, where gRPC puts its status), so the
+    /// call's spans end (features `opentelemetry`, `tracing`) and a request is measured
+    /// (feature `metrics`) at its last byte. Without anything to end or record it only
+    /// forwards.
+    ///
+    /// A body read to its end, or one that fails, ends the spans then; a body never polled
+    /// (an empty body, which hyper does not poll) ends them when dropped, and so does one
+    /// dropped before its end (the reader went away: a gRPC call then counts as `CANCELLED`).
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
@@ -104,7 +139,7 @@ pin_project! {
                 // Never polled: an empty body, which hyper does not poll (a gRPC trailers-only
                 // response among them). Polled but not to its end: the client went away.
                 let how = if *this.polled { End::Dropped } else { End::Complete };
-                this.on_end.end(how);
+                this.on_end.end(how, None);
             }
         }
     }
@@ -144,11 +179,13 @@ impl<B: Body> Body for ResponseBody<B> {
                     }
                     // Hyper stops polling a body that says it has ended.
                     if this.inner.is_end_stream() {
-                        this.on_end.end(End::Complete);
+                        this.on_end.end(End::Complete, None);
                     }
                 }
-                Some(Err(_)) => this.on_end.end(End::Failed),
-                None => this.on_end.end(End::Complete),
+                Some(Err(_)) => this
+                    .on_end
+                    .end(End::Failed, Some(std::any::type_name::<B::Error>())),
+                None => this.on_end.end(End::Complete, None),
             }
         }
         Poll::Ready(frame)

@@ -1,0 +1,169 @@
+//! The OpenTelemetry semantic conventions the layers' spans follow: version
+//! [`VERSION`] (schema [`SCHEMA_URL`]), the attribute names they set, and the instrumentation
+//! scope they are reported under ([`SCOPE_NAME`], [`SCOPE_VERSION`]).
+//!
+//! The HTTP span conventions are stable: they read the same in every version since 1.23. The
+//! RPC ones (gRPC included) are still in development, and changed after 1.37 (`rpc.system`
+//! became `rpc.system.name`, `rpc.service` went into `rpc.method`, `rpc.grpc.status_code`
+//! became the string `rpc.response.status_code`). As the conventions' RPC migration guide asks
+//! of instrumentation that already emits RPC spans, these keep 1.37's names until the RPC
+//! conventions are stable.
+//!
+//! | span | name | attributes |
+//! |---|---|---|
+//! | HTTP server | `{method} {http.route}`, or `{method}` when no route is known (`HTTP` for a non-standard method) | `http.request.method` (`_OTHER` and `http.request.method_original` for a non-standard one), `url.path`, `url.query` (when present), `url.scheme`, `http.route` (when known), `http.response.status_code`, `network.protocol.version`, `server.address` / `server.port` (`:authority` or `Host`), `client.address` (`Forwarded` / `X-Forwarded-For`, else the peer), `network.peer.address` / `network.peer.port` (when the peer is known), `user_agent.original`, `error.type` (on errors) |
+//! | HTTP client | `{method}` | `http.request.method`, `url.full`, `server.address`, `server.port`, `http.response.status_code`, `network.protocol.version`, `error.type` (on errors) |
+//! | gRPC server | `package.Service/Method` | `rpc.system` (`grpc`), `rpc.service`, `rpc.method`, `rpc.grpc.status_code` (always, `0` included), `server.address` / `server.port`, `client.address`, `network.peer.address` / `network.peer.port` (when known) |
+//! | gRPC client | `package.Service/Method` | `rpc.system` (`grpc`), `rpc.service`, `rpc.method`, `rpc.grpc.status_code` (always), `server.address`, `server.port` |
+//!
+//! Span status: HTTP servers mark 5xx as errors, HTTP clients 4xx and 5xx; gRPC servers mark
+//! `UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`,
+//! gRPC clients every code but `OK`.
+
+/// The version of the semantic conventions the spans follow.
+pub const VERSION: &str = "1.37.0";
+
+/// The schema URL of [`VERSION`], set on the instrumentation scope.
+pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.37.0";
+
+/// The instrumentation scope's name: this crate.
+pub const SCOPE_NAME: &str = env!("CARGO_PKG_NAME");
+
+/// The instrumentation scope's version: this crate's.
+pub const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `http.request.method` (stable).
+pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
+/// `http.request.method_original` (stable): the method as received, when not a standard one.
+pub const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
+/// `http.response.status_code` (stable).
+pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
+/// `http.route` (stable): the route template, never the raw path.
+pub const HTTP_ROUTE: &str = "http.route";
+/// `url.path` (stable).
+pub const URL_PATH: &str = "url.path";
+/// `url.query` (stable).
+pub const URL_QUERY: &str = "url.query";
+/// `url.scheme` (stable).
+pub const URL_SCHEME: &str = "url.scheme";
+/// `url.full` (stable).
+pub const URL_FULL: &str = "url.full";
+/// `server.address` (stable).
+pub const SERVER_ADDRESS: &str = "server.address";
+/// `server.port` (stable).
+pub const SERVER_PORT: &str = "server.port";
+/// `client.address` (stable).
+pub const CLIENT_ADDRESS: &str = "client.address";
+/// `network.peer.address` (stable).
+pub const NETWORK_PEER_ADDRESS: &str = "network.peer.address";
+/// `network.peer.port` (stable).
+pub const NETWORK_PEER_PORT: &str = "network.peer.port";
+/// `network.protocol.version` (stable).
+pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
+/// `user_agent.original` (stable).
+pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
+/// `error.type` (stable).
+pub const ERROR_TYPE: &str = "error.type";
+/// `rpc.system` (development, 1.37).
+pub const RPC_SYSTEM: &str = "rpc.system";
+/// `rpc.service` (development, 1.37).
+pub const RPC_SERVICE: &str = "rpc.service";
+/// `rpc.method` (development, 1.37).
+pub const RPC_METHOD: &str = "rpc.method";
+/// `rpc.grpc.status_code` (development, 1.37): the numeric gRPC status.
+pub const RPC_GRPC_STATUS_CODE: &str = "rpc.grpc.status_code";
+
+/// The `http.request.method` of `method`: a standard method as it is, anything else
+/// `_OTHER`.
+#[cfg_attr(
+    not(any(feature = "metrics", feature = "opentelemetry")),
+    allow(dead_code)
+)]
+pub(crate) fn method_name(method: &http::Method) -> Option<&'static str> {
+    use http::Method;
+    Some(match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => return None,
+    })
+}
+
+/// Whether a request is a gRPC call (`content-type: application/grpc…`).
+#[cfg_attr(
+    not(any(feature = "metrics", feature = "opentelemetry")),
+    allow(dead_code)
+)]
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The `grpc-status` in `headers` (response headers of a trailers-only response, or trailers):
+/// a code from 0 to 16.
+#[cfg_attr(
+    not(any(feature = "metrics", feature = "opentelemetry")),
+    allow(dead_code)
+)]
+pub(crate) fn grpc_status(headers: &http::HeaderMap) -> Option<u8> {
+    let value = headers.get("grpc-status")?.as_bytes();
+    match value {
+        [d @ b'0'..=b'9'] => Some(d - b'0'),
+        [b'1', d @ b'0'..=b'6'] => Some(10 + d - b'0'),
+        _ => None,
+    }
+}
+
+/// The gRPC status a client reads from a response without `grpc-status` (gRPC's HTTP to gRPC
+/// status mapping): `None` for `200`, which says nothing.
+#[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+pub(crate) fn grpc_status_of_http(status: http::StatusCode) -> Option<u8> {
+    Some(match status.as_u16() {
+        200 => return None,
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_status_reads_0_to_16_only() {
+        let status = |v: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("grpc-status", http::HeaderValue::from_static(v));
+            grpc_status(&h)
+        };
+        for code in 0..=16u8 {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                "grpc-status",
+                code.to_string().parse().unwrap_or_else(|_| unreachable!()),
+            );
+            assert_eq!(grpc_status(&h), Some(code));
+        }
+        for bad in ["17", "-1", "", "01", "+1", " 0", "100", "x"] {
+            assert_eq!(status(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn standard_methods_keep_their_names() {
+        assert_eq!(method_name(&http::Method::PATCH), Some("PATCH"));
+        let custom = http::Method::from_bytes(b"PURGE").unwrap_or_else(|_| unreachable!());
+        assert_eq!(method_name(&custom), None);
+    }
+}

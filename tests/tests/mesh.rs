@@ -307,3 +307,96 @@ async fn w3c_harness_calls_back_with_a_new_parent_each_time() {
         assert_eq!(*ts, None);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_spans_follow_the_semantic_conventions() {
+    use collector::SpanKind;
+    let mesh = LocalMesh::start(MeshConfig::default()).await.unwrap();
+    let base = format!("http://{}", mesh.frontend);
+    let outcomes = demo::load(&base, 30, 4, &[], |_| {}).await;
+    mesh.flush().await;
+    let collector = mesh.collector.clone().unwrap();
+    let ids: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|o| o.trace_id.as_deref())
+        .collect();
+    assert!(demo::wait_joined(&collector, ids.iter().copied(), Duration::from_secs(10)).await);
+    let spans = collector.spans();
+    let tag = |s: &collector::ZipkinSpan, k: &str| s.tags.get(k).cloned();
+
+    // One frontend server span name per route, whatever the ids (`o-1`…`o-5`, `u-1`…`u-4`).
+    let frontend: BTreeSet<&str> = spans
+        .iter()
+        .filter(|s| s.service() == Some("frontend") && s.kind == Some(SpanKind::Server))
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        frontend,
+        BTreeSet::from(["GET /", "GET /orders/{id}", "GET /users/{id}"])
+    );
+    for s in &spans {
+        let what = format!("{:?} {:?} {}", s.service(), s.kind, s.name);
+        if s.name == "price order" {
+            // The application's own span keeps the service's scope.
+            assert_eq!(
+                tag(s, "otel.scope.name").as_deref(),
+                Some("order"),
+                "{what}"
+            );
+            continue;
+        }
+        assert_eq!(
+            tag(s, "otel.scope.name").as_deref(),
+            Some("tower-trace-headers"),
+            "{what}"
+        );
+        assert_eq!(
+            tag(s, "otel.scope.version").as_deref(),
+            Some(env!("CARGO_PKG_VERSION")),
+            "{what}: the library's version (the workspace's)"
+        );
+        let grpc = s.name.contains('/') && !s.name.starts_with("GET");
+        let required: &[&str] = match (grpc, s.kind) {
+            (false, Some(SpanKind::Server)) => &[
+                "http.request.method",
+                "url.path",
+                "url.scheme",
+                "http.route",
+                "http.response.status_code",
+                "network.protocol.version",
+                "server.address",
+                "server.port",
+                "client.address",
+            ],
+            (true, Some(SpanKind::Server)) => &[
+                "rpc.system",
+                "rpc.service",
+                "rpc.method",
+                "rpc.grpc.status_code",
+                "server.address",
+                "server.port",
+                "client.address",
+            ],
+            (true, Some(SpanKind::Client)) => &[
+                "rpc.system",
+                "rpc.service",
+                "rpc.method",
+                "rpc.grpc.status_code",
+                "server.address",
+                "server.port",
+            ],
+            _ => panic!("unexpected span {what}"),
+        };
+        for key in required {
+            assert!(s.tags.contains_key(*key), "{what}: {key} in {:?}", s.tags);
+        }
+        if grpc {
+            assert_eq!(
+                tag(s, "rpc.grpc.status_code").as_deref(),
+                Some("0"),
+                "{what}: OK, from the trailers"
+            );
+        }
+    }
+    mesh.stop().await;
+}

@@ -11,7 +11,8 @@
 //! - the shutdown future stops accepting and drains the connections (requests in flight finish,
 //!   bounded by [`ServeOptions::drain_timeout`]).
 //!
-//! HTTP/1.1 and HTTP/2 (h2c) are both served, as `axum::serve` does.
+//! HTTP/1.1 and HTTP/2 (h2c) are both served, as `axum::serve` does, and every request carries
+//! its peer's address as `axum::extract::ConnectInfo<SocketAddr>` in its extensions.
 //!
 //! # Example
 //!
@@ -99,7 +100,7 @@ pub async fn serve(
                 Err(_) => break,
             },
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             () = shutdown.as_mut() => break,
             accepted = listener.accept() => match accepted {
@@ -113,7 +114,15 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // Each request knows its peer, as with `axum::serve` and `ConnectInfo`.
+        let service = TowerToHyperService::new(tower::util::MapRequest::new(
+            router.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
         let builder = Arc::clone(&builder);
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)

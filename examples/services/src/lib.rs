@@ -35,6 +35,19 @@ use tracing::instrument::WithSubscriber as _;
 use crate::access_log::{AccessLog, AccessLogLayer};
 use crate::telemetry::Telemetry;
 
+/// The peer of a request, for the server spans' `client.address` and `network.peer.*`: tonic
+/// servers record it as `TcpConnectInfo`, axum ones served with connect info as `ConnectInfo`.
+fn peer_address(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
+    extensions
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(tonic::transport::server::TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0)
+        })
+}
+
 /// A listener's connections with `TCP_NODELAY` set (without it, Nagle's algorithm and
 /// delayed ACKs add ~40 ms to small gRPC responses).
 #[must_use]
@@ -249,7 +262,8 @@ impl ServiceOptions {
             .route(|e| {
                 e.get::<axum::extract::MatchedPath>()
                     .map(axum::extract::MatchedPath::as_str)
-            });
+            })
+            .peer_address(peer_address);
         if self.reports() {
             layer.tracer_provider(self.telemetry.provider())
         } else {
@@ -289,9 +303,23 @@ impl ServiceOptions {
     ///
     /// When `uri` is not a valid URI.
     pub fn channel(&self, uri: &str) -> Result<TracedChannel, http::uri::InvalidUri> {
-        Ok(ServiceBuilder::new()
-            .layer(self.client_layer())
-            .service(Self::plain_channel(uri)?))
+        let channel = Self::plain_channel(uri)?;
+        // tonic hands the layer path-only URIs: the client spans' `server.address` and
+        // `server.port` come from the endpoint.
+        let endpoint: http::Uri = uri.parse()?;
+        let mut layer = self.client_layer();
+        if let Some(host) = endpoint.host() {
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = endpoint.port_u16().or(match endpoint.scheme_str() {
+                Some("https") => Some(443),
+                _ => Some(80),
+            });
+            layer = layer.server_address(host, port);
+        }
+        Ok(ServiceBuilder::new().layer(layer).service(channel))
     }
 
     /// The frontend's channel to `user` (see [`UserChannel`]): the client interceptor, or the

@@ -198,7 +198,8 @@ struct AppsSetup {
     admin_addrs: [SocketAddr; 5],
 }
 
-/// The apps behind their sidecars, in [`AppsSetup::addrs`] order: service and version.
+/// The apps behind their sidecars, as [`EnvoyMesh::app_admins`] lists them: service and
+/// version.
 pub const APPS: [(&str, &str); 5] = [
     ("frontend", "v1"),
     ("user", "v1"),

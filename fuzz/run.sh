@@ -56,7 +56,10 @@ cargo fuzz build --sanitizer none
 echo "   built in $(($(date +%s) - build_start)) s"
 
 host=$(rustc -vV | sed -n 's/^host: //p')
-bin_dir="$FUZZ_DIR/target/$host/release"
+# cargo puts the binaries under CARGO_TARGET_DIR when it is set.
+target_dir="${CARGO_TARGET_DIR:-$FUZZ_DIR/target}"
+[[ "$target_dir" = /* ]] || target_dir="$FUZZ_DIR/$target_dir"
+bin_dir="$target_dir/$host/release"
 log_dir="$FUZZ_DIR/target/fuzz-logs"
 mkdir -p "$log_dir"
 

@@ -176,6 +176,113 @@ impl<'a> Extractor for Scanned<'a> {
     }
 }
 
+/// The context-format headers of a `HeaderMap` (the first value of each, and whether
+/// `traceparent` came on more than one field line), found in one pass over it: the span-only
+/// extract of an ordinary map, where one hashed lookup per name would cost more than the walk.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ContextHeaders<'a> {
+    slots: [Option<&'a HeaderValue>; CONTEXT_SLOTS],
+    traceparent_repeated: bool,
+}
+
+const CONTEXT_SLOTS: usize = 9;
+const B3: usize = 0;
+const X_B3_TRACE_ID: usize = 1;
+const X_B3_SPAN_ID: usize = 2;
+const X_B3_PARENT_SPAN_ID: usize = 3;
+const X_B3_SAMPLED: usize = 4;
+const X_B3_FLAGS: usize = 5;
+const TRACEPARENT: usize = 6;
+const UBER_TRACE_ID: usize = 7;
+const GRPC_TRACE_BIN: usize = 8;
+
+/// The slot of a context-format header name (lower case), if it is one. Plain compare and
+/// branch, no jump table: an ordinary name costs a length test and at most two word compares.
+#[inline]
+fn context_slot(n: &[u8]) -> Option<usize> {
+    if n.len() < 10 {
+        return (n == b"b3").then_some(B3);
+    }
+    if n.starts_with(b"x-b3-") {
+        return match n.len() {
+            10 => (n == b"x-b3-flags").then_some(X_B3_FLAGS),
+            11 => (n == b"x-b3-spanid").then_some(X_B3_SPAN_ID),
+            12 if n == b"x-b3-traceid" => Some(X_B3_TRACE_ID),
+            12 if n == b"x-b3-sampled" => Some(X_B3_SAMPLED),
+            17 => (n == b"x-b3-parentspanid").then_some(X_B3_PARENT_SPAN_ID),
+            _ => None,
+        };
+    }
+    if n == b"traceparent" {
+        Some(TRACEPARENT)
+    } else if n == b"uber-trace-id" {
+        Some(UBER_TRACE_ID)
+    } else if n == b"grpc-trace-bin" {
+        Some(GRPC_TRACE_BIN)
+    } else {
+        None
+    }
+}
+
+impl<'a> ContextHeaders<'a> {
+    /// Walk `map` once.
+    pub(crate) fn scan(map: &'a HeaderMap) -> Self {
+        let mut h = ContextHeaders::default();
+        for (name, value) in map {
+            if let Some(i) = context_slot(name.as_str().as_bytes()) {
+                // First value wins, as `HeaderMap::get`.
+                match h.slots[i] {
+                    None => h.slots[i] = Some(value),
+                    Some(_) => h.traceparent_repeated |= i == TRACEPARENT,
+                }
+            }
+        }
+        h
+    }
+
+    #[inline]
+    fn get(&self, slot: usize) -> Option<&'a [u8]> {
+        self.slots[slot].map(HeaderValue::as_bytes)
+    }
+
+    /// `b3`.
+    #[inline]
+    pub(crate) fn b3(&self) -> Option<&'a [u8]> {
+        self.get(B3)
+    }
+
+    /// The five `x-b3-*` headers.
+    #[inline]
+    pub(crate) fn b3_multi(&self) -> crate::codec::b3_multi::B3Headers<'a> {
+        crate::codec::b3_multi::B3Headers {
+            trace_id: self.get(X_B3_TRACE_ID),
+            span_id: self.get(X_B3_SPAN_ID),
+            parent_span_id: self.get(X_B3_PARENT_SPAN_ID),
+            sampled: self.get(X_B3_SAMPLED),
+            flags: self.get(X_B3_FLAGS),
+        }
+    }
+
+    /// The first `traceparent` line, and whether more than one arrived.
+    #[inline]
+    pub(crate) fn traceparent(&self) -> Option<(&'a [u8], bool)> {
+        self.get(TRACEPARENT)
+            .map(|v| (v, self.traceparent_repeated))
+    }
+
+    /// `uber-trace-id`.
+    #[inline]
+    pub(crate) fn uber_trace_id(&self) -> Option<&'a [u8]> {
+        self.get(UBER_TRACE_ID)
+    }
+
+    /// `grpc-trace-bin`.
+    #[inline]
+    pub(crate) fn grpc_trace_bin(&self) -> Option<&'a [u8]> {
+        self.get(GRPC_TRACE_BIN)
+    }
+}
+
 /// Write access to a set of headers (or gRPC metadata).
 pub trait Injector {
     /// Set `name` to `value`, replacing every value it had.

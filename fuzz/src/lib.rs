@@ -116,6 +116,20 @@ pub fn assert_same_context(a: &RequestContext, b: &RequestContext) {
     assert_eq!(a.errors(), b.errors(), "errors");
 }
 
+/// Panic unless the span-only extract of a `HeaderMap` (the first format looked up, the
+/// others found in one walk, or looked up in a large map) agrees with the plain path: the
+/// same context, format and errors.
+#[track_caller]
+pub fn assert_same_span(p: &Propagator, received: &HeaderMap) {
+    let (mut scanned, mut plain) = (Vec::new(), Vec::new());
+    assert_eq!(
+        p.extract_span(received, |e| scanned.push(e)),
+        p.extract_span(&Plain(received), |e| plain.push(e)),
+        "extract_span: the scan and the plain path differ"
+    );
+    assert_eq!(scanned, plain, "extract_span: errors");
+}
+
 const PREFIXES: [&str; 3] = ["baggage-", "ot-baggage-", "uberctx-"];
 
 /// Panic unless every header a propagator wrote is one it may write, holds visible ASCII
@@ -225,6 +239,7 @@ pub fn run_propagator(
 ) -> (RequestContext, HeaderMap, HeaderMap) {
     let mut cx = p.extract(received);
     assert_same_context(&cx, &p.extract(&Plain(received)));
+    assert_same_span(p, received);
     if let Some(id) = cx.request_id() {
         assert_eq!(received.get(header::X_REQUEST_ID), Some(id.header_value()));
     }

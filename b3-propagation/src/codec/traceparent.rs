@@ -35,7 +35,8 @@ use crate::context::{SpanContext, TraceFlags};
 use crate::error::{ErrorKind, Field, ParseError};
 use crate::header;
 use crate::id::{
-    HexError, SpanId, TraceId, parse_hex_u64, parse_hex_u128, write_hex_u8, write_hex_u64,
+    HexError, SpanId, TraceId, parse_hex_u64, parse_hex_u128, parse2, parse16, write_hex_u8,
+    write_hex_u64,
 };
 use crate::sampling::Sampling;
 
@@ -80,6 +81,46 @@ fn trim_ows(mut v: &[u8]) -> (&[u8], usize) {
 ///
 /// A [`ParseError`] naming the field and rule (see the [module docs](self)). Never panics.
 pub fn decode(value: &[u8]) -> Result<Traceparent, ParseError> {
+    match decode_fast(value) {
+        Some(context) => Ok(Traceparent {
+            version: 0,
+            context,
+        }),
+        None => decode_slow(value),
+    }
+}
+
+/// A version-00 value of exactly [`LEN`] bytes, all well formed, by fixed positions (one
+/// check of each byte); `None` sends anything else, every invalid value included, to the
+/// general path, which also finds the exact error.
+#[inline]
+fn decode_fast(v: &[u8]) -> Option<SpanContext> {
+    let v: &[u8; LEN] = v.try_into().ok()?;
+    if v[..3] != *b"00-" || v[35] != b'-' || v[52] != b'-' {
+        return None;
+    }
+    let trace = (u128::from(parse16(&v[3..19])?) << 64) | u128::from(parse16(&v[19..35])?);
+    let trace_id = TraceId::from_u128(trace)?;
+    let span_id = SpanId::from_u64(parse16(&v[36..52])?)?;
+    let flags = TraceFlags::new(parse2(v[53], v[54])?);
+    Some(context(trace_id, span_id, flags))
+}
+
+#[inline]
+fn context(trace_id: TraceId, span_id: SpanId, flags: TraceFlags) -> SpanContext {
+    let sampling = if flags.contains(TraceFlags::SAMPLED) {
+        Sampling::Accept
+    } else {
+        Sampling::Deny
+    };
+    SpanContext::new(trace_id, span_id)
+        .with_sampling(sampling)
+        .with_trace_flags(flags)
+}
+
+/// The general path: trimming, future versions and the exact error.
+#[inline(never)]
+fn decode_slow(value: &[u8]) -> Result<Traceparent, ParseError> {
     let (v, off) = trim_ows(value);
     if v.is_empty() {
         return Err(err(None, ErrorKind::Empty));
@@ -132,17 +173,9 @@ pub fn decode(value: &[u8]) -> Result<Traceparent, ParseError> {
     let span_id = SpanId::from_u64(span).ok_or(err(Some(Field::SpanId), ErrorKind::ZeroId))?;
     let flags =
         parse_hex_u64(&v[53..55]).map_err(|e| hex_err(e, Field::TraceFlags, off + 53))? as u8;
-    let flags = TraceFlags::new(flags);
-    let sampling = if flags.contains(TraceFlags::SAMPLED) {
-        Sampling::Accept
-    } else {
-        Sampling::Deny
-    };
     Ok(Traceparent {
         version,
-        context: SpanContext::new(trace_id, span_id)
-            .with_sampling(sampling)
-            .with_trace_flags(flags),
+        context: context(trace_id, span_id, TraceFlags::new(flags)),
     })
 }
 
@@ -176,10 +209,32 @@ pub fn encode(cx: &SpanContext) -> Option<HeaderValue> {
 pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> Option<Result<Traceparent, ParseError>> {
     let mut values = carrier.get_all_values(&header::TRACEPARENT);
     let first = values.next()?;
-    if values.next().is_some() {
-        return Some(Err(err(None, ErrorKind::Duplicate)));
+    Some(decode_first(first, values.next().is_some()))
+}
+
+/// Decode the first `traceparent` field line, or refuse the header when `repeated` (more
+/// than one line arrived).
+#[inline]
+pub(crate) fn decode_first(first: &[u8], repeated: bool) -> Result<Traceparent, ParseError> {
+    if repeated {
+        return Err(err(None, ErrorKind::Duplicate));
     }
-    Some(decode(first))
+    decode(first)
+}
+
+/// [`decode_first`], the context only.
+#[inline]
+pub(crate) fn decode_first_context(
+    first: &[u8],
+    repeated: bool,
+) -> Result<SpanContext, ParseError> {
+    if repeated {
+        return Err(err(None, ErrorKind::Duplicate));
+    }
+    match decode_fast(first) {
+        Some(cx) => Ok(cx),
+        None => decode_slow(first).map(|tp| tp.context),
+    }
 }
 
 /// Write `traceparent` (removed for a sampling-only context).

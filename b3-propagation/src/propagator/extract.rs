@@ -2,10 +2,12 @@
 //! applied; the request id, `tracestate`, baggage, propagated fields and opaque headers; the
 //! received values kept for forward mode.
 
+use http::HeaderMap;
+
 use super::opaque::check_opaque;
 use super::{ContextFormat, InboundContext, InboundFields, InboundRequestId, Propagator};
 use crate::baggage::Baggage;
-use crate::carrier::{Extractor, Scanned};
+use crate::carrier::{ContextHeaders, Extractor, Scanned};
 use crate::codec::{self, b3_multi, b3_single, grpc_trace_bin, jaeger, traceparent};
 use crate::context::SpanContext;
 use crate::error::{ErrorKind, ParseError};
@@ -13,6 +15,28 @@ use crate::request_context::{Received, RequestContext, opaque_slots, slot_name};
 use crate::sampling::Sampling;
 use crate::tracestate::TraceState;
 use crate::{Format, OpaqueHeader, field, header};
+
+/// Past this many field lines, the span-only extract looks the context headers up instead of
+/// walking the map. Measured with the default order on the bench's 2-core VM: the walk costs
+/// ~1.5 ns a line (58 ns at 12 lines, 129 ns at 57), the lookups 120–150 ns whatever the size.
+const SCAN_MAX_LEN: usize = 48;
+
+impl ContextHeaders<'_> {
+    /// Decode one context format from the scanned headers, as
+    /// [`Propagator::decode_format`] does from a carrier.
+    #[inline]
+    fn decode(&self, f: ContextFormat) -> Option<Result<SpanContext, ParseError>> {
+        match f {
+            ContextFormat::B3Single => self.b3().map(b3_single::decode),
+            ContextFormat::B3Multi => b3_multi::decode(&self.b3_multi()),
+            ContextFormat::TraceParent => self
+                .traceparent()
+                .map(|(first, repeated)| traceparent::decode_first_context(first, repeated)),
+            ContextFormat::Jaeger => self.uber_trace_id().map(jaeger::decode),
+            ContextFormat::GrpcTraceBin => self.grpc_trace_bin().map(grpc_trace_bin::decode),
+        }
+    }
+}
 
 impl Propagator {
     /// Decode one context format from a carrier: `None` when its headers are absent.
@@ -33,7 +57,10 @@ impl Propagator {
     }
 
     /// Only the span context: the first valid format in the extract order, with the trust
-    /// policy applied. No request id, baggage or opaque headers; never allocates.
+    /// policy applied. No request id, baggage or opaque headers; never allocates. On a
+    /// `HeaderMap` the first format is looked up and the others' headers are found in one
+    /// walk over the map (lookups again for a map of more than 48 field lines), with the same
+    /// answer as one lookup per name.
     ///
     /// Errors of formats tried before the winner (or of all of them) are passed to
     /// `on_error`.
@@ -42,7 +69,44 @@ impl Propagator {
         carrier: &E,
         on_error: impl FnMut(ParseError),
     ) -> Option<(SpanContext, ContextFormat)> {
-        self.extract_span_from(carrier, on_error)
+        match carrier.as_header_map() {
+            Some(map) => self.extract_span_scan(map, on_error),
+            None => self.extract_span_from(carrier, on_error),
+        }
+    }
+
+    /// [`extract_span`](Self::extract_span) on a `HeaderMap`, with the answer of the plain
+    /// path (one lookup per name, in the extract order) at a lower cost: the first format,
+    /// when it is a one-header format, is looked up (the cheapest way when it wins); the
+    /// headers of the others are found in one walk over an ordinary map, or looked up in a
+    /// large one, where the walk would cost more.
+    fn extract_span_scan(
+        &self,
+        map: &HeaderMap,
+        mut on_error: impl FnMut(ParseError),
+    ) -> Option<(SpanContext, ContextFormat)> {
+        if self.config.trust.context == InboundContext::Ignore {
+            return None;
+        }
+        let mut rest = &self.config.extract[..];
+        if let [first, tail @ ..] = rest
+            && *first != ContextFormat::B3Multi
+        {
+            let found =
+                self.first_valid(&rest[..1], |f| Self::decode_format(f, map), &mut on_error);
+            if found.is_some() {
+                return found;
+            }
+            rest = tail;
+        }
+        if rest.is_empty() {
+            None
+        } else if map.len() > SCAN_MAX_LEN {
+            self.first_valid(rest, |f| Self::decode_format(f, map), &mut on_error)
+        } else {
+            let headers = ContextHeaders::scan(map);
+            self.first_valid(rest, |f| headers.decode(f), &mut on_error)
+        }
     }
 
     fn extract_span_from<E: Extractor + ?Sized>(
@@ -53,8 +117,21 @@ impl Propagator {
         if self.config.trust.context == InboundContext::Ignore {
             return None;
         }
-        for &f in &self.config.extract {
-            match Self::decode_format(f, carrier) {
+        let formats = &self.config.extract;
+        self.first_valid(formats, |f| Self::decode_format(f, carrier), &mut on_error)
+    }
+
+    /// The first of `formats` that `decode` finds valid, with the trust policy applied; the
+    /// errors of the ones before it go to `on_error`.
+    #[inline]
+    fn first_valid(
+        &self,
+        formats: &[ContextFormat],
+        mut decode: impl FnMut(ContextFormat) -> Option<Result<SpanContext, ParseError>>,
+        on_error: &mut impl FnMut(ParseError),
+    ) -> Option<(SpanContext, ContextFormat)> {
+        for &f in formats {
+            match decode(f) {
                 Some(Ok(cx)) => return Some((self.apply_trust(cx), f)),
                 Some(Err(e)) => on_error(e),
                 None => {}

@@ -172,13 +172,24 @@ pub(crate) fn parse_hex_u128(s: &[u8]) -> Result<u128, HexError> {
     Ok((u128::from(high) << 64) | u128::from(low))
 }
 
-/// Write `v` as 16 lower-case hex digits.
+/// Write `v` as 16 lower-case hex digits (SWAR: the 16 nibbles are spread into the 16 bytes
+/// of a `u128`, then all turned into digits at once).
 #[inline]
 pub(crate) fn write_hex_u64(v: u64, out: &mut [u8]) {
-    debug_assert!(out.len() >= 16);
-    for (i, slot) in out.iter_mut().take(16).enumerate() {
-        *slot = HEX_DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
-    }
+    const ONES: u128 = u128::from_ne_bytes([1; 16]);
+    let v = u128::from(v);
+    let v = ((v & 0xffff_ffff_0000_0000) << 32) | (v & 0xffff_ffff);
+    let v = ((v & 0x0000_0000_ffff_0000_0000_0000_ffff_0000) << 16)
+        | (v & 0x0000_0000_0000_ffff_0000_0000_0000_ffff);
+    let v = ((v & 0x0000_ff00_0000_ff00_0000_ff00_0000_ff00) << 8)
+        | (v & 0x0000_00ff_0000_00ff_0000_00ff_0000_00ff);
+    let v = ((v & 0x00f0_00f0_00f0_00f0_00f0_00f0_00f0_00f0) << 4)
+        | (v & 0x000f_000f_000f_000f_000f_000f_000f_000f);
+    // One byte per nibble, most significant first. A nibble of 10 or more gets bit 4 from
+    // adding 6, and is moved from `0` + n up to `a` + n - 10.
+    let letters = ((v + ONES * 6) >> 4) & ONES;
+    let digits = v + ONES * u128::from(b'0') + letters * u128::from(b'a' - b'0' - 10);
+    out[..16].copy_from_slice(&digits.to_be_bytes());
 }
 
 /// Write one byte as two lower-case hex digits.
@@ -590,6 +601,29 @@ mod tests {
                 let ok = b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
                 assert_eq!(parse_hex_u64(&s).is_ok(), ok, "byte {b:#x} at {pos}");
                 assert_eq!(parse_hex_u64(&s), parse_hex_u64_slow(&s));
+            }
+        }
+    }
+
+    #[test]
+    fn swar_hex_writes_every_nibble() {
+        let mut out = [0u8; 16];
+        for v in [
+            0,
+            1,
+            u64::MAX,
+            0x0123_4567_89ab_cdef,
+            0xfedc_ba98_7654_3210,
+            0xa2fb_4a1d_1a96_d312,
+        ] {
+            write_hex_u64(v, &mut out);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{v:016x}"));
+        }
+        for shift in 0..64 {
+            for nibble in 0..16u64 {
+                let v = (nibble << (shift & !3)) | (1 << shift);
+                write_hex_u64(v, &mut out);
+                assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{v:016x}"));
             }
         }
     }

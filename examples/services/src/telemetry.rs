@@ -288,12 +288,19 @@ impl Telemetry {
         // Spans of a provider that exports nowhere are reported by nobody: the service's own
         // `tracing` spans then stay out of OpenTelemetry, so no call names them.
         let dispatch = if exports {
+            use tracing_subscriber::Layer as _;
             use tracing_subscriber::layer::SubscriberExt as _;
+            // The trace-headers layers report their spans through OpenTelemetry themselves;
+            // their `tracing` spans (feature `tracing`: `trace_id`/`request_id` on log lines)
+            // are for logs, and exported as well they would report each request twice.
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer(service.clone()))
                 .with_location(false)
                 .with_threads(false)
-                .with_target(false);
+                .with_target(false)
+                .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                    !meta.target().starts_with("tower_trace_headers")
+                }));
             tracing::Dispatch::new(tracing_subscriber::registry().with(layer))
         } else {
             tracing::Dispatch::none()

@@ -215,7 +215,13 @@ impl TraceHeadersLayer {
         self.update(|c| c.tracer = crate::otel::SpanTracer::Off)
     }
 
-    /// Whether to open a `tracing` span per request (default: on).
+    /// Whether to open a `tracing` span per request (default: on). It carries `trace_id`,
+    /// `span_id` and `request_id` to every log line of the request; it is not a second
+    /// report of the request. With feature `opentelemetry` the layer reports the server span
+    /// itself, so an application that also exports its `tracing` spans through
+    /// `tracing-opentelemetry` should leave this crate's spans out of that layer — e.g.
+    /// `.with_filter(filter_fn(|m| !m.target().starts_with("tower_trace_headers")))` — or the
+    /// request shows twice.
     #[cfg(feature = "tracing")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
     #[must_use]

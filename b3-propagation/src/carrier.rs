@@ -290,6 +290,14 @@ pub trait Injector {
 
     /// Remove every value of `name`.
     fn remove(&mut self, name: &HeaderName);
+
+    /// A hint before writing: about `additional` headers follow. A carrier that can make
+    /// room at once (a `HeaderMap`) does, instead of growing while they are set. Does nothing
+    /// by default.
+    #[inline]
+    fn reserve(&mut self, additional: usize) {
+        let _ = additional;
+    }
 }
 
 impl Extractor for HeaderMap {
@@ -328,6 +336,13 @@ impl Injector for HeaderMap {
     #[inline]
     fn remove(&mut self, name: &HeaderName) {
         HeaderMap::remove(self, name);
+    }
+
+    #[inline]
+    fn reserve(&mut self, additional: usize) {
+        // Past the map's size limit the values are set one by one as before (and refused
+        // there the same way).
+        let _ = self.try_reserve(additional);
     }
 }
 

@@ -227,6 +227,11 @@ impl RequestTrace {
         }
     }
 
+    /// Whether `other` is this very trace (the same request), not an equal copy.
+    pub(crate) fn same(&self, other: &RequestTrace) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Whether this hop reports a span of its own for the request (see
     /// [`RequestContext::local`]): when not, it is transparent and every call names the
     /// caller's span.

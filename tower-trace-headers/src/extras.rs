@@ -44,10 +44,22 @@ impl Extras {
         let mut extras = Extras::default();
         #[cfg(any(feature = "opentelemetry", feature = "tracing"))]
         {
-            extras.state.grpc_call = crate::semconv::is_grpc(req.headers());
+            #[cfg(feature = "opentelemetry")]
+            let spans = !matches!(config.tracer, crate::otel::SpanTracer::Off);
+            #[cfg(not(feature = "opentelemetry"))]
+            let spans = false;
+            #[cfg(feature = "tracing")]
+            let spans = spans || config.tracing_span;
+            if spans {
+                extras.state.grpc_call = crate::semconv::is_grpc(req.headers());
+            }
         }
         #[cfg(feature = "opentelemetry")]
-        {
+        if matches!(config.tracer, crate::otel::SpanTracer::Off) {
+            // Headers only: no span, and nothing about the request to describe. The caller's
+            // span is current as a remote parent, so the application's own spans join.
+            extras.current = crate::otel::remote_parent(&cx, config.deferred);
+        } else {
             let info = crate::otel::RequestInfo::of(req)
                 .route(config.route.and_then(|f| f(req.extensions())))
                 .peer(config.peer.and_then(|f| f(req.extensions())));
@@ -104,7 +116,7 @@ impl Extras {
         let parent = match config.mode {
             crate::Mode::Instrument => hop::reported_parent(trace),
             crate::Mode::Forward => {
-                hop::write(propagator, trace, None, req.headers_mut());
+                hop::write(propagator, trace, None, &mut hop::Outgoing::of(req));
                 return extras;
             }
         };
@@ -140,7 +152,7 @@ impl Extras {
                 parent_id,
                 like.as_ref(),
             ) {
-                hop::write(propagator, trace, Some(&ours), req.headers_mut());
+                hop::write(propagator, trace, Some(&ours), &mut hop::Outgoing::of(req));
                 extras.state.grpc_call = crate::semconv::is_grpc(req.headers());
                 extras.state.client = true;
                 extras.current = Some(span.context().clone());
@@ -152,7 +164,7 @@ impl Extras {
             propagator,
             trace,
             parent.as_ref().map(|p| &p.span),
-            req.headers_mut(),
+            &mut hop::Outgoing::of(req),
         );
         extras
     }

@@ -75,9 +75,13 @@ use crate::current::RequestTrace;
 /// span some tracer reports.
 pub fn receive(propagator: &Propagator, headers: &mut HeaderMap) -> RequestContext {
     let mut cx = propagator.extract(&*headers);
-    let request_id = cx.ensure_request_id().header_value();
-    if headers.get(&X_REQUEST_ID) != Some(request_id) {
-        headers.insert(X_REQUEST_ID, request_id.clone());
+    // A request id the extract kept is the header's (first) value already: only a generated
+    // one (none came, or an invalid or untrusted one) is written.
+    if cx.request_id().is_none() {
+        let request_id = cx.ensure_request_id().header_value();
+        if headers.get(&X_REQUEST_ID) != Some(request_id) {
+            headers.insert(X_REQUEST_ID, request_id.clone());
+        }
     }
     cx
 }
@@ -133,6 +137,43 @@ pub(crate) fn write<I: Injector + ?Sized>(
     }
 }
 
+/// The headers of an outgoing call, as a carrier that also makes room for the `host` header
+/// an HTTP/1 client (hyper) adds after the layers: the map is sized once, not grown when
+/// `host` arrives.
+pub(crate) struct Outgoing<'a> {
+    map: &'a mut HeaderMap,
+    extra: usize,
+}
+
+impl<'a> Outgoing<'a> {
+    pub(crate) fn of<B>(req: &'a mut http::Request<B>) -> Self {
+        let host = req.version() < http::Version::HTTP_2
+            && !req.headers().contains_key(http::header::HOST);
+        Outgoing {
+            extra: usize::from(host),
+            map: req.headers_mut(),
+        }
+    }
+}
+
+impl Injector for Outgoing<'_> {
+    #[inline]
+    fn set(&mut self, name: &http::HeaderName, value: http::HeaderValue) {
+        self.map.insert(name.clone(), value);
+    }
+
+    #[inline]
+    fn remove(&mut self, name: &http::HeaderName) {
+        self.map.remove(name);
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        let _ = self
+            .map
+            .try_reserve(additional + std::mem::take(&mut self.extra));
+    }
+}
+
 /// The client steps for a caller that cannot time the call (a tonic interceptor, a
 /// `reqwest` middleware): write `trace` (the request's, or `None` outside any request) into
 /// an outgoing call. In [`Mode::Instrument`] the headers name the innermost reported span
@@ -149,4 +190,48 @@ pub fn inject<I: Injector + ?Sized>(
         Mode::Forward => None,
     };
     write(propagator, trace, parent.as_ref().map(|p| &p.span), carrier);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use b3_propagation::Sampling;
+    use http::HeaderValue;
+
+    /// The outgoing map is sized once for the propagator's headers and the `host` an HTTP/1
+    /// client adds: it does not grow when `host` arrives.
+    #[test]
+    fn outgoing_makes_room_for_host() {
+        let propagator = Propagator::builder().prefixed_baggage(false).build();
+        let mut cx = RequestContext::from_span(SpanContext::new_root(Sampling::Accept));
+        cx.ensure_request_id();
+        let trace = RequestTrace::new(cx);
+        trace.set_baggage("tenant", "blue").expect("baggage");
+        let mut req = http::Request::new(());
+        write(&propagator, Some(&trace), None, &mut Outgoing::of(&mut req));
+        // x-b3-traceid, -spanid, -sampled, traceparent, x-request-id, baggage: as many as a
+        // map sized for exactly these holds, so without the room for `host` it would grow.
+        assert_eq!(req.headers().len(), 6, "{:?}", req.headers());
+        let mut exact = HeaderMap::new();
+        exact.reserve(6);
+        assert!(
+            exact.capacity() < 7,
+            "the test's premise: {}",
+            exact.capacity()
+        );
+        let capacity = req.headers().capacity();
+        req.headers_mut()
+            .insert(http::header::HOST, HeaderValue::from_static("item:8080"));
+        assert_eq!(req.headers().capacity(), capacity);
+
+        // HTTP/2 carries the authority in the URI: no room for `host`.
+        let mut req = http::Request::builder()
+            .version(http::Version::HTTP_2)
+            .body(())
+            .expect("request");
+        let mut out = Outgoing::of(&mut req);
+        assert_eq!(out.extra, 0);
+        out.reserve(3);
+        assert!(req.headers().capacity() >= 3);
+    }
 }

@@ -203,20 +203,37 @@ pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> Option<Result<SpanContext,
 }
 
 /// Write the B3 headers for `cx`, removing the ones that must not be sent (a stale parent,
-/// `x-b3-sampled` next to debug, ...). Allocates once per id written; sampling values are
-/// static.
+/// `x-b3-sampled` next to debug, ...). Allocates once: the ids are encoded into one buffer
+/// that their header values share; sampling values are static.
 pub fn inject<I: Injector + ?Sized>(cx: &SpanContext, carrier: &mut I) {
     match (cx.trace_id(), cx.span_id()) {
         (Some(trace_id), Some(span_id)) => {
-            set_bytes(
-                carrier,
-                &header::X_B3_TRACE_ID,
+            // The ids are encoded into one buffer, shared by the header values (one allocation
+            // per call, not one per id).
+            let ids = Ids::encode(
                 trace_id.to_hex().as_bytes(),
+                span_id.to_hex().as_bytes(),
+                cx.parent_span_id()
+                    .map(|p| p.to_hex())
+                    .as_ref()
+                    .map(|p| p.as_bytes()),
             );
-            set_bytes(carrier, &header::X_B3_SPAN_ID, span_id.to_hex().as_bytes());
-            match cx.parent_span_id() {
-                Some(p) => set_bytes(carrier, &header::X_B3_PARENT_SPAN_ID, p.to_hex().as_bytes()),
-                None => carrier.remove(&header::X_B3_PARENT_SPAN_ID),
+            let bytes = bytes::Bytes::from_owner(ids.buf);
+            let mut at = 0;
+            for (name, len) in [
+                (&header::X_B3_TRACE_ID, ids.lens[0]),
+                (&header::X_B3_SPAN_ID, ids.lens[1]),
+            ] {
+                set_shared(carrier, name, bytes.slice(at..at + len));
+                at += len;
+            }
+            match ids.lens[2] {
+                0 => carrier.remove(&header::X_B3_PARENT_SPAN_ID),
+                len => set_shared(
+                    carrier,
+                    &header::X_B3_PARENT_SPAN_ID,
+                    bytes.slice(at..at + len),
+                ),
             }
         }
         _ => {
@@ -245,9 +262,39 @@ pub fn inject<I: Injector + ?Sized>(cx: &SpanContext, carrier: &mut I) {
     }
 }
 
+/// The hex ids of one inject, back to back: trace id (16 or 32 digits), span id, parent span
+/// id (16 or absent).
+struct Ids {
+    buf: [u8; 64],
+    lens: [usize; 3],
+}
+
+impl Ids {
+    fn encode(trace_id: &[u8], span_id: &[u8], parent: Option<&[u8]>) -> Self {
+        let mut ids = Ids {
+            buf: [0; 64],
+            lens: [0; 3],
+        };
+        let mut at = 0;
+        for (i, part) in [Some(trace_id), Some(span_id), parent]
+            .into_iter()
+            .enumerate()
+        {
+            let part = part.unwrap_or_default();
+            // At most 32 + 16 + 16 digits; a longer part (none is) would be left out.
+            if let Some(dst) = ids.buf.get_mut(at..at + part.len()) {
+                dst.copy_from_slice(part);
+                ids.lens[i] = part.len();
+                at += part.len();
+            }
+        }
+        ids
+    }
+}
+
 #[inline]
-fn set_bytes<I: Injector + ?Sized>(carrier: &mut I, name: &http::HeaderName, value: &[u8]) {
-    if let Ok(v) = HeaderValue::from_bytes(value) {
+fn set_shared<I: Injector + ?Sized>(carrier: &mut I, name: &http::HeaderName, value: bytes::Bytes) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(value) {
         carrier.set(name, v);
     }
 }

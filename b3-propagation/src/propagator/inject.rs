@@ -12,15 +12,17 @@ impl Propagator {
     /// Write `span` in every inject format, plus the request context's `tracestate` (when
     /// `traceparent` is written), request id, baggage and opaque headers.
     ///
-    /// Allocates once per id-carrying header value; sampling values and forwarded values are
-    /// shared.
+    /// Allocates once per id-carrying format (B3 multi shares one buffer among its ids);
+    /// sampling values and forwarded values are shared.
     pub fn inject<I: Injector + ?Sized>(
         &self,
         span: &SpanContext,
         cx: &RequestContext,
         carrier: &mut I,
     ) {
-        self.inject_span_formats(span, self.config.inject, cx, carrier);
+        let formats = self.config.inject;
+        carrier.reserve(span_formats_len(formats) + self.rest_len(cx));
+        self.inject_span_formats(span, formats, cx, carrier);
         self.inject_rest(cx, carrier);
     }
 
@@ -71,6 +73,18 @@ impl Propagator {
         }
     }
 
+    /// About how many headers [`inject_rest`](Self::inject_rest) writes (a hint to reserve).
+    fn rest_len(&self, cx: &RequestContext) -> usize {
+        let c = &self.config;
+        let request_id = usize::from(c.request_id && cx.request_id.is_some());
+        let baggage = if c.baggage && !cx.baggage.is_empty() {
+            1 + self.app_baggage_prefixes().len() * cx.baggage.len()
+        } else {
+            0
+        };
+        request_id + baggage + cx.received.opaque().count() + cx.fields.len()
+    }
+
     fn inject_rest<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
         let c = &self.config;
         if c.request_id
@@ -98,6 +112,8 @@ impl Propagator {
     pub fn forward<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
         let r = &cx.received;
         if r.context_verbatim && !r.formats.is_empty() {
+            let tracestate = usize::from(r.formats.contains(ContextFormat::TraceParent));
+            carrier.reserve(r.context_values().count() + tracestate + self.rest_len(cx));
             for (name, value) in r.context_values() {
                 carrier.set(name, value.clone());
             }
@@ -112,6 +128,7 @@ impl Propagator {
             } else {
                 r.formats
             };
+            carrier.reserve(span_formats_len(formats) + self.rest_len(cx));
             // The caller's ids, re-encoded. Without ids (nothing received, or a sampling-only
             // context whose decision the trust policy dropped) the trace starts here: this
             // hop's span, so the next hop joins it.
@@ -127,4 +144,18 @@ impl Propagator {
         }
         self.inject_rest(cx, carrier);
     }
+}
+
+/// About how many headers the span formats `formats` write (a hint to reserve).
+fn span_formats_len(formats: FormatSet) -> usize {
+    formats
+        .iter()
+        .map(|f| match f {
+            // x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled or x-b3-flags
+            ContextFormat::B3Multi => 4,
+            // traceparent, tracestate
+            ContextFormat::TraceParent => 2,
+            ContextFormat::B3Single | ContextFormat::Jaeger | ContextFormat::GrpcTraceBin => 1,
+        })
+        .sum()
 }

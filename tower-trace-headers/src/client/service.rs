@@ -63,17 +63,38 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let trace = req
-            .extensions()
-            .get::<RequestTrace>()
-            .cloned()
-            .or_else(RequestTrace::current);
-        let extras = Extras::client(&self.config, &mut req, trace.as_ref());
+        let config = &*self.config;
+        // The request's trace: in the call's extensions (a request built from the incoming
+        // one), else current on this thread. The extensions are taken out while the headers
+        // are written, so the trace is borrowed, not cloned.
+        let extensions = std::mem::take(req.extensions_mut());
+        let (extras, entered) = match extensions.get::<RequestTrace>() {
+            Some(trace) => {
+                let extras = Extras::client(config, &mut req, Some(trace));
+                // Made current for the inner call unless it already is.
+                let current = RequestTrace::with_current(|c| c.is_some_and(|c| c.same(trace)));
+                (extras, (!current).then(|| trace.clone()))
+            }
+            None if config.mode == Mode::Forward => {
+                // Only this crate's code runs inside: the current trace is borrowed.
+                let extras =
+                    RequestTrace::with_current(|trace| Extras::client(config, &mut req, trace));
+                (extras, None)
+            }
+            None => {
+                // Instrument mode starts spans (a span processor is the application's code,
+                // which may enter a trace itself): no borrow of the thread-local is held.
+                let trace = RequestTrace::current();
+                (Extras::client(config, &mut req, trace.as_ref()), None)
+            }
+        };
+        let added = std::mem::replace(req.extensions_mut(), extensions);
+        req.extensions_mut().extend(added);
         let future = {
-            let _current = trace.as_ref().map(RequestTrace::enter);
+            let _current = entered.as_ref().map(RequestTrace::enter);
             let _extras = extras.enter();
             self.inner.call(req)
         };
-        ResponseFuture::new(future, trace, extras)
+        ResponseFuture::new(future, entered, extras)
     }
 }

@@ -42,7 +42,7 @@ impl<F> ResponseFuture<F> {
 
     pub(crate) fn new(
         inner: F,
-        trace: RequestTrace,
+        trace: Option<RequestTrace>,
         extras: Extras,
         echo: Option<HeaderValue>,
         trace_response: Option<HeaderValue>,
@@ -50,7 +50,7 @@ impl<F> ResponseFuture<F> {
     ) -> Self {
         ResponseFuture {
             inner,
-            trace: Some(trace),
+            trace,
             extras,
             echo,
             trace_response,

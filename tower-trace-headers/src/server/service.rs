@@ -77,11 +77,14 @@ where
             }
         }
         let cx = crate::hop::receive(&config.propagator, req.headers_mut());
-        let request_id = cx.request_id().map(|id| id.header_value().clone());
+        let echo = if config.echo_request_id {
+            cx.request_id().map(|id| id.header_value().clone())
+        } else {
+            None
+        };
         let (extras, trace) = Extras::server(config, &req, cx);
         req.extensions_mut().insert(trace.clone());
 
-        let echo = request_id.filter(|_| config.echo_request_id);
         // The span this hop's calls name: its own when reported, else the caller's.
         let trace_response = if config.trace_response {
             trace
@@ -91,8 +94,10 @@ where
             None
         };
         let on_end = OnEnd::server(config, &req, &trace);
+        // Moved into the thread-local for the call and back out: no reference count touched.
+        let mut trace = Some(trace);
         let future = {
-            let _current = trace.enter();
+            let _current = crate::current::MovedIn::new(&mut trace);
             let _extras = extras.enter();
             self.inner.call(req)
         };

@@ -50,22 +50,46 @@ pub trait Extractor {
     }
 }
 
-/// The tracing headers of a `HeaderMap`, found in one pass over it.
-pub(crate) struct Scanned<'a> {
-    map: &'a HeaderMap,
-    slots: [Option<&'a HeaderValue>; SCAN_SLOTS],
-    /// Bit `i`: slot `i` has more than one field line.
+/// The tracing headers of a request, captured in one pass over its `HeaderMap` and kept (the
+/// values shared, not copied), to be decoded when something first needs them: the first value
+/// of each tracing header (see [`scan_slot`]) inline, and in `others`, in the map's order,
+/// every line of a repeated one, the prefixed baggage headers, the propagated fields and any
+/// first value past the inline room. Compact, and never allocates for an ordinary request.
+#[derive(Clone)]
+pub(crate) struct Captured {
+    /// Where each slot's first value is: a position in `values`, [`ABSENT`] or [`IN_OTHERS`].
+    index: [u8; SCAN_SLOTS],
+    values: [Option<HeaderValue>; INLINE],
+    len: u8,
+    /// Bit `i`: slot `i` came on more than one field line (all of them are in `others`).
     repeated: u32,
-    /// Whether a prefixed baggage header is present.
-    prefixed: bool,
+    others: Vec<(HeaderName, HeaderValue)>,
 }
 
-const SCAN_SLOTS: usize = 18;
+/// First values kept inline (a request through Envoy carries `x-request-id` and five to seven
+/// tracing headers).
+const INLINE: usize = 8;
+const ABSENT: u8 = u8::MAX;
+const IN_OTHERS: u8 = u8::MAX - 1;
+
+impl Default for Captured {
+    fn default() -> Self {
+        Captured {
+            index: [ABSENT; SCAN_SLOTS],
+            values: Default::default(),
+            len: 0,
+            repeated: 0,
+            others: Vec::new(),
+        }
+    }
+}
+
+pub(crate) const SCAN_SLOTS: usize = 18;
 
 /// The slot of a tracing header name (lower case), if it is one. Dispatches on the length
 /// first, so an ordinary header costs one comparison.
 #[inline]
-fn scan_slot(name: &str) -> Option<usize> {
+pub(crate) fn scan_slot(name: &str) -> Option<usize> {
     let b = name.as_bytes();
     match b.len() {
         2 => (b == b"b3").then_some(0),
@@ -113,66 +137,150 @@ pub(crate) fn maybe_prefixed_baggage(name: &str) -> bool {
     }
 }
 
-impl<'a> Scanned<'a> {
-    pub(crate) fn new(map: &'a HeaderMap) -> Self {
-        let mut s = Scanned {
-            map,
-            slots: [None; SCAN_SLOTS],
-            repeated: 0,
-            prefixed: false,
-        };
+impl Captured {
+    /// Walk `map` once, keeping its tracing headers; with `prefixed`, the prefixed baggage
+    /// headers too; and every line of each of `fields`.
+    pub(crate) fn scan(map: &HeaderMap, prefixed: bool, fields: &[crate::PropagatedField]) -> Self {
+        let mut c = Captured::default();
         for (name, value) in map {
-            let name = name.as_str();
-            match scan_slot(name) {
-                Some(i) => match s.slots[i] {
-                    None => s.slots[i] = Some(value),
-                    Some(_) => s.repeated |= 1 << i,
+            match scan_slot(name.as_str()) {
+                Some(i) => match c.slot(i).cloned() {
+                    None => c.set_slot(i, value.clone()),
+                    Some(first) => {
+                        if c.repeated & (1 << i) == 0 {
+                            c.repeated |= 1 << i;
+                            // Every line of a repeated header is in `others`, in order.
+                            if c.index[i] != IN_OTHERS {
+                                c.others.push((name.clone(), first));
+                            }
+                        }
+                        c.others.push((name.clone(), value.clone()));
+                    }
                 },
-                None => s.prefixed |= maybe_prefixed_baggage(name),
+                None if prefixed && maybe_prefixed_baggage(name.as_str()) => {
+                    c.others.push((name.clone(), value.clone()));
+                }
+                None => {}
             }
         }
-        s
+        for f in fields {
+            let name = f.name();
+            if scan_slot(name.as_str()).is_some()
+                || (prefixed && maybe_prefixed_baggage(name.as_str()))
+            {
+                continue; // captured above
+            }
+            for value in map.get_all(name) {
+                c.others.push((name.clone(), value.clone()));
+            }
+        }
+        c
+    }
+
+    /// Whether no tracing header was captured.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0 && self.others.is_empty()
+    }
+
+    /// The first value of slot `i`.
+    #[inline]
+    pub(crate) fn slot(&self, i: usize) -> Option<&HeaderValue> {
+        match *self.index.get(i)? {
+            ABSENT => None,
+            IN_OTHERS => {
+                let name = crate::request_context::slot_name(i);
+                self.others.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+            }
+            at => self.values.get(usize::from(at)).and_then(Option::as_ref),
+        }
+    }
+
+    /// Keep `value` as slot `i`'s first value (the slot must be empty).
+    pub(crate) fn set_slot(&mut self, i: usize, value: HeaderValue) {
+        let Some(at) = self.index.get_mut(i) else {
+            return;
+        };
+        if *at != ABSENT {
+            return;
+        }
+        match self.values.get_mut(usize::from(self.len)) {
+            Some(v) => {
+                *v = Some(value);
+                *at = self.len;
+                self.len += 1;
+            }
+            None => {
+                *at = IN_OTHERS;
+                self.others
+                    .push((crate::request_context::slot_name(i).clone(), value));
+            }
+        }
+    }
+
+    /// The context-format headers, as the span-only decode reads them.
+    pub(crate) fn context_headers(&self) -> ContextHeaders<'_> {
+        let mut h = ContextHeaders::default();
+        for i in B3..=TRACEPARENT {
+            h.slots[i] = self.slot(i);
+        }
+        h.slots[UBER_TRACE_ID] = self.slot(CAPTURED_UBER_TRACE_ID);
+        h.slots[GRPC_TRACE_BIN] = self.slot(CAPTURED_GRPC_TRACE_BIN);
+        h.traceparent_repeated = self.repeated & (1 << TRACEPARENT) != 0;
+        h
     }
 }
 
-impl<'a> Extractor for Scanned<'a> {
+/// The slots of `uber-trace-id` and `grpc-trace-bin` in [`Captured`] (see [`scan_slot`]).
+const CAPTURED_UBER_TRACE_ID: usize = 10;
+const CAPTURED_GRPC_TRACE_BIN: usize = 11;
+
+impl Extractor for Captured {
     #[inline]
     fn get(&self, name: &HeaderName) -> Option<&[u8]> {
-        match scan_slot(name.as_str()) {
-            Some(i) => self.slots[i].map(HeaderValue::as_bytes),
-            None => HeaderMap::get(self.map, name).map(HeaderValue::as_bytes),
-        }
+        self.get_header(name).map(HeaderValue::as_bytes)
     }
 
-    fn get_all_values<'b>(
-        &'b self,
-        name: &HeaderName,
-    ) -> impl Iterator<Item = &'b [u8]> + use<'a, 'b> {
+    fn get_all_values<'b>(&'b self, name: &HeaderName) -> impl Iterator<Item = &'b [u8]> + use<'b> {
         let (single, all) = match scan_slot(name.as_str()) {
-            Some(i) if self.repeated & (1 << i) == 0 => (self.slots[i], None),
-            _ => (None, Some(HeaderMap::get_all(self.map, name).into_iter())),
+            Some(i) if self.repeated & (1 << i) == 0 => (self.slot(i), None),
+            _ => (None, Some(name.clone())),
         };
-        single
-            .into_iter()
-            .chain(all.into_iter().flatten())
-            .map(HeaderValue::as_bytes)
+        let others = all.into_iter().flat_map(move |name| {
+            self.others
+                .iter()
+                .filter(move |(n, _)| *n == name)
+                .map(|(_, v)| v)
+        });
+        single.into_iter().chain(others).map(HeaderValue::as_bytes)
     }
 
     #[inline]
     fn get_value(&self, name: &HeaderName) -> Option<HeaderValue> {
-        match scan_slot(name.as_str()) {
-            Some(i) => self.slots[i].cloned(),
-            None => HeaderMap::get(self.map, name).cloned(),
-        }
+        self.get_header(name).cloned()
     }
 
     fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        // Only the prefixed baggage headers are looked for this way: skip the walk when the
-        // scan saw none.
-        self.map
-            .iter()
-            .take(if self.prefixed { usize::MAX } else { 0 })
-            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        // Only the prefixed baggage headers are looked for this way, and those are all kept.
+        self.others.iter().map(|(n, v)| (n.as_str(), v.as_bytes()))
+    }
+}
+
+impl Captured {
+    #[inline]
+    fn get_header(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        match scan_slot(name.as_str()) {
+            Some(i) => self.slot(i),
+            None => self.others.iter().find(|(n, _)| n == name).map(|(_, v)| v),
+        }
+    }
+}
+
+impl std::fmt::Debug for Captured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Captured")
+            .field("values", &self.values.iter().flatten().collect::<Vec<_>>())
+            .field("others", &self.others)
+            .finish()
     }
 }
 

@@ -23,26 +23,23 @@
 //! ```
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use http::{HeaderName, HeaderValue};
 
 use crate::OpaqueHeader;
 use crate::baggage::Baggage;
-use crate::carrier::Extractor;
+use crate::carrier::{Captured, Extractor, SCAN_SLOTS};
 use crate::codec::{jaeger, traceparent};
 use crate::context::SpanContext;
 use crate::error::ParseError;
 use crate::header;
-use crate::propagator::{ContextFormat, FormatSet};
+use crate::propagator::{ContextFormat, FormatSet, Propagator};
 use crate::request_id::RequestId;
 use crate::tracestate::TraceState;
 
-/// Number of header slots kept for forwarding.
-const SLOTS: usize = 15;
-
-/// The header of each slot. Slots 0..=8 carry context formats, 8..=14 opaque headers
-/// (`grpc-trace-bin` is either, depending on the propagator).
-static SLOT_NAMES: [HeaderName; SLOTS] = [
+/// The header of each slot of [`Captured`] (see `carrier::scan_slot`).
+static SLOT_NAMES: [HeaderName; SCAN_SLOTS] = [
     header::B3,
     header::X_B3_TRACE_ID,
     header::X_B3_SPAN_ID,
@@ -50,6 +47,9 @@ static SLOT_NAMES: [HeaderName; SLOTS] = [
     header::X_B3_SAMPLED,
     header::X_B3_FLAGS,
     header::TRACEPARENT,
+    header::TRACESTATE,
+    header::BAGGAGE,
+    header::X_REQUEST_ID,
     header::UBER_TRACE_ID,
     header::GRPC_TRACE_BIN,
     header::X_OT_SPAN_CONTEXT,
@@ -65,25 +65,31 @@ const X_B3_SPAN_ID_SLOT: usize = 2;
 const X_B3_PARENT_SPAN_ID_SLOT: usize = 3;
 const X_B3_FLAGS_SLOT: usize = 5;
 const TRACEPARENT_SLOT: usize = 6;
-const UBER_TRACE_ID_SLOT: usize = 7;
-const GRPC_TRACE_BIN_SLOT: usize = 8;
+const UBER_TRACE_ID_SLOT: usize = 10;
+const GRPC_TRACE_BIN_SLOT: usize = 11;
+/// The opaque headers' slots: `grpc-trace-bin` (when it is not a context format) to the last.
+const OPAQUE_SLOTS: std::ops::Range<usize> = GRPC_TRACE_BIN_SLOT..SCAN_SLOTS;
 
 /// The received `traceparent` when it is exactly what this crate writes (version `00`, no
-/// unknown flag, no OWS), else its re-encoding: OWS tolerated on receipt (spaces, HTAB) is
-/// not sent on. `None` if it does not parse.
-fn canonical_traceparent(v: &HeaderValue) -> Option<HeaderValue> {
+/// unknown flag, no OWS): `None`. Else its re-encoding (`Some(Some(..))`: OWS tolerated on
+/// receipt, spaces and HTAB, is not sent on), or `Some(None)` if it does not parse.
+fn traceparent_re_encoding(v: &HeaderValue) -> Option<Option<HeaderValue>> {
     if is_canonical_traceparent(v.as_bytes()) {
-        // What Envoy and every W3C tracer send: no second decode on the hot path (`capture`
+        // What Envoy and every W3C tracer send: no second decode on the hot path (the capture
         // runs only for a format that decoded valid, so the ids are known to be non-zero).
-        return Some(v.clone());
+        return None;
     }
-    let tp = traceparent::decode(v.as_bytes()).ok()?;
+    let Ok(tp) = traceparent::decode(v.as_bytes()) else {
+        return Some(None);
+    };
     let mut buf = [0u8; traceparent::LEN];
-    let canonical = traceparent::encode_to(&tp.context, &mut buf)?;
+    let Some(canonical) = traceparent::encode_to(&tp.context, &mut buf) else {
+        return Some(None);
+    };
     if v.as_bytes() == canonical.as_bytes() {
-        Some(v.clone())
+        None
     } else {
-        HeaderValue::from_str(canonical).ok()
+        Some(HeaderValue::from_str(canonical).ok())
     }
 }
 
@@ -105,19 +111,19 @@ const fn context_slots(f: ContextFormat) -> std::ops::Range<usize> {
         ContextFormat::B3Single => 0..1,
         ContextFormat::B3Multi => 1..6,
         ContextFormat::TraceParent => 6..7,
-        ContextFormat::Jaeger => 7..8,
-        ContextFormat::GrpcTraceBin => 8..9,
+        ContextFormat::Jaeger => 10..11,
+        ContextFormat::GrpcTraceBin => 11..12,
     }
 }
 
 /// The slots of an opaque header.
 pub(crate) const fn opaque_slots(h: OpaqueHeader) -> std::ops::Range<usize> {
     match h {
-        OpaqueHeader::GrpcTraceBin => 8..9,
-        OpaqueHeader::OtSpanContext => 9..10,
-        OpaqueHeader::CloudTraceContext => 10..11,
-        OpaqueHeader::Sw8 => 11..12,
-        OpaqueHeader::Datadog => 12..15,
+        OpaqueHeader::GrpcTraceBin => 11..12,
+        OpaqueHeader::OtSpanContext => 12..13,
+        OpaqueHeader::CloudTraceContext => 13..14,
+        OpaqueHeader::Sw8 => 14..15,
+        OpaqueHeader::Datadog => 15..18,
     }
 }
 
@@ -125,10 +131,16 @@ pub(crate) fn slot_name(slot: usize) -> &'static HeaderName {
     &SLOT_NAMES[slot]
 }
 
-/// Received header values kept for forward mode.
-#[derive(Clone, Default)]
+/// Which received header values forward mode re-sends: captured slots, by bit, and the
+/// re-encodings of a `traceparent` or `uber-trace-id` that cannot go on as received.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Received {
-    values: [Option<HeaderValue>; SLOTS],
+    /// Bit `i`: the captured value of slot `i` is forwarded.
+    kept: u32,
+    /// Sent instead of the received `traceparent`.
+    traceparent: Option<HeaderValue>,
+    /// Sent instead of the received `uber-trace-id`.
+    uber_trace_id: Option<HeaderValue>,
     /// The context formats that arrived valid.
     pub(crate) formats: FormatSet,
     /// Whether the context is exactly what those headers say (no trust policy change).
@@ -139,91 +151,213 @@ impl Received {
     /// Keep the received values of a format that decoded valid, for forward mode. Only what
     /// the decoder used is kept: a value the rules say to ignore is not forwarded either.
     pub(crate) fn capture<E: Extractor + ?Sized>(&mut self, f: ContextFormat, carrier: &E) {
-        // B3 spec (openzipkin/b3-propagation): ids without a trace id are ignored (a sampling-only context). The
-        // trace id slot comes first, so its captured value answers without another lookup.
+        // B3 spec (openzipkin/b3-propagation): ids without a trace id are ignored (a
+        // sampling-only context). The trace id slot comes first.
         let mut b3_trace_id = false;
         for slot in context_slots(f) {
             let name = &SLOT_NAMES[slot];
-            self.values[slot] = match slot {
-                X_B3_SPAN_ID_SLOT | X_B3_PARENT_SPAN_ID_SLOT if !b3_trace_id => None,
+            let kept = match slot {
+                X_B3_SPAN_ID_SLOT | X_B3_PARENT_SPAN_ID_SLOT if !b3_trace_id => false,
                 // ...and so is `x-b3-flags` other than `1`.
-                X_B3_FLAGS_SLOT => carrier.get_value(name).filter(|v| v.as_bytes() == b"1"),
-                // `traceparent` (W3C Trace Context, version handling): a higher version is re-emitted as version `00`
-                // with only the four fields, and unknown flags are zeroed.
-                TRACEPARENT_SLOT => carrier
-                    .get_value(name)
-                    .and_then(|v| canonical_traceparent(&v)),
+                X_B3_FLAGS_SLOT => carrier.get(name) == Some(b"1"),
+                // `traceparent` (W3C Trace Context, version handling): a higher version is
+                // re-emitted as version `00` with only the four fields, and unknown flags are
+                // zeroed.
+                TRACEPARENT_SLOT => match carrier.get_value(name) {
+                    Some(v) => match traceparent_re_encoding(&v) {
+                        None => true,
+                        Some(re) => {
+                            self.traceparent = re;
+                            false
+                        }
+                    },
+                    None => false,
+                },
                 // `uber-trace-id` (Jaeger): the parent field is not validated, so a value
                 // that is not visible ASCII is re-encoded (`{trace}:{span}:0:{flags}`).
-                UBER_TRACE_ID_SLOT => carrier.get_value(name).and_then(|v| {
-                    if v.as_bytes().iter().all(u8::is_ascii_graphic) {
-                        Some(v)
-                    } else {
-                        jaeger::decode(v.as_bytes())
-                            .ok()
-                            .and_then(|cx| jaeger::encode(&cx))
+                UBER_TRACE_ID_SLOT => match carrier.get(name) {
+                    Some(v) if v.iter().all(u8::is_ascii_graphic) => true,
+                    Some(v) => {
+                        self.uber_trace_id =
+                            jaeger::decode(v).ok().and_then(|cx| jaeger::encode(&cx));
+                        false
                     }
-                }),
-                _ => carrier.get_value(name),
+                    None => false,
+                },
+                _ => carrier.get(name).is_some(),
             };
+            if kept {
+                self.kept |= 1 << slot;
+            }
             if slot == X_B3_TRACE_ID_SLOT {
-                b3_trace_id = self.values[slot].is_some();
+                b3_trace_id = kept;
             }
         }
     }
 
-    pub(crate) fn set(&mut self, slot: usize, v: HeaderValue) {
-        if let Some(s) = self.values.get_mut(slot) {
-            *s = Some(v);
-        }
+    /// Forward the received value of slot `slot` (an opaque header).
+    pub(crate) fn keep(&mut self, slot: usize) {
+        self.kept |= 1 << slot;
     }
 
-    /// The received context headers of the valid formats.
-    pub(crate) fn context_values(
-        &self,
-    ) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
-        self.formats
-            .iter()
-            .flat_map(context_slots)
-            .filter_map(|s| self.values[s].as_ref().map(|v| (&SLOT_NAMES[s], v)))
+    /// The slots kept.
+    pub(crate) fn kept_slots(&self) -> impl Iterator<Item = usize> + use<> {
+        let kept = self.kept;
+        (0..SCAN_SLOTS).filter(move |s| kept & (1 << s) != 0)
     }
 
-    /// The received opaque headers.
-    pub(crate) fn opaque(&self) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
-        let start = if self.formats.contains(ContextFormat::GrpcTraceBin) {
-            GRPC_TRACE_BIN_SLOT + 1
-        } else {
-            GRPC_TRACE_BIN_SLOT
+    /// The value forwarded for `slot`, if any, given the captured values.
+    fn value<'a>(&'a self, slot: usize, captured: Option<&'a Captured>) -> Option<&'a HeaderValue> {
+        let replaced = match slot {
+            TRACEPARENT_SLOT => self.traceparent.as_ref(),
+            UBER_TRACE_ID_SLOT => self.uber_trace_id.as_ref(),
+            _ => None,
         };
-        (start..SLOTS).filter_map(|s| self.values[s].as_ref().map(|v| (&SLOT_NAMES[s], v)))
+        replaced.or_else(|| {
+            (self.kept & (1 << slot) != 0)
+                .then(|| captured.and_then(|c| c.slot(slot)))
+                .flatten()
+        })
     }
 }
 
-impl fmt::Debug for Received {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(
-                self.values
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, v)| v.as_ref().map(|v| (SLOT_NAMES[i].as_str(), v))),
-            )
-            .finish()
-    }
+/// What [`RequestContext`] decodes only when first asked: baggage, propagated fields, the
+/// values to forward, and the errors.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Rest {
+    pub(crate) baggage: Baggage,
+    pub(crate) fields: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) received: Received,
+    pub(crate) errors: Vec<ParseError>,
+}
+
+/// What an extract decided at once, kept for the rest of the decode.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Head {
+    /// The errors of the formats tried before the winner (or of all of them).
+    pub(crate) span_errors: Vec<ParseError>,
+    /// Why `tracestate` was refused.
+    pub(crate) tracestate_error: Option<ParseError>,
+    /// Why `x-request-id` was refused.
+    pub(crate) request_id_error: Option<ParseError>,
+}
+
+/// The received headers behind a [`RequestContext`]: the captured values (forward mode
+/// re-sends them) and, until the rest is decoded, how to decode it.
+#[derive(Clone, Debug)]
+pub(crate) struct Pending {
+    pub(crate) captured: Captured,
+    /// The propagator and the extract's first decisions, for a context whose rest is not
+    /// decoded yet.
+    pub(crate) lazy: Option<(Propagator, Head)>,
 }
 
 /// Everything a request carries for tracing. See the [module docs](self).
-#[derive(Clone, Debug, Default)]
+///
+/// An extract from a `HeaderMap` decodes the span context, `tracestate` and the request id at
+/// once, and captures the other tracing headers (their values shared, not copied): baggage,
+/// propagated fields, the values kept for forward mode and the errors are decoded, by the same
+/// rules, the first time something asks for them. A service that makes no call never pays for
+/// them.
+#[derive(Clone, Default)]
 pub struct RequestContext {
     pub(crate) remote: Option<SpanContext>,
     pub(crate) local: Option<SpanContext>,
     pub(crate) source: Option<ContextFormat>,
     pub(crate) tracestate: TraceState,
     pub(crate) request_id: Option<RequestId>,
-    pub(crate) baggage: Baggage,
-    pub(crate) fields: Vec<(HeaderName, HeaderValue)>,
-    pub(crate) received: Received,
-    pub(crate) errors: Vec<ParseError>,
+    rest: OnceLock<Rest>,
+    pending: Option<Pending>,
+}
+
+impl RequestContext {
+    /// A context from an extract: `rest` decoded already, or (with `pending.lazy`) when
+    /// first needed.
+    pub(crate) fn extracted(
+        remote: Option<(SpanContext, ContextFormat)>,
+        tracestate: TraceState,
+        request_id: Option<RequestId>,
+        rest: Option<Rest>,
+        pending: Option<Pending>,
+    ) -> Self {
+        RequestContext {
+            remote: remote.map(|(s, _)| s),
+            local: None,
+            source: remote.map(|(_, f)| f),
+            tracestate,
+            request_id,
+            rest: rest.map_or_else(OnceLock::new, OnceLock::from),
+            pending,
+        }
+    }
+
+    /// The rest, decoded now if it was not.
+    pub(crate) fn rest(&self) -> &Rest {
+        self.rest.get_or_init(|| match self.pending.as_ref() {
+            Some(Pending {
+                captured,
+                lazy: Some((propagator, head)),
+            }) => propagator.decode_rest(captured, self.remote.zip(self.source), head),
+            _ => Rest::default(),
+        })
+    }
+
+    fn rest_mut(&mut self) -> &mut Rest {
+        let _ = self.rest();
+        self.rest
+            .get_mut()
+            .unwrap_or_else(|| unreachable!("the rest was decoded just above"))
+    }
+
+    /// The received context headers of the valid formats, to forward.
+    pub(crate) fn received_context_values(
+        &self,
+    ) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
+        let received = &self.rest().received;
+        let captured = self.pending.as_ref().map(|p| &p.captured);
+        received
+            .formats
+            .iter()
+            .flat_map(context_slots)
+            .filter_map(move |s| received.value(s, captured).map(|v| (&SLOT_NAMES[s], v)))
+    }
+
+    /// The received opaque headers, to forward.
+    pub(crate) fn received_opaque(
+        &self,
+    ) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
+        let received = &self.rest().received;
+        let captured = self.pending.as_ref().map(|p| &p.captured);
+        let start = if received.formats.contains(ContextFormat::GrpcTraceBin) {
+            GRPC_TRACE_BIN_SLOT + 1
+        } else {
+            OPAQUE_SLOTS.start
+        };
+        (start..OPAQUE_SLOTS.end)
+            .filter_map(move |s| received.value(s, captured).map(|v| (&SLOT_NAMES[s], v)))
+    }
+}
+
+impl fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rest = self.rest();
+        let received: Vec<_> = self
+            .received_context_values()
+            .chain(self.received_opaque())
+            .map(|(n, v)| (n.as_str(), v))
+            .collect();
+        f.debug_struct("RequestContext")
+            .field("remote", &self.remote)
+            .field("local", &self.local)
+            .field("source", &self.source)
+            .field("tracestate", &self.tracestate)
+            .field("request_id", &self.request_id)
+            .field("baggage", &rest.baggage)
+            .field("fields", &rest.fields)
+            .field("received", &received)
+            .field("errors", &rest.errors)
+            .finish()
+    }
 }
 
 impl RequestContext {
@@ -281,7 +415,7 @@ impl RequestContext {
             && sampling != crate::Sampling::Deferred
         {
             *remote = remote.with_sampling(sampling);
-            self.received.context_verbatim = false;
+            self.rest_mut().received.context_verbatim = false;
         }
     }
 
@@ -294,16 +428,16 @@ impl RequestContext {
     /// The context formats that arrived valid (forward mode re-sends these).
     #[must_use]
     pub fn received_formats(&self) -> FormatSet {
-        self.received.formats
+        self.rest().received.formats
     }
 
     /// The received value of a forwarded header (context or opaque), if kept.
     #[must_use]
     pub fn received_header(&self, name: &HeaderName) -> Option<&HeaderValue> {
-        SLOT_NAMES
-            .iter()
-            .position(|n| n == name)
-            .and_then(|i| self.received.values[i].as_ref())
+        let slot = SLOT_NAMES.iter().position(|n| n == name)?;
+        self.rest()
+            .received
+            .value(slot, self.pending.as_ref().map(|p| &p.captured))
     }
 
     /// The W3C `tracestate` (empty unless a valid `traceparent` of the same trace came in).
@@ -336,23 +470,27 @@ impl RequestContext {
     /// The baggage.
     #[must_use]
     pub fn baggage(&self) -> &Baggage {
-        &self.baggage
+        &self.rest().baggage
     }
 
     /// The baggage, to change it (changes reach every outgoing call made afterwards).
     pub fn baggage_mut(&mut self) -> &mut Baggage {
-        &mut self.baggage
+        &mut self.rest_mut().baggage
     }
 
     /// The [propagated fields](crate::field) received (or set), in configuration order.
     pub fn fields(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.fields.iter().map(|(n, v)| (n, v))
+        self.rest().fields.iter().map(|(n, v)| (n, v))
     }
 
     /// The value of a propagated field, if received (or set).
     #[must_use]
     pub fn field(&self, name: &HeaderName) -> Option<&HeaderValue> {
-        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.rest()
+            .fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
     }
 
     /// Set a propagated field for every call sent from now on (replacing a received value).
@@ -367,22 +505,23 @@ impl RequestContext {
         value: HeaderValue,
     ) -> Result<(), ParseError> {
         crate::field::check_value(value.as_bytes())?;
-        match self.fields.iter_mut().find(|(n, _)| n == field.name()) {
+        let fields = &mut self.rest_mut().fields;
+        match fields.iter_mut().find(|(n, _)| n == field.name()) {
             Some((_, v)) => *v = value,
-            None => self.fields.push((field.name().clone(), value)),
+            None => fields.push((field.name().clone(), value)),
         }
         Ok(())
     }
 
     /// Stop sending a propagated field.
     pub fn remove_field(&mut self, name: &HeaderName) {
-        self.fields.retain(|(n, _)| n != name);
+        self.rest_mut().fields.retain(|(n, _)| n != name);
     }
 
     /// Why each rejected header was rejected (rejected headers are treated as absent).
     #[must_use]
     pub fn errors(&self) -> &[ParseError] {
-        &self.errors
+        &self.rest().errors
     }
 }
 
@@ -402,6 +541,10 @@ mod tests {
         ] {
             assert_eq!(slot_name(slot), name);
         }
+        // Every slot's name is the one `scan_slot` puts there.
+        for (i, name) in SLOT_NAMES.iter().enumerate() {
+            assert_eq!(crate::carrier::scan_slot(name.as_str()), Some(i), "{name}");
+        }
     }
 
     #[test]
@@ -409,21 +552,23 @@ mod tests {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         assert!(is_canonical_traceparent(tp.as_bytes()));
         let v = HeaderValue::from_static(tp);
-        assert_eq!(canonical_traceparent(&v), Some(v.clone()));
+        assert_eq!(traceparent_re_encoding(&v), None);
         // Version 00 keeps its other flags (0x02 is Level 2's "random"): the slow path, same
         // value.
         let random = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03";
         assert!(!is_canonical_traceparent(random.as_bytes()));
-        let v = HeaderValue::from_static(random);
-        assert_eq!(canonical_traceparent(&v), Some(v.clone()));
+        assert_eq!(
+            traceparent_re_encoding(&HeaderValue::from_static(random)),
+            None
+        );
         for other in [
             " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
         ] {
             assert!(!is_canonical_traceparent(other.as_bytes()), "{other}");
-            let got = canonical_traceparent(&HeaderValue::from_static(other));
+            let got = traceparent_re_encoding(&HeaderValue::from_static(other));
             assert_eq!(
-                got.as_ref().map(HeaderValue::as_bytes),
+                got.flatten().as_ref().map(HeaderValue::as_bytes),
                 Some(tp.as_bytes()),
                 "{other}"
             );

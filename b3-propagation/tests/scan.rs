@@ -163,3 +163,133 @@ fn large_maps_agree_too() {
         assert_eq!(span_only(&p, &map), span_only(&p, &Plain(&map)));
     }
 }
+
+/// Everything else a full extract reads: `tracestate`, baggage (W3C and prefixed), the
+/// request id, a propagated field, opaque headers; valid, invalid and repeated.
+#[rustfmt::skip]
+const REST: &[(&str, &[&str])] = &[
+    ("tracestate", &["rojo=00f067aa0ba902b7", "congo=t61rcWkgMzE,rojo=1", "=x", "a=1,a=2", ""]),
+    ("baggage", &["user=alice", "user=alice;p=1,tenant=blue", "=x", "k=%ZZ", "a=1,b"]),
+    ("baggage-user", &["alice", "bob", "a\tb"]),
+    ("ot-baggage-tenant", &["blue"]),
+    ("uberctx-k", &["v"]),
+    ("x-request-id", &["4f9cf65f-1b6a-9c3b-8d0e-2a7c9b1e5d43", "abc", "", "a b"]),
+    ("end-user", &["jason", "", "a\u{7f}"]),
+    ("x-ot-span-context", &["463ac35c9f6413ad;a2fb4a1d1a96d312;0000000000000000;cs", "!"]),
+    ("sw8", &["1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==", "x"]),
+    ("x-datadog-trace-id", &["1234", "x"]),
+    ("x-datadog-parent-id", &["5678"]),
+    ("x-cloud-trace-context", &["105445aa7843bc8bf206b12000100000/1;o=1", "x"]),
+];
+
+fn full_header() -> impl Strategy<Value = (String, String)> {
+    let rest = (0..REST.len(), any::<prop::sample::Index>()).prop_map(|(i, v)| {
+        let (name, values) = REST[i];
+        (name.to_owned(), v.get(values).to_string())
+    });
+    prop_oneof![3 => header(), 2 => rest]
+}
+
+/// What two contexts say, as a user reads it, and what forward mode sends for them.
+fn observed(p: &Propagator, cx: &b3_propagation::RequestContext) -> String {
+    let mut forwarded = HeaderMap::new();
+    p.forward(cx, &mut forwarded);
+    let mut sent: Vec<_> = forwarded
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    sent.sort();
+    format!(
+        "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+        cx.remote(),
+        cx.source(),
+        cx.received_formats(),
+        cx.tracestate(),
+        cx.request_id(),
+        cx.baggage().entries(),
+        cx.fields().collect::<Vec<_>>(),
+        cx.errors(),
+        sent,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// The full extract of a `HeaderMap` (captured in one pass, decoded when first needed)
+    /// says and forwards exactly what the plain path (everything decoded at once, one lookup
+    /// per name) does.
+    #[test]
+    fn captured_extract_agrees_with_lookups(
+        headers in prop::collection::vec(full_header(), 0..48),
+        order in order(),
+        trust in trust(),
+    ) {
+        let mut map = HeaderMap::new();
+        for (name, value) in &headers {
+            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
+                map.append(n, v);
+            }
+        }
+        let end_user = b3_propagation::PropagatedField::from_static("end-user");
+        for p in [
+            Propagator::default(),
+            Propagator::builder()
+                .extract(order)
+                .opaque(b3_propagation::OpaqueHeader::ALL)
+                .field(end_user)
+                .trust(trust)
+                .build(),
+        ] {
+            prop_assert_eq!(observed(&p, &p.extract(&map)), observed(&p, &p.extract(&Plain(&map))), "{:?}", map);
+        }
+    }
+}
+
+/// More tracing headers than the capture keeps inline, some repeated: the same answers.
+#[test]
+fn captured_overflow_agrees_with_lookups() {
+    let mut map = HeaderMap::new();
+    for (name, value) in [
+        ("x-request-id", "4f9cf65f-1b6a-9c3b-8d0e-2a7c9b1e5d43"),
+        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-parentspanid", "0020000000000001"),
+        ("x-b3-sampled", "1"),
+        ("x-b3-flags", "1"),
+        ("b3", "463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-1"),
+        (
+            "traceparent",
+            "00-463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-01",
+        ),
+        ("tracestate", "rojo=1"),
+        ("tracestate", "congo=2"),
+        ("baggage", "user=alice"),
+        (
+            "uber-trace-id",
+            "463ac35c9f6413ad48485a3953bb6124:a2fb4a1d1a96d312:0:1",
+        ),
+        (
+            "x-ot-span-context",
+            "463ac35c9f6413ad;a2fb4a1d1a96d312;0000000000000000;cs",
+        ),
+        ("x-datadog-trace-id", "1234"),
+        ("x-datadog-parent-id", "5678"),
+        ("baggage-tenant", "blue"),
+        ("baggage", "tenant=blue"),
+    ] {
+        map.append(name, HeaderValue::from_static(value));
+    }
+    let p = Propagator::builder()
+        .extract(ContextFormat::ALL)
+        .opaque(b3_propagation::OpaqueHeader::ALL)
+        .build();
+    let lazy = p.extract(&map);
+    assert_eq!(observed(&p, &lazy), observed(&p, &p.extract(&Plain(&map))));
+    assert_eq!(lazy.tracestate().header_value().unwrap(), "rojo=1,congo=2");
+    assert_eq!(lazy.baggage().get("tenant"), Some("blue"));
+    assert_eq!(
+        lazy.received_header(&b3_propagation::header::X_OT_SPAN_CONTEXT),
+        map.get("x-ot-span-context")
+    );
+}

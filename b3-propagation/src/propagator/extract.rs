@@ -7,11 +7,14 @@ use http::HeaderMap;
 use super::opaque::check_opaque;
 use super::{ContextFormat, InboundContext, InboundFields, InboundRequestId, Propagator};
 use crate::baggage::Baggage;
-use crate::carrier::{ContextHeaders, Extractor, Scanned};
+use crate::carrier::{Captured, ContextHeaders, Extractor};
 use crate::codec::{self, b3_multi, b3_single, grpc_trace_bin, jaeger, traceparent};
 use crate::context::SpanContext;
 use crate::error::{ErrorKind, ParseError};
-use crate::request_context::{Received, RequestContext, opaque_slots, slot_name};
+use crate::request_context::{
+    Head, Pending, Received, RequestContext, Rest, opaque_slots, slot_name,
+};
+use crate::request_id::RequestId;
 use crate::sampling::Sampling;
 use crate::tracestate::TraceState;
 use crate::{Format, OpaqueHeader, field, header};
@@ -138,24 +141,161 @@ impl Propagator {
     /// opaque headers, and the received values to forward verbatim. Malformed headers are
     /// treated as absent; their reasons are in [`RequestContext::errors`].
     ///
+    /// From a `HeaderMap`, the tracing headers are captured in one pass (their values shared,
+    /// not copied) and only the span context, `tracestate` and the request id are decoded at
+    /// once; the rest is decoded, by the same rules, when first asked for (forward, inject,
+    /// baggage, fields, errors).
+    ///
     /// Never generates a request id: see [`RequestContext::ensure_request_id`].
     pub fn extract<E: Extractor + ?Sized>(&self, carrier: &E) -> RequestContext {
-        match carrier.as_header_map() {
-            Some(map) => self.extract_from(&Scanned::new(map)),
-            None => self.extract_from(carrier),
+        let Some(map) = carrier.as_header_map() else {
+            return self.extract_now(carrier);
+        };
+        let c = &self.config;
+        let captured = Captured::scan(map, c.baggage && c.prefixed_baggage, &c.fields);
+        if captured.is_empty() {
+            // No tracing header at all: nothing to decode, now or later.
+            return RequestContext::default();
+        }
+        let headers = captured.context_headers();
+        let (winner, tracestate, request_id, head) =
+            self.extract_head(&captured, |f| headers.decode(f));
+        RequestContext::extracted(
+            winner,
+            tracestate,
+            request_id,
+            None,
+            Some(Pending {
+                captured,
+                lazy: Some((self.clone(), head)),
+            }),
+        )
+    }
+
+    /// Extract from any carrier, decoding everything now.
+    fn extract_now<E: Extractor + ?Sized>(&self, carrier: &E) -> RequestContext {
+        let (winner, tracestate, request_id, head) =
+            self.extract_head(carrier, |f| Self::decode_format(f, carrier));
+        let rest = self.rest_from(carrier, winner, &head, |f| Self::decode_format(f, carrier));
+        // The values forward mode re-sends, kept from the carrier.
+        let mut captured = Captured::default();
+        for slot in rest.received.kept_slots() {
+            if let Some(v) = carrier.get_value(slot_name(slot)) {
+                captured.set_slot(slot, v);
+            }
+        }
+        let pending = (!captured.is_empty()).then_some(Pending {
+            captured,
+            lazy: None,
+        });
+        RequestContext::extracted(winner, tracestate, request_id, Some(rest), pending)
+    }
+
+    /// The rest of an extract from `captured` (see [`extract`](Self::extract)), for the
+    /// context whose caller's span is `winner`.
+    pub(crate) fn decode_rest(
+        &self,
+        captured: &Captured,
+        winner: Option<(SpanContext, ContextFormat)>,
+        head: &Head,
+    ) -> Rest {
+        let headers = captured.context_headers();
+        self.rest_from(captured, winner, head, |f| headers.decode(f))
+    }
+
+    /// What an extract decides at once: the caller's span (the first valid format, with the
+    /// trust policy applied), `tracestate`, the request id; and why any of them was refused.
+    fn extract_head<E: Extractor + ?Sized>(
+        &self,
+        carrier: &E,
+        decode: impl Fn(ContextFormat) -> Option<Result<SpanContext, ParseError>>,
+    ) -> (
+        Option<(SpanContext, ContextFormat)>,
+        TraceState,
+        Option<RequestId>,
+        Head,
+    ) {
+        let c = &self.config;
+        let mut head = Head::default();
+        let winner = if c.trust.context == InboundContext::Ignore {
+            None
+        } else {
+            self.first_valid(&c.extract, &decode, &mut |e| head.span_errors.push(e))
+        };
+
+        // tracestate travels with a valid traceparent of the same trace: the winner, or a
+        // format after it in the extract order.
+        let mut tracestate = TraceState::default();
+        if c.extract_set.contains(ContextFormat::TraceParent)
+            && let Some((remote, source)) = winner
+            && carrier.get(&header::TRACESTATE).is_some()
+        {
+            let traceparent = if source == ContextFormat::TraceParent {
+                Some(remote)
+            } else {
+                let after = c
+                    .extract
+                    .iter()
+                    .skip_while(|&&f| f != source)
+                    .any(|&f| f == ContextFormat::TraceParent);
+                after
+                    .then(|| decode(ContextFormat::TraceParent).and_then(Result::ok))
+                    .flatten()
+            };
+            if traceparent.is_some_and(|tp| tp.trace_id() == remote.trace_id()) {
+                match Self::tracestate_of(carrier) {
+                    Ok(ts) => tracestate = ts,
+                    Err(e) => head.tracestate_error = Some(e),
+                }
+            }
+        }
+
+        let mut request_id = None;
+        if c.request_id {
+            match codec::request_id::extract(carrier) {
+                Some(Ok(id)) if c.trust.request_id == InboundRequestId::Keep => {
+                    request_id = Some(id);
+                }
+                Some(Ok(_)) | None => {}
+                Some(Err(e)) => head.request_id_error = Some(e),
+            }
+        }
+        (winner, tracestate, request_id, head)
+    }
+
+    /// The `tracestate` of a carrier that has one.
+    fn tracestate_of<E: Extractor + ?Sized>(carrier: &E) -> Result<TraceState, ParseError> {
+        let single = carrier.get_all_values(&header::TRACESTATE).nth(1).is_none();
+        // A value that is not a valid `HeaderValue` (only a raw-bytes carrier has those) goes
+        // through the byte parser, which says why it is refused.
+        let first = if single {
+            carrier.get_value(&header::TRACESTATE)
+        } else {
+            None
+        };
+        match first {
+            Some(first) => TraceState::parse_value(&first),
+            None => TraceState::parse_with(|| {
+                carrier
+                    .get_all_values(&header::TRACESTATE)
+                    .map(|l| (l, None))
+            }),
         }
     }
 
-    fn extract_from<E: Extractor + ?Sized>(&self, carrier: &E) -> RequestContext {
+    /// Baggage, propagated fields, the values to forward and every error, for the context
+    /// whose caller's span is `winner` (`head`: the errors found deciding it).
+    fn rest_from<E: Extractor + ?Sized>(
+        &self,
+        carrier: &E,
+        winner: Option<(SpanContext, ContextFormat)>,
+        head: &Head,
+        decode: impl Fn(ContextFormat) -> Option<Result<SpanContext, ParseError>>,
+    ) -> Rest {
         let c = &self.config;
-        let mut cx = RequestContext::new();
-        let mut errors = Vec::new();
-        let winner = self.extract_span_from(carrier, |e| errors.push(e));
+        let mut errors = head.span_errors.clone();
         let mut received = Received::default();
-        let mut traceparent_ok = None;
-        if let Some((span, source)) = winner {
-            cx.remote = Some(span);
-            cx.source = Some(source);
+        if let Some((_, source)) = winner {
             received.context_verbatim = c.trust.context == InboundContext::Trust;
             // Keep the raw values of every valid context format for forward mode.
             let mut after = false;
@@ -164,13 +304,8 @@ impl Propagator {
                     after = true;
                     true
                 } else if after {
-                    match Self::decode_format(f, carrier) {
-                        Some(Ok(other)) => {
-                            if f == ContextFormat::TraceParent {
-                                traceparent_ok = Some(other);
-                            }
-                            true
-                        }
+                    match decode(f) {
+                        Some(Ok(_)) => true,
                         Some(Err(e)) => {
                             errors.push(e);
                             false
@@ -185,51 +320,11 @@ impl Propagator {
                     received.capture(f, carrier);
                 }
             }
-            if source == ContextFormat::TraceParent {
-                traceparent_ok = Some(span);
-            }
         }
+        errors.extend(head.tracestate_error);
+        errors.extend(head.request_id_error);
 
-        // tracestate travels with a valid traceparent of the same trace.
-        if c.extract_set.contains(ContextFormat::TraceParent)
-            && let (Some(tp), Some(remote)) = (traceparent_ok, cx.remote)
-            && tp.trace_id() == remote.trace_id()
-        {
-            let mut lines = carrier.get_all_values(&header::TRACESTATE);
-            if lines.next().is_some() {
-                let single = lines.next().is_none();
-                // A value that is not a valid `HeaderValue` (only a raw-bytes carrier has
-                // those) goes through the byte parser, which says why it is refused.
-                let first = if single {
-                    carrier.get_value(&header::TRACESTATE)
-                } else {
-                    None
-                };
-                let parsed = match first {
-                    Some(first) => TraceState::parse_value(&first),
-                    None => TraceState::parse_with(|| {
-                        carrier
-                            .get_all_values(&header::TRACESTATE)
-                            .map(|l| (l, None))
-                    }),
-                };
-                match parsed {
-                    Ok(ts) => cx.tracestate = ts,
-                    Err(e) => errors.push(e),
-                }
-            }
-        }
-
-        if c.request_id {
-            match codec::request_id::extract(carrier) {
-                Some(Ok(id)) if c.trust.request_id == InboundRequestId::Keep => {
-                    cx.request_id = Some(id);
-                }
-                Some(Ok(_)) | None => {}
-                Some(Err(e)) => errors.push(e),
-            }
-        }
-
+        let mut baggage = Baggage::new();
         if c.baggage {
             let (bag, dropped) = if c.prefixed_baggage {
                 codec::baggage::extract(carrier)
@@ -244,14 +339,13 @@ impl Propagator {
                     None => (Baggage::new(), None),
                 }
             };
-            cx.baggage = bag;
-            if let Some(e) = dropped {
-                errors.push(e);
-            }
+            baggage = bag;
+            errors.extend(dropped);
         }
 
         // Propagated fields: one checked line each; past an edge that does not trust its
         // clients, only those declared safe there.
+        let mut fields = Vec::new();
         for f in &c.fields {
             if c.trust.fields == InboundFields::OnlyKeptAtEdge && !f.is_kept_at_edge() {
                 continue;
@@ -267,7 +361,7 @@ impl Propagator {
                 (Some(raw), None) => match field::check_value(raw) {
                     Ok(()) => {
                         if let Some(v) = carrier.get_value(f.name()) {
-                            cx.fields.push((f.name().clone(), v));
+                            fields.push((f.name().clone(), v));
                         }
                     }
                     Err(e) => errors.push(e),
@@ -286,23 +380,21 @@ impl Propagator {
                 continue; // handled as a context format
             }
             for slot in opaque_slots(h) {
-                let name = slot_name(slot);
-                if let Some(raw) = carrier.get(name) {
+                if let Some(raw) = carrier.get(slot_name(slot)) {
                     match check_opaque(h, raw) {
                         Ok(()) if !forward_opaque => {}
-                        Ok(()) => {
-                            if let Some(v) = carrier.get_value(name) {
-                                received.set(slot, v);
-                            }
-                        }
+                        Ok(()) => received.keep(slot),
                         Err(e) => errors.push(e),
                     }
                 }
             }
         }
 
-        cx.received = received;
-        cx.errors = errors;
-        cx
+        Rest {
+            baggage,
+            fields,
+            received,
+            errors,
+        }
     }
 }

@@ -77,12 +77,13 @@ impl Propagator {
     fn rest_len(&self, cx: &RequestContext) -> usize {
         let c = &self.config;
         let request_id = usize::from(c.request_id && cx.request_id.is_some());
-        let baggage = if c.baggage && !cx.baggage.is_empty() {
-            1 + self.app_baggage_prefixes().len() * cx.baggage.len()
+        let rest = cx.rest();
+        let baggage = if c.baggage && !rest.baggage.is_empty() {
+            1 + self.app_baggage_prefixes().len() * rest.baggage.len()
         } else {
             0
         };
-        request_id + baggage + cx.received.opaque().count() + cx.fields.len()
+        request_id + baggage + cx.received_opaque().count() + rest.fields.len()
     }
 
     fn inject_rest<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
@@ -92,13 +93,14 @@ impl Propagator {
         {
             codec::request_id::inject(id, carrier);
         }
-        if c.baggage && !cx.baggage.is_empty() {
-            codec::baggage::inject_with(&cx.baggage, self.app_baggage_prefixes(), carrier);
+        let rest = cx.rest();
+        if c.baggage && !rest.baggage.is_empty() {
+            codec::baggage::inject_with(&rest.baggage, self.app_baggage_prefixes(), carrier);
         }
-        for (name, value) in cx.received.opaque() {
+        for (name, value) in cx.received_opaque() {
             carrier.set(name, value.clone());
         }
-        for (name, value) in &cx.fields {
+        for (name, value) in &rest.fields {
             carrier.set(name, value.clone());
         }
     }
@@ -110,11 +112,11 @@ impl Propagator {
     /// set): the caller's ids, or this hop's span for a trace that starts here (no ids
     /// received, or only a sampling decision the trust policy dropped).
     pub fn forward<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
-        let r = &cx.received;
+        let r = &cx.rest().received;
         if r.context_verbatim && !r.formats.is_empty() {
             let tracestate = usize::from(r.formats.contains(ContextFormat::TraceParent));
-            carrier.reserve(r.context_values().count() + tracestate + self.rest_len(cx));
-            for (name, value) in r.context_values() {
+            carrier.reserve(cx.received_context_values().count() + tracestate + self.rest_len(cx));
+            for (name, value) in cx.received_context_values() {
                 carrier.set(name, value.clone());
             }
             if r.formats.contains(ContextFormat::TraceParent)

@@ -333,8 +333,13 @@ impl RequestContext {
         } else {
             OPAQUE_SLOTS.start
         };
-        (start..OPAQUE_SLOTS.end)
-            .filter_map(move |s| received.value(s, captured).map(|v| (&SLOT_NAMES[s], v)))
+        // Nothing kept there (the common case): no slot to look at.
+        let end = if received.kept >> start == 0 {
+            start
+        } else {
+            OPAQUE_SLOTS.end
+        };
+        (start..end).filter_map(move |s| received.value(s, captured).map(|v| (&SLOT_NAMES[s], v)))
     }
 }
 

@@ -62,7 +62,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use b3_propagation::{RequestContext, Sampling, SpanContext, SpanId, TraceId, TraceState};
-use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderName, Method, StatusCode, Uri, Version};
 use opentelemetry::global::{self, BoxedTracer, ObjectSafeTracer};
 use opentelemetry::trace::{self as ot, Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
@@ -107,6 +107,11 @@ pub fn scope() -> opentelemetry::InstrumentationScope {
         .with_schema_url(semconv::SCHEMA_URL)
         .build()
 }
+
+// The proxy headers the span attributes read (static names: no parse per lookup).
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The tracer a layer starts spans with.
 #[derive(Clone, Default)]
@@ -277,7 +282,7 @@ impl<'a> RequestInfo<'a> {
     /// request's as a proxy tells it (`X-Forwarded-Proto`), else `http`.
     fn scheme(&self) -> &'static str {
         let forwarded = || {
-            let proto = self.headers.get("x-forwarded-proto")?.as_bytes();
+            let proto = self.headers.get(&X_FORWARDED_PROTO)?.as_bytes();
             if proto.eq_ignore_ascii_case(b"https") {
                 Some("https")
             } else if proto.eq_ignore_ascii_case(b"http") {
@@ -297,7 +302,7 @@ impl<'a> RequestInfo<'a> {
     /// (`X-Forwarded-Host`), else `:authority`, else `Host`. Client side: the request's URI,
     /// else the address the layer was told, else `Host`, with the scheme's default port.
     fn server_attributes(&self, server: bool, attrs: &mut Vec<KeyValue>) {
-        let header = |name| {
+        let header = |name: &HeaderName| {
             self.headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
@@ -313,16 +318,16 @@ impl<'a> RequestInfo<'a> {
             80
         };
         let found = if server {
-            header("x-forwarded-host")
+            header(&X_FORWARDED_HOST)
                 .or(from_uri)
-                .or_else(|| header(http::header::HOST.as_str()))
+                .or_else(|| header(&http::header::HOST))
                 .map(|(h, p)| (Cow::Owned(h.to_owned()), p))
         } else {
             from_uri
                 .map(|(h, p)| (Cow::Owned(h.to_owned()), p.or(Some(default_port))))
                 .or_else(|| self.server.map(|s| (s.host.clone(), s.port)))
                 .or_else(|| {
-                    header(http::header::HOST.as_str())
+                    header(&http::header::HOST)
                         .map(|(h, p)| (Cow::Owned(h.to_owned()), p.or(Some(default_port))))
                 })
         };
@@ -339,7 +344,7 @@ impl<'a> RequestInfo<'a> {
     fn client_attributes(&self, attrs: &mut Vec<KeyValue>) {
         let forwarded = self
             .headers
-            .get("x-forwarded-for")
+            .get(&X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
             .map(str::trim)

@@ -144,19 +144,25 @@ impl Captured {
         let mut c = Captured::default();
         for (name, value) in map {
             match scan_slot(name.as_str()) {
-                Some(i) => match c.slot(i).cloned() {
-                    None => c.set_slot(i, value.clone()),
-                    Some(first) => {
-                        if c.repeated & (1 << i) == 0 {
-                            c.repeated |= 1 << i;
-                            // Every line of a repeated header is in `others`, in order.
-                            if c.index[i] != IN_OTHERS {
-                                c.others.push((name.clone(), first));
-                            }
+                // The first line of a tracing header, with room inline: the common case.
+                Some(i) if c.index[i] == ABSENT && usize::from(c.len) < INLINE => {
+                    c.values[usize::from(c.len)] = Some(value.clone());
+                    c.index[i] = c.len;
+                    c.len += 1;
+                }
+                Some(i) if c.index[i] == ABSENT => c.set_slot(i, value.clone()),
+                Some(i) => {
+                    if c.repeated & (1 << i) == 0 {
+                        c.repeated |= 1 << i;
+                        // Every line of a repeated header is in `others`, in order.
+                        if c.index[i] != IN_OTHERS
+                            && let Some(first) = c.slot(i).cloned()
+                        {
+                            c.others.push((name.clone(), first));
                         }
-                        c.others.push((name.clone(), value.clone()));
                     }
-                },
+                    c.others.push((name.clone(), value.clone()));
+                }
                 None if prefixed && maybe_prefixed_baggage(name.as_str()) => {
                     c.others.push((name.clone(), value.clone()));
                 }

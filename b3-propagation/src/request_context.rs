@@ -29,7 +29,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::OpaqueHeader;
 use crate::baggage::Baggage;
-use crate::carrier::{Captured, Extractor, SCAN_SLOTS};
+use crate::carrier::{Captured, SCAN_SLOTS};
 use crate::codec::{jaeger, traceparent};
 use crate::context::SpanContext;
 use crate::error::ParseError;
@@ -73,20 +73,20 @@ const OPAQUE_SLOTS: std::ops::Range<usize> = GRPC_TRACE_BIN_SLOT..SCAN_SLOTS;
 /// The received `traceparent` when it is exactly what this crate writes (version `00`, no
 /// unknown flag, no OWS): `None`. Else its re-encoding (`Some(Some(..))`: OWS tolerated on
 /// receipt, spaces and HTAB, is not sent on), or `Some(None)` if it does not parse.
-fn traceparent_re_encoding(v: &HeaderValue) -> Option<Option<HeaderValue>> {
-    if is_canonical_traceparent(v.as_bytes()) {
+fn traceparent_re_encoding(v: &[u8]) -> Option<Option<HeaderValue>> {
+    if is_canonical_traceparent(v) {
         // What Envoy and every W3C tracer send: no second decode on the hot path (the capture
         // runs only for a format that decoded valid, so the ids are known to be non-zero).
         return None;
     }
-    let Ok(tp) = traceparent::decode(v.as_bytes()) else {
+    let Ok(tp) = traceparent::decode(v) else {
         return Some(None);
     };
     let mut buf = [0u8; traceparent::LEN];
     let Some(canonical) = traceparent::encode_to(&tp.context, &mut buf) else {
         return Some(None);
     };
-    if v.as_bytes() == canonical.as_bytes() {
+    if v == canonical.as_bytes() {
         None
     } else {
         Some(HeaderValue::from_str(canonical).ok())
@@ -150,41 +150,38 @@ pub(crate) struct Received {
 impl Received {
     /// Keep the received values of a format that decoded valid, for forward mode. Only what
     /// the decoder used is kept: a value the rules say to ignore is not forwarded either.
-    pub(crate) fn capture<E: Extractor + ?Sized>(&mut self, f: ContextFormat, carrier: &E) {
+    pub(crate) fn capture<'c>(
+        &mut self,
+        f: ContextFormat,
+        slot_value: &impl Fn(usize) -> Option<&'c [u8]>,
+    ) {
         // B3 spec (openzipkin/b3-propagation): ids without a trace id are ignored (a
         // sampling-only context). The trace id slot comes first.
         let mut b3_trace_id = false;
         for slot in context_slots(f) {
-            let name = &SLOT_NAMES[slot];
-            let kept = match slot {
-                X_B3_SPAN_ID_SLOT | X_B3_PARENT_SPAN_ID_SLOT if !b3_trace_id => false,
+            let value = slot_value(slot);
+            let kept = match (slot, value) {
+                (_, None) => false,
+                (X_B3_SPAN_ID_SLOT | X_B3_PARENT_SPAN_ID_SLOT, _) if !b3_trace_id => false,
                 // ...and so is `x-b3-flags` other than `1`.
-                X_B3_FLAGS_SLOT => carrier.get(name) == Some(b"1"),
+                (X_B3_FLAGS_SLOT, Some(v)) => v == b"1",
                 // `traceparent` (W3C Trace Context, version handling): a higher version is
                 // re-emitted as version `00` with only the four fields, and unknown flags are
                 // zeroed.
-                TRACEPARENT_SLOT => match carrier.get_value(name) {
-                    Some(v) => match traceparent_re_encoding(&v) {
-                        None => true,
-                        Some(re) => {
-                            self.traceparent = re;
-                            false
-                        }
-                    },
-                    None => false,
+                (TRACEPARENT_SLOT, Some(v)) => match traceparent_re_encoding(v) {
+                    None => true,
+                    Some(re) => {
+                        self.traceparent = re;
+                        false
+                    }
                 },
                 // `uber-trace-id` (Jaeger): the parent field is not validated, so a value
                 // that is not visible ASCII is re-encoded (`{trace}:{span}:0:{flags}`).
-                UBER_TRACE_ID_SLOT => match carrier.get(name) {
-                    Some(v) if v.iter().all(u8::is_ascii_graphic) => true,
-                    Some(v) => {
-                        self.uber_trace_id =
-                            jaeger::decode(v).ok().and_then(|cx| jaeger::encode(&cx));
-                        false
-                    }
-                    None => false,
-                },
-                _ => carrier.get(name).is_some(),
+                (UBER_TRACE_ID_SLOT, Some(v)) if !v.iter().all(u8::is_ascii_graphic) => {
+                    self.uber_trace_id = jaeger::decode(v).ok().and_then(|cx| jaeger::encode(&cx));
+                    false
+                }
+                (_, Some(_)) => true,
             };
             if kept {
                 self.kept |= 1 << slot;
@@ -557,21 +554,18 @@ mod tests {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         assert!(is_canonical_traceparent(tp.as_bytes()));
         let v = HeaderValue::from_static(tp);
-        assert_eq!(traceparent_re_encoding(&v), None);
+        assert_eq!(traceparent_re_encoding(v.as_bytes()), None);
         // Version 00 keeps its other flags (0x02 is Level 2's "random"): the slow path, same
         // value.
         let random = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03";
         assert!(!is_canonical_traceparent(random.as_bytes()));
-        assert_eq!(
-            traceparent_re_encoding(&HeaderValue::from_static(random)),
-            None
-        );
+        assert_eq!(traceparent_re_encoding(random.as_bytes()), None);
         for other in [
             " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
         ] {
             assert!(!is_canonical_traceparent(other.as_bytes()), "{other}");
-            let got = traceparent_re_encoding(&HeaderValue::from_static(other));
+            let got = traceparent_re_encoding(other.as_bytes());
             assert_eq!(
                 got.flatten().as_ref().map(HeaderValue::as_bytes),
                 Some(tp.as_bytes()),

@@ -2,7 +2,7 @@
 //! applied; the request id, `tracestate`, baggage, propagated fields and opaque headers; the
 //! received values kept for forward mode.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 use super::opaque::check_opaque;
 use super::{ContextFormat, InboundContext, InboundFields, InboundRequestId, Propagator};
@@ -176,7 +176,13 @@ impl Propagator {
     fn extract_now<E: Extractor + ?Sized>(&self, carrier: &E) -> RequestContext {
         let (winner, tracestate, request_id, head) =
             self.extract_head(carrier, |f| Self::decode_format(f, carrier));
-        let rest = self.rest_from(carrier, winner, &head, |f| Self::decode_format(f, carrier));
+        let rest = self.rest_from(
+            carrier,
+            winner,
+            &head,
+            |f| Self::decode_format(f, carrier),
+            |i| carrier.get(slot_name(i)),
+        );
         // The values forward mode re-sends, kept from the carrier.
         let mut captured = Captured::default();
         for slot in rest.received.kept_slots() {
@@ -199,8 +205,15 @@ impl Propagator {
         winner: Option<(SpanContext, ContextFormat)>,
         head: &Head,
     ) -> Rest {
-        let headers = captured.context_headers();
-        self.rest_from(captured, winner, head, |f| headers.decode(f))
+        // The formats after the winner, looked up by name: most are absent, and a lookup in
+        // the captured slots is cheaper than laying them all out again.
+        self.rest_from(
+            captured,
+            winner,
+            head,
+            |f| Self::decode_format(f, captured),
+            |i| captured.slot(i).map(HeaderValue::as_bytes),
+        )
     }
 
     /// What an extract decides at once: the caller's span (the first valid format, with the
@@ -285,12 +298,13 @@ impl Propagator {
 
     /// Baggage, propagated fields, the values to forward and every error, for the context
     /// whose caller's span is `winner` (`head`: the errors found deciding it).
-    fn rest_from<E: Extractor + ?Sized>(
+    fn rest_from<'c, E: Extractor + ?Sized>(
         &self,
-        carrier: &E,
+        carrier: &'c E,
         winner: Option<(SpanContext, ContextFormat)>,
         head: &Head,
         decode: impl Fn(ContextFormat) -> Option<Result<SpanContext, ParseError>>,
+        slot: impl Fn(usize) -> Option<&'c [u8]>,
     ) -> Rest {
         let c = &self.config;
         let mut errors = head.span_errors.clone();
@@ -317,7 +331,7 @@ impl Propagator {
                 };
                 if valid {
                     received.formats = received.formats.with(f);
-                    received.capture(f, carrier);
+                    received.capture(f, &slot);
                 }
             }
         }
@@ -379,11 +393,11 @@ impl Propagator {
             {
                 continue; // handled as a context format
             }
-            for slot in opaque_slots(h) {
-                if let Some(raw) = carrier.get(slot_name(slot)) {
+            for i in opaque_slots(h) {
+                if let Some(raw) = slot(i) {
                     match check_opaque(h, raw) {
                         Ok(()) if !forward_opaque => {}
-                        Ok(()) => received.keep(slot),
+                        Ok(()) => received.keep(i),
                         Err(e) => errors.push(e),
                     }
                 }

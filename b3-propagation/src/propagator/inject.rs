@@ -115,8 +115,7 @@ impl Propagator {
     pub fn forward<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
         let r = &cx.rest().received;
         if r.context_verbatim && !r.formats.is_empty() {
-            let tracestate = usize::from(r.formats.contains(ContextFormat::TraceParent));
-            carrier.reserve(cx.received_context_values().count() + tracestate + self.rest_len(cx));
+            carrier.reserve(span_formats_len(r.formats) + self.rest_len(cx));
             for (name, value) in cx.received_context_values() {
                 carrier.set(name, value.clone());
             }

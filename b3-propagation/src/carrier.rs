@@ -140,6 +140,7 @@ pub(crate) fn maybe_prefixed_baggage(name: &str) -> bool {
 impl Captured {
     /// Walk `map` once, keeping its tracing headers; with `prefixed`, the prefixed baggage
     /// headers too; and every line of each of `fields`.
+    #[inline]
     pub(crate) fn scan(map: &HeaderMap, prefixed: bool, fields: &[crate::PropagatedField]) -> Self {
         let mut c = Captured::default();
         for (name, value) in map {
@@ -225,12 +226,23 @@ impl Captured {
 
     /// The context-format headers, as the span-only decode reads them.
     pub(crate) fn context_headers(&self) -> ContextHeaders<'_> {
+        // Inline values read straight from their position; the rare one past the inline room
+        // through `slot`.
+        let at = |i: usize| match self.index[i] {
+            ABSENT => None,
+            IN_OTHERS => self.slot(i),
+            at => self.values.get(usize::from(at)).and_then(Option::as_ref),
+        };
         let mut h = ContextHeaders::default();
-        for i in B3..=TRACEPARENT {
-            h.slots[i] = self.slot(i);
-        }
-        h.slots[UBER_TRACE_ID] = self.slot(CAPTURED_UBER_TRACE_ID);
-        h.slots[GRPC_TRACE_BIN] = self.slot(CAPTURED_GRPC_TRACE_BIN);
+        h.slots[B3] = at(B3);
+        h.slots[X_B3_TRACE_ID] = at(X_B3_TRACE_ID);
+        h.slots[X_B3_SPAN_ID] = at(X_B3_SPAN_ID);
+        h.slots[X_B3_PARENT_SPAN_ID] = at(X_B3_PARENT_SPAN_ID);
+        h.slots[X_B3_SAMPLED] = at(X_B3_SAMPLED);
+        h.slots[X_B3_FLAGS] = at(X_B3_FLAGS);
+        h.slots[TRACEPARENT] = at(TRACEPARENT);
+        h.slots[UBER_TRACE_ID] = at(CAPTURED_UBER_TRACE_ID);
+        h.slots[GRPC_TRACE_BIN] = at(CAPTURED_GRPC_TRACE_BIN);
         h.traceparent_repeated = self.repeated & (1 << TRACEPARENT) != 0;
         h
     }

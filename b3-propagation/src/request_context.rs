@@ -270,6 +270,7 @@ pub struct RequestContext {
 impl RequestContext {
     /// A context from an extract: `rest` decoded already, or (with `pending.lazy`) when
     /// first needed.
+    #[inline]
     pub(crate) fn extracted(
         remote: Option<(SpanContext, ContextFormat)>,
         tracestate: TraceState,

@@ -1,5 +1,5 @@
 //! [`RequestContext`]: everything a request carries for tracing, as extracted by a
-//! [`Propagator`](crate::Propagator).
+//! [`Propagator`].
 //!
 //! It holds the caller's span context (`remote`), this hop's span (`local`, set by a server
 //! middleware), `tracestate`, the request id, baggage, the received header values to forward

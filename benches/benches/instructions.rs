@@ -10,14 +10,70 @@
 //!
 //! Divide "Collected" by the count. `leaf`: the extract alone (what a service that makes no
 //! call pays; the request id is read, as the server layer does); `forward`: the extract and
-//! one forwarded call's headers (the rest of the context decoded). Without arguments (as
+//! one forwarded call's headers (the rest of the context decoded); `layers`: `layers.rs`'s
+//! `ours_forward` round trip (a server layer whose handler makes one call through a client
+//! layer, headers only, in-process), `bare` the same without layers. Without arguments (as
 //! `cargo bench` runs it) it does 1 000 of each and prints nothing to compare.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
 
+use std::convert::Infallible;
+
 use b3_propagation::Propagator;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_trace_headers::server::ResponseBody;
+use tower_trace_headers::{PropagateTraceHeadersLayer, TraceHeadersLayer};
+
+type Svc = BoxCloneSyncService<Request<()>, Response<()>, Infallible>;
+
+fn downstream() -> Svc {
+    BoxCloneSyncService::new(service_fn(|req: Request<()>| async move {
+        black_box(req.headers().len());
+        Ok::<_, Infallible>(Response::new(()))
+    }))
+}
+
+fn handler(client: Svc) -> Svc {
+    BoxCloneSyncService::new(service_fn(move |_req: Request<()>| {
+        let client = client.clone();
+        async move { client.oneshot(Request::new(())).await }
+    }))
+}
+
+fn roundtrip(layers: bool, n: u64) {
+    let svc = if layers {
+        let client = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
+                .layer(PropagateTraceHeadersLayer::forward().without_spans())
+                .service(downstream()),
+        );
+        BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
+                .layer(TraceHeadersLayer::new().without_spans())
+                .service(handler(client)),
+        )
+    } else {
+        handler(downstream())
+    };
+    let template = request();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        for _ in 0..n {
+            let mut req = Request::new(());
+            *req.headers_mut() = template.clone();
+            let mut svc = svc.clone();
+            let svc = svc.ready().await.expect("ready");
+            black_box(svc.call(req).await.expect("infallible"));
+        }
+    });
+}
 
 fn request() -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -62,9 +118,14 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     match (args.next(), args.next().and_then(|n| n.parse().ok())) {
         (Some(mode), Some(n)) if mode == "leaf" || mode == "forward" => run(&mode, n),
+        (Some(mode), Some(n)) if mode == "layers" || mode == "bare" => {
+            roundtrip(mode == "layers", n);
+        }
         _ => {
             run("leaf", 1_000);
             run("forward", 1_000);
+            roundtrip(false, 1_000);
+            roundtrip(true, 1_000);
         }
     }
 }

@@ -18,30 +18,14 @@
 
 use std::hint::black_box;
 
-use std::convert::Infallible;
-
 use b3_propagation::Propagator;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_trace_headers::server::ResponseBody;
 use tower_trace_headers::{PropagateTraceHeadersLayer, TraceHeadersLayer};
 
-type Svc = BoxCloneSyncService<Request<()>, Response<()>, Infallible>;
-
-fn downstream() -> Svc {
-    BoxCloneSyncService::new(service_fn(|req: Request<()>| async move {
-        black_box(req.headers().len());
-        Ok::<_, Infallible>(Response::new(()))
-    }))
-}
-
-fn handler(client: Svc) -> Svc {
-    BoxCloneSyncService::new(service_fn(move |_req: Request<()>| {
-        let client = client.clone();
-        async move { client.oneshot(Request::new(())).await }
-    }))
-}
+use benches::{downstream, handler};
 
 fn roundtrip(layers: bool, n: u64) {
     let svc = if layers {

@@ -18,17 +18,16 @@
 //! The request is what Envoy delivers: ten ordinary headers, `x-request-id` and B3.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
-use std::convert::Infallible;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_trace_headers::server::ResponseBody;
 use tower_trace_headers::{PropagateTraceHeadersLayer, TraceHeadersLayer};
 
-type Svc = BoxCloneSyncService<Request<()>, Response<()>, Infallible>;
+use benches::{Svc, downstream, handler};
 
 fn headers() -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -55,21 +54,6 @@ fn headers() -> HeaderMap {
         h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
     }
     h
-}
-
-fn downstream() -> Svc {
-    BoxCloneSyncService::new(service_fn(|req: Request<()>| async move {
-        black_box(req.headers().len());
-        Ok::<_, Infallible>(Response::new(()))
-    }))
-}
-
-/// A handler that makes one call through `client`.
-fn handler(client: Svc) -> Svc {
-    BoxCloneSyncService::new(service_fn(move |_req: Request<()>| {
-        let client = client.clone();
-        async move { client.oneshot(Request::new(())).await }
-    }))
 }
 
 fn roundtrip(c: &mut Criterion) {

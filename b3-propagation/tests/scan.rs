@@ -95,6 +95,20 @@ fn trust() -> impl Strategy<Value = TrustPolicy> {
     ]
 }
 
+/// The header lines a strategy drew, as a `HeaderMap` (lines that are not valid HTTP left out).
+fn map_of(headers: &[(String, String)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::from_str(value),
+        ) {
+            map.append(n, v);
+        }
+    }
+    map
+}
+
 type SpanOnly = (Option<(SpanContext, ContextFormat)>, Vec<ParseError>);
 
 fn span_only(p: &Propagator, carrier: &impl Extractor) -> SpanOnly {
@@ -112,12 +126,7 @@ proptest! {
         order in order(),
         trust in trust(),
     ) {
-        let mut map = HeaderMap::new();
-        for (name, value) in &headers {
-            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
-                map.append(n, v);
-            }
-        }
+        let map = map_of(&headers);
         for p in [
             Propagator::default(),
             Propagator::builder().extract(order).trust(trust).build(),
@@ -225,12 +234,7 @@ proptest! {
         order in order(),
         trust in trust(),
     ) {
-        let mut map = HeaderMap::new();
-        for (name, value) in &headers {
-            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
-                map.append(n, v);
-            }
-        }
+        let map = map_of(&headers);
         let end_user = b3_propagation::PropagatedField::from_static("end-user");
         for p in [
             Propagator::default(),

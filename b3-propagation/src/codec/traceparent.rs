@@ -186,6 +186,13 @@ fn hex_err(e: HexError, field: Field, offset: usize) -> ParseError {
 /// Encode as version `00` into `buf`. `None` for a sampling-only context (W3C has no such
 /// thing). Never allocates.
 pub fn encode_to<'a>(cx: &SpanContext, buf: &'a mut [u8; LEN]) -> Option<&'a str> {
+    write_bytes(cx, buf)?;
+    std::str::from_utf8(buf).ok()
+}
+
+/// Write the header value into `buf` (`None`, and `buf` unspecified, for a sampling-only
+/// context).
+fn write_bytes(cx: &SpanContext, buf: &mut [u8; LEN]) -> Option<()> {
     let (trace_id, span_id) = (cx.trace_id()?, cx.span_id()?);
     buf[..3].copy_from_slice(b"00-");
     write_hex_u64(trace_id.high(), &mut buf[3..19]);
@@ -194,15 +201,16 @@ pub fn encode_to<'a>(cx: &SpanContext, buf: &'a mut [u8; LEN]) -> Option<&'a str
     write_hex_u64(span_id.to_u64(), &mut buf[36..52]);
     buf[52] = b'-';
     write_hex_u8(cx.trace_flags().bits(), &mut buf[53..55]);
-    std::str::from_utf8(buf).ok()
+    Some(())
 }
 
 /// Encode as a header value (one allocation). `None` for a sampling-only context.
 #[must_use]
 pub fn encode(cx: &SpanContext) -> Option<HeaderValue> {
     let mut buf = [0u8; LEN];
-    let s = encode_to(cx, &mut buf)?;
-    HeaderValue::from_str(s).ok()
+    write_bytes(cx, &mut buf)?;
+    // Hex digits and dashes: checked once, by the header value.
+    HeaderValue::from_bytes(&buf).ok()
 }
 
 /// Read `traceparent`: `None` when absent; two field lines are an error.

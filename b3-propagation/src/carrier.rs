@@ -84,7 +84,47 @@ impl Default for Captured {
     }
 }
 
-pub(crate) const SCAN_SLOTS: usize = 18;
+/// The slot of each tracing header in [`Captured`], as [`scan_slot`] finds it.
+pub(crate) mod slot {
+    /// `b3`.
+    pub(crate) const B3: usize = 0;
+    /// `x-b3-traceid`.
+    pub(crate) const X_B3_TRACE_ID: usize = 1;
+    /// `x-b3-spanid`.
+    pub(crate) const X_B3_SPAN_ID: usize = 2;
+    /// `x-b3-parentspanid`.
+    pub(crate) const X_B3_PARENT_SPAN_ID: usize = 3;
+    /// `x-b3-sampled`.
+    pub(crate) const X_B3_SAMPLED: usize = 4;
+    /// `x-b3-flags`.
+    pub(crate) const X_B3_FLAGS: usize = 5;
+    /// `traceparent`.
+    pub(crate) const TRACEPARENT: usize = 6;
+    /// `tracestate`.
+    pub(crate) const TRACESTATE: usize = 7;
+    /// `baggage`.
+    pub(crate) const BAGGAGE: usize = 8;
+    /// `x-request-id`.
+    pub(crate) const X_REQUEST_ID: usize = 9;
+    /// `uber-trace-id`.
+    pub(crate) const UBER_TRACE_ID: usize = 10;
+    /// `grpc-trace-bin`.
+    pub(crate) const GRPC_TRACE_BIN: usize = 11;
+    /// `x-ot-span-context`.
+    pub(crate) const X_OT_SPAN_CONTEXT: usize = 12;
+    /// `x-cloud-trace-context`.
+    pub(crate) const X_CLOUD_TRACE_CONTEXT: usize = 13;
+    /// `sw8`.
+    pub(crate) const SW8: usize = 14;
+    /// `x-datadog-trace-id`.
+    pub(crate) const X_DATADOG_TRACE_ID: usize = 15;
+    /// `x-datadog-parent-id`.
+    pub(crate) const X_DATADOG_PARENT_ID: usize = 16;
+    /// `x-datadog-sampling-priority`.
+    pub(crate) const X_DATADOG_SAMPLING_PRIORITY: usize = 17;
+}
+
+pub(crate) const SCAN_SLOTS: usize = slot::X_DATADOG_SAMPLING_PRIORITY + 1;
 
 /// The slot of a tracing header name (lower case), if it is one. Dispatches on the length
 /// first, so an ordinary header costs one comparison.
@@ -92,36 +132,36 @@ pub(crate) const SCAN_SLOTS: usize = 18;
 pub(crate) fn scan_slot(name: &str) -> Option<usize> {
     let b = name.as_bytes();
     match b.len() {
-        2 => (b == b"b3").then_some(0),
-        3 => (b == b"sw8").then_some(14),
-        7 => (b == b"baggage").then_some(8),
+        2 => (b == b"b3").then_some(slot::B3),
+        3 => (b == b"sw8").then_some(slot::SW8),
+        7 => (b == b"baggage").then_some(slot::BAGGAGE),
         10 => match b[0] {
-            b'x' => (b == b"x-b3-flags").then_some(5),
-            b't' => (b == b"tracestate").then_some(7),
+            b'x' => (b == b"x-b3-flags").then_some(slot::X_B3_FLAGS),
+            b't' => (b == b"tracestate").then_some(slot::TRACESTATE),
             _ => None,
         },
         11 => match b[0] {
-            b'x' => (b == b"x-b3-spanid").then_some(2),
-            b't' => (b == b"traceparent").then_some(6),
+            b'x' => (b == b"x-b3-spanid").then_some(slot::X_B3_SPAN_ID),
+            b't' => (b == b"traceparent").then_some(slot::TRACEPARENT),
             _ => None,
         },
         12 => match b.get(2) {
-            Some(b'b') if b == b"x-b3-traceid" => Some(1),
-            Some(b'b') if b == b"x-b3-sampled" => Some(4),
-            Some(b'r') if b == b"x-request-id" => Some(9),
+            Some(b'b') if b == b"x-b3-traceid" => Some(slot::X_B3_TRACE_ID),
+            Some(b'b') if b == b"x-b3-sampled" => Some(slot::X_B3_SAMPLED),
+            Some(b'r') if b == b"x-request-id" => Some(slot::X_REQUEST_ID),
             _ => None,
         },
-        13 => (b == b"uber-trace-id").then_some(10),
-        14 => (b == b"grpc-trace-bin").then_some(11),
+        13 => (b == b"uber-trace-id").then_some(slot::UBER_TRACE_ID),
+        14 => (b == b"grpc-trace-bin").then_some(slot::GRPC_TRACE_BIN),
         17 => match b.get(2) {
-            Some(b'b') => (b == b"x-b3-parentspanid").then_some(3),
-            Some(b'o') => (b == b"x-ot-span-context").then_some(12),
+            Some(b'b') => (b == b"x-b3-parentspanid").then_some(slot::X_B3_PARENT_SPAN_ID),
+            Some(b'o') => (b == b"x-ot-span-context").then_some(slot::X_OT_SPAN_CONTEXT),
             _ => None,
         },
-        18 => (b == b"x-datadog-trace-id").then_some(15),
-        19 => (b == b"x-datadog-parent-id").then_some(16),
-        21 => (b == b"x-cloud-trace-context").then_some(13),
-        27 => (b == b"x-datadog-sampling-priority").then_some(17),
+        18 => (b == b"x-datadog-trace-id").then_some(slot::X_DATADOG_TRACE_ID),
+        19 => (b == b"x-datadog-parent-id").then_some(slot::X_DATADOG_PARENT_ID),
+        21 => (b == b"x-cloud-trace-context").then_some(slot::X_CLOUD_TRACE_CONTEXT),
+        27 => (b == b"x-datadog-sampling-priority").then_some(slot::X_DATADOG_SAMPLING_PRIORITY),
         _ => None,
     }
 }
@@ -241,16 +281,12 @@ impl Captured {
         h.slots[X_B3_SAMPLED] = at(X_B3_SAMPLED);
         h.slots[X_B3_FLAGS] = at(X_B3_FLAGS);
         h.slots[TRACEPARENT] = at(TRACEPARENT);
-        h.slots[UBER_TRACE_ID] = at(CAPTURED_UBER_TRACE_ID);
-        h.slots[GRPC_TRACE_BIN] = at(CAPTURED_GRPC_TRACE_BIN);
+        h.slots[UBER_TRACE_ID] = at(slot::UBER_TRACE_ID);
+        h.slots[GRPC_TRACE_BIN] = at(slot::GRPC_TRACE_BIN);
         h.traceparent_repeated = self.repeated & (1 << TRACEPARENT) != 0;
         h
     }
 }
-
-/// The slots of `uber-trace-id` and `grpc-trace-bin` in [`Captured`] (see [`scan_slot`]).
-const CAPTURED_UBER_TRACE_ID: usize = 10;
-const CAPTURED_GRPC_TRACE_BIN: usize = 11;
 
 impl Extractor for Captured {
     #[inline]

@@ -29,7 +29,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::OpaqueHeader;
 use crate::baggage::Baggage;
-use crate::carrier::{Captured, SCAN_SLOTS};
+use crate::carrier::{Captured, SCAN_SLOTS, slot};
 use crate::codec::{jaeger, traceparent};
 use crate::context::SpanContext;
 use crate::error::ParseError;
@@ -38,7 +38,7 @@ use crate::propagator::{ContextFormat, FormatSet, Propagator};
 use crate::request_id::RequestId;
 use crate::tracestate::TraceState;
 
-/// The header of each slot of [`Captured`] (see `carrier::scan_slot`).
+/// The header of each slot of [`Captured`] (see `carrier::slot`).
 static SLOT_NAMES: [HeaderName; SCAN_SLOTS] = [
     header::B3,
     header::X_B3_TRACE_ID,
@@ -60,13 +60,13 @@ static SLOT_NAMES: [HeaderName; SCAN_SLOTS] = [
     header::X_DATADOG_SAMPLING_PRIORITY,
 ];
 
-const X_B3_TRACE_ID_SLOT: usize = 1;
-const X_B3_SPAN_ID_SLOT: usize = 2;
-const X_B3_PARENT_SPAN_ID_SLOT: usize = 3;
-const X_B3_FLAGS_SLOT: usize = 5;
-const TRACEPARENT_SLOT: usize = 6;
-const UBER_TRACE_ID_SLOT: usize = 10;
-const GRPC_TRACE_BIN_SLOT: usize = 11;
+const X_B3_TRACE_ID_SLOT: usize = slot::X_B3_TRACE_ID;
+const X_B3_SPAN_ID_SLOT: usize = slot::X_B3_SPAN_ID;
+const X_B3_PARENT_SPAN_ID_SLOT: usize = slot::X_B3_PARENT_SPAN_ID;
+const X_B3_FLAGS_SLOT: usize = slot::X_B3_FLAGS;
+const TRACEPARENT_SLOT: usize = slot::TRACEPARENT;
+const UBER_TRACE_ID_SLOT: usize = slot::UBER_TRACE_ID;
+const GRPC_TRACE_BIN_SLOT: usize = slot::GRPC_TRACE_BIN;
 /// The opaque headers' slots: `grpc-trace-bin` (when it is not a context format) to the last.
 const OPAQUE_SLOTS: std::ops::Range<usize> = GRPC_TRACE_BIN_SLOT..SCAN_SLOTS;
 
@@ -108,22 +108,24 @@ fn is_canonical_traceparent(b: &[u8]) -> bool {
 /// The slots of a context format.
 const fn context_slots(f: ContextFormat) -> std::ops::Range<usize> {
     match f {
-        ContextFormat::B3Single => 0..1,
-        ContextFormat::B3Multi => 1..6,
-        ContextFormat::TraceParent => 6..7,
-        ContextFormat::Jaeger => 10..11,
-        ContextFormat::GrpcTraceBin => 11..12,
+        ContextFormat::B3Single => slot::B3..slot::B3 + 1,
+        ContextFormat::B3Multi => slot::X_B3_TRACE_ID..slot::X_B3_FLAGS + 1,
+        ContextFormat::TraceParent => slot::TRACEPARENT..slot::TRACEPARENT + 1,
+        ContextFormat::Jaeger => slot::UBER_TRACE_ID..slot::UBER_TRACE_ID + 1,
+        ContextFormat::GrpcTraceBin => slot::GRPC_TRACE_BIN..slot::GRPC_TRACE_BIN + 1,
     }
 }
 
 /// The slots of an opaque header.
 pub(crate) const fn opaque_slots(h: OpaqueHeader) -> std::ops::Range<usize> {
     match h {
-        OpaqueHeader::GrpcTraceBin => 11..12,
-        OpaqueHeader::OtSpanContext => 12..13,
-        OpaqueHeader::CloudTraceContext => 13..14,
-        OpaqueHeader::Sw8 => 14..15,
-        OpaqueHeader::Datadog => 15..18,
+        OpaqueHeader::GrpcTraceBin => slot::GRPC_TRACE_BIN..slot::GRPC_TRACE_BIN + 1,
+        OpaqueHeader::OtSpanContext => slot::X_OT_SPAN_CONTEXT..slot::X_OT_SPAN_CONTEXT + 1,
+        OpaqueHeader::CloudTraceContext => {
+            slot::X_CLOUD_TRACE_CONTEXT..slot::X_CLOUD_TRACE_CONTEXT + 1
+        }
+        OpaqueHeader::Sw8 => slot::SW8..slot::SW8 + 1,
+        OpaqueHeader::Datadog => slot::X_DATADOG_TRACE_ID..slot::X_DATADOG_SAMPLING_PRIORITY + 1,
     }
 }
 

@@ -5,6 +5,8 @@
 #![cfg(all(feature = "metrics", feature = "opentelemetry"))]
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod support;
+
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -46,23 +48,7 @@ fn app(layer: TraceHeadersLayer) -> Router {
     Router::new()
         .route("/users/{id}", get(|| async { "a user" }))
         .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/slow",
-            get(|| async {
-                // Headers now, the last byte 300 ms later.
-                let frames = futures_util::stream::unfold(0, |n| async move {
-                    match n {
-                        0 => Some((Ok::<_, Infallible>(Bytes::from_static(b"first ")), 1)),
-                        1 => {
-                            tokio::time::sleep(Duration::from_millis(300)).await;
-                            Some((Ok(Bytes::from_static(b"last")), 2))
-                        }
-                        _ => None,
-                    }
-                });
-                Body::from_stream(frames)
-            }),
-        )
+        .route("/slow", get(|| async { support::slow_body() }))
         .layer(
             layer
                 .skip_paths(["/healthz"])

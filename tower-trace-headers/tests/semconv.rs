@@ -7,6 +7,8 @@
 #![cfg(feature = "opentelemetry")]
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -89,23 +91,7 @@ async fn http_server(provider: &SdkTracerProvider) -> SocketAddr {
             "/fail",
             get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "down") }),
         )
-        .route(
-            "/slow",
-            get(|| async {
-                // Headers now, the last byte 300 ms later.
-                let frames = futures_util::stream::unfold(0, |n| async move {
-                    match n {
-                        0 => Some((Ok::<_, Infallible>(Bytes::from_static(b"first ")), 1)),
-                        1 => {
-                            tokio::time::sleep(Duration::from_millis(300)).await;
-                            Some((Ok(Bytes::from_static(b"last")), 2))
-                        }
-                        _ => None,
-                    }
-                });
-                Body::from_stream(frames)
-            }),
-        )
+        .route("/slow", get(|| async { support::slow_body() }))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(
             TraceHeadersLayer::new()

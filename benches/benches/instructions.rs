@@ -19,13 +19,13 @@
 use std::hint::black_box;
 
 use b3_propagation::Propagator;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http::{HeaderMap, Request, Response};
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_trace_headers::server::ResponseBody;
 use tower_trace_headers::{PropagateTraceHeadersLayer, TraceHeadersLayer};
 
-use benches::{downstream, handler};
+use benches::{downstream, envoy_headers, handler};
 
 fn roundtrip(layers: bool, n: u64) {
     let svc = if layers {
@@ -59,27 +59,13 @@ fn roundtrip(layers: bool, n: u64) {
     });
 }
 
+/// The B3 multi request: [`benches::ENVOY`] and three `x-b3-*` headers.
 fn request() -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (k, v) in [
-        ("host", "frontend.default.svc.cluster.local:8080"),
-        ("user-agent", "curl/8.5.0"),
-        ("accept", "*/*"),
-        ("accept-encoding", "gzip, deflate"),
-        ("content-type", "application/json"),
-        ("content-length", "0"),
-        ("x-forwarded-proto", "http"),
-        ("x-forwarded-for", "10.0.0.7"),
-        ("x-envoy-expected-rq-timeout-ms", "15000"),
-        ("x-envoy-attempt-count", "1"),
-        ("x-request-id", "4f9cf65f-1b6a-9c3b-8d0e-2a7c9b1e5d43"),
+    envoy_headers(&[
         ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
         ("x-b3-spanid", "a2fb4a1d1a96d312"),
         ("x-b3-sampled", "1"),
-    ] {
-        h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
-    }
-    h
+    ])
 }
 
 fn run(mode: &str, n: u64) {

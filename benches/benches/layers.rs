@@ -21,40 +21,13 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http::{Request, Response};
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_trace_headers::server::ResponseBody;
 use tower_trace_headers::{PropagateTraceHeadersLayer, TraceHeadersLayer};
 
-use benches::{Svc, downstream, handler};
-
-fn headers() -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (k, v) in [
-        ("host", "frontend.default.svc.cluster.local:8080"),
-        ("user-agent", "curl/8.5.0"),
-        ("accept", "*/*"),
-        ("accept-encoding", "gzip, deflate"),
-        ("content-type", "application/json"),
-        ("content-length", "0"),
-        ("x-forwarded-proto", "http"),
-        ("x-forwarded-for", "10.0.0.7"),
-        ("x-envoy-expected-rq-timeout-ms", "15000"),
-        ("x-envoy-attempt-count", "1"),
-        ("x-request-id", "4f9cf65f-1b6a-9c3b-8d0e-2a7c9b1e5d43"),
-        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
-        ("x-b3-spanid", "a2fb4a1d1a96d312"),
-        ("x-b3-sampled", "1"),
-        (
-            "traceparent",
-            "00-463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-01",
-        ),
-    ] {
-        h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
-    }
-    h
-}
+use benches::{Svc, downstream, envoy_headers, handler};
 
 fn roundtrip(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -135,7 +108,15 @@ fn roundtrip(c: &mut Criterion) {
         )
     };
 
-    let template = headers();
+    let template = envoy_headers(&[
+        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-sampled", "1"),
+        (
+            "traceparent",
+            "00-463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-01",
+        ),
+    ]);
     let request = || {
         let mut r = Request::new(());
         *r.headers_mut() = template.clone();

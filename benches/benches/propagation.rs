@@ -23,20 +23,7 @@ use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 
 fn envoy_request(tracing: &[(&'static str, &'static str)]) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(32);
-    let ordinary = [
-        ("host", "frontend.default.svc.cluster.local:8080"),
-        ("user-agent", "curl/8.5.0"),
-        ("accept", "*/*"),
-        ("accept-encoding", "gzip, deflate"),
-        ("content-type", "application/json"),
-        ("content-length", "0"),
-        ("x-forwarded-proto", "http"),
-        ("x-forwarded-for", "10.0.0.7"),
-        ("x-envoy-expected-rq-timeout-ms", "15000"),
-        ("x-envoy-attempt-count", "1"),
-        ("x-request-id", "4f9cf65f-1b6a-9c3b-8d0e-2a7c9b1e5d43"),
-    ];
-    for (k, v) in ordinary.iter().chain(tracing) {
+    for (k, v) in benches::ENVOY.iter().chain(tracing) {
         let value =
             HeaderValue::from_maybe_shared(Bytes::from_static(v.as_bytes())).expect("valid");
         h.append(HeaderName::from_static(k), value);

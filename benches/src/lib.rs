@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::hint::black_box;
 
-use http::{Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceExt, service_fn};
 
@@ -25,4 +25,29 @@ pub fn handler(client: Svc) -> Svc {
         let client = client.clone();
         async move { client.oneshot(Request::new(())).await }
     }))
+}
+
+/// What Envoy delivers to an application besides the tracing headers: ten ordinary headers and
+/// `x-request-id`.
+pub const ENVOY: [(&str, &str); 11] = [
+    ("host", "frontend.default.svc.cluster.local:8080"),
+    ("user-agent", "curl/8.5.0"),
+    ("accept", "*/*"),
+    ("accept-encoding", "gzip, deflate"),
+    ("content-type", "application/json"),
+    ("content-length", "0"),
+    ("x-forwarded-proto", "http"),
+    ("x-forwarded-for", "10.0.0.7"),
+    ("x-envoy-expected-rq-timeout-ms", "15000"),
+    ("x-envoy-attempt-count", "1"),
+    ("x-request-id", "4f9cf65f-1b6a-9c3b-8d0e-2a7c9b1e5d43"),
+];
+
+/// A request's headers as Envoy delivers them: [`ENVOY`], then `tracing`.
+pub fn envoy_headers(tracing: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in ENVOY.iter().chain(tracing) {
+        h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    }
+    h
 }

@@ -12,6 +12,31 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+/// `requests` requests through `mesh`, `concurrency` at a time; its collector and their trace
+/// ids, once every trace is joined there.
+async fn load_joined(
+    mesh: &LocalMesh,
+    requests: usize,
+    concurrency: usize,
+) -> (collector::Collector, Vec<String>) {
+    let base = format!("http://{}", mesh.frontend);
+    let outcomes = demo::load(&base, requests, concurrency, &[], |_| {}).await;
+    mesh.flush().await;
+    let collector = mesh.collector.clone().unwrap();
+    let ids: Vec<String> = outcomes.iter().filter_map(|o| o.trace_id.clone()).collect();
+    assert_eq!(ids.len(), requests, "every response names its trace");
+    assert!(
+        demo::wait_joined(
+            &collector,
+            ids.iter().map(String::as_str),
+            Duration::from_secs(10)
+        )
+        .await,
+        "not every trace joined: {ids:?}"
+    );
+    (collector, ids)
+}
+
 async fn joined_mesh_run(config: MeshConfig, requests: usize) {
     let mesh = LocalMesh::start(config).await.unwrap();
     let base = format!("http://{}", mesh.frontend);
@@ -94,16 +119,8 @@ async fn order_prices_inside_its_own_span() {
     // the exported spans and in the headers item received (item's server span is the client
     // span's child, so the trace has no orphan).
     let mesh = LocalMesh::start(MeshConfig::default()).await.unwrap();
-    let base = format!("http://{}", mesh.frontend);
-    let outcomes = demo::load(&base, 3, 1, &[], |_| {}).await;
-    mesh.flush().await;
-    let collector = mesh.collector.clone().unwrap();
-    let ids: Vec<&str> = outcomes
-        .iter()
-        .filter_map(|o| o.trace_id.as_deref())
-        .collect();
-    assert!(demo::wait_joined(&collector, ids.iter().copied(), Duration::from_secs(10)).await);
-    for t in ids {
+    let (collector, ids) = load_joined(&mesh, 3, 1).await;
+    for t in ids.iter().map(String::as_str) {
         let spans = collector.trace(t);
         let by_id = |id: &str| spans.iter().find(|s| s.id == id);
         let priced: Vec<_> = spans.iter().filter(|s| s.name == "price order").collect();
@@ -312,15 +329,7 @@ async fn w3c_harness_calls_back_with_a_new_parent_each_time() {
 async fn the_services_spans_follow_the_semantic_conventions() {
     use collector::SpanKind;
     let mesh = LocalMesh::start(MeshConfig::default()).await.unwrap();
-    let base = format!("http://{}", mesh.frontend);
-    let outcomes = demo::load(&base, 30, 4, &[], |_| {}).await;
-    mesh.flush().await;
-    let collector = mesh.collector.clone().unwrap();
-    let ids: Vec<&str> = outcomes
-        .iter()
-        .filter_map(|o| o.trace_id.as_deref())
-        .collect();
-    assert!(demo::wait_joined(&collector, ids.iter().copied(), Duration::from_secs(10)).await);
+    let (collector, _) = load_joined(&mesh, 30, 4).await;
     let spans = collector.spans();
     let tag = |s: &collector::ZipkinSpan, k: &str| s.tags.get(k).cloned();
 

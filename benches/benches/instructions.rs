@@ -12,7 +12,9 @@
 //! call pays; the request id is read, as the server layer does); `forward`: the extract and
 //! one forwarded call's headers (the rest of the context decoded); `layers`: `layers.rs`'s
 //! `ours_forward` round trip (a server layer whose handler makes one call through a client
-//! layer, headers only, in-process), `bare` the same without layers. Without arguments (as
+//! layer, headers only, in-process), `instrument` the same in instrument mode (a server and a
+//! client span through an OpenTelemetry SDK provider, always-on sampler, a batch processor over
+//! an exporter that discards, as the wire bench), `bare` the same without layers. Without arguments (as
 //! `cargo bench` runs it) it does 1 000 of each and prints nothing to compare.
 #![allow(missing_docs)]
 
@@ -27,18 +29,54 @@ use tower_trace_headers::{PropagateTraceHeadersLayer, TraceHeadersLayer};
 
 use benches::{downstream, envoy_headers, handler};
 
-fn roundtrip(layers: bool, n: u64) {
-    let svc = if layers {
+/// What the round trip runs: no layer, the layers headers only, or in instrument mode.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layers {
+    Bare,
+    Forward,
+    Instrument,
+}
+
+/// Discards every span (what is counted is the spans' cost, not an exporter's).
+#[derive(Debug)]
+struct Discard;
+
+impl opentelemetry_sdk::trace::SpanExporter for Discard {
+    async fn export(
+        &self,
+        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+fn roundtrip(layers: Layers, n: u64) {
+    // As the wire bench: always-on sampler, a batch processor over an exporter that discards.
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(Discard)
+        .build();
+    let (server, client) = match layers {
+        Layers::Bare => (None, None),
+        Layers::Forward => (
+            Some(TraceHeadersLayer::new().without_spans()),
+            Some(PropagateTraceHeadersLayer::forward().without_spans()),
+        ),
+        Layers::Instrument => (
+            Some(TraceHeadersLayer::new().tracer_provider(&provider)),
+            Some(PropagateTraceHeadersLayer::instrument().tracer_provider(&provider)),
+        ),
+    };
+    let svc = if let (Some(server), Some(client)) = (server, client) {
         let client = BoxCloneSyncService::new(
             ServiceBuilder::new()
                 .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
-                .layer(PropagateTraceHeadersLayer::forward().without_spans())
+                .layer(client)
                 .service(downstream()),
         );
         BoxCloneSyncService::new(
             ServiceBuilder::new()
                 .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
-                .layer(TraceHeadersLayer::new().without_spans())
+                .layer(server)
                 .service(handler(client)),
         )
     } else {
@@ -57,6 +95,7 @@ fn roundtrip(layers: bool, n: u64) {
             black_box(svc.call(req).await.expect("infallible"));
         }
     });
+    let _ = provider.shutdown();
 }
 
 /// The B3 multi request: [`benches::ENVOY`] and three `x-b3-*` headers.
@@ -84,18 +123,40 @@ fn run(mode: &str, n: u64) {
     }
 }
 
+/// B3 multi inject of a sampled span with a parent into a cleared map, as the `propagation`
+/// bench's `b3_multi_inject` group.
+fn inject(n: u64) {
+    let span = b3_propagation::codec::b3_single::decode(
+        b"463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-1-0020000000000001",
+    )
+    .expect("valid");
+    let p = Propagator::builder()
+        .inject([b3_propagation::ContextFormat::B3Multi])
+        .build();
+    let empty = b3_propagation::RequestContext::new();
+    let mut out = HeaderMap::with_capacity(32);
+    for _ in 0..n {
+        out.clear();
+        p.inject(black_box(&span), &empty, &mut out);
+        black_box(&out);
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     match (args.next(), args.next().and_then(|n| n.parse().ok())) {
         (Some(mode), Some(n)) if mode == "leaf" || mode == "forward" => run(&mode, n),
-        (Some(mode), Some(n)) if mode == "layers" || mode == "bare" => {
-            roundtrip(mode == "layers", n);
-        }
+        (Some(mode), Some(n)) if mode == "inject" => inject(n),
+        (Some(mode), Some(n)) if mode == "bare" => roundtrip(Layers::Bare, n),
+        (Some(mode), Some(n)) if mode == "layers" => roundtrip(Layers::Forward, n),
+        (Some(mode), Some(n)) if mode == "instrument" => roundtrip(Layers::Instrument, n),
         _ => {
             run("leaf", 1_000);
             run("forward", 1_000);
-            roundtrip(false, 1_000);
-            roundtrip(true, 1_000);
+            inject(1_000);
+            roundtrip(Layers::Bare, 1_000);
+            roundtrip(Layers::Forward, 1_000);
+            roundtrip(Layers::Instrument, 1_000);
         }
     }
 }

@@ -206,59 +206,50 @@ pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> Option<Result<SpanContext,
 /// `x-b3-sampled` next to debug, ...). Allocates once: the ids are encoded into one buffer
 /// that their header values share; sampling values are static.
 pub fn inject<I: Injector + ?Sized>(cx: &SpanContext, carrier: &mut I) {
-    match (cx.trace_id(), cx.span_id()) {
-        (Some(trace_id), Some(span_id)) => {
-            // The ids are encoded into one buffer, shared by the header values (one allocation
-            // per call, not one per id).
-            let ids = Ids::encode(
-                trace_id.to_hex().as_bytes(),
-                span_id.to_hex().as_bytes(),
-                cx.parent_span_id()
-                    .map(|p| p.to_hex())
-                    .as_ref()
-                    .map(|p| p.as_bytes()),
-            );
-            let bytes = bytes::Bytes::from_owner(ids.buf);
-            let mut at = 0;
-            for (name, len) in [
-                (&header::X_B3_TRACE_ID, ids.lens[0]),
-                (&header::X_B3_SPAN_ID, ids.lens[1]),
-            ] {
+    let ids = cx.trace_id().zip(cx.span_id());
+    let parent = cx.parent_span_id().filter(|_| ids.is_some());
+    // Stale headers go first: on the usual fresh outgoing map (no headers yet) a removal
+    // costs nothing, where after the sets it would hash each name.
+    if ids.is_none() {
+        carrier.remove(&header::X_B3_TRACE_ID);
+        carrier.remove(&header::X_B3_SPAN_ID);
+    }
+    if parent.is_none() {
+        carrier.remove(&header::X_B3_PARENT_SPAN_ID);
+    }
+    let sampling = cx.sampling();
+    if sampling != Sampling::Debug {
+        carrier.remove(&header::X_B3_FLAGS);
+    }
+    if !matches!(sampling, Sampling::Accept | Sampling::Deny) {
+        carrier.remove(&header::X_B3_SAMPLED);
+    }
+    if let Some((trace_id, span_id)) = ids {
+        // The ids are encoded into one buffer, shared by the header values (one allocation
+        // per call, not one per id).
+        let ids = Ids::encode(
+            trace_id.to_hex().as_bytes(),
+            span_id.to_hex().as_bytes(),
+            parent.map(|p| p.to_hex()).as_ref().map(|p| p.as_bytes()),
+        );
+        let bytes = bytes::Bytes::from_owner(ids.buf);
+        let mut at = 0;
+        for (name, len) in [
+            (&header::X_B3_TRACE_ID, ids.lens[0]),
+            (&header::X_B3_SPAN_ID, ids.lens[1]),
+            (&header::X_B3_PARENT_SPAN_ID, ids.lens[2]),
+        ] {
+            if len > 0 {
                 set_shared(carrier, name, bytes.slice(at..at + len));
-                at += len;
             }
-            match ids.lens[2] {
-                0 => carrier.remove(&header::X_B3_PARENT_SPAN_ID),
-                len => set_shared(
-                    carrier,
-                    &header::X_B3_PARENT_SPAN_ID,
-                    bytes.slice(at..at + len),
-                ),
-            }
-        }
-        _ => {
-            carrier.remove(&header::X_B3_TRACE_ID);
-            carrier.remove(&header::X_B3_SPAN_ID);
-            carrier.remove(&header::X_B3_PARENT_SPAN_ID);
+            at += len;
         }
     }
-    match cx.sampling() {
-        Sampling::Debug => {
-            carrier.set(&header::X_B3_FLAGS, HeaderValue::from_static("1"));
-            carrier.remove(&header::X_B3_SAMPLED);
-        }
-        Sampling::Accept => {
-            carrier.set(&header::X_B3_SAMPLED, HeaderValue::from_static("1"));
-            carrier.remove(&header::X_B3_FLAGS);
-        }
-        Sampling::Deny => {
-            carrier.set(&header::X_B3_SAMPLED, HeaderValue::from_static("0"));
-            carrier.remove(&header::X_B3_FLAGS);
-        }
-        Sampling::Deferred => {
-            carrier.remove(&header::X_B3_SAMPLED);
-            carrier.remove(&header::X_B3_FLAGS);
-        }
+    match sampling {
+        Sampling::Debug => carrier.set(&header::X_B3_FLAGS, HeaderValue::from_static("1")),
+        Sampling::Accept => carrier.set(&header::X_B3_SAMPLED, HeaderValue::from_static("1")),
+        Sampling::Deny => carrier.set(&header::X_B3_SAMPLED, HeaderValue::from_static("0")),
+        Sampling::Deferred => {}
     }
 }
 
@@ -321,6 +312,7 @@ mod tests {
 
     const T: &str = "463ac35c9f6413ad48485a3953bb6124";
     const S: &str = "a2fb4a1d1a96d312";
+    const P: &str = "0020000000000001";
 
     #[rustfmt::skip]
     #[test]
@@ -368,5 +360,66 @@ mod tests {
         assert!(map.get(header::X_B3_PARENT_SPAN_ID).is_none());
         assert!(map.get(header::X_B3_SAMPLED).is_none());
         assert_eq!(map[header::X_B3_FLAGS], "1");
+    }
+
+    /// Whatever the carrier held, exactly the headers of the context remain (the stale ones
+    /// are removed before the new ones are written, so the order cannot lose one).
+    #[test]
+    fn inject_leaves_exactly_the_context_headers() {
+        let names = [
+            header::X_B3_TRACE_ID,
+            header::X_B3_SPAN_ID,
+            header::X_B3_PARENT_SPAN_ID,
+            header::X_B3_SAMPLED,
+            header::X_B3_FLAGS,
+        ];
+        // (decoded from, the five headers left), in the order of `names`.
+        type Headers<'a> = [Option<&'a str>; 5];
+        let cases: [(&Headers<'_>, Headers<'_>); 6] = [
+            (
+                &[Some(T), Some(S), Some(P), Some("1"), None],
+                [Some(T), Some(S), Some(P), Some("1"), None],
+            ),
+            (
+                &[Some(T), Some(S), None, Some("0"), None],
+                [Some(T), Some(S), None, Some("0"), None],
+            ),
+            (
+                &[Some(T), Some(S), Some(P), None, Some("1")],
+                [Some(T), Some(S), Some(P), None, Some("1")],
+            ),
+            (
+                &[Some(T), Some(S), None, None, None],
+                [Some(T), Some(S), None, None, None],
+            ),
+            // Sampling only: no ids (and so no parent) stay.
+            (
+                &[None, None, None, Some("1"), None],
+                [None, None, None, Some("1"), None],
+            ),
+            (
+                &[None, None, None, None, Some("1")],
+                [None, None, None, None, Some("1")],
+            ),
+        ];
+        for (input, want) in cases {
+            let cx = decode(&h(input[0], input[1], input[2], input[3], input[4]))
+                .unwrap()
+                .unwrap();
+            let mut map = http::HeaderMap::new();
+            map.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("x/y"));
+            for name in &names {
+                map.insert(name.clone(), HeaderValue::from_static("stale"));
+            }
+            inject(&cx, &mut map);
+            for (name, want) in names.iter().zip(want) {
+                assert_eq!(
+                    map.get(name).map(|v| v.to_str().unwrap()),
+                    want,
+                    "{name} for {input:?}"
+                );
+            }
+            assert_eq!(map[http::header::CONTENT_TYPE], "x/y");
+        }
     }
 }

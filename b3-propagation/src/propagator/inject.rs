@@ -40,12 +40,16 @@ impl Propagator {
                 ContextFormat::B3Single => b3_single::inject(span, carrier),
                 ContextFormat::B3Multi => b3_multi::inject(span, carrier),
                 ContextFormat::TraceParent => {
+                    let ts = (!span.is_sampling_only())
+                        .then(|| cx.tracestate.header_value())
+                        .flatten();
+                    // The stale one goes first: free on a fresh outgoing map.
+                    if ts.is_none() {
+                        carrier.remove(&header::TRACESTATE);
+                    }
                     traceparent::inject(span, carrier);
-                    match cx.tracestate.header_value() {
-                        Some(ts) if !span.is_sampling_only() => {
-                            carrier.set(&header::TRACESTATE, ts.clone());
-                        }
-                        _ => carrier.remove(&header::TRACESTATE),
+                    if let Some(ts) = ts {
+                        carrier.set(&header::TRACESTATE, ts.clone());
                     }
                 }
                 ContextFormat::Jaeger => jaeger::inject(span, carrier),

@@ -286,3 +286,38 @@ fn tracestate_needs_matching_traceparent() {
     ]));
     assert_eq!(cx.tracestate().header_value().unwrap(), "rojo=1,congo=2");
 }
+
+/// An inject over a carrier that holds a stale `tracestate` writes the context's own, or
+/// removes it when the context has none (or is sampling-only).
+#[test]
+fn inject_replaces_or_removes_a_stale_tracestate() {
+    let p = Propagator::builder()
+        .inject([ContextFormat::TraceParent])
+        .build();
+    let with_state = p.extract(&map(&[
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("tracestate", "rojo=1"),
+    ]));
+    let without_state = p.extract(&map(&[(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )]));
+    for (cx, want) in [(&with_state, Some("rojo=1")), (&without_state, None)] {
+        let span = cx.span().expect("span");
+        let mut out = map(&[("tracestate", "stale=1"), ("content-type", "x/y")]);
+        p.inject(&span, cx, &mut out);
+        assert_eq!(
+            out.get("tracestate").map(|v| v.to_str().unwrap()),
+            want,
+            "{out:?}"
+        );
+        assert_eq!(
+            out["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(out["content-type"], "x/y");
+    }
+}

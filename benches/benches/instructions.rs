@@ -80,7 +80,7 @@ fn roundtrip(layers: Layers, n: u64) {
                 .service(handler(client)),
         )
     } else {
-        handler(downstream())
+        benches::bare()
     };
     let template = request();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -2,7 +2,8 @@
 //! layer, all in-process (no sockets), side by side with the anchors in one run:
 //! `cargo bench -p benches --bench layers`.
 //!
-//! - `bare`: the same handler and downstream `service_fn`s behind no layer;
+//! - `bare`: the same handler and downstream `service_fn`s, boxed and mapped as the layered
+//!   configurations are, with the identity layer where theirs go;
 //! - `ours_forward`: `TraceHeadersLayer` + `PropagateTraceHeadersLayer::forward()`, headers only
 //!   (`without_spans`);
 //! - `ours_instrument`: the same in instrument mode with a server and a client span through an
@@ -48,7 +49,7 @@ fn roundtrip(c: &mut Criterion) {
         );
     }
 
-    let bare = handler(downstream());
+    let bare = benches::bare();
     let ours = |server: TraceHeadersLayer, client: PropagateTraceHeadersLayer| -> Svc {
         // The response bodies end here (the client span's, the server span's), as the caller
         // and a server would end them after reading or writing them out.

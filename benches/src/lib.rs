@@ -5,8 +5,9 @@ use std::convert::Infallible;
 use std::hint::black_box;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use tower::layer::util::Identity;
 use tower::util::BoxCloneSyncService;
-use tower::{ServiceExt, service_fn};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 /// A boxed in-process service, as the round-trip benches compose them.
 pub type Svc = BoxCloneSyncService<Request<()>, Response<()>, Infallible>;
@@ -25,6 +26,25 @@ pub fn handler(client: Svc) -> Svc {
         let client = client.clone();
         async move { client.oneshot(Request::new(())).await }
     }))
+}
+
+/// The in-process round trip without layers, built the way the layered configurations are
+/// (a boxed server stack whose handler calls through a boxed client stack, each mapping its
+/// response, with the identity layer where theirs go), so that a configuration minus `bare`
+/// is what its layers cost and not the benches' plumbing.
+pub fn bare() -> Svc {
+    let client = BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .map_response(|r: Response<()>| r)
+            .layer(Identity::new())
+            .service(downstream()),
+    );
+    BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .map_response(|r: Response<()>| r)
+            .layer(Identity::new())
+            .service(handler(client)),
+    )
 }
 
 /// What Envoy delivers to an application besides the tracing headers: ten ordinary headers and

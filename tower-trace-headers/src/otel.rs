@@ -63,8 +63,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use b3_propagation::{RequestContext, Sampling, SpanContext, SpanId, TraceId, TraceState};
 use http::{HeaderMap, HeaderName, Method, StatusCode, Uri, Version};
-use opentelemetry::global::{self, BoxedTracer, ObjectSafeTracer};
-use opentelemetry::trace::{self as ot, Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::global;
+use opentelemetry::trace::{self as ot, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
@@ -120,10 +120,28 @@ pub(crate) enum SpanTracer {
     /// installed later is used).
     #[default]
     Global,
-    /// The tracer for [`scope`] of a given provider.
-    Given(Arc<BoxedTracer>),
+    /// The tracer for [`scope`] of a given provider, its type erased behind [`StartSpan`]
+    /// (not `BoxedTracer`, whose spans would be boxed twice on their way into a context).
+    Given(Arc<dyn StartSpan>),
     /// No spans.
     Off,
+}
+
+/// A tracer that starts a span and makes it the span of a context, with the tracer's own span
+/// type: the context boxes it once.
+pub(crate) trait StartSpan: Send + Sync {
+    /// `parent` with the span `builder` describes, started under it.
+    fn start_in(&self, builder: ot::SpanBuilder, parent: &Context) -> Context;
+}
+
+impl<T> StartSpan for T
+where
+    T: ot::Tracer + Send + Sync,
+    T::Span: Send + Sync + 'static,
+{
+    fn start_in(&self, builder: ot::SpanBuilder, parent: &Context) -> Context {
+        parent.with_span(self.build_with_context(builder, parent))
+    }
 }
 
 impl SpanTracer {
@@ -134,15 +152,13 @@ impl SpanTracer {
         P::Tracer: Send + Sync + 'static,
         <P::Tracer as ot::Tracer>::Span: Send + Sync + 'static,
     {
-        let tracer: Box<dyn ObjectSafeTracer + Send + Sync> =
-            Box::new(provider.tracer_with_scope(scope()));
-        SpanTracer::Given(Arc::new(BoxedTracer::new(tracer)))
+        SpanTracer::Given(Arc::new(provider.tracer_with_scope(scope())))
     }
 
-    fn with<R>(&self, f: impl FnOnce(&BoxedTracer) -> R) -> Option<R> {
+    fn with<R>(&self, f: impl FnOnce(&dyn StartSpan) -> R) -> Option<R> {
         match self {
             SpanTracer::Global => Some(f(&global::tracer_with_scope(scope()))),
-            SpanTracer::Given(t) => Some(f(t)),
+            SpanTracer::Given(t) => Some(f(&**t)),
             SpanTracer::Off => None,
         }
     }
@@ -438,17 +454,18 @@ fn to_remote(cx: &SpanContext, tracestate: &TraceState) -> Option<ot::SpanContex
     cx.to_otel(tracestate)
 }
 
-/// Start a span with the SDK handing out `ids` (when [`PresetIdGenerator`] is installed).
+/// Start a span under `parent` with the SDK handing out `ids` (when [`PresetIdGenerator`] is
+/// installed): `parent` with the span current.
 fn start(
-    tracer: &BoxedTracer,
+    tracer: &dyn StartSpan,
     builder: ot::SpanBuilder,
     parent: &Context,
     ids: Option<(TraceId, SpanId)>,
-) -> global::BoxedSpan {
+) -> Context {
     PRESET.with(|p| p.set(ids.map(|(t, s)| (t.to_u128(), s.to_u64()))));
-    let span = tracer.build_with_context(builder, parent);
+    let cx = tracer.start_in(builder, parent);
     PRESET.with(|p| p.set(None));
-    span
+    cx
 }
 
 /// Whether a started span is one some tracer reports: recording and sampled. A no-op tracer
@@ -658,8 +675,7 @@ pub(crate) fn server_span(
     };
     let started = tracer.with(|t| {
         let (name, attrs) = req.describe(SpanKind::Server);
-        let builder = t
-            .span_builder(name)
+        let builder = ot::SpanBuilder::from_name(name)
             .with_kind(SpanKind::Server)
             .with_attributes(attrs);
         // Shared: the span *is* the caller's span, so its parent is the caller's parent.
@@ -674,13 +690,13 @@ pub(crate) fn server_span(
             Context::new().with_remote_span_context(sc)
         });
         let ids = local.trace_id().zip(local.span_id());
-        let span = start(t, builder, &parent, ids);
-        (parent, span)
+        let server = start(t, builder, &parent, ids);
+        (parent, server)
     });
-    let Some((parent, span)) = started else {
+    let Some((parent, server)) = started else {
         return transparent();
     };
-    let started = span.span_context().clone();
+    let started = server.span().span_context().clone();
     // A no-op tracer echoes the parent: nothing was started or decided here.
     let noop = !started.is_valid() || started.span_id() == parent.span().span_context().span_id();
     if noop {
@@ -691,7 +707,7 @@ pub(crate) fn server_span(
         preset_works.store(if works { 1 } else { 2 }, Ordering::Relaxed);
     }
     let server = OtelSpan {
-        cx: parent.with_span(span),
+        cx: server,
         kind: SpanKind::Server,
     };
     if !is_reported(&server.cx.span()) {
@@ -732,15 +748,13 @@ pub(crate) fn client_span(
     parent_id: Option<SpanId>,
     like: Option<&SpanContext>,
 ) -> Option<(OtelSpan, SpanContext)> {
-    let span = tracer.with(|t| {
+    let cx = tracer.with(|t| {
         let (name, attrs) = req.describe(SpanKind::Client);
-        let builder = t
-            .span_builder(name)
+        let builder = ot::SpanBuilder::from_name(name)
             .with_kind(SpanKind::Client)
             .with_attributes(attrs);
         start(t, builder, parent, None)
     })?;
-    let cx = parent.with_span(span);
     if !is_reported(&cx.span()) {
         // Never exported: let it go without a trace.
         return None;

@@ -242,6 +242,27 @@ impl Captured {
         }
     }
 
+    /// Whether no header of `format` came (so decoding it would find nothing).
+    #[inline]
+    pub(crate) fn lacks(&self, format: crate::ContextFormat) -> bool {
+        use crate::ContextFormat as F;
+        let absent = |i: usize| self.index.get(i).is_none_or(|&at| at == ABSENT);
+        match format {
+            F::B3Single => absent(slot::B3),
+            F::B3Multi => (slot::X_B3_TRACE_ID..=slot::X_B3_FLAGS).all(absent),
+            F::TraceParent => absent(slot::TRACEPARENT),
+            F::Jaeger => absent(slot::UBER_TRACE_ID),
+            F::GrpcTraceBin => absent(slot::GRPC_TRACE_BIN),
+        }
+    }
+
+    /// Whether no baggage came: no `baggage` line and nothing kept in `others` (where the
+    /// prefixed baggage headers go).
+    #[inline]
+    pub(crate) fn lacks_baggage(&self) -> bool {
+        self.index[slot::BAGGAGE] == ABSENT && self.others.is_empty()
+    }
+
     /// Keep `value` as slot `i`'s first value (the slot must be empty).
     pub(crate) fn set_slot(&mut self, i: usize, value: HeaderValue) {
         let Some(at) = self.index.get_mut(i) else {

@@ -182,6 +182,7 @@ impl Propagator {
             &head,
             |f| Self::decode_format(f, carrier),
             |i| carrier.get(slot_name(i)),
+            false,
         );
         // The values forward mode re-sends, kept from the carrier.
         let mut captured = Captured::default();
@@ -211,8 +212,15 @@ impl Propagator {
             captured,
             winner,
             head,
-            |f| Self::decode_format(f, captured),
+            |f| {
+                if captured.lacks(f) {
+                    None
+                } else {
+                    Self::decode_format(f, captured)
+                }
+            },
             |i| captured.slot(i).map(HeaderValue::as_bytes),
+            captured.lacks_baggage(),
         )
     }
 
@@ -297,7 +305,8 @@ impl Propagator {
     }
 
     /// Baggage, propagated fields, the values to forward and every error, for the context
-    /// whose caller's span is `winner` (`head`: the errors found deciding it).
+    /// whose caller's span is `winner` (`head`: the errors found deciding it). `no_baggage`:
+    /// the carrier is known to hold no baggage header of any form (nothing to look for).
     fn rest_from<'c, E: Extractor + ?Sized>(
         &self,
         carrier: &'c E,
@@ -305,6 +314,7 @@ impl Propagator {
         head: &Head,
         decode: impl Fn(ContextFormat) -> Option<Result<SpanContext, ParseError>>,
         slot: impl Fn(usize) -> Option<&'c [u8]>,
+        no_baggage: bool,
     ) -> Rest {
         let c = &self.config;
         let mut errors = head.span_errors.clone();
@@ -339,7 +349,7 @@ impl Propagator {
         errors.extend(head.request_id_error);
 
         let mut baggage = Baggage::new();
-        if c.baggage {
+        if c.baggage && !no_baggage {
             let (bag, dropped) = if c.prefixed_baggage {
                 codec::baggage::extract(carrier)
             } else {

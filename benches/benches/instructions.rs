@@ -14,7 +14,8 @@
 //! `ours_forward` round trip (a server layer whose handler makes one call through a client
 //! layer, headers only, in-process), `instrument` the same in instrument mode (a server and a
 //! client span through an OpenTelemetry SDK provider, always-on sampler, a batch processor over
-//! an exporter that discards, as the wire bench), `bare` the same without layers. Without arguments (as
+//! an exporter that discards, as the wire bench, its queue large enough to hold every span
+//! until shutdown), `bare` the same without layers. Without arguments (as
 //! `cargo bench` runs it) it does 1 000 of each and prints nothing to compare.
 #![allow(missing_docs)]
 
@@ -51,9 +52,22 @@ impl opentelemetry_sdk::trace::SpanExporter for Discard {
 }
 
 fn roundtrip(layers: Layers, n: u64) {
-    // As the wire bench: always-on sampler, a batch processor over an exporter that discards.
+    // As the wire bench: always-on sampler, a batch processor over an exporter that discards;
+    // its queue holds every span of the run and exports them at shutdown, so the count does
+    // not depend on when its thread runs (under callgrind, rarely: a full queue would drop).
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+    let room = usize::try_from(2 * n + 16).unwrap_or(usize::MAX);
+    let processor = BatchSpanProcessor::builder(Discard)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(room)
+                .with_max_export_batch_size(room)
+                .with_scheduled_delay(std::time::Duration::from_secs(3600))
+                .build(),
+        )
+        .build();
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_batch_exporter(Discard)
+        .with_span_processor(processor)
         .build();
     let (server, client) = match layers {
         Layers::Bare => (None, None),

@@ -160,19 +160,55 @@ impl RequestTrace {
         #[cfg(feature = "opentelemetry")] otel: Option<opentelemetry::Context>,
         correlation: Option<Correlation>,
     ) -> Self {
-        let trace = RequestTrace {
+        let mut trace = Self::fresh(cx);
+        trace.complete(
+            #[cfg(feature = "opentelemetry")]
+            otel,
+            correlation,
+        );
+        trace
+    }
+
+    /// A trace for `cx` that nobody else holds yet, to be changed through
+    /// [`fresh_mut`](Self::fresh_mut) and finished with [`complete`](Self::complete): the
+    /// server layer's path, where the context (some 900 bytes) is moved into its `Arc` once
+    /// instead of being passed on by value while the spans start.
+    pub(crate) fn fresh(cx: RequestContext) -> Self {
+        RequestTrace {
             inner: Arc::new(Inner {
                 cx,
                 #[cfg(feature = "opentelemetry")]
-                otel,
+                otel: None,
                 changes: Changes::default(),
-                correlation,
+                correlation: None,
             }),
-        };
-        if let Some(c) = &trace.inner.correlation {
-            c.record(trace.inner.cx.baggage(), trace.otel_ref());
         }
-        trace
+    }
+
+    /// The context of a [`fresh`](Self::fresh) trace, to change (`None` once the trace is
+    /// shared: it is then no longer being set up).
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) fn fresh_mut(&mut self) -> Option<&mut RequestContext> {
+        Arc::get_mut(&mut self.inner).map(|inner| &mut inner.cx)
+    }
+
+    /// Finish a [`fresh`](Self::fresh) trace: the OpenTelemetry context its spans belong to
+    /// and the baggage keys its spans record (recorded now).
+    pub(crate) fn complete(
+        &mut self,
+        #[cfg(feature = "opentelemetry")] otel: Option<opentelemetry::Context>,
+        correlation: Option<Correlation>,
+    ) {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            #[cfg(feature = "opentelemetry")]
+            {
+                inner.otel = otel;
+            }
+            inner.correlation = correlation;
+        }
+        if let Some(c) = &self.inner.correlation {
+            c.record(self.inner.cx.baggage(), self.otel_ref());
+        }
     }
 
     /// Wrap a request context with the OpenTelemetry context its spans belong to.

@@ -1,7 +1,6 @@
 //! What the optional features add to a request or a call: an OpenTelemetry span, a `tracing`
 //! span. Without the features this is an empty struct and every method compiles to nothing.
 
-use b3_propagation::RequestContext;
 use http::{HeaderMap, Request};
 
 use crate::body::End;
@@ -32,14 +31,14 @@ pub(crate) struct ExtrasGuard<'a> {
 }
 
 impl Extras {
-    /// Start the server side of the request `cx`: its server span when a tracer reports it
-    /// (then set as this hop's span in `cx`), its `tracing` span. Returns the extras and the
-    /// request's trace.
+    /// Start the server side of the request whose [fresh](RequestTrace::fresh) trace is
+    /// `trace`: its server span when a tracer reports it (then set as this hop's span in the
+    /// trace's context), its `tracing` span. Returns the extras and the completed trace.
     #[allow(unused_variables, unused_mut)]
     pub(crate) fn server<B>(
         config: &crate::server::layer::ServerConfig,
         req: &Request<B>,
-        mut cx: RequestContext,
+        mut trace: RequestTrace,
     ) -> (Self, RequestTrace) {
         let mut extras = Extras::default();
         #[cfg(any(feature = "opentelemetry", feature = "tracing"))]
@@ -58,7 +57,7 @@ impl Extras {
         if matches!(config.tracer, crate::otel::SpanTracer::Off) {
             // Headers only: no span, and nothing about the request to describe. The caller's
             // span is current as a remote parent, so the application's own spans join.
-            extras.current = crate::otel::remote_parent(&cx, config.deferred);
+            extras.current = crate::otel::remote_parent(trace.context(), config.deferred);
         } else {
             let info = crate::otel::RequestInfo::of(req)
                 .route(config.route.and_then(|f| f(req.extensions())))
@@ -66,16 +65,18 @@ impl Extras {
             let started = crate::otel::server_span(
                 &config.tracer,
                 &info,
-                &cx,
+                trace.context(),
                 &config.propagator,
                 config.deferred,
                 &config.preset_works,
             );
-            if let Some(local) = started.local {
-                cx.set_local(local);
-            }
-            if let Some(decided) = started.decided {
-                cx.decide_sampling(decided);
+            if let Some(cx) = trace.fresh_mut() {
+                if let Some(local) = started.local {
+                    cx.set_local(local);
+                }
+                if let Some(decided) = started.decided {
+                    cx.decide_sampling(decided);
+                }
             }
             extras.otel = started.span;
             extras.current = started.cx;
@@ -86,15 +87,18 @@ impl Extras {
             let parent = extras.current.as_ref();
             #[cfg(not(feature = "opentelemetry"))]
             let parent = None;
-            extras.span = Some(crate::tracing_span::server_span(req, &cx, parent));
+            extras.span = Some(crate::tracing_span::server_span(
+                req,
+                trace.context(),
+                parent,
+            ));
         }
         let correlation = (!config.record_baggage.is_empty()).then(|| Correlation {
             keys: config.record_baggage.clone(),
             #[cfg(feature = "tracing")]
             span: extras.span.clone(),
         });
-        let trace = RequestTrace::build(
-            cx,
+        trace.complete(
             #[cfg(feature = "opentelemetry")]
             extras.current.clone(),
             correlation,

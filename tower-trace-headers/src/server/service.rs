@@ -76,13 +76,14 @@ where
                 return ResponseFuture::untouched(self.inner.call(req));
             }
         }
-        let cx = crate::hop::receive(&config.propagator, req.headers_mut());
+        // Moved into the request's trace at once; the steps below borrow it.
+        let trace = RequestTrace::fresh(crate::hop::receive(&config.propagator, req.headers_mut()));
         let echo = if config.echo_request_id {
-            cx.request_id().map(|id| id.header_value().clone())
+            trace.request_id().map(|id| id.header_value().clone())
         } else {
             None
         };
-        let (extras, trace) = Extras::server(config, &req, cx);
+        let (extras, trace) = Extras::server(config, &req, trace);
         req.extensions_mut().insert(trace.clone());
 
         // The span this hop's calls name: its own when reported, else the caller's.

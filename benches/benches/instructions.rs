@@ -1,5 +1,6 @@
 //! A fixed number of extracts of the request Envoy delivers (ten ordinary headers,
-//! `x-request-id` and B3 multi), for an instruction counter, whose counts do not move with the
+//! `x-request-id` and B3 multi), injects, or round trips through the layers, for an
+//! instruction counter, whose counts do not move with the
 //! load of a shared machine as timings do:
 //!
 //! ```text
@@ -8,9 +9,14 @@
 //! valgrind --tool=callgrind target/release/deps/instructions-<hash> forward 20000
 //! ```
 //!
+//! (the same for `inject` and `inject_otel`, 20 000; `bare`, `layers` and `instrument`,
+//! 10 000)
+//!
 //! Divide "Collected" by the count. `leaf`: the extract alone (what a service that makes no
 //! call pays; the request id is read, as the server layer does); `forward`: the extract and
-//! one forwarded call's headers (the rest of the context decoded); `layers`: `layers.rs`'s
+//! one forwarded call's headers (the rest of the context decoded); `inject`: B3 multi inject
+//! of a sampled span with a parent into a cleared map, `inject_otel` the same context through
+//! `opentelemetry-propagator-b3` (which does not send the parent); `layers`: `layers.rs`'s
 //! `ours_forward` round trip (a server layer whose handler makes one call through a client
 //! layer, headers only, in-process), `instrument` the same in instrument mode (a server and a
 //! client span through an OpenTelemetry SDK provider, always-on sampler, a batch processor over
@@ -156,11 +162,39 @@ fn inject(n: u64) {
     }
 }
 
+/// The same inject through `opentelemetry-propagator-b3` (the `propagation` bench's `otel`),
+/// for a ratio that does not move with the machine's load.
+fn inject_otel(n: u64) {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId};
+    let span = SpanContext::new(
+        TraceId::from_hex("463ac35c9f6413ad48485a3953bb6124").expect("trace id"),
+        SpanId::from_hex("a2fb4a1d1a96d312").expect("span id"),
+        TraceFlags::SAMPLED,
+        true,
+        Default::default(),
+    );
+    let cx = opentelemetry::Context::new().with_remote_span_context(span);
+    let otel = opentelemetry_propagator_b3::Propagator::with_encoding(
+        opentelemetry_propagator_b3::B3Encoding::MultipleHeader,
+    );
+    let mut out = HeaderMap::with_capacity(32);
+    for _ in 0..n {
+        out.clear();
+        otel.inject_context(
+            black_box(&cx),
+            &mut opentelemetry_http::HeaderInjector(&mut out),
+        );
+        black_box(&out);
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     match (args.next(), args.next().and_then(|n| n.parse().ok())) {
         (Some(mode), Some(n)) if mode == "leaf" || mode == "forward" => run(&mode, n),
         (Some(mode), Some(n)) if mode == "inject" => inject(n),
+        (Some(mode), Some(n)) if mode == "inject_otel" => inject_otel(n),
         (Some(mode), Some(n)) if mode == "bare" => roundtrip(Layers::Bare, n),
         (Some(mode), Some(n)) if mode == "layers" => roundtrip(Layers::Forward, n),
         (Some(mode), Some(n)) if mode == "instrument" => roundtrip(Layers::Instrument, n),
@@ -168,6 +202,7 @@ fn main() {
             run("leaf", 1_000);
             run("forward", 1_000);
             inject(1_000);
+            inject_otel(1_000);
             roundtrip(Layers::Bare, 1_000);
             roundtrip(Layers::Forward, 1_000);
             roundtrip(Layers::Instrument, 1_000);

@@ -35,20 +35,24 @@ impl Propagator {
         cx: &RequestContext,
         carrier: &mut I,
     ) {
+        let traceparent = formats.contains(ContextFormat::TraceParent);
+        let tracestate = if traceparent && !span.is_sampling_only() {
+            cx.tracestate.header_value()
+        } else {
+            None
+        };
+        // A stale `tracestate` goes before anything is written: on a fresh outgoing map that
+        // costs nothing (the codecs remove their own stale headers first for the same reason).
+        if traceparent && tracestate.is_none() {
+            carrier.remove(&header::TRACESTATE);
+        }
         for f in formats.iter() {
             match f {
                 ContextFormat::B3Single => b3_single::inject(span, carrier),
                 ContextFormat::B3Multi => b3_multi::inject(span, carrier),
                 ContextFormat::TraceParent => {
-                    let ts = (!span.is_sampling_only())
-                        .then(|| cx.tracestate.header_value())
-                        .flatten();
-                    // The stale one goes first: free on a fresh outgoing map.
-                    if ts.is_none() {
-                        carrier.remove(&header::TRACESTATE);
-                    }
                     traceparent::inject(span, carrier);
-                    if let Some(ts) = ts {
+                    if let Some(ts) = tracestate {
                         carrier.set(&header::TRACESTATE, ts.clone());
                     }
                 }

@@ -115,6 +115,8 @@ pub mod client;
 pub mod current;
 mod extras;
 pub mod hop;
+#[cfg(feature = "opentelemetry")]
+mod intern;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;

@@ -38,6 +38,13 @@
 //! Nothing here can slow or fail a request: spans are ended and handed to the SDK's span
 //! processor, whose batching and export run elsewhere.
 //!
+//! Attribute values that repeat from request to request — hosts, user agents, routes, span
+//! names, gRPC service and method names, a path that is its route's — are kept once for the
+//! process (a bounded table: at most 512 values of at most 256 bytes, 128 KiB; past that, or
+//! for a longer value, the value is copied per span as before), so a span carries them
+//! without allocating and its exporter frees nothing for them. Paths with parameters, query
+//! strings, client addresses and full URLs are copied per span.
+//!
 //! # Example
 //!
 //! ```
@@ -65,7 +72,7 @@ use b3_propagation::{RequestContext, Sampling, SpanContext, SpanId, TraceId, Tra
 use http::{HeaderMap, HeaderName, Method, StatusCode, Uri, Version};
 use opentelemetry::global;
 use opentelemetry::trace::{self as ot, SpanKind, Status, TraceContextExt};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
 use crate::semconv;
@@ -237,13 +244,15 @@ impl<'a> RequestInfo<'a> {
             let full = path.strip_prefix('/').unwrap_or(path);
             let (service, method) = full.split_once('/').unwrap_or((full, ""));
             attrs.push(KeyValue::new(semconv::RPC_SYSTEM, "grpc"));
-            attrs.push(KeyValue::new(semconv::RPC_SERVICE, service.to_owned()));
-            attrs.push(KeyValue::new(semconv::RPC_METHOD, method.to_owned()));
+            attrs.push(KeyValue::new(semconv::RPC_SERVICE, repeated(service)));
+            attrs.push(KeyValue::new(semconv::RPC_METHOD, repeated(method)));
             self.server_attributes(server, &mut attrs);
             if server {
                 self.client_attributes(&mut attrs);
             }
-            return (Cow::Owned(full.to_owned()), attrs);
+            let name =
+                crate::intern::get(full).map_or_else(|| Cow::Owned(full.to_owned()), Cow::Borrowed);
+            return (name, attrs);
         }
         let method = semconv::method_name(self.method);
         attrs.push(KeyValue::new(
@@ -263,7 +272,13 @@ impl<'a> RequestInfo<'a> {
         // `{method}` is `HTTP` for a method the conventions do not know.
         let method = method.unwrap_or("HTTP");
         if server {
-            attrs.push(KeyValue::new(semconv::URL_PATH, path.to_owned()));
+            // The path is the route's own for a route without parameters, so as few values.
+            let path = if self.route == Some(path) {
+                repeated(path)
+            } else {
+                Value::from(path.to_owned())
+            };
+            attrs.push(KeyValue::new(semconv::URL_PATH, path));
             if let Some(q) = self.uri.query() {
                 attrs.push(KeyValue::new(semconv::URL_QUERY, q.to_owned()));
             }
@@ -275,15 +290,21 @@ impl<'a> RequestInfo<'a> {
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
             {
-                attrs.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_owned()));
+                attrs.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, repeated(ua)));
             }
             if let Some(route) = self.route {
-                attrs.push(KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()));
-                let mut name = String::with_capacity(method.len() + 1 + route.len());
-                name.push_str(method);
-                name.push(' ');
-                name.push_str(route);
-                return (Cow::Owned(name), attrs);
+                attrs.push(KeyValue::new(semconv::HTTP_ROUTE, repeated(route)));
+                let name = crate::intern::joined(method, route).map_or_else(
+                    || {
+                        let mut name = String::with_capacity(method.len() + 1 + route.len());
+                        name.push_str(method);
+                        name.push(' ');
+                        name.push_str(route);
+                        Cow::Owned(name)
+                    },
+                    Cow::Borrowed,
+                );
+                return (name, attrs);
             }
         } else {
             self.server_attributes(false, &mut attrs);
@@ -337,14 +358,14 @@ impl<'a> RequestInfo<'a> {
             header(&X_FORWARDED_HOST)
                 .or(from_uri)
                 .or_else(|| header(&http::header::HOST))
-                .map(|(h, p)| (Cow::Owned(h.to_owned()), p))
+                .map(|(h, p)| (repeated(h), p))
         } else {
             from_uri
-                .map(|(h, p)| (Cow::Owned(h.to_owned()), p.or(Some(default_port))))
-                .or_else(|| self.server.map(|s| (s.host.clone(), s.port)))
+                .map(|(h, p)| (repeated(h), p.or(Some(default_port))))
+                .or_else(|| self.server.map(|s| (Value::from(s.host.clone()), s.port)))
                 .or_else(|| {
                     header(&http::header::HOST)
-                        .map(|(h, p)| (Cow::Owned(h.to_owned()), p.or(Some(default_port))))
+                        .map(|(h, p)| (repeated(h), p.or(Some(default_port))))
                 })
         };
         if let Some((host, port)) = found {
@@ -409,6 +430,12 @@ impl<'a> RequestInfo<'a> {
             None => format!("http://{open}{host}{close}{pq}"),
         })
     }
+}
+
+/// An attribute value that repeats from request to request (a host, a user agent, a route):
+/// the process's kept copy (see [`crate::intern`]), else an owned one.
+fn repeated(s: &str) -> Value {
+    crate::intern::get(s).map_or_else(|| Value::from(s.to_owned()), Value::from)
 }
 
 /// `network.protocol.version` of an HTTP version.

@@ -28,13 +28,11 @@
 use std::hint::black_box;
 
 use b3_propagation::Propagator;
-use http::{HeaderMap, Request, Response};
-use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_trace_headers::server::ResponseBody;
+use http::{HeaderMap, Request};
+use tower::{Service, ServiceExt};
 use tower_trace_headers::{PropagateTraceHeadersLayer, TraceHeadersLayer};
 
-use benches::{downstream, envoy_headers, handler};
+use benches::envoy_headers;
 
 /// What the round trip runs: no layer, the layers headers only, or in instrument mode.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -86,21 +84,9 @@ fn roundtrip(layers: Layers, n: u64) {
             Some(PropagateTraceHeadersLayer::instrument().tracer_provider(&provider)),
         ),
     };
-    let svc = if let (Some(server), Some(client)) = (server, client) {
-        let client = BoxCloneSyncService::new(
-            ServiceBuilder::new()
-                .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
-                .layer(client)
-                .service(downstream()),
-        );
-        BoxCloneSyncService::new(
-            ServiceBuilder::new()
-                .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
-                .layer(server)
-                .service(handler(client)),
-        )
-    } else {
-        benches::bare()
+    let svc = match (server, client) {
+        (Some(server), Some(client)) => benches::layered(server, client),
+        _ => benches::bare(),
     };
     let template = request();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -22,10 +22,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{Request, Response};
+use http::Request;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_trace_headers::server::ResponseBody;
 use tower_trace_headers::{PropagateTraceHeadersLayer, TraceHeadersLayer};
 
 use benches::{Svc, downstream, envoy_headers, handler};
@@ -50,22 +49,7 @@ fn roundtrip(c: &mut Criterion) {
     }
 
     let bare = benches::bare();
-    let ours = |server: TraceHeadersLayer, client: PropagateTraceHeadersLayer| -> Svc {
-        // The response bodies end here (the client span's, the server span's), as the caller
-        // and a server would end them after reading or writing them out.
-        let client = BoxCloneSyncService::new(
-            ServiceBuilder::new()
-                .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
-                .layer(client)
-                .service(downstream()),
-        );
-        BoxCloneSyncService::new(
-            ServiceBuilder::new()
-                .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
-                .layer(server)
-                .service(handler(client)),
-        )
-    };
+    let ours = benches::layered;
     // Headers only: no spans.
     let ours_forward = ours(
         TraceHeadersLayer::new().without_spans(),

@@ -47,6 +47,28 @@ pub fn bare() -> Svc {
     )
 }
 
+/// The in-process round trip through `server` and, for the handler's call, `client`: the
+/// layered configurations of the round-trip benches. Each stack ends its response body where
+/// a server or the caller would (the layers' spans end with it).
+pub fn layered(
+    server: tower_trace_headers::TraceHeadersLayer,
+    client: tower_trace_headers::PropagateTraceHeadersLayer,
+) -> Svc {
+    use tower_trace_headers::server::ResponseBody;
+    let client = BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
+            .layer(client)
+            .service(downstream()),
+    );
+    BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
+            .layer(server)
+            .service(handler(client)),
+    )
+}
+
 /// What Envoy delivers to an application besides the tracing headers: ten ordinary headers and
 /// `x-request-id`.
 pub const ENVOY: [(&str, &str); 11] = [

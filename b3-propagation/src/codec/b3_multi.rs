@@ -39,7 +39,7 @@ use crate::carrier::{Extractor, Injector};
 use crate::context::SpanContext;
 use crate::error::{ErrorKind, Field, ParseError};
 use crate::header;
-use crate::id::{SpanId, TraceId, parse16};
+use crate::id::{SpanId, TraceId, parse16, write_hex_u64};
 use crate::sampling::Sampling;
 
 const FORMAT: Format = Format::B3Multi;
@@ -227,11 +227,7 @@ pub fn inject<I: Injector + ?Sized>(cx: &SpanContext, carrier: &mut I) {
     if let Some((trace_id, span_id)) = ids {
         // The ids are encoded into one buffer, shared by the header values (one allocation
         // per call, not one per id).
-        let ids = Ids::encode(
-            trace_id.to_hex().as_bytes(),
-            span_id.to_hex().as_bytes(),
-            parent.map(|p| p.to_hex()).as_ref().map(|p| p.as_bytes()),
-        );
+        let ids = Ids::encode(trace_id, span_id, parent);
         let bytes = bytes::Bytes::from_owner(ids.buf);
         let mut at = 0;
         for (name, len) in [
@@ -261,25 +257,30 @@ struct Ids {
 }
 
 impl Ids {
-    fn encode(trace_id: &[u8], span_id: &[u8], parent: Option<&[u8]>) -> Self {
-        let mut ids = Ids {
-            buf: [0; 64],
-            lens: [0; 3],
+    /// The ids' hex digits written straight into the buffer: the trace id at 16 digits when
+    /// it is a 64-bit one, else 32, then the span id, then the parent's, if any.
+    fn encode(trace_id: TraceId, span_id: SpanId, parent: Option<SpanId>) -> Self {
+        let mut buf = [0u8; 64];
+        let trace_len = if trace_id.is_64bit() && trace_id.high() == 0 {
+            write_hex_u64(trace_id.low(), &mut buf[..16]);
+            16
+        } else {
+            write_hex_u64(trace_id.high(), &mut buf[..16]);
+            write_hex_u64(trace_id.low(), &mut buf[16..32]);
+            32
         };
-        let mut at = 0;
-        for (i, part) in [Some(trace_id), Some(span_id), parent]
-            .into_iter()
-            .enumerate()
-        {
-            let part = part.unwrap_or_default();
-            // At most 32 + 16 + 16 digits; a longer part (none is) would be left out.
-            if let Some(dst) = ids.buf.get_mut(at..at + part.len()) {
-                dst.copy_from_slice(part);
-                ids.lens[i] = part.len();
-                at += part.len();
+        write_hex_u64(span_id.to_u64(), &mut buf[trace_len..trace_len + 16]);
+        let parent_len = match parent {
+            Some(p) => {
+                write_hex_u64(p.to_u64(), &mut buf[trace_len + 16..trace_len + 32]);
+                16
             }
+            None => 0,
+        };
+        Ids {
+            buf,
+            lens: [trace_len, 16, parent_len],
         }
-        ids
     }
 }
 

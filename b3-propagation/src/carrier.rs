@@ -287,23 +287,16 @@ impl Captured {
 
     /// The context-format headers, as the span-only decode reads them.
     pub(crate) fn context_headers(&self) -> ContextHeaders<'_> {
-        // Inline values read straight from their position; the rare one past the inline room
-        // through `slot`.
-        let at = |i: usize| match self.index[i] {
-            ABSENT => None,
-            IN_OTHERS => self.slot(i),
-            at => self.values.get(usize::from(at)).and_then(Option::as_ref),
-        };
         let mut h = ContextHeaders::default();
-        h.slots[B3] = at(B3);
-        h.slots[X_B3_TRACE_ID] = at(X_B3_TRACE_ID);
-        h.slots[X_B3_SPAN_ID] = at(X_B3_SPAN_ID);
-        h.slots[X_B3_PARENT_SPAN_ID] = at(X_B3_PARENT_SPAN_ID);
-        h.slots[X_B3_SAMPLED] = at(X_B3_SAMPLED);
-        h.slots[X_B3_FLAGS] = at(X_B3_FLAGS);
-        h.slots[TRACEPARENT] = at(TRACEPARENT);
-        h.slots[UBER_TRACE_ID] = at(slot::UBER_TRACE_ID);
-        h.slots[GRPC_TRACE_BIN] = at(slot::GRPC_TRACE_BIN);
+        h.slots[B3] = self.slot(B3);
+        h.slots[X_B3_TRACE_ID] = self.slot(X_B3_TRACE_ID);
+        h.slots[X_B3_SPAN_ID] = self.slot(X_B3_SPAN_ID);
+        h.slots[X_B3_PARENT_SPAN_ID] = self.slot(X_B3_PARENT_SPAN_ID);
+        h.slots[X_B3_SAMPLED] = self.slot(X_B3_SAMPLED);
+        h.slots[X_B3_FLAGS] = self.slot(X_B3_FLAGS);
+        h.slots[TRACEPARENT] = self.slot(TRACEPARENT);
+        h.slots[UBER_TRACE_ID] = self.slot(slot::UBER_TRACE_ID);
+        h.slots[GRPC_TRACE_BIN] = self.slot(slot::GRPC_TRACE_BIN);
         h.traceparent_repeated = self.repeated & (1 << TRACEPARENT) != 0;
         h
     }

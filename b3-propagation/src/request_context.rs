@@ -60,15 +60,8 @@ static SLOT_NAMES: [HeaderName; SCAN_SLOTS] = [
     header::X_DATADOG_SAMPLING_PRIORITY,
 ];
 
-const X_B3_TRACE_ID_SLOT: usize = slot::X_B3_TRACE_ID;
-const X_B3_SPAN_ID_SLOT: usize = slot::X_B3_SPAN_ID;
-const X_B3_PARENT_SPAN_ID_SLOT: usize = slot::X_B3_PARENT_SPAN_ID;
-const X_B3_FLAGS_SLOT: usize = slot::X_B3_FLAGS;
-const TRACEPARENT_SLOT: usize = slot::TRACEPARENT;
-const UBER_TRACE_ID_SLOT: usize = slot::UBER_TRACE_ID;
-const GRPC_TRACE_BIN_SLOT: usize = slot::GRPC_TRACE_BIN;
 /// The opaque headers' slots: `grpc-trace-bin` (when it is not a context format) to the last.
-const OPAQUE_SLOTS: std::ops::Range<usize> = GRPC_TRACE_BIN_SLOT..SCAN_SLOTS;
+const OPAQUE_SLOTS: std::ops::Range<usize> = slot::GRPC_TRACE_BIN..SCAN_SLOTS;
 
 /// The received `traceparent` when it is exactly what this crate writes (version `00`, no
 /// unknown flag, no OWS): `None`. Else its re-encoding (`Some(Some(..))`: OWS tolerated on
@@ -164,13 +157,13 @@ impl Received {
             let value = slot_value(slot);
             let kept = match (slot, value) {
                 (_, None) => false,
-                (X_B3_SPAN_ID_SLOT | X_B3_PARENT_SPAN_ID_SLOT, _) if !b3_trace_id => false,
+                (slot::X_B3_SPAN_ID | slot::X_B3_PARENT_SPAN_ID, _) if !b3_trace_id => false,
                 // ...and so is `x-b3-flags` other than `1`.
-                (X_B3_FLAGS_SLOT, Some(v)) => v == b"1",
+                (slot::X_B3_FLAGS, Some(v)) => v == b"1",
                 // `traceparent` (W3C Trace Context, version handling): a higher version is
                 // re-emitted as version `00` with only the four fields, and unknown flags are
                 // zeroed.
-                (TRACEPARENT_SLOT, Some(v)) => match traceparent_re_encoding(v) {
+                (slot::TRACEPARENT, Some(v)) => match traceparent_re_encoding(v) {
                     None => true,
                     Some(re) => {
                         self.traceparent = re;
@@ -179,7 +172,7 @@ impl Received {
                 },
                 // `uber-trace-id` (Jaeger): the parent field is not validated, so a value
                 // that is not visible ASCII is re-encoded (`{trace}:{span}:0:{flags}`).
-                (UBER_TRACE_ID_SLOT, Some(v)) if !v.iter().all(u8::is_ascii_graphic) => {
+                (slot::UBER_TRACE_ID, Some(v)) if !v.iter().all(u8::is_ascii_graphic) => {
                     self.uber_trace_id = jaeger::decode(v).ok().and_then(|cx| jaeger::encode(&cx));
                     false
                 }
@@ -188,7 +181,7 @@ impl Received {
             if kept {
                 self.kept |= 1 << slot;
             }
-            if slot == X_B3_TRACE_ID_SLOT {
+            if slot == slot::X_B3_TRACE_ID {
                 b3_trace_id = kept;
             }
         }
@@ -208,8 +201,8 @@ impl Received {
     /// The value forwarded for `slot`, if any, given the captured values.
     fn value<'a>(&'a self, slot: usize, captured: Option<&'a Captured>) -> Option<&'a HeaderValue> {
         let replaced = match slot {
-            TRACEPARENT_SLOT => self.traceparent.as_ref(),
-            UBER_TRACE_ID_SLOT => self.uber_trace_id.as_ref(),
+            slot::TRACEPARENT => self.traceparent.as_ref(),
+            slot::UBER_TRACE_ID => self.uber_trace_id.as_ref(),
             _ => None,
         };
         replaced.or_else(|| {
@@ -329,7 +322,7 @@ impl RequestContext {
         let received = &self.rest().received;
         let captured = self.pending.as_ref().map(|p| &p.captured);
         let start = if received.formats.contains(ContextFormat::GrpcTraceBin) {
-            GRPC_TRACE_BIN_SLOT + 1
+            slot::GRPC_TRACE_BIN + 1
         } else {
             OPAQUE_SLOTS.start
         };
@@ -537,12 +530,12 @@ mod tests {
     #[test]
     fn slot_constants_name_their_headers() {
         for (slot, name) in [
-            (X_B3_SPAN_ID_SLOT, &header::X_B3_SPAN_ID),
-            (X_B3_PARENT_SPAN_ID_SLOT, &header::X_B3_PARENT_SPAN_ID),
-            (X_B3_FLAGS_SLOT, &header::X_B3_FLAGS),
-            (TRACEPARENT_SLOT, &header::TRACEPARENT),
-            (UBER_TRACE_ID_SLOT, &header::UBER_TRACE_ID),
-            (GRPC_TRACE_BIN_SLOT, &header::GRPC_TRACE_BIN),
+            (slot::X_B3_SPAN_ID, &header::X_B3_SPAN_ID),
+            (slot::X_B3_PARENT_SPAN_ID, &header::X_B3_PARENT_SPAN_ID),
+            (slot::X_B3_FLAGS, &header::X_B3_FLAGS),
+            (slot::TRACEPARENT, &header::TRACEPARENT),
+            (slot::UBER_TRACE_ID, &header::UBER_TRACE_ID),
+            (slot::GRPC_TRACE_BIN, &header::GRPC_TRACE_BIN),
         ] {
             assert_eq!(slot_name(slot), name);
         }

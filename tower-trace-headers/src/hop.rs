@@ -156,21 +156,20 @@ impl<'a> Outgoing<'a> {
     }
 }
 
+/// The `HeaderMap` carrier's own behaviour, with the room for `host` added once.
 impl Injector for Outgoing<'_> {
     #[inline]
     fn set(&mut self, name: &http::HeaderName, value: http::HeaderValue) {
-        self.map.insert(name.clone(), value);
+        Injector::set(&mut *self.map, name, value);
     }
 
     #[inline]
     fn remove(&mut self, name: &http::HeaderName) {
-        self.map.remove(name);
+        Injector::remove(&mut *self.map, name);
     }
 
     fn reserve(&mut self, additional: usize) {
-        let _ = self
-            .map
-            .try_reserve(additional + std::mem::take(&mut self.extra));
+        Injector::reserve(&mut *self.map, additional + std::mem::take(&mut self.extra));
     }
 }
 

@@ -242,6 +242,15 @@ impl Captured {
         }
     }
 
+    /// The first value of `name`, a tracing header's from its slot, any other from `others`.
+    #[inline]
+    fn get_header(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        match scan_slot(name.as_str()) {
+            Some(i) => self.slot(i),
+            None => self.others.iter().find(|(n, _)| n == name).map(|(_, v)| v),
+        }
+    }
+
     /// Whether no header of `format` came (so decoding it would find nothing).
     #[inline]
     pub(crate) fn lacks(&self, format: crate::ContextFormat) -> bool {
@@ -330,16 +339,6 @@ impl Extractor for Captured {
     fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
         // Only the prefixed baggage headers are looked for this way, and those are all kept.
         self.others.iter().map(|(n, v)| (n.as_str(), v.as_bytes()))
-    }
-}
-
-impl Captured {
-    #[inline]
-    fn get_header(&self, name: &HeaderName) -> Option<&HeaderValue> {
-        match scan_slot(name.as_str()) {
-            Some(i) => self.slot(i),
-            None => self.others.iter().find(|(n, _)| n == name).map(|(_, v)| v),
-        }
     }
 }
 

@@ -41,15 +41,15 @@ impl Extras {
         mut trace: RequestTrace,
     ) -> (Self, RequestTrace) {
         let mut extras = Extras::default();
-        #[cfg(any(feature = "opentelemetry", feature = "tracing"))]
+        // A `tracing` span alone needs to know whether this is a gRPC call; with an
+        // OpenTelemetry span, the request's description (below) says.
+        #[cfg(feature = "tracing")]
         {
             #[cfg(feature = "opentelemetry")]
-            let spans = !matches!(config.tracer, crate::otel::SpanTracer::Off);
+            let described = !matches!(config.tracer, crate::otel::SpanTracer::Off);
             #[cfg(not(feature = "opentelemetry"))]
-            let spans = false;
-            #[cfg(feature = "tracing")]
-            let spans = spans || config.tracing_span;
-            if spans {
+            let described = false;
+            if config.tracing_span && !described {
                 extras.state.grpc_call = crate::semconv::is_grpc(req.headers());
             }
         }
@@ -62,6 +62,7 @@ impl Extras {
             let info = crate::otel::RequestInfo::of(req)
                 .route(config.route.and_then(|f| f(req.extensions())))
                 .peer(config.peer.and_then(|f| f(req.extensions())));
+            extras.state.grpc_call = info.is_grpc();
             let started = crate::otel::server_span(
                 &config.tracer,
                 &info,
@@ -149,6 +150,7 @@ impl Extras {
             };
             let parent_cx = parent_cx.unwrap_or_default();
             let info = crate::otel::RequestInfo::of(req).server(config.server_address.as_ref());
+            let grpc_call = info.is_grpc();
             if let Some((span, ours)) = crate::otel::client_span(
                 &config.tracer,
                 &info,
@@ -157,7 +159,7 @@ impl Extras {
                 like.as_ref(),
             ) {
                 hop::write(propagator, trace, Some(&ours), &mut hop::Outgoing::of(req));
-                extras.state.grpc_call = crate::semconv::is_grpc(req.headers());
+                extras.state.grpc_call = grpc_call;
                 extras.state.client = true;
                 extras.current = Some(span.context().clone());
                 extras.otel = Some(span);

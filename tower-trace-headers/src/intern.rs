@@ -9,7 +9,9 @@
 //! (a `Host` or `User-Agent` per request) can fill the table but never grow it, and then cost
 //! what they cost without it. Each thread keeps its own view of the table, so a hit takes no
 //! lock and touches no shared cache line; only a value new to the process takes the global
-//! lock, once.
+//! lock, once. The views hash with `foldhash` (seeded per process, as `hashbrown`'s default):
+//! a lookup is a short hash of the value instead of SipHash's, and the table's bound caps what
+//! colliding values could cost.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -26,7 +28,8 @@ static TABLE: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
 static LEN: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    static LOCAL: RefCell<HashSet<&'static str>> = RefCell::new(HashSet::new());
+    static LOCAL: RefCell<HashSet<&'static str, foldhash::fast::RandomState>> =
+        RefCell::new(HashSet::default());
 }
 
 /// `s` as a value kept for the process, or `None` when it is too long or the table is full.

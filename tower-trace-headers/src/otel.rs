@@ -69,7 +69,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use b3_propagation::{RequestContext, Sampling, SpanContext, SpanId, TraceId, TraceState};
-use http::{HeaderMap, HeaderName, Method, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 use opentelemetry::global;
 use opentelemetry::trace::{self as ot, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue, Value};
@@ -185,7 +185,7 @@ impl fmt::Debug for SpanTracer {
 pub(crate) struct RequestInfo<'a> {
     method: &'a Method,
     uri: &'a Uri,
-    headers: &'a HeaderMap,
+    headers: Seen<'a>,
     version: Version,
     /// The route template (server side), from the layer's route hook.
     route: Option<&'a str>,
@@ -203,18 +203,75 @@ pub(crate) struct ServerAddress {
     pub(crate) port: Option<u16>,
 }
 
+/// The request headers the span attributes read (the first value of each, as
+/// `HeaderMap::get` gives it), found in one pass over an ordinary map: a lookup each would
+/// hash every name and probe the map six times.
+#[derive(Default)]
+struct Seen<'a> {
+    content_type: Option<&'a HeaderValue>,
+    host: Option<&'a HeaderValue>,
+    user_agent: Option<&'a HeaderValue>,
+    forwarded_for: Option<&'a HeaderValue>,
+    forwarded_host: Option<&'a HeaderValue>,
+    forwarded_proto: Option<&'a HeaderValue>,
+}
+
+/// Past this many distinct names, the headers are looked up instead of scanned.
+const SCAN_NAMES: usize = 32;
+
+impl<'a> Seen<'a> {
+    fn of(headers: &'a HeaderMap) -> Self {
+        if headers.keys_len() > SCAN_NAMES {
+            return Seen {
+                content_type: headers.get(http::header::CONTENT_TYPE),
+                host: headers.get(http::header::HOST),
+                user_agent: headers.get(http::header::USER_AGENT),
+                forwarded_for: headers.get(&X_FORWARDED_FOR),
+                forwarded_host: headers.get(&X_FORWARDED_HOST),
+                forwarded_proto: headers.get(&X_FORWARDED_PROTO),
+            };
+        }
+        let mut seen = Seen::default();
+        for (name, value) in headers {
+            // The length first: most names are none of these, and fail there.
+            let slot = match name.as_str().len() {
+                4 if name == http::header::HOST => &mut seen.host,
+                10 if name == http::header::USER_AGENT => &mut seen.user_agent,
+                12 if name == http::header::CONTENT_TYPE => &mut seen.content_type,
+                15 if name == X_FORWARDED_FOR => &mut seen.forwarded_for,
+                16 if name == X_FORWARDED_HOST => &mut seen.forwarded_host,
+                17 if name == X_FORWARDED_PROTO => &mut seen.forwarded_proto,
+                _ => continue,
+            };
+            // The first value of a repeated header, as `get` gives it.
+            slot.get_or_insert(value);
+        }
+        seen
+    }
+
+    /// `value` as text, if it is.
+    fn text(value: Option<&'a HeaderValue>) -> Option<&'a str> {
+        value.and_then(|v| v.to_str().ok())
+    }
+}
+
 impl<'a> RequestInfo<'a> {
     /// What `req` shows the span attributes.
     pub(crate) fn of<B>(req: &'a http::Request<B>) -> Self {
         RequestInfo {
             method: req.method(),
             uri: req.uri(),
-            headers: req.headers(),
+            headers: Seen::of(req.headers()),
             version: req.version(),
             route: None,
             server: None,
             peer: None,
         }
+    }
+
+    /// Whether the request is a gRPC call (see [`semconv::is_grpc`]).
+    pub(crate) fn is_grpc(&self) -> bool {
+        semconv::is_grpc_content_type(self.headers.content_type)
     }
 
     /// With the route template `route` (server side).
@@ -240,7 +297,7 @@ impl<'a> RequestInfo<'a> {
         let path = self.uri.path();
         let mut attrs = Vec::with_capacity(12);
         let server = matches!(kind, SpanKind::Server);
-        if semconv::is_grpc(self.headers) {
+        if self.is_grpc() {
             let full = path.strip_prefix('/').unwrap_or(path);
             let (service, method) = full.split_once('/').unwrap_or((full, ""));
             attrs.push(KeyValue::new(semconv::RPC_SYSTEM, "grpc"));
@@ -285,11 +342,7 @@ impl<'a> RequestInfo<'a> {
             attrs.push(KeyValue::new(semconv::URL_SCHEME, self.scheme()));
             self.server_attributes(true, &mut attrs);
             self.client_attributes(&mut attrs);
-            if let Some(ua) = self
-                .headers
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-            {
+            if let Some(ua) = Seen::text(self.headers.user_agent) {
                 attrs.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, repeated(ua)));
             }
             if let Some(route) = self.route {
@@ -319,7 +372,7 @@ impl<'a> RequestInfo<'a> {
     /// request's as a proxy tells it (`X-Forwarded-Proto`), else `http`.
     fn scheme(&self) -> &'static str {
         let forwarded = || {
-            let proto = self.headers.get(&X_FORWARDED_PROTO)?.as_bytes();
+            let proto = self.headers.forwarded_proto?.as_bytes();
             if proto.eq_ignore_ascii_case(b"https") {
                 Some("https")
             } else if proto.eq_ignore_ascii_case(b"http") {
@@ -339,11 +392,8 @@ impl<'a> RequestInfo<'a> {
     /// (`X-Forwarded-Host`), else `:authority`, else `Host`. Client side: the request's URI,
     /// else the address the layer was told, else `Host`, with the scheme's default port.
     fn server_attributes(&self, server: bool, attrs: &mut Vec<KeyValue>) {
-        let header = |name: &HeaderName| {
-            self.headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| split_host_port(v.split(',').next().unwrap_or(v).trim()))
+        let header = |value: Option<&'a HeaderValue>| {
+            Seen::text(value).and_then(|v| split_host_port(v.split(',').next().unwrap_or(v).trim()))
         };
         let from_uri = self
             .uri
@@ -355,17 +405,16 @@ impl<'a> RequestInfo<'a> {
             80
         };
         let found = if server {
-            header(&X_FORWARDED_HOST)
+            header(self.headers.forwarded_host)
                 .or(from_uri)
-                .or_else(|| header(&http::header::HOST))
+                .or_else(|| header(self.headers.host))
                 .map(|(h, p)| (repeated(h), p))
         } else {
             from_uri
                 .map(|(h, p)| (repeated(h), p.or(Some(default_port))))
                 .or_else(|| self.server.map(|s| (Value::from(s.host.clone()), s.port)))
                 .or_else(|| {
-                    header(&http::header::HOST)
-                        .map(|(h, p)| (repeated(h), p.or(Some(default_port))))
+                    header(self.headers.host).map(|(h, p)| (repeated(h), p.or(Some(default_port))))
                 })
         };
         if let Some((host, port)) = found {
@@ -379,10 +428,7 @@ impl<'a> RequestInfo<'a> {
     /// `client.address` (the original client a proxy names, else the peer) and
     /// `network.peer.*` (server side).
     fn client_attributes(&self, attrs: &mut Vec<KeyValue>) {
-        let forwarded = self
-            .headers
-            .get(&X_FORWARDED_FOR)
-            .and_then(|v| v.to_str().ok())
+        let forwarded = Seen::text(self.headers.forwarded_for)
             .and_then(|v| v.split(',').next())
             .map(str::trim)
             .filter(|v| !v.is_empty());
@@ -808,5 +854,97 @@ mod tests {
         assert_eq!(g.new_trace_id(), ot::TraceId::from(7));
         PRESET.with(|p| p.set(None));
         assert_ne!(g.new_span_id(), ot::SpanId::from(9));
+    }
+
+    /// The six values, as the one pass found them.
+    fn seen_values<'a>(seen: &Seen<'a>) -> [Option<&'a [u8]>; 6] {
+        [
+            seen.content_type,
+            seen.host,
+            seen.user_agent,
+            seen.forwarded_for,
+            seen.forwarded_host,
+            seen.forwarded_proto,
+        ]
+        .map(|v| v.map(HeaderValue::as_bytes))
+    }
+
+    /// The six values, as `HeaderMap::get` finds them.
+    fn lookups(headers: &HeaderMap) -> [Option<&[u8]>; 6] {
+        [
+            headers.get(http::header::CONTENT_TYPE),
+            headers.get(http::header::HOST),
+            headers.get(http::header::USER_AGENT),
+            headers.get(&X_FORWARDED_FOR),
+            headers.get(&X_FORWARDED_HOST),
+            headers.get(&X_FORWARDED_PROTO),
+        ]
+        .map(|v| v.map(HeaderValue::as_bytes))
+    }
+
+    #[test]
+    fn one_pass_finds_what_lookups_find() {
+        let mut headers = HeaderMap::new();
+        headers.insert("accept", HeaderValue::from_static("*/*"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        headers.insert(
+            "x-forwarded-host",
+            HeaderValue::from_static("shop.example:8443"),
+        );
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("HTTPS"));
+        headers.insert("host", HeaderValue::from_static("frontend:8080"));
+        headers.insert("user-agent", HeaderValue::from_static("curl/8.5.0"));
+        // Same lengths as the names looked for, other names.
+        headers.insert("x-forwarded-fox", HeaderValue::from_static("no"));
+        headers.insert("content-typo", HeaderValue::from_static("no"));
+        headers.insert("hots", HeaderValue::from_static("no"));
+        assert_eq!(seen_values(&Seen::of(&headers)), lookups(&headers));
+        assert_eq!(Seen::of(&headers).forwarded_for.unwrap(), "203.0.113.9");
+        assert!(Seen::of(&headers).content_type.is_none());
+
+        // A map with many names is looked up, with the same answers.
+        for i in 0..=SCAN_NAMES {
+            headers.insert(
+                HeaderName::try_from(format!("x-filler-{i}")).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/grpc+proto"),
+        );
+        assert!(headers.keys_len() > SCAN_NAMES);
+        assert_eq!(seen_values(&Seen::of(&headers)), lookups(&headers));
+
+        // The attributes read from them: the proxy's host and scheme, the first client.
+        let mut req = http::Request::new(());
+        *req.headers_mut() = headers;
+        let info = RequestInfo::of(&req);
+        assert!(info.is_grpc());
+        req.headers_mut().remove("content-type");
+        let info = RequestInfo::of(&req);
+        assert!(!info.is_grpc());
+        let (_, attrs) = info.describe(SpanKind::Server);
+        let attr = |k: &str| {
+            attrs
+                .iter()
+                .find(|kv| kv.key.as_str() == k)
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(
+            attr(semconv::SERVER_ADDRESS).as_deref(),
+            Some("shop.example")
+        );
+        assert_eq!(attr(semconv::SERVER_PORT).as_deref(), Some("8443"));
+        assert_eq!(attr(semconv::URL_SCHEME).as_deref(), Some("https"));
+        assert_eq!(
+            attr(semconv::CLIENT_ADDRESS).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(
+            attr(semconv::USER_AGENT_ORIGINAL).as_deref(),
+            Some("curl/8.5.0")
+        );
     }
 }

@@ -96,14 +96,18 @@ pub(crate) fn method_name(method: &http::Method) -> Option<&'static str> {
 }
 
 /// Whether a request is a gRPC call (`content-type: application/grpc…`).
+#[cfg_attr(not(any(feature = "metrics", feature = "tracing")), allow(dead_code))]
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    is_grpc_content_type(headers.get(http::header::CONTENT_TYPE))
+}
+
+/// Whether a request whose `content-type` is `value` is a gRPC call.
 #[cfg_attr(
-    not(any(feature = "metrics", feature = "opentelemetry")),
+    not(any(feature = "metrics", feature = "tracing", feature = "opentelemetry")),
     allow(dead_code)
 )]
-pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+pub(crate) fn is_grpc_content_type(value: Option<&http::HeaderValue>) -> bool {
+    value.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// The `grpc-status` in `headers` (response headers of a trailers-only response, or trailers):

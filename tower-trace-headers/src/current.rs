@@ -173,10 +173,18 @@ impl RequestTrace {
     /// [`fresh_mut`](Self::fresh_mut) and finished with [`complete`](Self::complete): the
     /// server layer's path, where the context (some 900 bytes) is moved into its `Arc` once
     /// instead of being passed on by value while the spans start.
+    #[inline]
     pub(crate) fn fresh(cx: RequestContext) -> Self {
+        Self::fresh_with(|| cx)
+    }
+
+    /// [`fresh`](Self::fresh) for the context `make` returns, made where the trace holds it
+    /// (not made elsewhere and then moved in).
+    #[inline]
+    pub(crate) fn fresh_with(make: impl FnOnce() -> RequestContext) -> Self {
         RequestTrace {
             inner: Arc::new(Inner {
-                cx,
+                cx: make(),
                 #[cfg(feature = "opentelemetry")]
                 otel: None,
                 changes: Changes::default(),

@@ -73,6 +73,7 @@ use crate::current::RequestTrace;
 /// untrusted) and write it into `headers`, so handlers, logs and forwarded calls see the
 /// one id. This hop's span is left unset: set it ([`RequestContext::set_local`]) only for a
 /// span some tracer reports.
+#[inline]
 pub fn receive(propagator: &Propagator, headers: &mut HeaderMap) -> RequestContext {
     let mut cx = propagator.extract(&*headers);
     // A request id the extract kept is the header's (first) value already: only a generated

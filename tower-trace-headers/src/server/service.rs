@@ -77,7 +77,8 @@ where
             }
         }
         // Moved into the request's trace at once; the steps below borrow it.
-        let trace = RequestTrace::fresh(crate::hop::receive(&config.propagator, req.headers_mut()));
+        let trace =
+            RequestTrace::fresh_with(|| crate::hop::receive(&config.propagator, req.headers_mut()));
         let echo = if config.echo_request_id {
             trace.request_id().map(|id| id.header_value().clone())
         } else {

@@ -9,8 +9,8 @@
 //! valgrind --tool=callgrind target/release/deps/instructions-<hash> forward 20000
 //! ```
 //!
-//! (the same for `inject` and `inject_otel`, 20 000; `bare`, `layers` and `instrument`,
-//! 10 000)
+//! (the same for `inject` and `inject_otel`, 20 000; `bare`, `layers`, `instrument` and
+//! `instrument_global`, 10 000)
 //!
 //! Divide "Collected" by the count. `leaf`: the extract alone (what a service that makes no
 //! call pays; the request id is read, as the server layer does); `forward`: the extract and
@@ -21,7 +21,8 @@
 //! layer, headers only, in-process), `instrument` the same in instrument mode (a server and a
 //! client span through an OpenTelemetry SDK provider, always-on sampler, a batch processor over
 //! an exporter that discards, as the wire bench, its queue large enough to hold every span
-//! until shutdown), `bare` the same without layers. Without arguments (as
+//! until shutdown), `instrument_global` the same through the global provider (the layers'
+//! default tracer, looked up for each span), `bare` the same without layers. Without arguments (as
 //! `cargo bench` runs it) it does 1 000 of each and prints nothing to compare.
 #![allow(missing_docs)]
 
@@ -40,6 +41,8 @@ enum Layers {
     Bare,
     Forward,
     Instrument,
+    /// Instrument mode through the global provider (the layers' default tracer).
+    InstrumentGlobal,
 }
 
 /// Discards every span (what is counted is the spans' cost, not an exporter's).
@@ -83,6 +86,13 @@ fn roundtrip(layers: Layers, n: u64) {
             Some(TraceHeadersLayer::new().tracer_provider(&provider)),
             Some(PropagateTraceHeadersLayer::instrument().tracer_provider(&provider)),
         ),
+        Layers::InstrumentGlobal => {
+            opentelemetry::global::set_tracer_provider(provider.clone());
+            (
+                Some(TraceHeadersLayer::new()),
+                Some(PropagateTraceHeadersLayer::instrument()),
+            )
+        }
     };
     let svc = match (server, client) {
         (Some(server), Some(client)) => benches::layered(server, client),
@@ -184,6 +194,9 @@ fn main() {
         (Some(mode), Some(n)) if mode == "bare" => roundtrip(Layers::Bare, n),
         (Some(mode), Some(n)) if mode == "layers" => roundtrip(Layers::Forward, n),
         (Some(mode), Some(n)) if mode == "instrument" => roundtrip(Layers::Instrument, n),
+        (Some(mode), Some(n)) if mode == "instrument_global" => {
+            roundtrip(Layers::InstrumentGlobal, n);
+        }
         _ => {
             run("leaf", 1_000);
             run("forward", 1_000);
@@ -192,6 +205,8 @@ fn main() {
             roundtrip(Layers::Bare, 1_000);
             roundtrip(Layers::Forward, 1_000);
             roundtrip(Layers::Instrument, 1_000);
+            // Last: it sets the global provider.
+            roundtrip(Layers::InstrumentGlobal, 1_000);
         }
     }
 }

@@ -86,6 +86,10 @@ impl PropagateTraceHeadersLayer {
     /// Start client spans with this provider instead of the global one (instrument mode).
     /// The spans' instrumentation scope is this crate's ([`otel::scope`](crate::otel::scope)),
     /// whichever the provider.
+    ///
+    /// Without it the global provider is looked up for each span (so a provider set after the
+    /// layer was built is used), which takes the global provider's lock and boxes a tracer per
+    /// span; a service that sets its provider once at start-up saves both by passing it here.
     #[cfg(feature = "opentelemetry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
     #[must_use]

@@ -167,6 +167,10 @@ impl TraceHeadersLayer {
     /// version, the schema of the semantic conventions followed), whichever the provider; the
     /// application's own spans keep theirs.
     ///
+    /// Without it the global provider is looked up for each span (so a provider set after the
+    /// layer was built is used), which takes the global provider's lock and boxes a tracer per
+    /// span; a service that sets its provider once at start-up saves both by passing it here.
+    ///
     /// ```
     /// use opentelemetry_sdk::trace::SdkTracerProvider;
     /// use tower_trace_headers::TraceHeadersLayer;

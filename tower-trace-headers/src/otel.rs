@@ -882,6 +882,44 @@ mod tests {
         .map(|v| v.map(HeaderValue::as_bytes))
     }
 
+    /// The names the pass looks for, names of the same lengths, and (from index 12 on)
+    /// fillers, enough of them to push a map past [`SCAN_NAMES`].
+    fn pool_name(i: usize) -> HeaderName {
+        const NAMES: [&str; 12] = [
+            "host",
+            "user-agent",
+            "content-type",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "hots",
+            "user-agenx",
+            "content-typo",
+            "x-forwarded-fox",
+            "x-forwarded-hose",
+            "x-forwarded-prots",
+        ];
+        match NAMES.get(i) {
+            Some(n) => HeaderName::from_bytes(n.as_bytes()).expect("valid name"),
+            None => HeaderName::try_from(format!("x-filler-{i}")).expect("valid name"),
+        }
+    }
+
+    proptest::proptest! {
+        /// Any map, repeated names and large maps included: the one pass (or its lookup
+        /// fallback) finds exactly what `HeaderMap::get` finds.
+        #[test]
+        fn one_pass_agrees_with_lookups(
+            entries in proptest::collection::vec((0usize..52, "[ -~]{0,12}"), 0..64)
+        ) {
+            let mut headers = HeaderMap::new();
+            for (i, v) in entries {
+                headers.append(pool_name(i), HeaderValue::from_str(&v).expect("visible ASCII"));
+            }
+            proptest::prop_assert_eq!(seen_values(&Seen::of(&headers)), lookups(&headers));
+        }
+    }
+
     #[test]
     fn one_pass_finds_what_lookups_find() {
         let mut headers = HeaderMap::new();

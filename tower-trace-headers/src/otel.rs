@@ -216,12 +216,13 @@ struct Seen<'a> {
     forwarded_proto: Option<&'a HeaderValue>,
 }
 
-/// Past this many distinct names, the headers are looked up instead of scanned.
-const SCAN_NAMES: usize = 32;
+/// Past this many header lines (every value counts), the six are looked up instead: the pass
+/// costs at most this many steps, however many lines a request repeats.
+const SCAN_LINES: usize = 32;
 
 impl<'a> Seen<'a> {
     fn of(headers: &'a HeaderMap) -> Self {
-        if headers.keys_len() > SCAN_NAMES {
+        if headers.len() > SCAN_LINES {
             return Seen {
                 content_type: headers.get(http::header::CONTENT_TYPE),
                 host: headers.get(http::header::HOST),
@@ -883,7 +884,7 @@ mod tests {
     }
 
     /// The names the pass looks for, names of the same lengths, and (from index 12 on)
-    /// fillers, enough of them to push a map past [`SCAN_NAMES`].
+    /// fillers, enough of them to push a map past [`SCAN_LINES`].
     fn pool_name(i: usize) -> HeaderName {
         const NAMES: [&str; 12] = [
             "host",
@@ -941,8 +942,20 @@ mod tests {
         assert_eq!(Seen::of(&headers).forwarded_for.unwrap(), "203.0.113.9");
         assert!(Seen::of(&headers).content_type.is_none());
 
+        // Many lines of one name are looked up too (the pass stays short), first value first.
+        let mut repeated = HeaderMap::new();
+        for i in 0..=SCAN_LINES {
+            repeated.append(
+                "x-forwarded-for",
+                HeaderValue::try_from(format!("10.0.0.{i}")).unwrap(),
+            );
+        }
+        assert_eq!(repeated.keys_len(), 1);
+        assert_eq!(seen_values(&Seen::of(&repeated)), lookups(&repeated));
+        assert_eq!(Seen::of(&repeated).forwarded_for.unwrap(), "10.0.0.0");
+
         // A map with many names is looked up, with the same answers.
-        for i in 0..=SCAN_NAMES {
+        for i in 0..=SCAN_LINES {
             headers.insert(
                 HeaderName::try_from(format!("x-filler-{i}")).unwrap(),
                 HeaderValue::from_static("1"),
@@ -952,7 +965,7 @@ mod tests {
             "content-type",
             HeaderValue::from_static("application/grpc+proto"),
         );
-        assert!(headers.keys_len() > SCAN_NAMES);
+        assert!(headers.len() > SCAN_LINES);
         assert_eq!(seen_values(&Seen::of(&headers)), lookups(&headers));
 
         // The attributes read from them: the proxy's host and scheme, the first client.

@@ -28,14 +28,12 @@ impl OnEnd {
     pub(crate) fn server<B>(
         config: &crate::server::layer::ServerConfig,
         req: &http::Request<B>,
+        route: Option<&str>,
         trace: &crate::RequestTrace,
     ) -> Self {
         OnEnd {
             #[cfg(feature = "metrics")]
-            metrics: config
-                .metrics
-                .as_ref()
-                .map(|m| m.start(req, config.route, trace)),
+            metrics: config.metrics.as_ref().map(|m| m.start(req, route, trace)),
             spans: Ending::default(),
         }
     }

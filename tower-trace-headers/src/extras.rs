@@ -38,6 +38,7 @@ impl Extras {
     pub(crate) fn server<B>(
         config: &crate::server::layer::ServerConfig,
         req: &Request<B>,
+        route: Option<&str>,
         mut trace: RequestTrace,
     ) -> (Self, RequestTrace) {
         let mut extras = Extras::default();
@@ -60,7 +61,7 @@ impl Extras {
             extras.current = crate::otel::remote_parent(trace.context(), config.deferred);
         } else {
             let info = crate::otel::RequestInfo::of(req)
-                .route(config.route.and_then(|f| f(req.extensions())))
+                .route(route)
                 .peer(config.peer.and_then(|f| f(req.extensions())));
             extras.state.grpc_call = info.is_grpc();
             let started = crate::otel::server_span(

@@ -77,7 +77,6 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::current::RequestTrace;
-use crate::server::RouteFn;
 
 /// The `Content-Type` of an OpenMetrics text exposition, which `prometheus-client`'s text
 /// encoder writes and Prometheus needs to read exemplars (the crate does not set headers).
@@ -165,7 +164,7 @@ impl ServerMetrics {
     pub(crate) fn start<B>(
         &self,
         req: &http::Request<B>,
-        route: Option<RouteFn>,
+        route: Option<&str>,
         trace: &RequestTrace,
     ) -> Pending {
         let kind = if crate::semconv::is_grpc(req.headers()) {
@@ -176,9 +175,7 @@ impl ServerMetrics {
         } else {
             Kind::Http {
                 method: method_label(req.method()),
-                route: route
-                    .and_then(|f| f(req.extensions()))
-                    .map(|r| self.inner.names.get(r)),
+                route: route.map(|r| self.inner.names.get(r)),
                 status: 0,
             }
         };

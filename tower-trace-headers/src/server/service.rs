@@ -84,7 +84,10 @@ where
         } else {
             None
         };
-        let (extras, trace) = Extras::server(config, &req, trace);
+        // The route template, found once for the span and the metrics.
+        let route = config.route.and_then(|f| f(req.extensions()));
+        let (extras, trace) = Extras::server(config, &req, route, trace);
+        let on_end = OnEnd::server(config, &req, route, &trace);
         req.extensions_mut().insert(trace.clone());
 
         // The span this hop's calls name: its own when reported, else the caller's.
@@ -95,7 +98,6 @@ where
         } else {
             None
         };
-        let on_end = OnEnd::server(config, &req, &trace);
         // Moved into the thread-local for the call and back out: no reference count touched.
         let mut trace = Some(trace);
         let future = {

@@ -39,6 +39,21 @@ pub(crate) struct ServerConfig {
     pub(crate) tracing_span: bool,
 }
 
+impl ServerConfig {
+    /// Whether something reads the route: a span or the metrics.
+    pub(crate) fn uses_route(&self) -> bool {
+        #[cfg(feature = "opentelemetry")]
+        if !matches!(self.tracer, crate::otel::SpanTracer::Off) {
+            return true;
+        }
+        #[cfg(feature = "metrics")]
+        if self.metrics.is_some() {
+            return true;
+        }
+        false
+    }
+}
+
 impl Default for TraceHeadersLayer {
     fn default() -> Self {
         Self::new()

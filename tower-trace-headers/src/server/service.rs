@@ -84,8 +84,11 @@ where
         } else {
             None
         };
-        // The route template, found once for the span and the metrics.
-        let route = config.route.and_then(|f| f(req.extensions()));
+        // The route template, found once for the span and the metrics (when either is on).
+        let route = config
+            .route
+            .filter(|_| config.uses_route())
+            .and_then(|f| f(req.extensions()));
         let (extras, trace) = Extras::server(config, &req, route, trace);
         let on_end = OnEnd::server(config, &req, route, &trace);
         req.extensions_mut().insert(trace.clone());

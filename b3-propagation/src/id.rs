@@ -172,24 +172,24 @@ pub(crate) fn parse_hex_u128(s: &[u8]) -> Result<u128, HexError> {
     Ok((u128::from(high) << 64) | u128::from(low))
 }
 
-/// Write `v` as 16 lower-case hex digits (SWAR: the 16 nibbles are spread into the 16 bytes
-/// of a `u128`, then all turned into digits at once).
+/// The two lower-case hex digits of every byte.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX_DIGITS[i >> 4], HEX_DIGITS[i & 0xf]];
+        i += 1;
+    }
+    t
+};
+
+/// Write `v` as 16 lower-case hex digits: the two digits of each byte from a table, eight
+/// independent loads and stores (no carry chain through the value).
 #[inline]
 pub(crate) fn write_hex_u64(v: u64, out: &mut [u8]) {
-    const ONES: u128 = u128::from_ne_bytes([1; 16]);
-    let v = u128::from(v);
-    let v = ((v & 0xffff_ffff_0000_0000) << 32) | (v & 0xffff_ffff);
-    let v = ((v & 0x0000_0000_ffff_0000_0000_0000_ffff_0000) << 16)
-        | (v & 0x0000_0000_0000_ffff_0000_0000_0000_ffff);
-    let v = ((v & 0x0000_ff00_0000_ff00_0000_ff00_0000_ff00) << 8)
-        | (v & 0x0000_00ff_0000_00ff_0000_00ff_0000_00ff);
-    let v = ((v & 0x00f0_00f0_00f0_00f0_00f0_00f0_00f0_00f0) << 4)
-        | (v & 0x000f_000f_000f_000f_000f_000f_000f_000f);
-    // One byte per nibble, most significant first. A nibble of 10 or more gets bit 4 from
-    // adding 6, and is moved from `0` + n up to `a` + n - 10.
-    let letters = ((v + ONES * 6) >> 4) & ONES;
-    let digits = v + ONES * u128::from(b'0') + letters * u128::from(b'a' - b'0' - 10);
-    out[..16].copy_from_slice(&digits.to_be_bytes());
+    for (pair, byte) in out[..16].chunks_exact_mut(2).zip(v.to_be_bytes()) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
+    }
 }
 
 /// Write one byte as two lower-case hex digits.
@@ -606,7 +606,7 @@ mod tests {
     }
 
     #[test]
-    fn swar_hex_writes_every_nibble() {
+    fn hex_writes_every_nibble() {
         let mut out = [0u8; 16];
         for v in [
             0,

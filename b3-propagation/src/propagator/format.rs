@@ -47,6 +47,15 @@ impl ContextFormat {
     }
 }
 
+// `FormatSet::iter` reads `ALL[i]` as the format of bit `i`.
+const _: () = {
+    let mut i = 0;
+    while i < ContextFormat::ALL.len() {
+        assert!(ContextFormat::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 impl fmt::Display for ContextFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.format().name())
@@ -79,11 +88,21 @@ impl FormatSet {
         self.0 == 0
     }
 
+    /// The set's bits (bit `f as u8` for each format `f`), below `1 << ContextFormat::ALL.len()`.
+    pub(crate) const fn bits(self) -> u8 {
+        self.0
+    }
+
     /// The formats in the set, in [`ContextFormat::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = ContextFormat> {
-        ContextFormat::ALL
-            .into_iter()
-            .filter(move |f| self.contains(*f))
+        // Set bits lowest first: `ALL[i]` is bit `i` (checked below), so this is `ALL`'s
+        // order, and a set of one format is one step.
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            let i = usize::try_from(bits.trailing_zeros()).ok()?;
+            bits &= bits.wrapping_sub(1);
+            ContextFormat::ALL.get(i).copied()
+        })
     }
 }
 

@@ -156,16 +156,65 @@ impl Propagator {
     }
 }
 
-/// About how many headers the span formats `formats` write (a hint to reserve).
+/// About how many headers the span formats `formats` write (a hint to reserve): one load.
 fn span_formats_len(formats: FormatSet) -> usize {
-    formats
-        .iter()
-        .map(|f| match f {
-            // x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled or x-b3-flags
-            ContextFormat::B3Multi => 4,
-            // traceparent, tracestate
-            ContextFormat::TraceParent => 2,
-            ContextFormat::B3Single | ContextFormat::Jaeger | ContextFormat::GrpcTraceBin => 1,
-        })
-        .sum()
+    usize::from(SPAN_FORMATS_LEN[usize::from(formats.bits())])
+}
+
+/// How many headers a span format writes.
+const fn format_len(f: ContextFormat) -> u8 {
+    match f {
+        // x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled or x-b3-flags
+        ContextFormat::B3Multi => 4,
+        // traceparent, tracestate
+        ContextFormat::TraceParent => 2,
+        ContextFormat::B3Single | ContextFormat::Jaeger | ContextFormat::GrpcTraceBin => 1,
+    }
+}
+
+/// [`span_formats_len`] of every set, by its bits.
+const SPAN_FORMATS_LEN: [u8; 1 << ContextFormat::ALL.len()] = {
+    let mut table = [0; 1 << ContextFormat::ALL.len()];
+    let mut bits = 0;
+    while bits < table.len() {
+        let mut i = 0;
+        while i < ContextFormat::ALL.len() {
+            let f = ContextFormat::ALL[i];
+            if bits & (1 << f as usize) != 0 {
+                table[bits] += format_len(f);
+            }
+            i += 1;
+        }
+        bits += 1;
+    }
+    table
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_set_lists_and_counts_its_formats() {
+        for bits in 0..(1u8 << ContextFormat::ALL.len()) {
+            let set = ContextFormat::ALL
+                .into_iter()
+                .filter(|f| bits & (1 << *f as u8) != 0)
+                .fold(FormatSet::EMPTY, FormatSet::with);
+            assert_eq!(set.bits(), bits);
+            // Its formats in `ALL` order, each once.
+            let listed: Vec<_> = set.iter().collect();
+            let want: Vec<_> = ContextFormat::ALL
+                .into_iter()
+                .filter(|f| set.contains(*f))
+                .collect();
+            assert_eq!(listed, want, "{bits:#07b}");
+            let want: usize = set.iter().map(|f| usize::from(format_len(f))).sum();
+            assert_eq!(span_formats_len(set), want, "{bits:#07b}");
+        }
+        let b3_and_w3c = FormatSet::EMPTY
+            .with(ContextFormat::B3Multi)
+            .with(ContextFormat::TraceParent);
+        assert_eq!(span_formats_len(b3_and_w3c), 6);
+    }
 }

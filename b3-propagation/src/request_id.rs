@@ -286,6 +286,7 @@ impl std::str::FromStr for RequestId {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// The eight-at-a-time check says what the byte-by-byte one does, for every byte value
     /// at every position of a word and of the tail, next to any neighbour.
@@ -304,7 +305,6 @@ mod tests {
             }
         }
     }
-    use super::*;
 
     #[test]
     fn generated_ids_are_lowercase_uuid4() {

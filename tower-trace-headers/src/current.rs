@@ -207,7 +207,12 @@ impl RequestTrace {
         #[cfg(feature = "opentelemetry")] otel: Option<opentelemetry::Context>,
         correlation: Option<Correlation>,
     ) {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+        let inner = Arc::get_mut(&mut self.inner);
+        debug_assert!(
+            inner.is_some(),
+            "only a fresh trace, not yet shared, is completed"
+        );
+        if let Some(inner) = inner {
             #[cfg(feature = "opentelemetry")]
             {
                 inner.otel = otel;

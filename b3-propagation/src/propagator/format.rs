@@ -95,8 +95,8 @@ impl FormatSet {
 
     /// The formats in the set, in [`ContextFormat::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = ContextFormat> {
-        // Set bits lowest first: `ALL[i]` is bit `i` (checked below), so this is `ALL`'s
-        // order, and a set of one format is one step.
+        // Set bits lowest first: `ALL[i]` is bit `i` (a compile-time check next to
+        // `ContextFormat::bit`), so this is `ALL`'s order, and a set of one format is one step.
         let mut bits = self.0;
         std::iter::from_fn(move || {
             let i = usize::try_from(bits.trailing_zeros()).ok()?;

@@ -294,20 +294,12 @@ impl Captured {
         }
     }
 
-    /// The context-format headers, as the span-only decode reads them.
-    pub(crate) fn context_headers(&self) -> ContextHeaders<'_> {
-        let mut h = ContextHeaders::default();
-        h.slots[B3] = self.slot(B3);
-        h.slots[X_B3_TRACE_ID] = self.slot(X_B3_TRACE_ID);
-        h.slots[X_B3_SPAN_ID] = self.slot(X_B3_SPAN_ID);
-        h.slots[X_B3_PARENT_SPAN_ID] = self.slot(X_B3_PARENT_SPAN_ID);
-        h.slots[X_B3_SAMPLED] = self.slot(X_B3_SAMPLED);
-        h.slots[X_B3_FLAGS] = self.slot(X_B3_FLAGS);
-        h.slots[TRACEPARENT] = self.slot(TRACEPARENT);
-        h.slots[UBER_TRACE_ID] = self.slot(slot::UBER_TRACE_ID);
-        h.slots[GRPC_TRACE_BIN] = self.slot(slot::GRPC_TRACE_BIN);
-        h.traceparent_repeated = self.repeated & (1 << TRACEPARENT) != 0;
-        h
+    /// The context-format headers, as the span-only decode reads them: each slot read when a
+    /// format asks for it (most formats of the extract order are never asked for: the first
+    /// valid one wins).
+    #[inline]
+    pub(crate) fn context(&self) -> CapturedContext<'_> {
+        CapturedContext(self)
     }
 }
 
@@ -348,6 +340,66 @@ impl std::fmt::Debug for Captured {
             .field("values", &self.values.iter().flatten().collect::<Vec<_>>())
             .field("others", &self.others)
             .finish()
+    }
+}
+
+/// Where the span-only decode reads the context-format headers from: a map's walk
+/// ([`ContextHeaders`]) or the captured slots ([`CapturedContext`]).
+pub(crate) trait ContextSource<'a> {
+    /// `b3`.
+    fn b3(&self) -> Option<&'a [u8]>;
+    /// The five `x-b3-*` headers.
+    fn b3_multi(&self) -> crate::codec::b3_multi::B3Headers<'a>;
+    /// The first `traceparent` line, and whether more than one arrived.
+    fn traceparent(&self) -> Option<(&'a [u8], bool)>;
+    /// `uber-trace-id`.
+    fn uber_trace_id(&self) -> Option<&'a [u8]>;
+    /// `grpc-trace-bin`.
+    fn grpc_trace_bin(&self) -> Option<&'a [u8]>;
+}
+
+/// The context-format headers of a [`Captured`], read from its slots on demand.
+#[derive(Clone, Copy)]
+pub(crate) struct CapturedContext<'a>(&'a Captured);
+
+impl<'a> CapturedContext<'a> {
+    #[inline]
+    fn get(&self, i: usize) -> Option<&'a [u8]> {
+        self.0.slot(i).map(HeaderValue::as_bytes)
+    }
+}
+
+impl<'a> ContextSource<'a> for CapturedContext<'a> {
+    #[inline]
+    fn b3(&self) -> Option<&'a [u8]> {
+        self.get(slot::B3)
+    }
+
+    #[inline]
+    fn b3_multi(&self) -> crate::codec::b3_multi::B3Headers<'a> {
+        crate::codec::b3_multi::B3Headers {
+            trace_id: self.get(slot::X_B3_TRACE_ID),
+            span_id: self.get(slot::X_B3_SPAN_ID),
+            parent_span_id: self.get(slot::X_B3_PARENT_SPAN_ID),
+            sampled: self.get(slot::X_B3_SAMPLED),
+            flags: self.get(slot::X_B3_FLAGS),
+        }
+    }
+
+    #[inline]
+    fn traceparent(&self) -> Option<(&'a [u8], bool)> {
+        self.get(slot::TRACEPARENT)
+            .map(|v| (v, self.0.repeated & (1 << slot::TRACEPARENT) != 0))
+    }
+
+    #[inline]
+    fn uber_trace_id(&self) -> Option<&'a [u8]> {
+        self.get(slot::UBER_TRACE_ID)
+    }
+
+    #[inline]
+    fn grpc_trace_bin(&self) -> Option<&'a [u8]> {
+        self.get(slot::GRPC_TRACE_BIN)
     }
 }
 
@@ -419,16 +471,16 @@ impl<'a> ContextHeaders<'a> {
     fn get(&self, slot: usize) -> Option<&'a [u8]> {
         self.slots[slot].map(HeaderValue::as_bytes)
     }
+}
 
-    /// `b3`.
+impl<'a> ContextSource<'a> for ContextHeaders<'a> {
     #[inline]
-    pub(crate) fn b3(&self) -> Option<&'a [u8]> {
+    fn b3(&self) -> Option<&'a [u8]> {
         self.get(B3)
     }
 
-    /// The five `x-b3-*` headers.
     #[inline]
-    pub(crate) fn b3_multi(&self) -> crate::codec::b3_multi::B3Headers<'a> {
+    fn b3_multi(&self) -> crate::codec::b3_multi::B3Headers<'a> {
         crate::codec::b3_multi::B3Headers {
             trace_id: self.get(X_B3_TRACE_ID),
             span_id: self.get(X_B3_SPAN_ID),
@@ -438,22 +490,19 @@ impl<'a> ContextHeaders<'a> {
         }
     }
 
-    /// The first `traceparent` line, and whether more than one arrived.
     #[inline]
-    pub(crate) fn traceparent(&self) -> Option<(&'a [u8], bool)> {
+    fn traceparent(&self) -> Option<(&'a [u8], bool)> {
         self.get(TRACEPARENT)
             .map(|v| (v, self.traceparent_repeated))
     }
 
-    /// `uber-trace-id`.
     #[inline]
-    pub(crate) fn uber_trace_id(&self) -> Option<&'a [u8]> {
+    fn uber_trace_id(&self) -> Option<&'a [u8]> {
         self.get(UBER_TRACE_ID)
     }
 
-    /// `grpc-trace-bin`.
     #[inline]
-    pub(crate) fn grpc_trace_bin(&self) -> Option<&'a [u8]> {
+    fn grpc_trace_bin(&self) -> Option<&'a [u8]> {
         self.get(GRPC_TRACE_BIN)
     }
 }

@@ -26,6 +26,17 @@
 //! `cargo bench -p benches --bench wire` measures (11 rounds of 10 000 requests per
 //! configuration, each round bounded to 60 s); `cargo test` runs the same code at 200 requests
 //! and one round and checks the trace reaches the backend.
+//!
+//! `--only <configuration> --requests <n>` sends `n` requests (after 200 to warm up) to one
+//! configuration and prints nothing else: for an instruction counter, whose counts do not move
+//! with the machine's load as the rates do. The cost of one request on the wire is the
+//! difference of two runs over the difference of their counts:
+//!
+//! ```text
+//! cargo bench -p benches --bench wire --no-run
+//! valgrind --tool=callgrind target/release/deps/wire-<hash> --only ours_forward --requests 1000
+//! valgrind --tool=callgrind target/release/deps/wire-<hash> --only ours_forward --requests 3000
+//! ```
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -327,6 +338,25 @@ fn json_path() -> std::path::PathBuf {
         .join("wire-bench.json")
 }
 
+/// `--only <configuration> --requests <n>`: the one configuration to load and how many
+/// requests to send it (see the module docs).
+fn only() -> Option<(Config, usize)> {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+    };
+    let name = value("--only")?;
+    let Some(config) = CONFIGS.into_iter().find(|c| c.name() == name) else {
+        panic!(
+            "--only: no configuration {name:?} (one of bare, hand_copy, ours_forward, ours_instrument)"
+        );
+    };
+    let n = value("--requests").map_or(2_000, |n| n.parse().expect("--requests: a count"));
+    Some((config, n))
+}
+
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let (n, rounds) = if bench { (10_000, 11) } else { (200, 1) };
@@ -339,6 +369,22 @@ fn main() {
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(Discard)
         .build();
+    if let Some((config, n)) = only() {
+        rt.block_on(async {
+            let url = start(config, &provider).await;
+            let _ = round(&url, 200, concurrency, Duration::from_secs(30)).await;
+            let got = round(&url, n, concurrency, Duration::from_secs(600)).await;
+            assert_eq!(
+                got.ok,
+                n,
+                "{}: {} of {n} requests ok",
+                config.name(),
+                got.ok
+            );
+        });
+        let _ = provider.shutdown();
+        return;
+    }
     rt.block_on(async {
         let mut urls = Vec::new();
         for c in CONFIGS {

@@ -24,26 +24,40 @@ pub(crate) struct OnEnd {
 impl OnEnd {
     /// What the server layer does at the end of `req`'s response, as `config` says (its spans
     /// come with the response head).
+    ///
+    /// Boxed, and only when there is something to do (the request is measured): a response
+    /// that ends nothing carries nothing.
     #[allow(unused_variables)]
     pub(crate) fn server<B>(
         config: &crate::server::layer::ServerConfig,
         req: &http::Request<B>,
         route: Option<&str>,
         trace: &crate::RequestTrace,
-    ) -> Self {
-        OnEnd {
-            #[cfg(feature = "metrics")]
-            metrics: config.metrics.as_ref().map(|m| m.start(req, route, trace)),
-            spans: Ending::default(),
+    ) -> Option<Box<Self>> {
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &config.metrics {
+            return Some(Box::new(OnEnd {
+                metrics: Some(m.start(req, route, trace)),
+                spans: Ending::default(),
+            }));
         }
+        None
     }
 
-    /// What the client layer does at the end of a call's response: end its span.
-    pub(crate) fn client(spans: Ending) -> Self {
-        OnEnd {
-            #[cfg(feature = "metrics")]
-            metrics: None,
-            spans,
+    /// `on_end` (what was started with the request, if anything) with the call's `spans`
+    /// to end: boxed, and only when there is something to do.
+    pub(crate) fn with_spans(on_end: Option<Box<OnEnd>>, spans: Ending) -> Option<Box<Self>> {
+        match on_end {
+            Some(mut on_end) => {
+                on_end.spans = spans;
+                Some(on_end)
+            }
+            None if spans.is_pending() => Some(Box::new(OnEnd {
+                #[cfg(feature = "metrics")]
+                metrics: None,
+                spans,
+            })),
+            None => None,
         }
     }
 
@@ -125,7 +139,9 @@ pin_project! {
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
-        on_end: OnEnd,
+        // Boxed, so a response that ends nothing (headers only) is its inner body and a word:
+        // it moves as cheaply as the inner body does.
+        on_end: Option<Box<OnEnd>>,
         // Whether the body was polled at all.
         polled: bool,
     }
@@ -133,18 +149,18 @@ pin_project! {
     impl<B> PinnedDrop for ResponseBody<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if this.on_end.is_pending() {
+            if let Some(on_end) = this.on_end.as_mut().filter(|o| o.is_pending()) {
                 // Never polled: an empty body, which hyper does not poll (a gRPC trailers-only
                 // response among them). Polled but not to its end: the client went away.
                 let how = if *this.polled { End::Dropped } else { End::Complete };
-                this.on_end.end(how, None);
+                on_end.end(how, None);
             }
         }
     }
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn new(inner: B, on_end: OnEnd) -> Self {
+    pub(crate) fn new(inner: B, on_end: Option<Box<OnEnd>>) -> Self {
         ResponseBody {
             inner,
             on_end,
@@ -169,21 +185,19 @@ impl<B: Body> Body for ResponseBody<B> {
         let mut this = self.project();
         *this.polled = true;
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        if this.on_end.is_pending() {
+        if let Some(on_end) = this.on_end.as_mut().filter(|o| o.is_pending()) {
             match &frame {
                 Some(Ok(frame)) => {
                     if let Some(trailers) = frame.trailers_ref() {
-                        this.on_end.trailers(trailers);
+                        on_end.trailers(trailers);
                     }
                     // Hyper stops polling a body that says it has ended.
                     if this.inner.is_end_stream() {
-                        this.on_end.end(End::Complete, None);
+                        on_end.end(End::Complete, None);
                     }
                 }
-                Some(Err(_)) => this
-                    .on_end
-                    .end(End::Failed, Some(std::any::type_name::<B::Error>())),
-                None => this.on_end.end(End::Complete, None),
+                Some(Err(_)) => on_end.end(End::Failed, Some(std::any::type_name::<B::Error>())),
+                None => on_end.end(End::Complete, None),
             }
         }
         Poll::Ready(frame)
@@ -205,5 +219,26 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
         f.debug_struct("ResponseBody")
             .field("on_end", &self.on_end)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response that ends nothing (headers only, no measurement) carries no state: the body
+    /// is its inner body and a word, so moving the response through the stack costs what it
+    /// costs without the layer.
+    #[test]
+    fn a_body_that_ends_nothing_carries_nothing() {
+        assert!(OnEnd::with_spans(None, Ending::default()).is_none());
+        assert!(
+            std::mem::size_of::<ResponseBody<()>>() <= 2 * std::mem::size_of::<usize>(),
+            "{} bytes",
+            std::mem::size_of::<ResponseBody<()>>()
+        );
+        let body = ResponseBody::new(http_body_util::Empty::<bytes::Bytes>::new(), None);
+        assert!(body.is_end_stream());
+        drop(body);
     }
 }

@@ -48,8 +48,10 @@ where
         };
         Poll::Ready(match result {
             Ok(response) => {
-                let mut on_end = OnEnd::client(this.extras.ending());
-                on_end.response(&response);
+                let mut on_end = OnEnd::with_spans(None, this.extras.ending());
+                if let Some(on_end) = &mut on_end {
+                    on_end.response(&response);
+                }
                 Ok(response.map(|body| ResponseBody::new(body, on_end)))
             }
             Err(e) => {

@@ -23,7 +23,8 @@ pin_project! {
         extras: Extras,
         echo: Option<HeaderValue>,
         trace_response: Option<HeaderValue>,
-        on_end: Option<OnEnd>,
+        // What the request started (its measurement), boxed: `None` when nothing was.
+        on_end: Option<Box<OnEnd>>,
     }
 }
 
@@ -46,7 +47,7 @@ impl<F> ResponseFuture<F> {
         extras: Extras,
         echo: Option<HeaderValue>,
         trace_response: Option<HeaderValue>,
-        on_end: OnEnd,
+        on_end: Option<Box<OnEnd>>,
     ) -> Self {
         ResponseFuture {
             inner,
@@ -54,7 +55,7 @@ impl<F> ResponseFuture<F> {
             extras,
             echo,
             trace_response,
-            on_end: Some(on_end),
+            on_end,
         }
     }
 }
@@ -80,15 +81,16 @@ where
                 if let Some(tr) = this.trace_response.take() {
                     response.headers_mut().insert(TRACERESPONSE, tr);
                 }
-                let mut on_end = this.on_end.take().unwrap_or_default();
-                on_end.spans = this.extras.ending();
-                on_end.response(&response);
+                let mut on_end = OnEnd::with_spans(this.on_end.take(), this.extras.ending());
+                if let Some(on_end) = &mut on_end {
+                    on_end.response(&response);
+                }
                 Ok(response.map(|body| ResponseBody::new(body, on_end)))
             }
             Err(e) => {
-                let mut on_end = this.on_end.take().unwrap_or_default();
-                on_end.spans = this.extras.ending();
-                on_end.failed(std::any::type_name::<E>());
+                if let Some(on_end) = OnEnd::with_spans(this.on_end.take(), this.extras.ending()) {
+                    on_end.failed(std::any::type_name::<E>());
+                }
                 Err(e)
             }
         })

@@ -3,10 +3,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use b3_propagation::header::{TRACERESPONSE, X_REQUEST_ID};
-use http::{HeaderValue, Response};
+use http::Response;
 use pin_project_lite::pin_project;
 
 use super::ResponseBody;
+use super::layer::ServerConfig;
 use crate::body::OnEnd;
 use crate::current::RequestTrace;
 use crate::extras::Extras;
@@ -21,8 +22,9 @@ pin_project! {
         // `Some` between polls; moved into the thread-local while the inner future is polled.
         trace: Option<RequestTrace>,
         extras: Extras,
-        echo: Option<HeaderValue>,
-        trace_response: Option<HeaderValue>,
+        // `x-request-id` echoed, `traceresponse` sent (written from the trace at the response).
+        echo: bool,
+        trace_response: bool,
         // What the request started (its measurement), boxed: `None` when nothing was.
         on_end: Option<Box<OnEnd>>,
     }
@@ -35,8 +37,8 @@ impl<F> ResponseFuture<F> {
             inner,
             trace: None,
             extras: Extras::default(),
-            echo: None,
-            trace_response: None,
+            echo: false,
+            trace_response: false,
             on_end: None,
         }
     }
@@ -45,16 +47,15 @@ impl<F> ResponseFuture<F> {
         inner: F,
         trace: Option<RequestTrace>,
         extras: Extras,
-        echo: Option<HeaderValue>,
-        trace_response: Option<HeaderValue>,
+        config: &ServerConfig,
         on_end: Option<Box<OnEnd>>,
     ) -> Self {
         ResponseFuture {
             inner,
             trace,
             extras,
-            echo,
-            trace_response,
+            echo: config.echo_request_id,
+            trace_response: config.trace_response,
             on_end,
         }
     }
@@ -75,11 +76,22 @@ where
         };
         Poll::Ready(match result {
             Ok(mut response) => {
-                if let Some(id) = this.echo.take() {
-                    response.headers_mut().insert(X_REQUEST_ID, id);
-                }
-                if let Some(tr) = this.trace_response.take() {
-                    response.headers_mut().insert(TRACERESPONSE, tr);
+                if let Some(trace) = this.trace.as_ref() {
+                    if *this.echo
+                        && let Some(id) = trace.request_id()
+                    {
+                        response
+                            .headers_mut()
+                            .insert(X_REQUEST_ID, id.header_value().clone());
+                    }
+                    // The span this hop's calls name: its own when reported, else the caller's.
+                    if *this.trace_response
+                        && let Some(tr) = trace
+                            .span()
+                            .and_then(|s| b3_propagation::codec::traceparent::encode(&s))
+                    {
+                        response.headers_mut().insert(TRACERESPONSE, tr);
+                    }
                 }
                 let mut on_end = OnEnd::with_spans(this.on_end.take(), this.extras.ending());
                 if let Some(on_end) = &mut on_end {

@@ -79,11 +79,6 @@ where
         // Moved into the request's trace at once; the steps below borrow it.
         let trace =
             RequestTrace::fresh_with(|| crate::hop::receive(&config.propagator, req.headers_mut()));
-        let echo = if config.echo_request_id {
-            trace.request_id().map(|id| id.header_value().clone())
-        } else {
-            None
-        };
         // The route template, found once for the span and the metrics (when either is on).
         let route = config
             .route
@@ -93,14 +88,6 @@ where
         let on_end = OnEnd::server(config, &req, route, &trace);
         req.extensions_mut().insert(trace.clone());
 
-        // The span this hop's calls name: its own when reported, else the caller's.
-        let trace_response = if config.trace_response {
-            trace
-                .span()
-                .and_then(|s| b3_propagation::codec::traceparent::encode(&s))
-        } else {
-            None
-        };
         // Moved into the thread-local for the call and back out: no reference count touched.
         let mut trace = Some(trace);
         let future = {
@@ -108,7 +95,7 @@ where
             let _extras = extras.enter();
             self.inner.call(req)
         };
-        ResponseFuture::new(future, trace, extras, echo, trace_response, on_end)
+        ResponseFuture::new(future, trace, extras, config, on_end)
     }
 }
 

@@ -178,11 +178,16 @@ pub(crate) fn maybe_prefixed_baggage(name: &str) -> bool {
 }
 
 impl Captured {
-    /// Walk `map` once, keeping its tracing headers; with `prefixed`, the prefixed baggage
-    /// headers too; and every line of each of `fields`.
+    /// Walk `map` once, keeping its tracing headers in this (empty) capture; with `prefixed`,
+    /// the prefixed baggage headers too; and every line of each of `fields`.
     #[inline]
-    pub(crate) fn scan(map: &HeaderMap, prefixed: bool, fields: &[crate::PropagatedField]) -> Self {
-        let mut c = Captured::default();
+    pub(crate) fn scan_into(
+        &mut self,
+        map: &HeaderMap,
+        prefixed: bool,
+        fields: &[crate::PropagatedField],
+    ) {
+        let c = self;
         for (name, value) in map {
             match scan_slot(name.as_str()) {
                 // The first line of a tracing header, with room inline: the common case.
@@ -221,7 +226,6 @@ impl Captured {
                 c.others.push((name.clone(), value.clone()));
             }
         }
-        c
     }
 
     /// Whether no tracing header was captured.

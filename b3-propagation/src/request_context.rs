@@ -234,6 +234,16 @@ pub(crate) struct Head {
     pub(crate) request_id_error: Option<ParseError>,
 }
 
+/// What an extract from captured headers decides at once.
+pub(crate) struct Decided {
+    /// The caller's span and the format it came in.
+    pub(crate) remote: Option<(SpanContext, ContextFormat)>,
+    pub(crate) tracestate: TraceState,
+    pub(crate) request_id: Option<RequestId>,
+    /// How to decode the rest when first asked.
+    pub(crate) lazy: Option<(Propagator, Head)>,
+}
+
 /// The received headers behind a [`RequestContext`]: the captured values (forward mode
 /// re-sends them) and, until the rest is decoded, how to decode it.
 #[derive(Clone, Debug)]
@@ -282,6 +292,38 @@ impl RequestContext {
             rest: rest.map_or_else(OnceLock::new, OnceLock::from),
             pending,
         }
+    }
+
+    /// Make this context an extract's from a `HeaderMap`, where it is: `scan` captures the
+    /// tracing headers into the (emptied) captured slots, and `decide` decides the head from
+    /// them (the caller's span and its format, `tracestate`, the request id, and how to
+    /// decode the rest later). Nothing captured: the default context.
+    #[inline]
+    pub(crate) fn extract_in_place(
+        &mut self,
+        scan: impl FnOnce(&mut Captured),
+        decide: impl FnOnce(&Captured) -> Decided,
+    ) {
+        self.local = None;
+        self.rest = OnceLock::new();
+        let pending = self.pending.insert(Pending {
+            captured: Captured::default(),
+            lazy: None,
+        });
+        scan(&mut pending.captured);
+        let (remote, tracestate, request_id) = if pending.captured.is_empty() {
+            // No tracing header at all: nothing to decode, now or later.
+            self.pending = None;
+            (None, TraceState::default(), None)
+        } else {
+            let d = decide(&pending.captured);
+            pending.lazy = d.lazy;
+            (d.remote, d.tracestate, d.request_id)
+        };
+        self.remote = remote.map(|(s, _)| s);
+        self.source = remote.map(|(_, f)| f);
+        self.tracestate = tracestate;
+        self.request_id = request_id;
     }
 
     /// The rest, decoded now if it was not.

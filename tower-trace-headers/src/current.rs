@@ -175,22 +175,25 @@ impl RequestTrace {
     /// instead of being passed on by value while the spans start.
     #[inline]
     pub(crate) fn fresh(cx: RequestContext) -> Self {
-        Self::fresh_with(|| cx)
+        Self::fresh_in(|fresh| *fresh = cx)
     }
 
-    /// [`fresh`](Self::fresh) for the context `make` returns, made where the trace holds it
-    /// (not made elsewhere and then moved in).
+    /// [`fresh`](Self::fresh) for the context `make` writes into (an empty one), made where
+    /// the trace holds it: not made elsewhere and then moved in.
     #[inline]
-    pub(crate) fn fresh_with(make: impl FnOnce() -> RequestContext) -> Self {
-        RequestTrace {
-            inner: Arc::new(Inner {
-                cx: make(),
-                #[cfg(feature = "opentelemetry")]
-                otel: None,
-                changes: Changes::default(),
-                correlation: None,
-            }),
+    pub(crate) fn fresh_in(make: impl FnOnce(&mut RequestContext)) -> Self {
+        let mut inner = Arc::new(Inner {
+            cx: RequestContext::new(),
+            #[cfg(feature = "opentelemetry")]
+            otel: None,
+            changes: Changes::default(),
+            correlation: None,
+        });
+        // Nobody else holds it yet.
+        if let Some(inner) = Arc::get_mut(&mut inner) {
+            make(&mut inner.cx);
         }
+        RequestTrace { inner }
     }
 
     /// The context of a [`fresh`](Self::fresh) trace, to change (`None` once the trace is

@@ -75,7 +75,20 @@ use crate::current::RequestTrace;
 /// span some tracer reports.
 #[inline]
 pub fn receive(propagator: &Propagator, headers: &mut HeaderMap) -> RequestContext {
-    let mut cx = propagator.extract(&*headers);
+    let mut cx = RequestContext::new();
+    receive_into(propagator, headers, &mut cx);
+    cx
+}
+
+/// [`receive`] into `cx`, which it replaces (the server layer makes the context where its
+/// trace keeps it).
+#[inline]
+pub(crate) fn receive_into(
+    propagator: &Propagator,
+    headers: &mut HeaderMap,
+    cx: &mut RequestContext,
+) {
+    propagator.extract_into(&*headers, cx);
     // A request id the extract kept is the header's (first) value already: only a generated
     // one (none came, or an invalid or untrusted one) is written.
     if cx.request_id().is_none() {
@@ -84,7 +97,6 @@ pub fn receive(propagator: &Propagator, headers: &mut HeaderMap) -> RequestConte
             headers.insert(X_REQUEST_ID, request_id.clone());
         }
     }
-    cx
 }
 
 /// The innermost reported span current for a call made for `trace`.

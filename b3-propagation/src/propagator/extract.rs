@@ -12,7 +12,7 @@ use crate::codec::{self, b3_multi, b3_single, grpc_trace_bin, jaeger, traceparen
 use crate::context::SpanContext;
 use crate::error::{ErrorKind, ParseError};
 use crate::request_context::{
-    Head, Pending, Received, RequestContext, Rest, opaque_slots, slot_name,
+    Decided, Head, Pending, Received, RequestContext, Rest, opaque_slots, slot_name,
 };
 use crate::request_id::RequestId;
 use crate::sampling::Sampling;
@@ -153,30 +153,71 @@ impl Propagator {
             return self.extract_now(carrier);
         };
         let c = &self.config;
-        let captured = Captured::scan(map, c.baggage && c.prefixed_baggage, &c.fields);
+        let mut captured = Captured::default();
+        captured.scan_into(map, c.baggage && c.prefixed_baggage, &c.fields);
         if captured.is_empty() {
             // No tracing header at all: nothing to decode, now or later.
             return RequestContext::default();
         }
+        let d = self.decide(&captured);
+        RequestContext::extracted(
+            d.remote,
+            d.tracestate,
+            d.request_id,
+            None,
+            Some(Pending {
+                captured,
+                lazy: d.lazy,
+            }),
+        )
+    }
+
+    /// [`extract`](Self::extract) into `cx`, which it replaces: for a caller that keeps the
+    /// context inside a larger value (a request's shared trace), which then makes it where it
+    /// is kept instead of moving it there (it is most of a kilobyte, mostly the captured header
+    /// values).
+    ///
+    /// ```
+    /// use b3_propagation::{Propagator, RequestContext};
+    /// use http::{HeaderMap, HeaderValue};
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("b3", HeaderValue::from_static("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"));
+    /// let mut cx = RequestContext::new();
+    /// Propagator::default().extract_into(&headers, &mut cx);
+    /// assert_eq!(cx.span().unwrap().span_id().unwrap().to_string(), "e457b5a2e4d86bd1");
+    /// ```
+    pub fn extract_into<E: Extractor + ?Sized>(&self, carrier: &E, cx: &mut RequestContext) {
+        let Some(map) = carrier.as_header_map() else {
+            *cx = self.extract_now(carrier);
+            return;
+        };
+        let c = &self.config;
+        cx.extract_in_place(
+            |captured| captured.scan_into(map, c.baggage && c.prefixed_baggage, &c.fields),
+            |captured| self.decide(captured),
+        );
+    }
+
+    /// What an extract from a `HeaderMap` decides at once from the headers it captured (see
+    /// [`extract`](Self::extract)), and how to decode the rest later.
+    #[inline]
+    fn decide(&self, captured: &Captured) -> Decided {
         let headers = captured.context();
         // The request id and `tracestate` straight from their slots: no lookup by name.
         let id = captured.slot(slot::X_REQUEST_ID);
         let (winner, tracestate, request_id, head) = self.extract_head(
-            &captured,
+            captured,
             |f| decode_from(&headers, f),
             captured.slot(slot::TRACESTATE).is_some(),
             || id.map(|v| RequestId::parse_shared(v.as_bytes(), || Some(v.clone()))),
         );
-        RequestContext::extracted(
-            winner,
+        Decided {
+            remote: winner,
             tracestate,
             request_id,
-            None,
-            Some(Pending {
-                captured,
-                lazy: Some((self.clone(), head)),
-            }),
-        )
+            lazy: Some((self.clone(), head)),
+        }
     }
 
     /// Extract from any carrier, decoding everything now.

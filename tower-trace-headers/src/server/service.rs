@@ -77,8 +77,9 @@ where
             }
         }
         // Moved into the request's trace at once; the steps below borrow it.
-        let trace =
-            RequestTrace::fresh_with(|| crate::hop::receive(&config.propagator, req.headers_mut()));
+        let trace = RequestTrace::fresh_in(|cx| {
+            crate::hop::receive_into(&config.propagator, req.headers_mut(), cx);
+        });
         // The route template, found once for the span and the metrics (when either is on).
         let route = config
             .route

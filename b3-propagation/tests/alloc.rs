@@ -1,5 +1,6 @@
 //! Counting-allocator proof of the hot-path allocation budget:
 //! - extract of B3 multi, B3 single, `traceparent` (+ `tracestate`) and `x-request-id`
+//!   (into a new context or into one where it is kept)
 //!   allocates nothing, and neither does decoding the rest of it later (what forward needs);
 //! - inject allocates once per format that carries ids: B3 multi encodes its two or three ids
 //!   into one buffer its header values share, `b3` and `traceparent` are one value each
@@ -135,6 +136,11 @@ fn extract_allocates_nothing() {
             p.client_span(&server)
         });
         assert_eq!(n, 0, "{name}: span derivation allocated");
+        // Extracting into a context where it is kept (a request's trace) allocates nothing.
+        let mut kept = b3_propagation::RequestContext::new();
+        let (n, ()) = count(|| p.extract_into(&headers, &mut kept));
+        assert_eq!(n, 0, "{name}: extract_into allocated {n} times");
+        assert_eq!(kept.request_id(), cx.request_id(), "{name}");
         drop(cx);
     }
 }

@@ -227,14 +227,17 @@ proptest! {
 
     /// The full extract of a `HeaderMap` (captured in one pass, decoded when first needed)
     /// says and forwards exactly what the plain path (everything decoded at once, one lookup
-    /// per name) does.
+    /// per name) does; so does an extract into a context that held another request's
+    /// (`extract_into`, which replaces all of it).
     #[test]
     fn captured_extract_agrees_with_lookups(
         headers in prop::collection::vec(full_header(), 0..48),
+        before in prop::collection::vec(full_header(), 0..24),
         order in order(),
         trust in trust(),
     ) {
         let map = map_of(&headers);
+        let previous = map_of(&before);
         let end_user = b3_propagation::PropagatedField::from_static("end-user");
         for p in [
             Propagator::default(),
@@ -245,7 +248,17 @@ proptest! {
                 .trust(trust)
                 .build(),
         ] {
-            prop_assert_eq!(observed(&p, &p.extract(&map)), observed(&p, &p.extract(&Plain(&map))), "{:?}", map);
+            let plain = observed(&p, &p.extract(&Plain(&map)));
+            prop_assert_eq!(observed(&p, &p.extract(&map)), plain.clone(), "{:?}", map);
+
+            // The previous request's context, used: decoded, its own span set, an id made.
+            let mut cx = p.extract(&previous);
+            let _ = observed(&p, &cx);
+            cx.set_local(SpanContext::new_root(b3_propagation::Sampling::Accept));
+            cx.ensure_request_id();
+            p.extract_into(&map, &mut cx);
+            prop_assert_eq!(cx.local(), None);
+            prop_assert_eq!(observed(&p, &cx), plain, "{:?} into {:?}", map, previous);
         }
     }
 }

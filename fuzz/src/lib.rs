@@ -241,6 +241,14 @@ pub fn run_propagator(
     let mut cx = p.extract(received);
     let plain = p.extract(&Plain(received));
     assert_same_context(&cx, &plain);
+    // Extracted into a context that held another request's (the server layer's path): the
+    // same context, nothing of the old one left.
+    let mut into = p.extract(&Plain(received));
+    into.ensure_request_id();
+    into.set_local(SpanContext::new_root(Sampling::Accept));
+    p.extract_into(received, &mut into);
+    assert_eq!(into.local(), None, "extract_into kept the old local span");
+    assert_same_context(&into, &plain);
     assert_same_span(p, received);
     if let Some(id) = cx.request_id() {
         assert_eq!(received.get(header::X_REQUEST_ID), Some(id.header_value()));

@@ -209,7 +209,7 @@ impl Propagator {
         let (winner, tracestate, request_id, head) = self.extract_head(
             captured,
             |f| decode_from(&headers, f),
-            captured.slot(slot::TRACESTATE).is_some(),
+            || captured.slot(slot::TRACESTATE).is_some(),
             || id.map(|v| RequestId::parse_shared(v.as_bytes(), || Some(v.clone()))),
         );
         Decided {
@@ -225,7 +225,7 @@ impl Propagator {
         let (winner, tracestate, request_id, head) = self.extract_head(
             carrier,
             |f| Self::decode_format(f, carrier),
-            carrier.get(&header::TRACESTATE).is_some(),
+            || carrier.get(&header::TRACESTATE).is_some(),
             || codec::request_id::extract(carrier),
         );
         let rest = self.rest_from(
@@ -278,14 +278,15 @@ impl Propagator {
 
     /// What an extract decides at once: the caller's span (the first valid format, with the
     /// trust policy applied), `tracestate`, the request id; and why any of them was refused.
-    /// `has_tracestate`: whether a `tracestate` header came; `request_id`: the carrier's first
-    /// `x-request-id`, checked ([`codec::request_id::extract`]).
+    /// `has_tracestate`: whether a `tracestate` header came (asked only when it matters);
+    /// `request_id`: the carrier's first `x-request-id`, checked
+    /// ([`codec::request_id::extract`]).
     #[inline]
     fn extract_head<E: Extractor + ?Sized>(
         &self,
         carrier: &E,
         decode: impl Fn(ContextFormat) -> Option<Result<SpanContext, ParseError>>,
-        has_tracestate: bool,
+        has_tracestate: impl FnOnce() -> bool,
         request_id: impl FnOnce() -> Option<Result<RequestId, ParseError>>,
     ) -> (
         Option<(SpanContext, ContextFormat)>,
@@ -306,7 +307,7 @@ impl Propagator {
         let mut tracestate = TraceState::default();
         if c.extract_set.contains(ContextFormat::TraceParent)
             && let Some((remote, source)) = winner
-            && has_tracestate
+            && has_tracestate()
         {
             let traceparent = if source == ContextFormat::TraceParent {
                 Some(remote)

@@ -171,8 +171,9 @@ impl RequestTrace {
 
     /// A trace for `cx` that nobody else holds yet, to be changed through
     /// [`fresh_mut`](Self::fresh_mut) and finished with [`complete`](Self::complete): the
-    /// server layer's path, where the context (some 900 bytes) is moved into its `Arc` once
-    /// instead of being passed on by value while the spans start.
+    /// context (some 900 bytes) is moved into its `Arc` once instead of being passed on by
+    /// value while the spans start. (The server layer makes its context there in the first
+    /// place: [`fresh_in`](Self::fresh_in).)
     #[inline]
     pub(crate) fn fresh(cx: RequestContext) -> Self {
         Self::fresh_in(|fresh| *fresh = cx)

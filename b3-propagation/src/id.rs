@@ -195,8 +195,7 @@ pub(crate) fn write_hex_u64(v: u64, out: &mut [u8]) {
 /// Write one byte as two lower-case hex digits.
 #[inline]
 pub(crate) fn write_hex_u8(v: u8, out: &mut [u8]) {
-    out[0] = HEX_DIGITS[usize::from(v >> 4)];
-    out[1] = HEX_DIGITS[usize::from(v & 0xf)];
+    out[..2].copy_from_slice(&HEX_PAIRS[usize::from(v)]);
 }
 
 /// A fixed-size, stack-allocated hex string, as returned by the `to_hex*` methods.
@@ -351,12 +350,22 @@ impl TraceId {
     /// The hex form at the received width: 16 or 32 characters.
     #[must_use]
     pub fn to_hex(self) -> HexBuf<32> {
+        let mut buf = [0u8; 32];
+        let len = self.write_hex(&mut buf);
+        HexBuf { buf, len }
+    }
+
+    /// Write the hex form at the received width into `out` (at least 32 bytes): 16 digits
+    /// for a 64-bit id, else 32. Returns how many were written.
+    #[inline]
+    pub(crate) fn write_hex(self, out: &mut [u8]) -> u8 {
         if self.is_64bit && self.high() == 0 {
-            let mut buf = [0u8; 32];
-            write_hex_u64(self.low(), &mut buf);
-            HexBuf { buf, len: 16 }
+            write_hex_u64(self.low(), &mut out[..16]);
+            16
         } else {
-            self.to_hex32()
+            write_hex_u64(self.high(), &mut out[..16]);
+            write_hex_u64(self.low(), &mut out[16..32]);
+            32
         }
     }
 

@@ -261,14 +261,7 @@ impl Ids {
     /// it is a 64-bit one, else 32, then the span id, then the parent's, if any.
     fn encode(trace_id: TraceId, span_id: SpanId, parent: Option<SpanId>) -> Self {
         let mut buf = [0u8; 64];
-        let trace_len = if trace_id.is_64bit() && trace_id.high() == 0 {
-            write_hex_u64(trace_id.low(), &mut buf[..16]);
-            16
-        } else {
-            write_hex_u64(trace_id.high(), &mut buf[..16]);
-            write_hex_u64(trace_id.low(), &mut buf[16..32]);
-            32
-        };
+        let trace_len = usize::from(trace_id.write_hex(&mut buf));
         write_hex_u64(span_id.to_u64(), &mut buf[trace_len..trace_len + 16]);
         let parent_len = match parent {
             Some(p) => {

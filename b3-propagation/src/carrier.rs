@@ -348,62 +348,66 @@ impl std::fmt::Debug for Captured {
 }
 
 /// Where the span-only decode reads the context-format headers from: a map's walk
-/// ([`ContextHeaders`]) or the captured slots ([`CapturedContext`]).
+/// ([`ContextHeaders`]) or the captured slots ([`CapturedContext`]). Both number the headers
+/// as [`slot`] does.
 pub(crate) trait ContextSource<'a> {
+    /// The first value of context-format header `i` (a [`slot`] number).
+    fn first(&self, i: usize) -> Option<&'a [u8]>;
+
+    /// Whether `traceparent` came on more than one field line.
+    fn traceparent_repeated(&self) -> bool;
+
     /// `b3`.
-    fn b3(&self) -> Option<&'a [u8]>;
+    #[inline]
+    fn b3(&self) -> Option<&'a [u8]> {
+        self.first(slot::B3)
+    }
+
     /// The five `x-b3-*` headers.
-    fn b3_multi(&self) -> crate::codec::b3_multi::B3Headers<'a>;
+    #[inline]
+    fn b3_multi(&self) -> crate::codec::b3_multi::B3Headers<'a> {
+        crate::codec::b3_multi::B3Headers {
+            trace_id: self.first(slot::X_B3_TRACE_ID),
+            span_id: self.first(slot::X_B3_SPAN_ID),
+            parent_span_id: self.first(slot::X_B3_PARENT_SPAN_ID),
+            sampled: self.first(slot::X_B3_SAMPLED),
+            flags: self.first(slot::X_B3_FLAGS),
+        }
+    }
+
     /// The first `traceparent` line, and whether more than one arrived.
-    fn traceparent(&self) -> Option<(&'a [u8], bool)>;
+    #[inline]
+    fn traceparent(&self) -> Option<(&'a [u8], bool)> {
+        self.first(slot::TRACEPARENT)
+            .map(|v| (v, self.traceparent_repeated()))
+    }
+
     /// `uber-trace-id`.
-    fn uber_trace_id(&self) -> Option<&'a [u8]>;
+    #[inline]
+    fn uber_trace_id(&self) -> Option<&'a [u8]> {
+        self.first(slot::UBER_TRACE_ID)
+    }
+
     /// `grpc-trace-bin`.
-    fn grpc_trace_bin(&self) -> Option<&'a [u8]>;
+    #[inline]
+    fn grpc_trace_bin(&self) -> Option<&'a [u8]> {
+        self.first(slot::GRPC_TRACE_BIN)
+    }
 }
 
 /// The context-format headers of a [`Captured`], read from its slots on demand.
 #[derive(Clone, Copy)]
 pub(crate) struct CapturedContext<'a>(&'a Captured);
 
-impl<'a> CapturedContext<'a> {
-    #[inline]
-    fn get(&self, i: usize) -> Option<&'a [u8]> {
-        self.0.slot(i).map(HeaderValue::as_bytes)
-    }
-}
-
 impl<'a> ContextSource<'a> for CapturedContext<'a> {
     #[inline]
-    fn b3(&self) -> Option<&'a [u8]> {
-        self.get(slot::B3)
+    fn first(&self, i: usize) -> Option<&'a [u8]> {
+        self.0.slot(i).map(HeaderValue::as_bytes)
     }
 
     #[inline]
-    fn b3_multi(&self) -> crate::codec::b3_multi::B3Headers<'a> {
-        crate::codec::b3_multi::B3Headers {
-            trace_id: self.get(slot::X_B3_TRACE_ID),
-            span_id: self.get(slot::X_B3_SPAN_ID),
-            parent_span_id: self.get(slot::X_B3_PARENT_SPAN_ID),
-            sampled: self.get(slot::X_B3_SAMPLED),
-            flags: self.get(slot::X_B3_FLAGS),
-        }
-    }
-
-    #[inline]
-    fn traceparent(&self) -> Option<(&'a [u8], bool)> {
-        self.get(slot::TRACEPARENT)
-            .map(|v| (v, self.0.repeated & (1 << slot::TRACEPARENT) != 0))
-    }
-
-    #[inline]
-    fn uber_trace_id(&self) -> Option<&'a [u8]> {
-        self.get(slot::UBER_TRACE_ID)
-    }
-
-    #[inline]
-    fn grpc_trace_bin(&self) -> Option<&'a [u8]> {
-        self.get(slot::GRPC_TRACE_BIN)
+    fn traceparent_repeated(&self) -> bool {
+        self.0.repeated & (1 << slot::TRACEPARENT) != 0
     }
 }
 
@@ -412,44 +416,37 @@ impl<'a> ContextSource<'a> for CapturedContext<'a> {
 /// extract of an ordinary map, where one hashed lookup per name would cost more than the walk.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ContextHeaders<'a> {
+    /// By [`slot`] number (`tracestate`, `baggage` and `x-request-id` stay empty).
     slots: [Option<&'a HeaderValue>; CONTEXT_SLOTS],
     traceparent_repeated: bool,
 }
 
-const CONTEXT_SLOTS: usize = 9;
-const B3: usize = 0;
-const X_B3_TRACE_ID: usize = 1;
-const X_B3_SPAN_ID: usize = 2;
-const X_B3_PARENT_SPAN_ID: usize = 3;
-const X_B3_SAMPLED: usize = 4;
-const X_B3_FLAGS: usize = 5;
-const TRACEPARENT: usize = 6;
-const UBER_TRACE_ID: usize = 7;
-const GRPC_TRACE_BIN: usize = 8;
+/// The slots up to the last context format's.
+const CONTEXT_SLOTS: usize = slot::GRPC_TRACE_BIN + 1;
 
-/// The slot of a context-format header name (lower case), if it is one. Plain compare and
+/// The [`slot`] of a context-format header name (lower case), if it is one. Plain compare and
 /// branch, no jump table: an ordinary name costs a length test and at most two word compares.
 #[inline]
 fn context_slot(n: &[u8]) -> Option<usize> {
     if n.len() < 10 {
-        return (n == b"b3").then_some(B3);
+        return (n == b"b3").then_some(slot::B3);
     }
     if n.starts_with(b"x-b3-") {
         return match n.len() {
-            10 => (n == b"x-b3-flags").then_some(X_B3_FLAGS),
-            11 => (n == b"x-b3-spanid").then_some(X_B3_SPAN_ID),
-            12 if n == b"x-b3-traceid" => Some(X_B3_TRACE_ID),
-            12 if n == b"x-b3-sampled" => Some(X_B3_SAMPLED),
-            17 => (n == b"x-b3-parentspanid").then_some(X_B3_PARENT_SPAN_ID),
+            10 => (n == b"x-b3-flags").then_some(slot::X_B3_FLAGS),
+            11 => (n == b"x-b3-spanid").then_some(slot::X_B3_SPAN_ID),
+            12 if n == b"x-b3-traceid" => Some(slot::X_B3_TRACE_ID),
+            12 if n == b"x-b3-sampled" => Some(slot::X_B3_SAMPLED),
+            17 => (n == b"x-b3-parentspanid").then_some(slot::X_B3_PARENT_SPAN_ID),
             _ => None,
         };
     }
     if n == b"traceparent" {
-        Some(TRACEPARENT)
+        Some(slot::TRACEPARENT)
     } else if n == b"uber-trace-id" {
-        Some(UBER_TRACE_ID)
+        Some(slot::UBER_TRACE_ID)
     } else if n == b"grpc-trace-bin" {
-        Some(GRPC_TRACE_BIN)
+        Some(slot::GRPC_TRACE_BIN)
     } else {
         None
     }
@@ -464,50 +461,27 @@ impl<'a> ContextHeaders<'a> {
                 // First value wins, as `HeaderMap::get`.
                 match h.slots[i] {
                     None => h.slots[i] = Some(value),
-                    Some(_) => h.traceparent_repeated |= i == TRACEPARENT,
+                    Some(_) => h.traceparent_repeated |= i == slot::TRACEPARENT,
                 }
             }
         }
         h
     }
-
-    #[inline]
-    fn get(&self, slot: usize) -> Option<&'a [u8]> {
-        self.slots[slot].map(HeaderValue::as_bytes)
-    }
 }
 
 impl<'a> ContextSource<'a> for ContextHeaders<'a> {
     #[inline]
-    fn b3(&self) -> Option<&'a [u8]> {
-        self.get(B3)
+    fn first(&self, i: usize) -> Option<&'a [u8]> {
+        self.slots
+            .get(i)
+            .copied()
+            .flatten()
+            .map(HeaderValue::as_bytes)
     }
 
     #[inline]
-    fn b3_multi(&self) -> crate::codec::b3_multi::B3Headers<'a> {
-        crate::codec::b3_multi::B3Headers {
-            trace_id: self.get(X_B3_TRACE_ID),
-            span_id: self.get(X_B3_SPAN_ID),
-            parent_span_id: self.get(X_B3_PARENT_SPAN_ID),
-            sampled: self.get(X_B3_SAMPLED),
-            flags: self.get(X_B3_FLAGS),
-        }
-    }
-
-    #[inline]
-    fn traceparent(&self) -> Option<(&'a [u8], bool)> {
-        self.get(TRACEPARENT)
-            .map(|v| (v, self.traceparent_repeated))
-    }
-
-    #[inline]
-    fn uber_trace_id(&self) -> Option<&'a [u8]> {
-        self.get(UBER_TRACE_ID)
-    }
-
-    #[inline]
-    fn grpc_trace_bin(&self) -> Option<&'a [u8]> {
-        self.get(GRPC_TRACE_BIN)
+    fn traceparent_repeated(&self) -> bool {
+        self.traceparent_repeated
     }
 }
 

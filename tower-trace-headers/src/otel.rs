@@ -394,7 +394,7 @@ impl<'a> RequestInfo<'a> {
     /// else the address the layer was told, else `Host`, with the scheme's default port.
     fn server_attributes(&self, server: bool, attrs: &mut Vec<KeyValue>) {
         let header = |value: Option<&'a HeaderValue>| {
-            Seen::text(value).and_then(|v| split_host_port(v.split(',').next().unwrap_or(v).trim()))
+            Seen::text(value).and_then(|v| split_host_port(first_listed(v)))
         };
         let from_uri = self
             .uri
@@ -430,8 +430,7 @@ impl<'a> RequestInfo<'a> {
     /// `network.peer.*` (server side).
     fn client_attributes(&self, attrs: &mut Vec<KeyValue>) {
         let forwarded = Seen::text(self.headers.forwarded_for)
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
+            .map(first_listed)
             .filter(|v| !v.is_empty());
         match (forwarded, self.peer) {
             (Some(client), _) => {
@@ -522,6 +521,17 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
         None => None,
     };
     Some((host, port))
+}
+
+/// The first of a list header's comma-separated values, without surrounding blanks. For a
+/// header value's text (visible ASCII and tabs), the same as splitting and trimming `str`s.
+fn first_listed(value: &str) -> &str {
+    let end = value
+        .as_bytes()
+        .iter()
+        .position(|&b| b == b',')
+        .unwrap_or(value.len());
+    value[..end].trim_ascii()
 }
 
 fn to_remote(cx: &SpanContext, tracestate: &TraceState) -> Option<ot::SpanContext> {
@@ -919,6 +929,29 @@ mod tests {
             }
             proptest::prop_assert_eq!(seen_values(&Seen::of(&headers)), lookups(&headers));
         }
+
+        /// `first_listed` is splitting at the first comma and trimming, for any header value's
+        /// text (commas and blanks made frequent).
+        #[test]
+        fn first_listed_is_split_and_trim(v in "[a-z0-9@:,\\[\\] \t+.]{0,24}") {
+            proptest::prop_assert_eq!(first_listed(&v), v.split(',').next().unwrap_or(&v).trim());
+        }
+    }
+
+    #[test]
+    fn host_port_split() {
+        assert_eq!(split_host_port("item:8080"), Some(("item", Some(8080))));
+        assert_eq!(split_host_port("u:p@item:80"), Some(("item", Some(80))));
+        assert_eq!(split_host_port("[::1]:443"), Some(("::1", Some(443))));
+        assert_eq!(split_host_port("[::1]"), Some(("::1", None)));
+        assert_eq!(split_host_port("item"), Some(("item", None)));
+        assert_eq!(split_host_port(":80"), None);
+        assert_eq!(split_host_port("item:http"), None);
+        assert_eq!(split_host_port("[::1]x"), None);
+        assert_eq!(
+            first_listed(" shop.example:8443 , proxy"),
+            "shop.example:8443"
+        );
     }
 
     #[test]

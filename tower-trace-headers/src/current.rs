@@ -236,8 +236,10 @@ impl RequestTrace {
         Self::build(cx, Some(otel), None)
     }
 
-    /// The OpenTelemetry context of this request: its server span when this hop reports one,
-    /// else the caller's span as a remote parent.
+    /// The OpenTelemetry context of this request: its server span when this hop started one
+    /// (a span a sampler dropped too: non-recording, so the application's spans follow the
+    /// decision), else the caller's span as a remote parent, or, for a caller that sent only
+    /// its sampling decision, a context that carries just that decision.
     #[cfg(feature = "opentelemetry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
     #[must_use]

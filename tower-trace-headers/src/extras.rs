@@ -143,7 +143,18 @@ impl Extras {
                 ),
                 None => (
                     trace.and_then(|t| {
-                        crate::otel::remote_parent(t, b3_propagation::Sampling::Accept)
+                        // The caller's span as the server side made it current (with its
+                        // decision for a deferred caller), else as received.
+                        t.otel_context()
+                            .filter(|c| {
+                                opentelemetry::trace::TraceContextExt::span(*c)
+                                    .span_context()
+                                    .is_remote()
+                            })
+                            .cloned()
+                            .or_else(|| {
+                                crate::otel::remote_parent(t, b3_propagation::Sampling::Accept)
+                            })
                     }),
                     trace.and_then(|t| t.span()).and_then(|s| s.span_id()),
                     trace.and_then(|t| t.span()),

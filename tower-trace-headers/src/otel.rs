@@ -33,7 +33,13 @@
 //! reuse the caller's span id. The OpenTelemetry SDK always asks its id generator for ids, so
 //! install [`PresetIdGenerator`] in your tracer provider: it hands the SDK the ids the layer
 //! chose, and random ones otherwise. Without it, the layers adopt the SDK's ids (child
-//! semantics), and the trace still joins.
+//! semantics), and the trace still joins. Until a layer's first span shows whether the ids
+//! were taken, a caller's span without a parent gets a child span rather than a shared one.
+//!
+//! A caller that sent only its sampling decision (`b3: 0`, `x-b3-sampled: 1` alone) has no
+//! span to be a parent; the layers' spans start a new trace under a context that carries the
+//! decision alone, which the SDK's default parent-based sampler follows (`b3: 0` stays
+//! unsampled whatever the root sampler would say).
 //!
 //! Nothing here can slow or fail a request: spans are ended and handed to the SDK's span
 //! processor, whose batching and export run elsewhere.
@@ -560,14 +566,42 @@ pub(crate) fn is_reported(span: &opentelemetry::trace::SpanRef<'_>) -> bool {
 }
 
 /// The OpenTelemetry context of `cx`'s span as a remote parent, a deferred decision read as
-/// `deferred`: what spans started under this request join when this hop reports none.
+/// `deferred`: what spans started under this request join when this hop reports none. For a
+/// caller that sent only its sampling decision (`b3: 0`, `x-b3-sampled: 1` alone), a context
+/// that carries just the decision (see [`decision_only`]).
 pub(crate) fn remote_parent(cx: &RequestContext, deferred: Sampling) -> Option<Context> {
-    let span = cx.span().filter(|s| !s.is_sampling_only())?;
+    let span = cx.span()?;
     let span = match span.sampling() {
         Sampling::Deferred => span.with_sampling(deferred),
         _ => span,
     };
+    if span.is_sampling_only() {
+        return decision_only(span.sampling());
+    }
     to_remote(&span, cx.tracestate()).map(|sc| Context::new().with_remote_span_context(sc))
+}
+
+/// A caller's sampling decision without a span to carry it (a caller that sent only the
+/// decision, or a shared span without a parent), as an OpenTelemetry context: a remote span
+/// context with the decision's sampled flag and no ids. The SDK starts a root under it (an
+/// invalid parent is none, so the trace id is the id generator's) and its parent-based
+/// sampler, the default, follows the flag as it would a caller's span's, so `b3: 0` is not
+/// turned into a sampled trace by a local root sampler. `None` when there is no decision.
+pub(crate) fn decision_only(sampling: Sampling) -> Option<Context> {
+    let flags = match sampling {
+        Sampling::Accept | Sampling::Debug => ot::TraceFlags::SAMPLED,
+        Sampling::Deny => ot::TraceFlags::default(),
+        Sampling::Deferred => return None,
+    };
+    Some(
+        Context::new().with_remote_span_context(ot::SpanContext::new(
+            ot::TraceId::INVALID,
+            ot::SpanId::INVALID,
+            flags,
+            true,
+            ot::TraceState::default(),
+        )),
+    )
 }
 
 /// Our span context for a reported OpenTelemetry span, in the request's terms: the trace
@@ -748,8 +782,15 @@ pub(crate) fn server_span(
     };
     let shared = propagator.span_semantics() == b3_propagation::SpanSemantics::Shared;
     // Without [`PresetIdGenerator`] the SDK picks its own span id, so the span cannot be the
-    // caller's: fall back to child semantics (the trace still joins).
-    let shared = shared && preset_works.load(Ordering::Relaxed) != 2;
+    // caller's: fall back to child semantics (the trace still joins). Until a span has shown
+    // whether presets work, a caller's span without a parent is not shared either: without
+    // presets its shared span would be a root with the SDK's trace id, a trace of its own.
+    let shared = shared
+        && match preset_works.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => remote.is_some_and(|r| r.parent_span_id().is_some()),
+        };
     let local = match remote {
         Some(r) if !r.is_sampling_only() && shared => *r,
         Some(r) if !r.is_sampling_only() => {
@@ -770,9 +811,14 @@ pub(crate) fn server_span(
             Some(r) => to_remote(r, cx.tracestate()),
             None => None,
         };
-        let parent = parent_sc.map_or_else(Context::new, |sc| {
-            Context::new().with_remote_span_context(sc)
-        });
+        // No caller's span to name (it sent only its decision, or its shared span has no
+        // parent): the caller's decision alone, so the sampler still follows it.
+        let parent = match parent_sc {
+            Some(sc) => Context::new().with_remote_span_context(sc),
+            None => remote
+                .and_then(|r| decision_only(r.sampling()))
+                .unwrap_or_default(),
+        };
         let ids = local.trace_id().zip(local.span_id());
         let server = start(t, builder, &parent, ids);
         (parent, server)

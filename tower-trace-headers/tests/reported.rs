@@ -514,3 +514,113 @@ async fn the_reqwest_middleware_names_only_reported_spans() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_decision_alone_is_followed() {
+    // The caller sent only its decision (`b3: 0`, `b3: 1`): no span to be the parent, but
+    // the hop's parent-based sampler follows the caller's decision, not its root sampler.
+    for (decision, root) in [("0", Sampler::AlwaysOn), ("1", Sampler::AlwaysOff)] {
+        let exporter = InMemorySpanExporter::default();
+        let p = provider(&exporter, Sampler::ParentBased(Box::new(root)));
+        let b = service_b(TraceHeadersLayer::new().without_spans()).await;
+        let a = service_a(
+            b,
+            TraceHeadersLayer::new().tracer_provider(&p),
+            PropagateTraceHeadersLayer::instrument().tracer_provider(&p),
+            &p,
+        )
+        .await;
+        let seen = call(a, "plain", &[("b3", decision)]).await;
+        let spans = exporter.get_finished_spans().unwrap();
+        if decision == "0" {
+            assert!(spans.is_empty(), "the caller said no: {spans:#?}");
+            // The decision travels on, with no span id.
+            assert_eq!(seen[0].get("b3").map(String::as_str), Some("0"), "{seen:?}");
+            assert!(!seen[0].contains_key("x-b3-spanid"), "{seen:?}");
+            assert!(!seen[0].contains_key("traceparent"), "{seen:?}");
+        } else {
+            // A new trace, sampled: A's server span is its root, the call names A's client
+            // span, and both are exported.
+            let server = one(&spans, "a");
+            let client = one(&spans, "a-client");
+            assert_eq!(server.parent_span_id, opentelemetry::trace::SpanId::INVALID);
+            assert_eq!(client.parent_span_id, server.span_context.span_id());
+            assert_eq!(
+                seen[0]["x-b3-traceid"],
+                server.span_context.trace_id().to_string()
+            );
+            assert_eq!(seen[0]["x-b3-spanid"], id(client));
+            assert_eq!(seen[0]["x-b3-parentspanid"], id(server));
+            assert_eq!(seen[0]["x-b3-sampled"], "1");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_semantics_without_presets_joins_from_the_first_request() {
+    // No `PresetIdGenerator`: the server span cannot reuse the caller's id, so it is the
+    // caller's child, from the very first request a layer sees, whose caller is a root.
+    let exporter = InMemorySpanExporter::default();
+    let p = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let shared = b3_propagation::Propagator::builder()
+        .span_semantics(b3_propagation::SpanSemantics::Shared)
+        .build();
+    let b = service_b(TraceHeadersLayer::new().without_spans()).await;
+    let a = service_a(
+        b,
+        TraceHeadersLayer::new()
+            .propagator(shared.clone())
+            .tracer_provider(&p),
+        PropagateTraceHeadersLayer::instrument()
+            .propagator(shared)
+            .tracer_provider(&p),
+        &p,
+    )
+    .await;
+    let root_caller = &[
+        ("x-b3-traceid", CALLER_TRACE),
+        ("x-b3-spanid", CALLER_SPAN),
+        ("x-b3-sampled", "1"),
+    ];
+    for request in 1..=2 {
+        let seen = call(a, "plain", root_caller).await;
+        let spans = exporter.get_finished_spans().unwrap();
+        let server = one(&spans, "a");
+        let client = one(&spans, "a-client");
+        assert_eq!(
+            server.parent_span_id.to_string(),
+            CALLER_SPAN,
+            "request {request}"
+        );
+        assert_eq!(client.parent_span_id, server.span_context.span_id());
+        assert_headers_name(&seen[0], client);
+        assert_joined(&spans);
+        exporter.reset();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_follows_the_servers_deferred_decision() {
+    // A headers-only server told to deny callers that did not decide; the client layer's
+    // tracer follows that decision: it reports nothing, and the call names the caller's span.
+    let exporter = InMemorySpanExporter::default();
+    let p = provider(&exporter, Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+    let b = service_b(TraceHeadersLayer::new().without_spans()).await;
+    let a = service_a(
+        b,
+        TraceHeadersLayer::new()
+            .without_spans()
+            .deferred_sampling(b3_propagation::Sampling::Deny),
+        PropagateTraceHeadersLayer::instrument().tracer_provider(&p),
+        &p,
+    )
+    .await;
+    let deferred = &[("x-b3-traceid", CALLER_TRACE), ("x-b3-spanid", CALLER_SPAN)];
+    let seen = call(a, "plain", deferred).await;
+    assert!(exporter.get_finished_spans().unwrap().is_empty());
+    assert_eq!(seen[0]["x-b3-traceid"], CALLER_TRACE);
+    assert_eq!(seen[0]["x-b3-spanid"], CALLER_SPAN);
+    assert!(!seen[0].contains_key("x-b3-sampled"), "{seen:?}");
+}

@@ -60,7 +60,9 @@ impl PropagateTraceHeadersLayer {
         Self::of_mode(Mode::Forward)
     }
 
-    /// Instrument mode: a child span id per call.
+    /// Instrument mode: each call names the innermost span a tracer reports (a client span
+    /// of its own with feature `opentelemetry` and a tracer that reports it), or, when
+    /// nothing at this hop is reported, re-sends the caller's context as forward mode does.
     #[must_use]
     pub fn instrument() -> Self {
         Self::of_mode(Mode::Instrument)

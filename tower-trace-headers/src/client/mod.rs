@@ -7,9 +7,12 @@
 //! - in **forward** mode ([`PropagateTraceHeadersLayer::forward`], what Istio asks of
 //!   applications): the context headers exactly as they were received — shared
 //!   `HeaderValue`s, no re-encoding, no allocation — so the sidecar creates the spans;
-//! - in **instrument** mode ([`PropagateTraceHeadersLayer::instrument`]): a new child span id
-//!   per call, in the propagator's inject formats (with feature `opentelemetry`, a client span
-//!   with those ids, named and described as [`crate::semconv`] says).
+//! - in **instrument** mode ([`PropagateTraceHeadersLayer::instrument`]): the innermost
+//!   span some tracer reports, in the propagator's inject formats — with feature
+//!   `opentelemetry`, a client span per call under it, named and described as
+//!   [`crate::semconv`] says; when nothing at this hop is reported, the caller's context as
+//!   forward mode sends it (see [`crate::hop`]: a span id is sent only for a span someone
+//!   reports).
 //!
 //! The response comes back in a [`ResponseBody`], which ends the client span with the body:
 //! when it has been read to its end (so a gRPC call's status is read from its trailers, and
@@ -17,7 +20,9 @@
 //! application does not read to its end ends the span then, where it lets go of it).
 //!
 //! Both modes carry `x-request-id`, `tracestate`, baggage and the opaque headers
-//! (`x-ot-span-context`, `grpc-trace-bin`, ...). Outside any request nothing is written.
+//! (`x-ot-span-context`, `grpc-trace-bin`, ...). Outside any request, forward mode writes
+//! nothing; instrument mode writes only the ids of a reported span the application made
+//! current (its own OpenTelemetry span, or the client span started under it).
 //!
 //! # Example
 //!

@@ -95,8 +95,9 @@ impl TraceHeadersLayer {
         self.update(|c| c.echo_request_id = on)
     }
 
-    /// Send a W3C `traceresponse` header naming this hop's span, so a client can find the
-    /// trace of its request.
+    /// Send a W3C `traceresponse` header naming the span this hop's calls name — its server
+    /// span when a tracer reports it, else (a transparent hop) the caller's — so a client can
+    /// find the trace of its request.
     #[must_use]
     pub fn trace_response(self, on: bool) -> Self {
         self.update(|c| c.trace_response = on)

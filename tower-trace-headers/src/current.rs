@@ -4,7 +4,9 @@
 //! The server layer makes the request's [`RequestTrace`] current while the inner service's
 //! future is polled (on every poll, so it survives every `.await`), and the client layer
 //! reads it for every outgoing call. Code anywhere inside the request — async or plain sync —
-//! reads it with [`RequestTrace::current`].
+//! reads it with [`RequestTrace::current`]. A streaming response body (a tonic
+//! server-streaming call, server-sent events) is polled after the handler returned, outside
+//! its future: make its stream carry the trace with [`TraceStreamExt::with_current_trace`].
 //!
 //! **Spawned work:** a task does not inherit the trace by itself (a new task is polled
 //! outside the request's future). Spawn it with [`spawn`] (feature `tokio`)
@@ -54,6 +56,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use b3_propagation::{Baggage, ParseError, PropagatedField, RequestContext};
+use futures_core::Stream;
 use http::{HeaderName, HeaderValue};
 use pin_project_lite::pin_project;
 
@@ -511,23 +514,24 @@ impl Carried {
         }
     }
 
-    fn poll<F: Future>(&self, inner: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    /// Run `f` (one poll) with what is carried current.
+    fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
         #[cfg(feature = "opentelemetry")]
         let _otel = self.otel.as_ref().map(|c| c.clone().attach());
         #[cfg(feature = "tracing")]
         if let Some(dispatch) = &self.dispatch {
             return tracing::dispatcher::with_default(dispatch, || {
                 let _span = self.span.as_ref().map(tracing::Span::enter);
-                inner.poll(cx)
+                f()
             });
         }
-        inner.poll(cx)
+        f()
     }
 }
 
 pin_project! {
-    /// A future with a [`RequestTrace`] current while it is polled. See
-    /// [`FutureExt::with_trace`].
+    /// A future, or a stream, with a [`RequestTrace`] current while it is polled. See
+    /// [`FutureExt::with_trace`] and [`TraceStreamExt::with_trace`].
     #[must_use = "futures do nothing unless polled"]
     pub struct WithTrace<F> {
         #[pin]
@@ -573,7 +577,23 @@ impl<F: Future> Future for WithTrace<F> {
         // The trace (or, with `None`, no trace: any current one is hidden) is moved in for
         // the poll and back out after it.
         let _current = MovedIn::new(this.trace);
-        this.carried.poll(this.inner, cx)
+        let inner = this.inner;
+        this.carried.enter(|| inner.poll(cx))
+    }
+}
+
+impl<S: Stream> Stream for WithTrace<S> {
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let this = self.project();
+        let _current = MovedIn::new(this.trace);
+        let inner = this.inner;
+        this.carried.enter(|| inner.poll_next(cx))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
     }
 }
 
@@ -605,6 +625,55 @@ pub trait FutureExt: Future + Sized {
 }
 
 impl<F: Future> FutureExt for F {}
+
+/// Carry a trace into a stream: for a streaming response (a tonic server-streaming or
+/// bidirectional call, server-sent events, `axum::body::Body::from_stream`) whose items are
+/// made — and whose calls are made — while the server polls the response body, after the
+/// handler has returned. The server layer keeps the request's trace current while the
+/// handler's future is polled, not while the body is; wrap the stream in the handler with
+/// [`with_current_trace`](Self::with_current_trace) and its calls stay in the request's
+/// trace. (A stream fed by a task, such as a channel's receiver, needs nothing: spawn the
+/// task with [`spawn`] (feature `tokio`) or [`FutureExt::with_current_trace`].)
+///
+/// Named apart from the `StreamExt` of `futures` and `tokio-stream`, which streaming code
+/// usually imports as well.
+///
+/// # Example
+///
+/// ```
+/// use b3_propagation::{RequestContext, Sampling, SpanContext};
+/// use futures_util::StreamExt as _;
+/// use tower_trace_headers::{RequestTrace, TraceStreamExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let trace = RequestTrace::new(RequestContext::from_span(SpanContext::new_root(Sampling::Accept)));
+/// let items = {
+///     let _in_handler = trace.enter();
+///     futures_util::stream::iter(0..2)
+///         .map(|_| RequestTrace::current().and_then(|t| t.span()).map(|s| s.trace_id()))
+///         .with_current_trace()
+/// };
+/// // Polled later, outside the handler, as a response body is.
+/// let seen: Vec<_> = items.collect().await;
+/// assert_eq!(seen, vec![trace.span().map(|s| s.trace_id()); 2]);
+/// # }
+/// ```
+pub trait TraceStreamExt: Stream + Sized {
+    /// Poll this stream with `trace` current (and, with feature `opentelemetry`, its
+    /// OpenTelemetry context).
+    fn with_trace(self, trace: RequestTrace) -> WithTrace<Self> {
+        WithTrace::new(self, Some(trace))
+    }
+
+    /// Poll this stream with what is current *now* (at the call): the trace, the
+    /// OpenTelemetry context (the application's span, if one is current), and with feature
+    /// `tracing` the current span and subscriber.
+    fn with_current_trace(self) -> WithTrace<Self> {
+        WithTrace::current(self)
+    }
+}
+
+impl<S: Stream> TraceStreamExt for S {}
 
 /// Spawn `future` on the current tokio runtime with everything current now (the request's
 /// trace, the OpenTelemetry context, the `tracing` span and subscriber): the task's calls

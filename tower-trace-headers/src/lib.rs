@@ -135,5 +135,5 @@ pub use crate::builder_ext::ServiceBuilderExt;
 pub use crate::client::{Mode, PropagateTraceHeaders, PropagateTraceHeadersLayer};
 #[cfg(feature = "tokio")]
 pub use crate::current::spawn;
-pub use crate::current::{CurrentGuard, FutureExt, RequestTrace, WithTrace};
+pub use crate::current::{CurrentGuard, FutureExt, RequestTrace, TraceStreamExt, WithTrace};
 pub use crate::server::{TraceHeaders, TraceHeadersLayer};

@@ -391,3 +391,56 @@ async fn trace_response_and_generated_request_id_are_echoed() {
         "00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-01"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_response_carries_the_trace_into_its_calls() {
+    use futures_util::StreamExt as _;
+    use tower_trace_headers::TraceStreamExt as _;
+    let b = service_b().await;
+    let client_layer = PropagateTraceHeadersLayer::forward();
+    let app = Router::new()
+        .route(
+            "/stream",
+            get(move || {
+                let client = client(client_layer.clone());
+                async move {
+                    // Each line calls B while the server polls the response body, after this
+                    // handler has returned: the stream carries the trace.
+                    let lines = futures_util::stream::iter(0..3).then(move |_| {
+                        let mut c = client.clone();
+                        async move {
+                            let seen = get_json(&mut c, format!("http://{b}/echo")).await;
+                            let line = serde_json::to_string(&seen).unwrap() + "\n";
+                            Ok::<_, std::convert::Infallible>(Bytes::from(line))
+                        }
+                    });
+                    axum::body::Body::from_stream(lines.with_current_trace())
+                }
+            }),
+        )
+        .layer(TraceHeadersLayer::new());
+    let a = serve(app).await;
+    let mut req = Request::get(format!("http://{a}/stream"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    for (k, v) in B3_MULTI {
+        req.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    let resp = Client::builder(TokioExecutor::new())
+        .build_http()
+        .request(req)
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let lines: Vec<Echo> = std::str::from_utf8(&body)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for at_b in &lines {
+        for (k, v) in B3_MULTI {
+            assert_eq!(at_b.get(*k).map(String::as_str), Some(*v), "{k}: {at_b:?}");
+        }
+    }
+}

@@ -307,11 +307,15 @@ impl RequestTrace {
             None => self.inner.cx.clone(),
         };
         f(&mut next)?;
+        let next = Arc::new(next);
+        *slot = Some(Arc::clone(&next));
+        changes.changed.store(true, Ordering::Release);
+        drop(slot);
+        // Recorded after the lock is let go: recording runs the subscriber's and the span's
+        // code, which may read this trace's baggage.
         if let Some(c) = &self.inner.correlation {
             c.record(next.baggage(), self.otel_ref());
         }
-        *slot = Some(Arc::new(next));
-        changes.changed.store(true, Ordering::Release);
         Ok(())
     }
 

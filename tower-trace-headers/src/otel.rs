@@ -84,7 +84,21 @@ use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use crate::semconv;
 
 thread_local! {
-    static PRESET: Cell<Option<(u128, u64)>> = const { Cell::new(None) };
+    /// The ids the layers chose for the span being started on this thread: each is handed out
+    /// once (the trace id only for a span without a parent), so a span that a span processor
+    /// starts while this one starts gets ids of its own.
+    static PRESET_TRACE: Cell<Option<u128>> = const { Cell::new(None) };
+    static PRESET_SPAN: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Clears the preset ids when the span has started, or when starting it panicked.
+struct PresetGuard;
+
+impl Drop for PresetGuard {
+    fn drop(&mut self) {
+        PRESET_TRACE.with(|p| p.set(None));
+        PRESET_SPAN.with(|p| p.set(None));
+    }
 }
 
 /// An OpenTelemetry SDK [`IdGenerator`] that returns the ids the layers chose for the span
@@ -97,15 +111,15 @@ pub struct PresetIdGenerator {
 
 impl IdGenerator for PresetIdGenerator {
     fn new_trace_id(&self) -> ot::TraceId {
-        match PRESET.with(Cell::get) {
-            Some((t, _)) => ot::TraceId::from(t),
+        match PRESET_TRACE.with(Cell::take) {
+            Some(t) => ot::TraceId::from(t),
             None => self.fallback.new_trace_id(),
         }
     }
 
     fn new_span_id(&self) -> ot::SpanId {
-        match PRESET.with(Cell::get) {
-            Some((_, s)) => ot::SpanId::from(s),
+        match PRESET_SPAN.with(Cell::take) {
+            Some(s) => ot::SpanId::from(s),
             None => self.fallback.new_span_id(),
         }
     }
@@ -552,10 +566,15 @@ fn start(
     parent: &Context,
     ids: Option<(TraceId, SpanId)>,
 ) -> Context {
-    PRESET.with(|p| p.set(ids.map(|(t, s)| (t.to_u128(), s.to_u64()))));
-    let cx = tracer.start_in(builder, parent);
-    PRESET.with(|p| p.set(None));
-    cx
+    if let Some((t, s)) = ids {
+        // The SDK asks for a trace id only for a span without a (valid) parent.
+        if !parent.span().span_context().is_valid() {
+            PRESET_TRACE.with(|p| p.set(Some(t.to_u128())));
+        }
+        PRESET_SPAN.with(|p| p.set(Some(s.to_u64())));
+    }
+    let _clear = PresetGuard;
+    tracer.start_in(builder, parent)
 }
 
 /// Whether a started span is one some tracer reports: recording and sampled. A no-op tracer
@@ -906,11 +925,18 @@ mod tests {
     #[test]
     fn preset_ids_are_used_once() {
         let g = PresetIdGenerator::default();
-        PRESET.with(|p| p.set(Some((7, 9))));
+        PRESET_TRACE.with(|p| p.set(Some(7)));
+        PRESET_SPAN.with(|p| p.set(Some(9)));
         assert_eq!(g.new_span_id(), ot::SpanId::from(9));
         assert_eq!(g.new_trace_id(), ot::TraceId::from(7));
-        PRESET.with(|p| p.set(None));
+        // Handed out: a span started next (say, by a span processor) gets its own.
         assert_ne!(g.new_span_id(), ot::SpanId::from(9));
+        assert_ne!(g.new_trace_id(), ot::TraceId::from(7));
+        {
+            PRESET_SPAN.with(|p| p.set(Some(9)));
+            let _clear = PresetGuard;
+        }
+        assert_ne!(g.new_span_id(), ot::SpanId::from(9), "cleared by the guard");
     }
 
     /// The six values, as the one pass found them.

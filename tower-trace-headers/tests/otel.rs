@@ -321,3 +321,52 @@ async fn deferred_sampling_is_this_hops_decision() {
     assert_eq!(sampled.as_deref(), Some("0"));
     assert!(exporter.get_finished_spans().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn recorded_baggage_is_a_server_span_attribute() {
+    // The chosen keys, as received and as the application changes them; other keys never.
+    let exporter = InMemorySpanExporter::default();
+    let p = provider(exporter.clone());
+    let svc = ServiceBuilder::new()
+        .layer(
+            TraceHeadersLayer::new()
+                .tracer_provider(&p)
+                .record_baggage(["user"]),
+        )
+        .service_fn(|_req: Request<()>| async move {
+            let trace = tower_trace_headers::RequestTrace::current().unwrap();
+            trace.set_baggage("user", "bob").unwrap();
+            trace.set_baggage("other", "not recorded").unwrap();
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        });
+    let req = Request::builder()
+        .header("b3", "48485a3953bb6124-a2fb4a1d1a96d312-1")
+        .header("baggage", "user=alice,team=web")
+        .body(())
+        .unwrap();
+    drop(svc.oneshot(req).await.unwrap());
+    let spans = exporter.get_finished_spans().unwrap();
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .unwrap();
+    let recorded: Vec<(String, String)> = server
+        .attributes
+        .iter()
+        .filter(|kv| kv.key.as_str().starts_with("baggage."))
+        .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+        .collect();
+    // In order: as received, then each change (the last value is the span's).
+    assert_eq!(
+        recorded.first().unwrap(),
+        &("baggage.user".into(), "alice".into())
+    );
+    assert_eq!(
+        recorded.last().unwrap(),
+        &("baggage.user".into(), "bob".into())
+    );
+    assert!(
+        recorded.iter().all(|(k, _)| k == "baggage.user"),
+        "{recorded:?}"
+    );
+}

@@ -444,3 +444,26 @@ async fn a_streaming_response_carries_the_trace_into_its_calls() {
         }
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_call_carrying_its_own_trace_has_it_current_below_the_layer() {
+    // Outside any request, a call whose extensions carry a trace: code below the client
+    // layer (a retry layer, the connector) sees that trace while the call is polled, not
+    // only while it is made.
+    let trace = RequestTrace::new(b3_propagation::RequestContext::from_span(
+        b3_propagation::SpanContext::new_root(Sampling::Accept),
+    ));
+    let below = tower::service_fn(|_req: Request<()>| async {
+        tokio::task::yield_now().await;
+        let seen = RequestTrace::current().and_then(|t| t.span());
+        Ok::<_, std::convert::Infallible>(http::Response::new(seen))
+    });
+    let svc = ServiceBuilder::new()
+        .layer(PropagateTraceHeadersLayer::forward())
+        .service(below);
+    let mut req = Request::new(());
+    req.extensions_mut().insert(trace.clone());
+    assert!(RequestTrace::current().is_none());
+    let resp = svc.oneshot(req).await.unwrap();
+    assert_eq!(resp.into_body().get_ref().clone(), trace.span());
+}

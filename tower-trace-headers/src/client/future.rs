@@ -17,6 +17,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
+        // The call's own trace, when it is not the one current where the call was made.
         trace: Option<RequestTrace>,
         extras: Extras,
     }
@@ -40,9 +41,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        // The call is polled by its caller, inside the request's trace already: only the
-        // client span (if any) is entered, for instrumentation below this layer.
+        // The call is polled by its caller, inside the request's trace already, except for a
+        // call that carries a trace of its own (in its extensions) that is not current: that
+        // one is entered, as it was for the inner `call`. The client span (if any) is
+        // entered for instrumentation below this layer.
         let result = {
+            let _current = this.trace.as_ref().map(RequestTrace::enter);
             let _extras = this.extras.enter();
             ready!(this.inner.poll(cx))
         };

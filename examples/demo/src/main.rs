@@ -60,7 +60,7 @@ struct Cli {
     no_app_spans: bool,
     /// Run each service in a process of its own and report each one's memory (resident set
     /// size) after a warm-up and at the end.
-    #[arg(long, conflicts_with_all = ["envoy", "collector", "serve"])]
+    #[arg(long, conflicts_with_all = ["envoy", "collector", "serve", "no_app_spans"])]
     processes: bool,
     /// How many waterfalls to print.
     #[arg(long, default_value_t = 3)]
@@ -444,5 +444,19 @@ mod tests {
     fn flags_are_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn processes_refuse_what_they_cannot_do() {
+        use clap::Parser;
+        // The child services always report spans: a flag asking otherwise is an error, not
+        // ignored.
+        for other in ["--no-app-spans", "--envoy", "--serve"] {
+            assert!(
+                super::Cli::try_parse_from(["demo", "--processes", other]).is_err(),
+                "{other}"
+            );
+        }
+        assert!(super::Cli::try_parse_from(["demo", "--processes"]).is_ok());
     }
 }

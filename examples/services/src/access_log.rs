@@ -9,9 +9,11 @@ use std::fmt;
 use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, ready};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -25,22 +27,171 @@ pub enum AccessLog {
     /// Nowhere.
     #[default]
     Off,
-    /// Standard output.
-    Stdout,
-    /// Appended to a file.
-    File(Arc<Mutex<std::fs::File>>),
+    /// Standard output or a file, written by a thread of its own (see [`LineWriter`]).
+    Writer(Arc<LineWriter>),
     /// Kept in memory (the demo and tests read them back).
     Memory(Arc<Mutex<Vec<String>>>),
 }
 
 impl fmt::Debug for AccessLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AccessLog::Off => "Off",
-            AccessLog::Stdout => "Stdout",
-            AccessLog::File(_) => "File",
-            AccessLog::Memory(_) => "Memory",
-        })
+        match self {
+            AccessLog::Off => f.write_str("Off"),
+            AccessLog::Writer(w) => f.debug_tuple("Writer").field(w).finish(),
+            AccessLog::Memory(_) => f.write_str("Memory"),
+        }
+    }
+}
+
+/// Lines waiting for the writer thread; past this, lines are dropped (and counted).
+const QUEUE: usize = 8_192;
+
+enum Message {
+    Line(String),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// Writes access log lines on a thread of its own, so a slow output (a full pipe, a slow
+/// disk) or a closed one (`| head`, a log collector restarting) never holds up or fails a
+/// request: a request only queues its line (a bounded queue; when it is full the line is
+/// dropped and counted), and an output that fails is reported once on standard error and
+/// written to no more.
+pub struct LineWriter {
+    tx: SyncSender<Message>,
+    target: String,
+    dropped: AtomicU64,
+    failed: Arc<AtomicU64>,
+}
+
+/// The writer thread's side: the buffered output, and what it lost.
+struct Output {
+    out: std::io::BufWriter<Box<dyn Write + Send>>,
+    target: String,
+    /// The output failed once: nothing more is written to it.
+    broken: bool,
+    /// Lines in the buffer, lost with it if the output fails.
+    unflushed: u64,
+    failed: Arc<AtomicU64>,
+}
+
+impl Output {
+    fn line(&mut self, line: &str) {
+        if self.broken {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.unflushed += 1;
+        if let Err(e) = writeln!(self.out, "{line}") {
+            self.fail(&e);
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.broken {
+            return;
+        }
+        match self.out.flush() {
+            Ok(()) => self.unflushed = 0,
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// Report the failure once; the buffered lines are lost.
+    fn fail(&mut self, e: &std::io::Error) {
+        self.broken = true;
+        self.failed.fetch_add(self.unflushed, Ordering::Relaxed);
+        self.unflushed = 0;
+        let _ = writeln!(
+            std::io::stderr(),
+            "access log: writing to {} failed ({e}); its later lines are dropped",
+            self.target
+        );
+    }
+}
+
+impl fmt::Debug for LineWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (dropped, failed) = self.lost();
+        f.debug_struct("LineWriter")
+            .field("target", &self.target)
+            .field("dropped", &dropped)
+            .field("failed", &failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LineWriter {
+    fn spawn(out: Box<dyn Write + Send>, target: String) -> std::io::Result<Arc<Self>> {
+        let (tx, rx) = sync_channel::<Message>(QUEUE);
+        let failed = Arc::new(AtomicU64::new(0));
+        let (thread_failed, thread_target) = (failed.clone(), target.clone());
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                let mut out = Output {
+                    out: std::io::BufWriter::new(out),
+                    target: thread_target,
+                    broken: false,
+                    unflushed: 0,
+                    failed: thread_failed,
+                };
+                while let Ok(first) = rx.recv() {
+                    // Everything queued, then one flush.
+                    let mut next = Some(first);
+                    while let Some(message) = next {
+                        match message {
+                            Message::Line(line) => out.line(&line),
+                            Message::Flush(done) => {
+                                out.flush();
+                                let _ = done.send(());
+                            }
+                        }
+                        next = rx.try_recv().ok();
+                    }
+                    out.flush();
+                }
+            })?;
+        Ok(Arc::new(LineWriter {
+            tx,
+            target,
+            dropped: AtomicU64::new(0),
+            failed,
+        }))
+    }
+
+    fn write(&self, line: &str) {
+        if self.tx.try_send(Message::Line(line.to_owned())).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Wait, at most `timeout`, until every line queued so far is written out.
+    fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (done, flushed) = std::sync::mpsc::channel();
+        let mut message = Message::Flush(done);
+        loop {
+            match self.tx.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    message = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
+        flushed
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+    }
+
+    /// Lines dropped because the queue was full, and lines the output refused.
+    #[must_use]
+    pub fn lost(&self) -> (u64, u64) {
+        (
+            self.dropped.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -51,35 +202,66 @@ impl AccessLog {
         AccessLog::Memory(Arc::default())
     }
 
+    /// Standard output: one writer thread for the process, shared by every log that writes
+    /// there.
+    ///
+    /// # Errors
+    ///
+    /// When the writer thread cannot be started.
+    pub fn stdout() -> std::io::Result<Self> {
+        static STDOUT: OnceLock<Arc<LineWriter>> = OnceLock::new();
+        if let Some(w) = STDOUT.get() {
+            return Ok(AccessLog::Writer(w.clone()));
+        }
+        let w = LineWriter::spawn(Box::new(std::io::stdout()), "standard output".to_owned())?;
+        Ok(AccessLog::Writer(STDOUT.get_or_init(|| w).clone()))
+    }
+
     /// Append to `path` (created if missing).
     ///
     /// # Errors
     ///
-    /// When the file cannot be opened.
+    /// When the file cannot be opened or the writer thread cannot be started.
     pub fn file(path: &std::path::Path) -> std::io::Result<Self> {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
-        Ok(AccessLog::File(Arc::new(Mutex::new(f))))
+        Ok(AccessLog::Writer(LineWriter::spawn(
+            Box::new(f),
+            path.display().to_string(),
+        )?))
     }
 
-    /// Write one line.
+    /// Write one line: never blocks (see [`LineWriter`]).
     pub fn write(&self, line: &str) {
         match self {
             AccessLog::Off => {}
-            AccessLog::Stdout => println!("{line}"),
-            AccessLog::File(f) => {
-                if let Ok(mut f) = f.lock() {
-                    let _ = writeln!(f, "{line}");
-                }
-            }
+            AccessLog::Writer(w) => w.write(line),
             AccessLog::Memory(v) => {
                 if let Ok(mut v) = v.lock() {
                     v.push(line.to_owned());
                 }
             }
         }
+    }
+
+    /// Wait, at most `timeout`, until the lines written so far are out (at shutdown); say on
+    /// standard error how many were lost, if any. `false` when they did not get out in time.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let AccessLog::Writer(w) = self else {
+            return true;
+        };
+        let flushed = w.flush(timeout);
+        let (dropped, failed) = w.lost();
+        if dropped + failed > 0 {
+            let _ = writeln!(
+                std::io::stderr(),
+                "access log: {dropped} lines dropped (queue full), {failed} refused by {}",
+                w.target
+            );
+        }
+        flushed
     }
 
     /// The lines kept in memory (empty for other sinks).
@@ -236,5 +418,104 @@ where
             p.layer.log.write(&line.to_string());
         }
         Poll::Ready(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Condvar;
+
+    use super::*;
+
+    /// An output that is closed (a pipe whose reader went away).
+    struct Closed;
+
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    /// An output that blocks until released (a full pipe nobody reads), then keeps the lines.
+    /// Whether it was released, and what it was given.
+    type StuckState = Mutex<(bool, Vec<u8>)>;
+
+    #[derive(Clone, Default)]
+    struct Stuck(Arc<(StuckState, Condvar)>);
+
+    impl Stuck {
+        fn release(&self) {
+            self.0.0.lock().unwrap().0 = true;
+            self.0.1.notify_all();
+        }
+
+        fn lines(&self) -> usize {
+            self.0
+                .0
+                .lock()
+                .unwrap()
+                .1
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+        }
+    }
+
+    impl Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (lock, released) = &*self.0;
+            let mut state = released.wait_while(lock.lock().unwrap(), |s| !s.0).unwrap();
+            state.1.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn writer(log: &AccessLog) -> &LineWriter {
+        match log {
+            AccessLog::Writer(w) => w,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_closed_output_fails_no_request() {
+        let log = AccessLog::Writer(LineWriter::spawn(Box::new(Closed), "closed".into()).unwrap());
+        for i in 0..100 {
+            log.write(&format!("{{\"line\": {i}}}"));
+        }
+        assert!(log.flush(Duration::from_secs(10)));
+        // Every line is accounted for as lost, none as written; writing goes on refusing.
+        assert_eq!(writer(&log).lost(), (0, 100));
+        log.write("one more");
+        assert!(log.flush(Duration::from_secs(10)));
+        assert_eq!(writer(&log).lost(), (0, 101));
+    }
+
+    #[test]
+    fn a_stuck_output_holds_up_no_request() {
+        let out = Stuck::default();
+        let log =
+            AccessLog::Writer(LineWriter::spawn(Box::new(out.clone()), "stuck".into()).unwrap());
+        // Far more lines than the queue holds: every write returns, the excess is dropped.
+        let n = QUEUE as u64 + 2_000;
+        for i in 0..n {
+            log.write(&format!("{{\"line\": {i}}}"));
+        }
+        let (dropped, failed) = writer(&log).lost();
+        assert!((1_000..=2_000).contains(&dropped), "{dropped}");
+        assert_eq!(failed, 0);
+        // Bounded waiting at shutdown while the output is stuck.
+        assert!(!log.flush(Duration::from_millis(50)));
+        out.release();
+        assert!(log.flush(Duration::from_secs(10)));
+        assert_eq!(out.lines() as u64, n - dropped);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use b3_propagation::{Propagator, SpanSemantics};
 use clap::{Args, ValueEnum};
@@ -28,9 +29,11 @@ pub struct ServiceArgs {
     #[arg(long, env = "LISTEN")]
     pub listen: SocketAddr,
     /// OTLP/HTTP collector base URL (`http://host:4318`); defaults to
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; without either, no span is reported and the service is
-    /// transparent (its calls name the caller's span, never an id nobody reports).
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the traces URL as it is), else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (a base URL); without any (or with blank values), no span
+    /// is reported and the service is transparent (its calls name the caller's span, never
+    /// an id nobody reports).
+    #[arg(long)]
     pub otlp_endpoint: Option<String>,
     /// Forward or instrument outgoing calls.
     #[arg(long, value_enum, env = "TRACE_MODE", default_value_t = ModeArg::Instrument)]
@@ -40,7 +43,7 @@ pub struct ServiceArgs {
     pub shared_span_context: bool,
     /// Report no spans of our own (headers only): the service is transparent, its calls name
     /// the caller's span. Without an OTLP endpoint nothing is reported either.
-    #[arg(long, env = "NO_SPANS")]
+    #[arg(long, env = "NO_SPANS", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_spans: bool,
     /// Access log: `stdout`, `off`, or a file path.
     #[arg(long, env = "ACCESS_LOG", default_value = "stdout")]
@@ -59,7 +62,7 @@ pub struct ServiceArgs {
     pub header_read_timeout_ms: u64,
     /// This service faces clients: they may not force sampling or pick request ids, and only
     /// the `--edge-fields` of the propagated fields are taken from them.
-    #[arg(long, env = "EDGE")]
+    #[arg(long, env = "EDGE", value_parser = clap::builder::FalseyValueParser::new())]
     pub edge: bool,
     /// Headers carried from each request to every call it makes, comma-separated (Istio routes
     /// on `end-user`; add `x-tenant-id` and the like). Values are checked (visible ASCII, at
@@ -98,7 +101,7 @@ impl ServiceArgs {
             SpanSemantics::Child
         };
         let access_log = match self.access_log.as_str() {
-            "stdout" => AccessLog::Stdout,
+            "stdout" => AccessLog::stdout()?,
             "off" => AccessLog::Off,
             path => AccessLog::file(std::path::Path::new(path))?,
         };
@@ -314,7 +317,12 @@ where
     let result = server.await.map_err(Into::into);
     opts.health.drain();
     let telemetry = opts.telemetry.clone();
-    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    let access_log = opts.access_log.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        access_log.flush(Duration::from_secs(2));
+        telemetry.shutdown();
+    })
+    .await;
     result
 }
 

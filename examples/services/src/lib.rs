@@ -22,6 +22,7 @@ pub mod pb;
 pub mod telemetry;
 pub mod user;
 
+use std::future::Future;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -53,6 +54,50 @@ fn peer_address(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
 #[must_use]
 pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// A gRPC server's stop signal made of `shutdown`, and the moment to stop waiting for it:
+/// `drain` after `shutdown` completed. tonic alone waits, after its signal, until every
+/// connection has closed, which a client holding an HTTP/2 stream open never does: the
+/// service would never exit, and never flush its spans. See [`stop_by`].
+pub(crate) fn bounded_shutdown(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> (
+    impl Future<Output = ()> + Send + 'static,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (fired, stopping) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = fired.send(());
+    };
+    let cut_off = async move {
+        match stopping.await {
+            Ok(()) => tokio::time::sleep(drain).await,
+            // The server ended before any signal: nothing to cut off.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    (signal, cut_off)
+}
+
+/// Run `server` until it ends or `cut_off` (see [`bounded_shutdown`]) completes; the calls
+/// still open then are dropped.
+pub(crate) async fn stop_by<E>(
+    server: impl Future<Output = Result<(), E>>,
+    cut_off: impl Future<Output = ()>,
+) -> Result<(), E> {
+    tokio::select! {
+        result = server => result,
+        () = cut_off => {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"calls still open when the drain time ran out: stopping without them\n",
+            );
+            Ok(())
+        }
+    }
 }
 
 /// A gRPC channel that carries the current trace on every call, through
@@ -207,7 +252,8 @@ impl ServiceOptions {
             mode: Mode::Instrument,
             spans: true,
             telemetry,
-            access_log: AccessLog::Stdout,
+            // Off only if no thread can be started for it.
+            access_log: AccessLog::stdout().unwrap_or_default(),
             version: "v1".to_owned(),
             edge: false,
             health: health::Health::new(),
@@ -418,5 +464,40 @@ where
         let inner = &mut self.inner;
         tracing::dispatcher::with_default(&self.dispatch, || inner.call(req))
             .with_subscriber(self.dispatch.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_server_that_never_drains_is_stopped_after_the_drain_time() {
+        // A server whose connections never close (a client holding a stream open).
+        let (signal, cut_off) = bounded_shutdown(async {}, Duration::from_millis(50));
+        let server = async move {
+            signal.await;
+            std::future::pending::<Result<(), &str>>().await
+        };
+        let started = std::time::Instant::now();
+        let stopped = tokio::time::timeout(Duration::from_secs(10), stop_by(server, cut_off))
+            .await
+            .expect("stopped after the drain time");
+        assert_eq!(stopped, Ok(()));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_ends_gives_its_own_result() {
+        // Before any signal (an error), and after one (drained in time).
+        let (_signal, cut_off) = bounded_shutdown(std::future::pending(), Duration::ZERO);
+        assert_eq!(stop_by(async { Err("bind") }, cut_off).await, Err("bind"));
+        let (signal, cut_off) = bounded_shutdown(async {}, Duration::from_secs(3600));
+        let server = async move {
+            signal.await;
+            Ok::<(), &str>(())
+        };
+        let drained = tokio::time::timeout(Duration::from_secs(10), stop_by(server, cut_off));
+        assert_eq!(drained.await, Ok(Ok(())));
     }
 }

@@ -117,12 +117,14 @@ pub async fn serve(
     opts: ServiceOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+    let (signal, cut_off) =
+        super::bounded_shutdown(opts.health.draining_on(shutdown), opts.serve.drain_timeout);
+    let server = tonic::transport::Server::builder()
         .layer(opts.dispatch_layer())
         .layer(opts.server_layer())
         .layer(opts.access_log_layer("order"))
         .add_service(opts.health.grpc::<OrderServiceServer<Orders>>().await)
         .add_service(OrderServiceServer::new(orders))
-        .serve_with_incoming_shutdown(super::incoming(listener), opts.health.draining_on(shutdown))
-        .await
+        .serve_with_incoming_shutdown(super::incoming(listener), signal);
+    super::stop_by(server, cut_off).await
 }

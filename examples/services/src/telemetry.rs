@@ -209,10 +209,38 @@ pub fn traces_url(base: &str) -> String {
     }
 }
 
+/// Where spans go, as the OpenTelemetry exporter configuration says: `explicit` (a flag: a
+/// base URL or a full `/v1/traces` URL), else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is
+/// (the traces URL), else `OTEL_EXPORTER_OTLP_ENDPOINT` (a base URL, `/v1/traces` added).
+/// Blank values count as unset: an empty variable never turns export on with a URL that
+/// names no host (whose spans would be sent as ids and reported by nobody).
+pub fn traces_endpoint(
+    explicit: Option<&str>,
+    var: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let set = |v: &str| {
+        let v = v.trim();
+        (!v.is_empty()).then(|| v.to_owned())
+    };
+    if let Some(e) = explicit.and_then(set) {
+        return Some(traces_url(&e));
+    }
+    if let Some(t) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .as_deref()
+        .and_then(set)
+    {
+        return Some(t);
+    }
+    var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .as_deref()
+        .and_then(set)
+        .map(|b| traces_url(&b))
+}
+
 impl Telemetry {
     /// A provider for `service` (overridden by `OTEL_SERVICE_NAME` when `env` is true), exporting
-    /// to `endpoint` (a base URL or a full `/v1/traces` URL); `None` → the environment's
-    /// endpoint, else no export at all.
+    /// to `endpoint` (a base URL or a full `/v1/traces` URL); `None` or blank → the
+    /// environment's endpoint (see [`traces_endpoint`]), else no export at all.
     ///
     /// # Errors
     ///
@@ -227,12 +255,7 @@ impl Telemetry {
             Ok(s) if env && !s.is_empty() => s,
             _ => service.to_owned(),
         };
-        let endpoint = endpoint.map(str::to_owned).or_else(|| {
-            std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
-                .ok()
-                .filter(|e| !e.is_empty())
-        });
+        let endpoint = traces_endpoint(endpoint, |name| std::env::var(name).ok());
         let resource = Resource::builder_empty()
             .with_attributes([
                 KeyValue::new("service.name", service.clone()),
@@ -242,7 +265,6 @@ impl Telemetry {
         let mut builder = SdkTracerProvider::builder()
             .with_resource(resource)
             .with_id_generator(PresetIdGenerator::default());
-        let endpoint = endpoint.map(|e| traces_url(&e));
         let health = Arc::new(Health {
             service: service.clone(),
             endpoint: endpoint.clone().unwrap_or_default(),
@@ -387,6 +409,67 @@ impl Telemetry {
                 stats.failed_exports,
                 self.health.endpoint
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars<'a>(set: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            set.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn the_traces_endpoint_as_the_exporter_configuration_says() {
+        let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/");
+        let traces = (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://tempo:4318/custom",
+        );
+        // A flag wins, a base URL or a full one.
+        assert_eq!(
+            traces_endpoint(Some("http://flag:4318"), vars(&[base, traces])).as_deref(),
+            Some("http://flag:4318/v1/traces")
+        );
+        assert_eq!(
+            traces_endpoint(Some("http://flag:4318/v1/traces"), vars(&[])).as_deref(),
+            Some("http://flag:4318/v1/traces")
+        );
+        // The traces variable is the URL as it is, and wins over the base one.
+        assert_eq!(
+            traces_endpoint(None, vars(&[base, traces])).as_deref(),
+            Some("http://tempo:4318/custom")
+        );
+        assert_eq!(
+            traces_endpoint(None, vars(&[base])).as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        // Blank is unset: no export with a URL that names no host.
+        let blank = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "  "),
+        ];
+        assert_eq!(traces_endpoint(Some(""), vars(&blank)), None);
+        assert_eq!(traces_endpoint(Some(" "), vars(&[])), None);
+        assert_eq!(
+            traces_endpoint(Some(""), vars(&[base])).as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+    }
+
+    #[test]
+    fn a_blank_endpoint_reports_nothing() {
+        if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none()
+            && std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
+        {
+            let telemetry = Telemetry::new("item", "v1", Some(""), false).unwrap();
+            assert!(!telemetry.exports());
         }
     }
 }

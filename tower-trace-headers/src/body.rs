@@ -93,7 +93,7 @@ impl OnEnd {
 
     /// The response ended (once; later calls do nothing). `error` names a body error's type.
     #[allow(unused_variables)]
-    fn end(&mut self, how: End, error: Option<&'static str>) {
+    pub(crate) fn end(&mut self, how: End, error: Option<&'static str>) {
         #[cfg(feature = "metrics")]
         if let Some(m) = self.metrics.take() {
             m.record(match how {
@@ -189,10 +189,12 @@ impl<B: Body> Body for ResponseBody<B> {
             match &frame {
                 Some(Ok(frame)) => {
                     if let Some(trailers) = frame.trailers_ref() {
+                        // Trailers are a body's last frame, and hyper stops polling after them
+                        // whatever `is_end_stream` says.
                         on_end.trailers(trailers);
-                    }
-                    // Hyper stops polling a body that says it has ended.
-                    if this.inner.is_end_stream() {
+                        on_end.end(End::Complete, None);
+                    } else if this.inner.is_end_stream() {
+                        // Hyper stops polling a body that says it has ended.
                         on_end.end(End::Complete, None);
                     }
                 }

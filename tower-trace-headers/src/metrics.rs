@@ -16,8 +16,10 @@
 //! `_count`. A request is measured from the moment the layer receives it to the end of its
 //! response body, so a streamed or slow-to-drain response counts whole; a gRPC call's status is
 //! read from the response headers (trailers-only responses) or the trailers. A call whose
-//! client goes away before the end is recorded with status `1` (CANCELLED), a body that fails
-//! with `2` (UNKNOWN), as is a gRPC response that ends without a status.
+//! client goes away before the end — before the response head too — is recorded with status
+//! `1` (CANCELLED); a response without a gRPC status with the status a gRPC client reads from
+//! its HTTP status (`503` → `14` UNAVAILABLE, ...), else `2` (UNKNOWN), as its span is. An
+//! HTTP request whose client goes away before the response head has no status label.
 //!
 //! **Exemplars** carry `trace_id` (32 hex) and `span_id` (16 hex) of the request's span when
 //! the trace is sampled (`trace_id` alone when this hop reports no span of its own), so
@@ -28,9 +30,11 @@
 //! Recording never fails and never slows a request: an in-memory update of the family's
 //! histogram; serving the registry is the application's business (see
 //! [`OPENMETRICS_CONTENT_TYPE`]). Route and gRPC method names are interned (no allocation
-//! after the first request of each), and at most [`MAX_ROUTES`] distinct ones are kept:
-//! beyond that (a client probing random gRPC paths) they are recorded as `_OTHER`, so a
-//! client cannot grow the registry without bound.
+//! after the first request of each), at most [`MAX_ROUTES`] routes and as many methods;
+//! beyond that they are recorded as `_OTHER`, and so is a path that is not
+//! `/package.Service/Method`. A gRPC method is kept only once a call to it answered something
+//! other than UNIMPLEMENTED, so a client probing made-up paths neither grows the registry nor
+//! takes the room of the service's own methods.
 //!
 //! # Example
 //!
@@ -83,8 +87,8 @@ use crate::current::RequestTrace;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// At most this many distinct routes and gRPC methods get their own series; further ones are
-/// recorded as `_OTHER`.
+/// At most this many distinct routes, and as many gRPC methods, get their own series; further
+/// ones are recorded as `_OTHER`.
 pub const MAX_ROUTES: usize = 1024;
 
 /// The OpenTelemetry semantic conventions' advisory boundaries for
@@ -103,7 +107,11 @@ pub struct ServerMetrics {
 struct Inner {
     http: Family<HttpLabels, HistogramWithExemplars<TraceExemplar>, Buckets>,
     rpc: Family<RpcLabels, HistogramWithExemplars<TraceExemplar>, Buckets>,
-    names: Interner,
+    /// Route templates (the application's: a bounded set).
+    routes: Interner,
+    /// gRPC methods that answered something other than UNIMPLEMENTED (a client's made-up
+    /// paths are never kept).
+    methods: Interner,
 }
 
 impl fmt::Debug for ServerMetrics {
@@ -137,7 +145,8 @@ impl ServerMetrics {
             inner: Arc::new(Inner {
                 http: Family::new_with_constructor(buckets.clone()),
                 rpc: Family::new_with_constructor(buckets),
-                names: Interner::default(),
+                routes: Interner::default(),
+                methods: Interner::default(),
             }),
         }
     }
@@ -168,14 +177,23 @@ impl ServerMetrics {
         trace: &RequestTrace,
     ) -> Pending {
         let kind = if crate::semconv::is_grpc(req.headers()) {
+            let method = match rpc_name(req.uri().path()) {
+                None => RpcName::Other,
+                Some(name) => match self.inner.methods.find(name) {
+                    Some(known) => RpcName::Known(known),
+                    // Kept once the call shows the method exists (see `record`).
+                    None => RpcName::New(name.into()),
+                },
+            };
             Kind::Rpc {
-                method: self.inner.names.get(req.uri().path()),
+                method,
                 status: None,
+                http: None,
             }
         } else {
             Kind::Http {
                 method: method_label(req.method()),
-                route: route.map(|r| self.inner.names.get(r)),
+                route: route.map(|r| self.inner.routes.get(r)),
                 status: 0,
             }
         };
@@ -199,14 +217,34 @@ pub(crate) struct Pending {
 enum Kind {
     Http {
         method: &'static str,
-        route: Option<Arc<str>>,
+        route: Option<Option<Arc<str>>>,
         status: u16,
     },
     Rpc {
-        method: Arc<str>,
+        method: RpcName,
         /// From the response headers (trailers-only) or the trailers.
         status: Option<u8>,
+        /// The response's HTTP status, for a response without a gRPC status.
+        http: Option<StatusCode>,
     },
+}
+
+/// A gRPC call's method as its labels will name it.
+enum RpcName {
+    /// Kept already.
+    Known(Arc<str>),
+    /// Well formed, not kept yet.
+    New(Box<str>),
+    /// Not `/package.Service/Method`: `_OTHER`.
+    Other,
+}
+
+/// `path` when it names a gRPC method (`/package.Service/Method`), and no name the labels
+/// give a meaning (`_OTHER`).
+fn rpc_name(path: &str) -> Option<&str> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    let valid = |s: &str| !s.is_empty() && s != OTHER && !s.contains('/');
+    (valid(service) && valid(method)).then_some(path)
 }
 
 /// How a response ended.
@@ -225,7 +263,10 @@ impl Pending {
     pub(crate) fn response(&mut self, status: StatusCode, headers: &HeaderMap) {
         match &mut self.kind {
             Kind::Http { status: s, .. } => *s = status.as_u16(),
-            Kind::Rpc { status: s, .. } => {
+            Kind::Rpc {
+                status: s, http, ..
+            } => {
+                *http = Some(status);
                 if let Some(code) = grpc_status(headers) {
                     *s = Some(code);
                 }
@@ -267,11 +308,27 @@ impl Pending {
                     .get_or_create(&labels)
                     .observe(seconds, self.exemplar, None);
             }
-            Kind::Rpc { method, status } => {
-                let status = match (end, status) {
-                    (End::Complete, Some(code)) => code,
-                    (End::Dropped, _) => 1,
-                    (End::Complete | End::Failed, _) => 2,
+            Kind::Rpc {
+                method,
+                status,
+                http,
+            } => {
+                // As the spans read it (see `Extras::end`).
+                let status = match (status, end) {
+                    (Some(code), _) => code,
+                    // Whoever read the body went away: CANCELLED.
+                    (None, End::Dropped) => 1,
+                    // No status: what a gRPC client reads from the HTTP status, else UNKNOWN.
+                    (None, End::Complete | End::Failed) => http
+                        .and_then(crate::semconv::grpc_status_of_http)
+                        .unwrap_or(2),
+                };
+                let method = match method {
+                    RpcName::Known(name) => Some(name),
+                    // UNIMPLEMENTED: a path the service does not serve is not kept.
+                    RpcName::New(_) if status == 12 => None,
+                    RpcName::New(name) => inner.methods.get(&name),
+                    RpcName::Other => None,
                 };
                 let labels = RpcLabels { method, status };
                 inner
@@ -308,7 +365,7 @@ impl MetricConstructor<HistogramWithExemplars<TraceExemplar>> for Buckets {
     }
 }
 
-/// Interned route templates and gRPC paths, at most [`MAX_ROUTES`] besides `_OTHER`.
+/// Interned route templates or gRPC paths, at most [`MAX_ROUTES`].
 struct Interner {
     names: RwLock<HashSet<Arc<str>>>,
 }
@@ -316,37 +373,50 @@ struct Interner {
 impl Default for Interner {
     fn default() -> Self {
         Interner {
-            names: RwLock::new(HashSet::from([Arc::from(OTHER)])),
+            names: RwLock::new(HashSet::new()),
         }
     }
 }
 
 impl Interner {
-    fn get(&self, name: &str) -> Arc<str> {
+    /// `name` if it is kept.
+    fn find(&self, name: &str) -> Option<Arc<str>> {
         // A poisoned lock only means another thread panicked mid-insert; the set is intact.
-        if let Some(found) = self
-            .names
+        self.names
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(name)
+            .cloned()
+    }
+
+    /// `name`, kept from now on if there is room; `None` (`_OTHER`) when there is not. Once
+    /// the set is full, a new name costs no write lock.
+    fn get(&self, name: &str) -> Option<Arc<str>> {
         {
-            return Arc::clone(found);
+            let names = self
+                .names
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(found) = names.get(name) {
+                return Some(Arc::clone(found));
+            }
+            if names.len() >= MAX_ROUTES {
+                return None;
+            }
         }
         let mut names = self
             .names
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(found) = names.get(name) {
-            return Arc::clone(found);
+            return Some(Arc::clone(found));
         }
-        if names.len() > MAX_ROUTES
-            && let Some(other) = names.get(OTHER)
-        {
-            return Arc::clone(other);
+        if names.len() >= MAX_ROUTES {
+            return None;
         }
         let interned: Arc<str> = Arc::from(name);
         names.insert(Arc::clone(&interned));
-        interned
+        Some(interned)
     }
 }
 
@@ -355,14 +425,20 @@ const OTHER: &str = "_OTHER";
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct HttpLabels {
     method: &'static str,
-    route: Option<Arc<str>>,
+    /// `None`: no route known (empty label); `Some(None)`: past the bound (`_OTHER`).
+    route: Option<Option<Arc<str>>>,
     status: u16,
 }
 
 impl EncodeLabelSet for HttpLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), fmt::Error> {
         ("http_request_method", self.method).encode(encoder.encode_label())?;
-        ("http_route", self.route.as_deref().unwrap_or("")).encode(encoder.encode_label())?;
+        let route = match &self.route {
+            None => "",
+            Some(None) => OTHER,
+            Some(Some(r)) => r,
+        };
+        ("http_route", route).encode(encoder.encode_label())?;
         if self.status != 0 {
             ("http_response_status_code", u64::from(self.status)).encode(encoder.encode_label())?;
         }
@@ -372,8 +448,9 @@ impl EncodeLabelSet for HttpLabels {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct RpcLabels {
-    /// `/package.Service/Method`, or `_OTHER`.
-    method: Arc<str>,
+    /// `/package.Service/Method` (as [`rpc_name`] accepts it), or `None` for `_OTHER`: one
+    /// key per label set, so no two series encode alike.
+    method: Option<Arc<str>>,
     status: u8,
 }
 
@@ -381,9 +458,8 @@ impl EncodeLabelSet for RpcLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), fmt::Error> {
         let (service, method) = self
             .method
-            .strip_prefix('/')
-            .and_then(|p| p.split_once('/'))
-            .filter(|(s, m)| !s.is_empty() && !m.is_empty() && !m.contains('/'))
+            .as_deref()
+            .and_then(|p| p.strip_prefix('/')?.split_once('/'))
             .unwrap_or((OTHER, OTHER));
         ("rpc_system", "grpc").encode(encoder.encode_label())?;
         ("rpc_service", service).encode(encoder.encode_label())?;

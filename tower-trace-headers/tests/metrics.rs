@@ -211,8 +211,24 @@ fn grpc_app(
             ]);
             Body::new(StreamBody::new(frames))
         };
+        if req.uri().path() == "/shop.v1.Shop/Slow" {
+            // Never answers: the client gives up first.
+            std::future::pending::<()>().await;
+        }
         let response = match req.uri().path() {
-            "/shop.v1.Shop/Get" => Response::new(grpc("0")),
+            "/shop.v1.Shop/Get" | "/shop.v1.Shop/Late" => Response::new(grpc("0")),
+            "/shop.v1.Shop/Unavailable" => {
+                // A proxy's or an inner layer's answer: an HTTP status, no gRPC status.
+                let mut r = Response::new(Body::empty());
+                *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                r
+            }
+            p if p.starts_with("/probe.v1.Unimplemented") => {
+                let mut r = Response::new(Body::empty());
+                r.headers_mut()
+                    .insert("grpc-status", HeaderValue::from_static("12"));
+                r
+            }
             "/shop.v1.Shop/Missing" => Response::new(grpc("5")),
             "/shop.v1.Shop/Unimplemented" => {
                 // Trailers-only: the status in the headers, an empty body.
@@ -267,6 +283,20 @@ async fn grpc_calls_by_service_method_and_status_from_trailers_headers_or_cancel
         let response = svc.clone().oneshot(grpc_request(path)).await.unwrap();
         response.into_body().collect().await.unwrap();
     }
+    // Read as hyper reads it: up to the trailers, then let go (this body never says it has
+    // ended); the status is the trailers', not a cancellation.
+    let response = svc
+        .clone()
+        .oneshot(grpc_request("/shop.v1.Shop/Get"))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    while let Some(frame) = body.frame().await {
+        if frame.unwrap().is_trailers() {
+            break;
+        }
+    }
+    drop(body);
     // The client reads one message of the stream and goes away.
     let response = svc
         .clone()
@@ -276,16 +306,33 @@ async fn grpc_calls_by_service_method_and_status_from_trailers_headers_or_cancel
     let mut body = response.into_body();
     body.frame().await.unwrap().unwrap();
     drop(body);
+    // The client goes away before any answer.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(20),
+        svc.clone().oneshot(grpc_request("/shop.v1.Shop/Slow")),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    // No gRPC status: what a client reads from the HTTP one (503: UNAVAILABLE).
+    let response = svc
+        .clone()
+        .oneshot(grpc_request("/shop.v1.Shop/Unavailable"))
+        .await
+        .unwrap();
+    response.into_body().collect().await.unwrap();
 
     let text = scrape(&registry);
-    for (method, status, count) in [
-        ("Get", 0, 2),
-        ("Missing", 5, 1),
-        ("Unimplemented", 12, 1),
-        ("Watch", 1, 1),
+    for (service, method, status, count) in [
+        ("shop.v1.Shop", "Get", 0, 3),
+        ("shop.v1.Shop", "Missing", 5, 1),
+        // A method the service does not have is not kept: a made-up path is no series.
+        ("_OTHER", "_OTHER", 12, 1),
+        ("shop.v1.Shop", "Watch", 1, 1),
+        ("shop.v1.Shop", "Slow", 1, 1),
+        ("shop.v1.Shop", "Unavailable", 14, 1),
     ] {
         let line = format!(
-            r#"rpc_server_call_duration_seconds_count{{rpc_system="grpc",rpc_service="shop.v1.Shop",rpc_method="{method}",rpc_grpc_status_code="{status}"}} {count}"#
+            r#"rpc_server_call_duration_seconds_count{{rpc_system="grpc",rpc_service="{service}",rpc_method="{method}",rpc_grpc_status_code="{status}"}} {count}"#
         );
         assert!(text.lines().any(|l| l == line), "{line} in {text}");
     }
@@ -317,6 +364,45 @@ async fn distinct_names_are_bounded() {
             .any(|l| l.contains(r#"rpc_service="_OTHER",rpc_method="_OTHER""#)),
         "the rest as _OTHER"
     );
+}
+
+#[tokio::test]
+async fn made_up_methods_take_no_room() {
+    // A client probing more made-up paths than there is room for (each answered
+    // UNIMPLEMENTED), and malformed ones: the service's own methods keep their series, and no
+    // two series carry the same labels.
+    let (registry, metrics) = registry();
+    let svc = grpc_app(metrics);
+    for i in 0..MAX_ROUTES + 50 {
+        let path = format!("/probe.v1.Unimplemented{i}/Get");
+        drop(svc.clone().oneshot(grpc_request(&path)).await.unwrap());
+    }
+    for path in ["/x", "/a/b/c", "/_OTHER/_OTHER", "//Get"] {
+        drop(svc.clone().oneshot(grpc_request(path)).await.unwrap());
+    }
+    let response = svc
+        .clone()
+        .oneshot(grpc_request("/shop.v1.Shop/Late"))
+        .await
+        .unwrap();
+    response.into_body().collect().await.unwrap();
+    let text = scrape(&registry);
+    let series = lines(&text, "rpc_server_call_duration_seconds_count{");
+    assert!(
+        series.iter().any(|l| l.contains(
+            r#"rpc_service="shop.v1.Shop",rpc_method="Late",rpc_grpc_status_code="0"} 1"#
+        )),
+        "{text}"
+    );
+    let mut labels: Vec<&str> = series
+        .iter()
+        .map(|l| l.rsplit_once(' ').unwrap().0)
+        .collect();
+    let all = labels.len();
+    labels.sort_unstable();
+    labels.dedup();
+    assert_eq!(labels.len(), all, "one series per label set: {series:#?}");
+    assert!(all <= 4, "{series:#?}");
 }
 
 #[test]

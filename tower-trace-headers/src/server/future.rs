@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 
 use super::ResponseBody;
 use super::layer::ServerConfig;
-use crate::body::OnEnd;
+use crate::body::{End, OnEnd};
 use crate::current::RequestTrace;
 use crate::extras::Extras;
 
@@ -27,6 +27,17 @@ pin_project! {
         trace_response: bool,
         // What the request started (its measurement), boxed: `None` when nothing was.
         on_end: Option<Box<OnEnd>>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Dropped before its response (the client went away, or a timeout above gave
+            // up): what the request started ends now, as a body dropped before its end does.
+            if let Some(mut on_end) = OnEnd::with_spans(this.on_end.take(), this.extras.ending()) {
+                on_end.end(End::Dropped, None);
+            }
+        }
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! - [`ServerInterceptor`] reads the caller's context from the request metadata (B3 single
 //!   and multi, `traceparent` / `tracestate`, baggage, the opaque `x-ot-span-context` and
-//!   `grpc-trace-bin`), ensures one `x-request-id`, derives this hop's span and stores a
-//!   [`RequestTrace`] in the request extensions;
+//!   `grpc-trace-bin`), ensures one `x-request-id` and stores a [`RequestTrace`] in the
+//!   request extensions (it reports no span, so it makes no span id of its own: the hop is
+//!   transparent);
 //! - [`ClientInterceptor`] writes that trace into the metadata of every outgoing call, in
 //!   forward mode (the received headers as they are, what Istio asks of applications) or
 //!   instrument mode (the innermost span this hop reports: one the handler opened, or the

@@ -1,5 +1,5 @@
 //! [`ServerInterceptor`]: extract the caller's trace from the request metadata, ensure the
-//! request id, derive this hop's span and hand it to the handler.
+//! request id and hand the trace to the handler (no span id of its own: see below).
 //!
 //! For every request it:
 //! 1. extracts the context with its [`Propagator`] (first valid of `b3`, `x-b3-*`,

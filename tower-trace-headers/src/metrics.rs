@@ -11,6 +11,12 @@
 //! | `http_server_request_duration_seconds` (OTel `http.server.request.duration`) | HTTP requests | `http_request_method` (`_OTHER` for non-standard methods), `http_route` (the route template from [`TraceHeadersLayer::route`], empty when unknown), `http_response_status_code` |
 //! | `rpc_server_call_duration_seconds` (OTel `rpc.server.call.duration`) | gRPC calls (`content-type: application/grpc…`) | `rpc_system` (`grpc`), `rpc_service`, `rpc_method`, `rpc_grpc_status_code` |
 //!
+//! The RPC histogram has the name the RPC conventions gave it after 1.37
+//! (`rpc.server.call.duration`, in seconds like the HTTP one; 1.37's `rpc.server.duration` was
+//! in milliseconds) and the 1.37 attribute names the layers' gRPC spans carry (see
+//! [`crate::semconv`]), so a call's metric and its span share their labels; both move to the
+//! new RPC attribute names together, once those are stable.
+//!
 //! Both are histograms in seconds with the OpenTelemetry default boundaries (5 ms … 10 s) unless
 //! [`ServerMetrics::with_buckets`] says otherwise; the request count is the histogram's
 //! `_count`. A request is measured from the moment the layer receives it to the end of its

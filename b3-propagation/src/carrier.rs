@@ -500,7 +500,37 @@ pub trait Injector {
     fn reserve(&mut self, additional: usize) {
         let _ = additional;
     }
+
+    /// Remove every span-context header — `b3`, `x-b3-*`, `traceparent`, `tracestate`,
+    /// `uber-trace-id`, `grpc-trace-bin` — before a context is written
+    /// ([`Propagator::inject`](crate::Propagator::inject) and
+    /// [`forward`](crate::Propagator::forward) do): what they write is then the only context
+    /// the call carries, and no header copied from elsewhere (an incoming request copied by
+    /// hand) names another span or a decision the trust policy refused. By default each name
+    /// is removed; a `HeaderMap` looks at its own names once, and an empty one costs nothing.
+    fn remove_context_headers(&mut self) {
+        let mut slots = CONTEXT_HEADER_SLOTS;
+        while slots != 0 {
+            let s = slots.trailing_zeros() as usize;
+            self.remove(crate::request_context::slot_name(s));
+            slots &= slots - 1;
+        }
+    }
 }
+
+/// The slots of the span-context headers (see [`Injector::remove_context_headers`]): not
+/// baggage or the request id, which inject writes from the context itself, nor the opaque
+/// headers it forwards.
+const CONTEXT_HEADER_SLOTS: u32 = (1 << slot::B3)
+    | (1 << slot::X_B3_TRACE_ID)
+    | (1 << slot::X_B3_SPAN_ID)
+    | (1 << slot::X_B3_PARENT_SPAN_ID)
+    | (1 << slot::X_B3_SAMPLED)
+    | (1 << slot::X_B3_FLAGS)
+    | (1 << slot::TRACEPARENT)
+    | (1 << slot::TRACESTATE)
+    | (1 << slot::UBER_TRACE_ID)
+    | (1 << slot::GRPC_TRACE_BIN);
 
 impl Extractor for HeaderMap {
     #[inline]
@@ -545,6 +575,25 @@ impl Injector for HeaderMap {
         // Past the map's size limit the values are set one by one as before (and refused
         // there the same way).
         let _ = self.try_reserve(additional);
+    }
+
+    /// One look at the map's names (nothing at all for an empty map, the usual outgoing
+    /// call), then a removal for each context header found.
+    fn remove_context_headers(&mut self) {
+        if self.is_empty() {
+            return;
+        }
+        let mut found = 0u32;
+        for name in self.keys() {
+            if let Some(s) = scan_slot(name.as_str()) {
+                found |= (1u32 << s) & CONTEXT_HEADER_SLOTS;
+            }
+        }
+        while found != 0 {
+            let s = found.trailing_zeros() as usize;
+            HeaderMap::remove(self, crate::request_context::slot_name(s));
+            found &= found - 1;
+        }
     }
 }
 

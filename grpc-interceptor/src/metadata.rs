@@ -248,6 +248,11 @@ impl Injector for MetadataInjector<'_> {
     fn remove(&mut self, name: &HeaderName) {
         self.headers_mut(|h| h.remove(name));
     }
+
+    fn remove_context_headers(&mut self) {
+        // One conversion for all of them.
+        self.headers_mut(Injector::remove_context_headers);
+    }
 }
 
 #[cfg(test)]
@@ -257,6 +262,7 @@ mod tests {
     use b3_propagation::header;
     use b3_propagation::{
         Baggage, ContextFormat, OpaqueHeader, Propagator, RequestContext, RequestId, Sampling,
+        SpanContext,
     };
     use tonic::metadata::MetadataValue;
 
@@ -405,6 +411,41 @@ mod tests {
         let mut map = MetadataMap::new();
         MetadataInjector::new(&mut map).set(&header::B3, HeaderValue::from_static("A"));
         assert_eq!(map.get("b3").unwrap(), "A");
+    }
+
+    #[test]
+    fn inject_leaves_no_other_context_in_the_metadata() {
+        // Metadata copied from the incoming call by hand: another span in `b3`, a binary
+        // context. Inject writes its own, and nothing else names a span.
+        let mut map = MetadataMap::new();
+        map.insert(
+            "b3",
+            "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"
+                .parse()
+                .unwrap(),
+        );
+        map.insert_bin(
+            "grpc-trace-bin",
+            MetadataValue::from_bytes(&[
+                0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 1, 1, 2, 3, 4, 5, 6,
+                7, 8, 2, 1,
+            ]),
+        );
+        map.insert("x-tenant", "t-1".parse().unwrap());
+        let p = Propagator::default();
+        let span = SpanContext::new_root(Sampling::Accept);
+        p.inject(
+            &span,
+            &RequestContext::new(),
+            &mut MetadataInjector::new(&mut map),
+        );
+        assert!(map.get("b3").is_none(), "{map:?}");
+        assert!(map.get_bin("grpc-trace-bin").is_none(), "{map:?}");
+        assert_eq!(map.get("x-tenant").unwrap(), "t-1");
+        assert_eq!(
+            map.get("x-b3-spanid").unwrap().to_str().unwrap(),
+            span.span_id().unwrap().to_string()
+        );
     }
 
     #[test]

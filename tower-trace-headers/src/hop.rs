@@ -184,6 +184,11 @@ impl Injector for Outgoing<'_> {
     fn reserve(&mut self, additional: usize) {
         Injector::reserve(&mut *self.map, additional + std::mem::take(&mut self.extra));
     }
+
+    #[inline]
+    fn remove_context_headers(&mut self) {
+        Injector::remove_context_headers(&mut *self.map);
+    }
 }
 
 /// The client steps for a caller that cannot time the call (a tonic interceptor, a

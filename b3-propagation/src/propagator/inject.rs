@@ -10,7 +10,8 @@ use crate::request_context::RequestContext;
 
 impl Propagator {
     /// Write `span` in every inject format, plus the request context's `tracestate` (when
-    /// `traceparent` is written), request id, baggage and opaque headers.
+    /// `traceparent` is written), request id, baggage and opaque headers. Any other span-context
+    /// header the carrier held is removed first (see [`Injector::remove_context_headers`]).
     ///
     /// Allocates once per id-carrying format (B3 multi shares one buffer among its ids);
     /// sampling values and forwarded values are shared.
@@ -21,6 +22,7 @@ impl Propagator {
         carrier: &mut I,
     ) {
         let formats = self.config.inject;
+        carrier.remove_context_headers();
         carrier.reserve(span_formats_len(formats) + self.rest_len(cx));
         self.inject_span_formats(span, formats, cx, carrier);
         self.inject_rest(cx, carrier);
@@ -119,8 +121,11 @@ impl Propagator {
     /// baggage and opaque headers. When the trust policy changed the context, or nothing was
     /// received, the context is encoded instead, in the formats it arrived in (else the inject
     /// set): the caller's ids, or this hop's span for a trace that starts here (no ids
-    /// received, or only a sampling decision the trust policy dropped).
+    /// received, or only a sampling decision the trust policy dropped). Any other span-context
+    /// header the carrier held is removed first (see [`Injector::remove_context_headers`]): a
+    /// call carries only what the decoder accepted.
     pub fn forward<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
+        carrier.remove_context_headers();
         let r = &cx.rest().received;
         if r.context_verbatim && !r.formats.is_empty() {
             carrier.reserve(span_formats_len(r.formats) + self.rest_len(cx));

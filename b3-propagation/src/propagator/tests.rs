@@ -321,3 +321,118 @@ fn inject_replaces_or_removes_a_stale_tracestate() {
         assert_eq!(out["content-type"], "x/y");
     }
 }
+
+/// Context headers a call already held (an incoming request copied into it by hand): another
+/// span, a debug flag a client forced, formats this propagator does not write.
+const COPIED: &[(&str, &str)] = &[
+    ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-d"),
+    ("x-b3-flags", "1"),
+    (
+        "uber-trace-id",
+        "80f198ee56343ba864fe8b2a57d3eff7:e457b5a2e4d86bd1:0:1",
+    ),
+    (
+        "traceparent",
+        "00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-01",
+    ),
+    ("tracestate", "stale=1"),
+    ("grpc-trace-bin", "AABAAAAAAAAAAAAAAAAAAAAAAQIDBAUGBwgCAQ=="),
+    ("content-type", "application/grpc"),
+    ("x-tenant", "t-1"),
+];
+
+#[test]
+fn inject_and_forward_own_the_context_headers() {
+    let p = Propagator::default();
+    let incoming = map(&[
+        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-sampled", "1"),
+    ]);
+    let cx = p.extract(&incoming);
+    let span = p.client_span(&cx.span().unwrap());
+    // Inject: this hop's span in the inject formats, and no other context.
+    let mut out = map(COPIED);
+    p.inject(&span, &cx, &mut out);
+    // Forward: the received headers, and no other context.
+    let mut forwarded = map(COPIED);
+    p.forward(&cx, &mut forwarded);
+    for out in [&out, &forwarded] {
+        for gone in [
+            "b3",
+            "x-b3-flags",
+            "uber-trace-id",
+            "tracestate",
+            "grpc-trace-bin",
+        ] {
+            assert!(out.get(gone).is_none(), "{gone}: {out:?}");
+        }
+        assert_eq!(out["x-b3-traceid"], "463ac35c9f6413ad48485a3953bb6124");
+        assert_eq!(out["x-b3-sampled"], "1");
+        assert_eq!(out["content-type"], "application/grpc");
+        assert_eq!(out["x-tenant"], "t-1");
+        assert_eq!(out.get_all("x-b3-spanid").iter().count(), 1);
+    }
+    assert_eq!(
+        out["x-b3-spanid"],
+        span.span_id().unwrap().to_string().as_str()
+    );
+    assert_eq!(
+        &out["traceparent"].to_str().unwrap()[36..52],
+        out["x-b3-spanid"]
+    );
+    assert_eq!(forwarded["x-b3-spanid"], "a2fb4a1d1a96d312");
+    assert!(forwarded.get("traceparent").is_none(), "not received");
+
+    // The same through a carrier that is not a `HeaderMap` (each name removed).
+    let mut generic = Generic(map(COPIED));
+    p.inject(&span, &cx, &mut generic);
+    assert!(generic.0.get("b3").is_none() && generic.0.get("uber-trace-id").is_none());
+    assert_eq!(generic.0["content-type"], "application/grpc");
+}
+
+/// A carrier with only `set` and `remove`: the default `remove_context_headers`.
+struct Generic(HeaderMap);
+
+impl crate::Injector for Generic {
+    fn set(&mut self, name: &http::HeaderName, value: HeaderValue) {
+        self.0.insert(name.clone(), value);
+    }
+
+    fn remove(&mut self, name: &http::HeaderName) {
+        self.0.remove(name);
+    }
+}
+
+#[test]
+fn an_untrusted_edge_forwards_no_copied_decision() {
+    // A client sent its ids, and a forced decision in formats the edge does not read
+    // (`uber-trace-id`, a second `b3`-family header it ignores); the application copied
+    // every header into its call by hand. The edge forwards its own reading only.
+    let p = Propagator::builder()
+        .trust(TrustPolicy::untrusted())
+        .build();
+    let client = [
+        ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+        ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        (
+            "traceparent",
+            "00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-01",
+        ),
+        (
+            "uber-trace-id",
+            "80f198ee56343ba864fe8b2a57d3eff7:e457b5a2e4d86bd1:0:3",
+        ),
+    ];
+    let cx = p.extract(&map(&client));
+    assert_eq!(cx.remote().unwrap().sampling(), Sampling::Deferred);
+    let mut out = map(&client);
+    p.forward(&cx, &mut out);
+    assert!(out.get("uber-trace-id").is_none(), "{out:?}");
+    assert!(out.get("x-b3-sampled").is_none(), "{out:?}");
+    assert!(
+        out["traceparent"].to_str().unwrap().ends_with("-00"),
+        "{out:?}"
+    );
+    assert_eq!(out["x-b3-traceid"], "80f198ee56343ba864fe8b2a57d3eff7");
+}

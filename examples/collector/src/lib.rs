@@ -23,10 +23,11 @@
 //!
 //! # Memory bound
 //!
-//! At most [`CollectorConfig::max_spans`] spans are kept. When a new span
-//! would exceed that, the oldest traces (first-seen order) are dropped whole,
-//! never the trace the new span belongs to; a single trace larger than the cap
-//! loses its own oldest spans. New spans are never refused: the latest traces
+//! At most [`CollectorConfig::max_spans`] spans, and about
+//! [`CollectorConfig::max_bytes`] of them, are kept (a sender's span with huge attributes
+//! counts for what it holds). When a new span would exceed either, the oldest traces
+//! (first-seen order) are dropped whole, never the trace the new span belongs to; a single
+//! trace larger than a bound loses its own oldest spans. New spans are never refused: the latest traces
 //! are the interesting ones in a live demo. Dropped spans are counted in
 //! [`Collector::dropped_spans`].
 //!
@@ -78,6 +79,9 @@ pub struct CollectorConfig {
     /// Maximum number of spans held; the oldest traces are dropped beyond it.
     /// Default 200 000.
     pub max_spans: usize,
+    /// About how many bytes the spans held may take (see [`ZipkinSpan::approx_bytes`]); the
+    /// oldest traces are dropped beyond it. Default 512 MiB.
+    pub max_bytes: usize,
     /// Maximum request body size in bytes; larger bodies get 413.
     /// Default 4 MiB.
     pub max_body_bytes: usize,
@@ -90,6 +94,7 @@ impl Default for CollectorConfig {
     fn default() -> Self {
         Self {
             max_spans: 200_000,
+            max_bytes: 512 * 1024 * 1024,
             max_body_bytes: 4 * 1024 * 1024,
             serve: serve::ServeOptions {
                 max_connections: 1024,
@@ -133,7 +138,7 @@ impl Collector {
         Self {
             inner: Arc::new(Inner {
                 config,
-                store: Mutex::new(Store::new(config.max_spans)),
+                store: Mutex::new(Store::new(config.max_spans, config.max_bytes)),
                 changes,
                 live,
             }),

@@ -21,6 +21,9 @@ struct Cli {
     /// Spans held; the oldest traces are dropped beyond it.
     #[arg(long, env = "COLLECTOR_MAX_SPANS", default_value_t = CollectorConfig::default().max_spans)]
     max_spans: usize,
+    /// About how many bytes the spans held may take; the oldest traces are dropped beyond.
+    #[arg(long, env = "COLLECTOR_MAX_BYTES", default_value_t = CollectorConfig::default().max_bytes)]
+    max_bytes: usize,
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "COLLECTOR_MAX_BODY_BYTES", default_value_t = CollectorConfig::default().max_body_bytes)]
     max_body_bytes: usize,
@@ -38,6 +41,7 @@ async fn main() -> std::io::Result<()> {
     let cli = Cli::parse();
     let collector = Collector::new(CollectorConfig {
         max_spans: cli.max_spans,
+        max_bytes: cli.max_bytes,
         max_body_bytes: cli.max_body_bytes,
         serve: serve::ServeOptions {
             header_read_timeout: std::time::Duration::from_millis(cli.header_read_timeout_ms),

@@ -86,6 +86,39 @@ pub struct ZipkinSpan {
 }
 
 impl ZipkinSpan {
+    /// About how many bytes the span takes in memory: its own size and what its strings,
+    /// tags and annotations hold (with a word or so of overhead each). What the collector's
+    /// byte bound counts.
+    #[must_use]
+    pub fn approx_bytes(&self) -> usize {
+        const ENTRY: usize = 3 * std::mem::size_of::<usize>();
+        let endpoint = |e: &Option<Endpoint>| {
+            e.as_ref().map_or(0, |e| {
+                e.service_name.as_ref().map_or(0, String::len)
+                    + e.ipv4.as_ref().map_or(0, String::len)
+            })
+        };
+        std::mem::size_of::<Self>()
+            + self.trace_id.len()
+            + self.id.len()
+            + self.parent_id.as_ref().map_or(0, String::len)
+            + self.name.len()
+            + endpoint(&self.local_endpoint)
+            + endpoint(&self.remote_endpoint)
+            + self
+                .tags
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2 * ENTRY)
+                .sum::<usize>()
+            + self
+                .annotations
+                .iter()
+                .map(|a| a.value.len() + std::mem::size_of::<Annotation>())
+                .sum::<usize>()
+    }
+}
+
+impl ZipkinSpan {
     /// The local endpoint's service name, if any.
     pub fn service(&self) -> Option<&str> {
         self.local_endpoint

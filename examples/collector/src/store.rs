@@ -7,14 +7,19 @@ use super::model::ZipkinSpan;
 
 /// Spans grouped by normalised trace id.
 ///
-/// Eviction policy: when adding a span takes the store over `max_spans`,
-/// whole traces are dropped oldest first (by first-seen order), never the
-/// trace the new span belongs to; if that trace alone exceeds the cap, its
-/// own oldest spans are dropped. New data is always kept: for a live demo the
-/// latest traces matter more than the first ones.
+/// Eviction policy: when adding a span takes the store over `max_spans` or
+/// `max_bytes` (as [`ZipkinSpan::approx_bytes`] counts them), whole traces are
+/// dropped oldest first (by first-seen order), never the trace the new span
+/// belongs to; if that trace alone exceeds a bound, its own oldest spans are
+/// dropped (the new span itself, if it alone is over the byte bound). New data
+/// is otherwise always kept: for a live demo the latest traces matter more
+/// than the first ones.
 #[derive(Debug)]
 pub(crate) struct Store {
     max_spans: usize,
+    max_bytes: usize,
+    /// What the spans held take, as [`ZipkinSpan::approx_bytes`] counts it.
+    bytes: usize,
     /// Trace id → spans with their arrival sequence number, in arrival order.
     traces: HashMap<String, Vec<(u64, ZipkinSpan)>>,
     /// Trace ids in first-seen order (exactly the keys of `traces`).
@@ -25,9 +30,11 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub(crate) fn new(max_spans: usize) -> Self {
+    pub(crate) fn new(max_spans: usize, max_bytes: usize) -> Self {
         Self {
             max_spans,
+            max_bytes,
+            bytes: 0,
             traces: HashMap::new(),
             order: VecDeque::new(),
             span_count: 0,
@@ -41,6 +48,7 @@ impl Store {
         let seq = self.next_seq;
         self.next_seq += 1;
         let trace_id = span.trace_id.clone();
+        self.bytes += span.approx_bytes();
         match self.traces.entry(trace_id.clone()) {
             Entry::Occupied(e) => e.into_mut().push((seq, span)),
             Entry::Vacant(e) => {
@@ -50,7 +58,7 @@ impl Store {
         }
         self.span_count += 1;
 
-        while self.span_count > self.max_spans {
+        while self.span_count > self.max_spans || self.bytes > self.max_bytes {
             if let Some(pos) = self.order.iter().position(|t| *t != trace_id) {
                 if let Some(victim) = self.order.remove(pos) {
                     self.remove_trace(&victim);
@@ -62,7 +70,8 @@ impl Store {
                     break;
                 };
                 if !spans.is_empty() {
-                    spans.remove(0);
+                    let (_, oldest) = spans.remove(0);
+                    self.bytes -= oldest.approx_bytes();
                     self.span_count -= 1;
                     self.dropped += 1;
                 }
@@ -77,6 +86,7 @@ impl Store {
     fn remove_trace(&mut self, trace_id: &str) {
         if let Some(spans) = self.traces.remove(trace_id) {
             self.span_count -= spans.len();
+            self.bytes -= spans.iter().map(|(_, s)| s.approx_bytes()).sum::<usize>();
             self.dropped += spans.len() as u64;
         }
     }
@@ -145,7 +155,7 @@ mod tests {
 
     #[test]
     fn evicts_oldest_whole_trace_first() {
-        let mut store = Store::new(3);
+        let mut store = Store::new(3, usize::MAX);
         store.insert(span(1, 1));
         store.insert(span(1, 2));
         store.insert(span(2, 3));
@@ -162,7 +172,7 @@ mod tests {
 
     #[test]
     fn oversized_single_trace_keeps_its_newest_spans() {
-        let mut store = Store::new(2);
+        let mut store = Store::new(2, usize::MAX);
         store.insert(span(1, 1));
         store.insert(span(2, 2));
         store.insert(span(2, 3));
@@ -176,10 +186,41 @@ mod tests {
 
     #[test]
     fn zero_capacity_keeps_nothing() {
-        let mut store = Store::new(0);
+        let mut store = Store::new(0, usize::MAX);
         store.insert(span(1, 1));
         assert_eq!(store.span_count(), 0);
         assert_eq!(store.dropped(), 1);
         assert!(store.trace_ids().is_empty());
+    }
+
+    #[test]
+    fn the_byte_bound_counts_what_spans_hold() {
+        // Room for about three small spans: a sender's one huge span pushes the older
+        // traces out, and a span over the bound on its own is not kept either.
+        let small = span(1, 1).approx_bytes();
+        let mut store = Store::new(usize::MAX, 3 * small + small / 2);
+        store.insert(span(1, 1));
+        store.insert(span(2, 2));
+        store.insert(span(3, 3));
+        assert_eq!(store.span_count(), 3);
+        let mut huge = span(4, 4);
+        huge.tags.insert("blob".into(), "x".repeat(2 * small));
+        store.insert(huge);
+        assert_eq!(
+            store.trace_ids(),
+            vec![format!("{:032x}", 4)],
+            "the rest went"
+        );
+        assert_eq!(store.dropped(), 3);
+        let mut huger = span(5, 5);
+        huger.tags.insert("blob".into(), "x".repeat(10 * small));
+        store.insert(huger);
+        assert_eq!(store.span_count(), 0);
+        assert_eq!(store.dropped(), 5);
+        assert_eq!(store.bytes, 0);
+        // Back within the bound: small spans are kept again.
+        store.insert(span(6, 6));
+        assert_eq!(store.span_count(), 1);
+        assert_eq!(store.bytes, small);
     }
 }

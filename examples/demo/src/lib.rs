@@ -73,11 +73,14 @@ pub struct MeshConfig {
 #[must_use]
 pub fn collector_limits(requests: usize, spans_per_request: usize) -> CollectorConfig {
     let default = CollectorConfig::default();
+    let max_spans = requests
+        .saturating_add(1_000)
+        .saturating_mul(spans_per_request)
+        .max(default.max_spans);
     CollectorConfig {
-        max_spans: requests
-            .saturating_add(1_000)
-            .saturating_mul(spans_per_request)
-            .max(default.max_spans),
+        max_spans,
+        // The mesh's spans take well under 2 KiB each.
+        max_bytes: max_spans.saturating_mul(2048).max(default.max_bytes),
         ..default
     }
 }

@@ -463,7 +463,13 @@ impl EnvoyMesh {
                 .map(|e| format!("http://{e}"))
                 .ok_or_else(|| "a sidecar without an egress listener".into())
         };
-        let access_log = AccessLog::memory();
+        // Room for every line of a run the collector has room for (fewer lines than spans).
+        let access_log = AccessLog::memory_with_capacity(
+            config
+                .collector_limits
+                .max_spans
+                .max(services::access_log::MEMORY_LINES),
+        );
         let apps_setup = AppsSetup {
             propagator: Propagator::from_env()?
                 .to_builder()

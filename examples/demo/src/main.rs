@@ -160,7 +160,12 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
         collector: args.collector.clone(),
         semantics,
         mode,
-        access_log: AccessLog::memory(),
+        // Every line of the run, for the doctor (a mesh left up keeps the newest).
+        access_log: AccessLog::memory_with_capacity(
+            args.requests
+                .saturating_mul(16)
+                .max(services::access_log::MEMORY_LINES),
+        ),
         collector_limits: demo::collector_limits(args.requests, 16),
         app_spans: !args.no_app_spans,
         break_service: Service::ALL

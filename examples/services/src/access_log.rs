@@ -29,9 +29,20 @@ pub enum AccessLog {
     Off,
     /// Standard output or a file, written by a thread of its own (see [`LineWriter`]).
     Writer(Arc<LineWriter>),
-    /// Kept in memory (the demo and tests read them back).
-    Memory(Arc<Mutex<Vec<String>>>),
+    /// Kept in memory, the newest lines up to a bound (the demo and tests read them back).
+    Memory(Arc<Mutex<MemoryLines>>),
 }
+
+/// The newest access log lines, at most `capacity` of them.
+#[derive(Debug)]
+pub struct MemoryLines {
+    lines: std::collections::VecDeque<String>,
+    capacity: usize,
+}
+
+/// How many lines [`AccessLog::memory`] keeps: a mesh left up (`demo --serve`) does not grow
+/// without bound.
+pub const MEMORY_LINES: usize = 200_000;
 
 impl fmt::Debug for AccessLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -196,10 +207,19 @@ impl LineWriter {
 }
 
 impl AccessLog {
-    /// An in-memory log.
+    /// An in-memory log of the newest [`MEMORY_LINES`] lines.
     #[must_use]
     pub fn memory() -> Self {
-        AccessLog::Memory(Arc::default())
+        Self::memory_with_capacity(MEMORY_LINES)
+    }
+
+    /// An in-memory log of the newest `capacity` lines (older ones are let go).
+    #[must_use]
+    pub fn memory_with_capacity(capacity: usize) -> Self {
+        AccessLog::Memory(Arc::new(Mutex::new(MemoryLines {
+            lines: std::collections::VecDeque::new(),
+            capacity,
+        })))
     }
 
     /// Standard output: one writer thread for the process, shared by every log that writes
@@ -240,7 +260,13 @@ impl AccessLog {
             AccessLog::Writer(w) => w.write(line),
             AccessLog::Memory(v) => {
                 if let Ok(mut v) = v.lock() {
-                    v.push(line.to_owned());
+                    if v.capacity == 0 {
+                        return;
+                    }
+                    if v.lines.len() >= v.capacity {
+                        v.lines.pop_front();
+                    }
+                    v.lines.push_back(line.to_owned());
                 }
             }
         }
@@ -268,7 +294,10 @@ impl AccessLog {
     #[must_use]
     pub fn lines(&self) -> Vec<String> {
         match self {
-            AccessLog::Memory(v) => v.lock().map(|v| v.clone()).unwrap_or_default(),
+            AccessLog::Memory(v) => v
+                .lock()
+                .map(|v| v.lines.iter().cloned().collect())
+                .unwrap_or_default(),
             _ => Vec::new(),
         }
     }
@@ -517,5 +546,17 @@ mod tests {
         out.release();
         assert!(log.flush(Duration::from_secs(10)));
         assert_eq!(out.lines() as u64, n - dropped);
+    }
+
+    #[test]
+    fn a_memory_log_keeps_its_newest_lines() {
+        let log = AccessLog::memory_with_capacity(3);
+        for i in 0..5 {
+            log.write(&i.to_string());
+        }
+        assert_eq!(log.lines(), ["2", "3", "4"]);
+        let none = AccessLog::memory_with_capacity(0);
+        none.write("x");
+        assert!(none.lines().is_empty());
     }
 }

@@ -398,27 +398,27 @@ impl Interner {
     /// `name`, kept from now on if there is room; `None` (`_OTHER`) when there is not. Once
     /// the set is full, a new name costs no write lock.
     fn get(&self, name: &str) -> Option<Arc<str>> {
-        {
-            let names = self
-                .names
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(found) = names.get(name) {
-                return Some(Arc::clone(found));
-            }
-            if names.len() >= MAX_ROUTES {
-                return None;
-            }
+        // The answer when the set has it or has no room: `None` when it must be inserted.
+        let settled = |names: &HashSet<Arc<str>>| match names.get(name) {
+            Some(found) => Some(Some(Arc::clone(found))),
+            None if names.len() >= MAX_ROUTES => Some(None),
+            None => None,
+        };
+        let read = self
+            .names
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(answer) = settled(&read) {
+            return answer;
         }
+        drop(read);
         let mut names = self
             .names
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(found) = names.get(name) {
-            return Some(Arc::clone(found));
-        }
-        if names.len() >= MAX_ROUTES {
-            return None;
+        // Another thread may have inserted it, or filled the set, meanwhile.
+        if let Some(answer) = settled(&names) {
+            return answer;
         }
         let interned: Arc<str> = Arc::from(name);
         names.insert(Arc::clone(&interned));

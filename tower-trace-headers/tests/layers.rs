@@ -119,6 +119,12 @@ async fn service_a(
 }
 
 async fn call_a(a: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (HeaderMap, Vec<Echo>) {
+    let (headers, body) = get_raw(a, path, headers).await;
+    (headers, serde_json::from_slice(&body).unwrap())
+}
+
+/// GET `path` from `a` with `headers`: the response's headers and body.
+async fn get_raw(a: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (HeaderMap, Bytes) {
     let inner = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut req = Request::get(format!("http://{a}{path}"))
         .body(Empty::new())
@@ -131,8 +137,10 @@ async fn call_a(a: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (HeaderM
     }
     let resp = inner.request(req).await.unwrap();
     let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (headers, serde_json::from_slice(&body).unwrap())
+    (
+        headers,
+        resp.into_body().collect().await.unwrap().to_bytes(),
+    )
 }
 
 const B3_MULTI: &[(&str, &str)] = &[
@@ -420,18 +428,7 @@ async fn a_streaming_response_carries_the_trace_into_its_calls() {
         )
         .layer(TraceHeadersLayer::new());
     let a = serve(app).await;
-    let mut req = Request::get(format!("http://{a}/stream"))
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    for (k, v) in B3_MULTI {
-        req.headers_mut().insert(*k, v.parse().unwrap());
-    }
-    let resp = Client::builder(TokioExecutor::new())
-        .build_http()
-        .request(req)
-        .await
-        .unwrap();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let (_, body) = get_raw(a, "/stream", B3_MULTI).await;
     let lines: Vec<Echo> = std::str::from_utf8(&body)
         .unwrap()
         .lines()

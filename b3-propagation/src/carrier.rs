@@ -502,7 +502,7 @@ pub trait Injector {
     }
 
     /// Remove every span-context header — `b3`, `x-b3-*`, `traceparent`, `tracestate`,
-    /// `uber-trace-id`, `grpc-trace-bin` — before a context is written
+    /// `uber-trace-id`, `grpc-trace-bin`, `x-ot-span-context` — before a context is written
     /// ([`Propagator::inject`](crate::Propagator::inject) and
     /// [`forward`](crate::Propagator::forward) do): what they write is then the only context
     /// the call carries, and no header copied from elsewhere (an incoming request copied by
@@ -519,8 +519,9 @@ pub trait Injector {
 }
 
 /// The slots of the span-context headers (see [`Injector::remove_context_headers`]): not
-/// baggage or the request id, which inject writes from the context itself, nor the opaque
-/// headers it forwards.
+/// baggage or the request id, which inject writes from the context itself, nor the vendor
+/// headers of other tracing systems. (`grpc-trace-bin` and `x-ot-span-context` received and
+/// kept are written again after the removal.)
 const CONTEXT_HEADER_SLOTS: u32 = (1 << slot::B3)
     | (1 << slot::X_B3_TRACE_ID)
     | (1 << slot::X_B3_SPAN_ID)
@@ -530,7 +531,8 @@ const CONTEXT_HEADER_SLOTS: u32 = (1 << slot::B3)
     | (1 << slot::TRACEPARENT)
     | (1 << slot::TRACESTATE)
     | (1 << slot::UBER_TRACE_ID)
-    | (1 << slot::GRPC_TRACE_BIN);
+    | (1 << slot::GRPC_TRACE_BIN)
+    | (1 << slot::X_OT_SPAN_CONTEXT);
 
 impl Extractor for HeaderMap {
     #[inline]

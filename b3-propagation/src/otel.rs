@@ -56,17 +56,24 @@ use crate::tracestate::TraceState;
 /// OTel trace-flags bit for B3 debug (the bit `opentelemetry-propagator-b3` uses).
 pub const DEBUG_FLAG: ot::TraceFlags = ot::TraceFlags::new(0x04);
 
+/// OpenTelemetry's trace flags for a sampling decision: accept and debug are sampled, debug
+/// also sets [`DEBUG_FLAG`]; deny and deferred are not sampled.
+#[must_use]
+pub fn trace_flags(sampling: Sampling) -> ot::TraceFlags {
+    match sampling {
+        Sampling::Accept => ot::TraceFlags::SAMPLED,
+        Sampling::Debug => ot::TraceFlags::SAMPLED | DEBUG_FLAG,
+        Sampling::Deny | Sampling::Deferred => ot::TraceFlags::default(),
+    }
+}
+
 impl SpanContext {
     /// The OTel span context for these ids (remote), or `None` for a sampling-only context.
     /// Accept and debug are sampled; debug also sets [`DEBUG_FLAG`]; deny and deferred are
     /// not sampled.
     #[must_use]
     pub fn to_otel(&self, tracestate: &TraceState) -> Option<ot::SpanContext> {
-        let flags = match self.sampling() {
-            Sampling::Accept => ot::TraceFlags::SAMPLED,
-            Sampling::Debug => ot::TraceFlags::SAMPLED | DEBUG_FLAG,
-            Sampling::Deny | Sampling::Deferred => ot::TraceFlags::default(),
-        };
+        let flags = trace_flags(self.sampling());
         let state = tracestate
             .header_value()
             .and_then(|v| v.to_str().ok())

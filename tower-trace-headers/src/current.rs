@@ -311,10 +311,12 @@ impl RequestTrace {
         *slot = Some(Arc::clone(&next));
         changes.changed.store(true, Ordering::Release);
         drop(slot);
-        // Recorded after the lock is let go: recording runs the subscriber's and the span's
-        // code, which may read this trace's baggage.
+        drop(next);
+        // Recorded after the lock is let go (recording runs the subscriber's and the span's
+        // code, which may read this trace's baggage), and the newest state, whoever changed
+        // it: changes made at once by two tasks of the request end recorded as they ended.
         if let Some(c) = &self.inner.correlation {
-            c.record(next.baggage(), self.otel_ref());
+            self.with_context(|cx| c.record(cx.baggage(), self.otel_ref()));
         }
         Ok(())
     }

@@ -38,9 +38,13 @@
 //! [`OPENMETRICS_CONTENT_TYPE`]). Route and gRPC method names are interned (no allocation
 //! after the first request of each), at most [`MAX_ROUTES`] routes and as many methods;
 //! beyond that they are recorded as `_OTHER`, and so is a path that is not
-//! `/package.Service/Method`. A gRPC method is kept only once a call to it answered something
-//! other than UNIMPLEMENTED, so a client probing made-up paths neither grows the registry nor
-//! takes the room of the service's own methods.
+//! `/package.Service/Method`. A gRPC method is kept only once a call to it answered with a
+//! status that shows the method exists — not UNIMPLEMENTED, nor what an authentication,
+//! rate-limiting, load-shedding or timeout layer in front of the router answers for any path
+//! (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE, DEADLINE_EXCEEDED,
+//! CANCELLED) — so a client probing made-up paths neither grows the registry nor takes the
+//! room of the service's own methods. (A method whose every call so far failed that way is
+//! `_OTHER` until one does not.)
 //!
 //! # Example
 //!
@@ -245,6 +249,16 @@ enum RpcName {
     Other,
 }
 
+/// Whether a call's status shows its method exists, so that the method is worth a series of
+/// its own: not UNIMPLEMENTED (no such method), nor what the layers in front of a router
+/// answer for any path — CANCELLED (the client went away, a call dropped before its answer
+/// included), DEADLINE_EXCEEDED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE,
+/// UNAUTHENTICATED. A method first seen with one of those is `_OTHER` until a call to it
+/// answers otherwise; from then on all its calls are its own.
+fn shows_a_method(status: u8) -> bool {
+    !matches!(status, 1 | 4 | 7 | 8 | 12 | 14 | 16)
+}
+
 /// `path` when it names a gRPC method (`/package.Service/Method`), and no name the labels
 /// give a meaning (`_OTHER`).
 fn rpc_name(path: &str) -> Option<&str> {
@@ -331,10 +345,8 @@ impl Pending {
                 };
                 let method = match method {
                     RpcName::Known(name) => Some(name),
-                    // UNIMPLEMENTED: a path the service does not serve is not kept.
-                    RpcName::New(_) if status == 12 => None,
-                    RpcName::New(name) => inner.methods.get(&name),
-                    RpcName::Other => None,
+                    RpcName::New(name) if shows_a_method(status) => inner.methods.get(&name),
+                    RpcName::New(_) | RpcName::Other => None,
                 };
                 let labels = RpcLabels { method, status };
                 inner

@@ -38,8 +38,9 @@
 //!
 //! A caller that sent only its sampling decision (`b3: 0`, `x-b3-sampled: 1` alone) has no
 //! span to be a parent; the layers' spans start a new trace under a context that carries the
-//! decision alone, which the SDK's default parent-based sampler follows (`b3: 0` stays
-//! unsampled whatever the root sampler would say).
+//! decision alone, which the SDK's default sampler (`Sampler::ParentBased`) follows: `b3: 0`
+//! stays unsampled whatever its root sampler would say. The SDK's spec-following
+//! `ParentBasedSampler` takes a parent without ids for none, and lets its root sampler decide.
 //!
 //! Nothing here can slow or fail a request: spans are ended and handed to the SDK's span
 //! processor, whose batching and export run elsewhere.
@@ -603,20 +604,20 @@ pub(crate) fn remote_parent(cx: &RequestContext, deferred: Sampling) -> Option<C
 /// A caller's sampling decision without a span to carry it (a caller that sent only the
 /// decision, or a shared span without a parent), as an OpenTelemetry context: a remote span
 /// context with the decision's sampled flag and no ids. The SDK starts a root under it (an
-/// invalid parent is none, so the trace id is the id generator's) and its parent-based
-/// sampler, the default, follows the flag as it would a caller's span's, so `b3: 0` is not
-/// turned into a sampled trace by a local root sampler. `None` when there is no decision.
+/// invalid parent is none, so the trace id is the id generator's) and its default sampler,
+/// `Sampler::ParentBased`, follows the flag as it would a caller's span's, so `b3: 0` is not
+/// turned into a sampled trace by a local root sampler. (The SDK's spec-following
+/// `ParentBasedSampler` takes a parent without ids for none: its root sampler decides.)
+/// `None` when there is no decision.
 pub(crate) fn decision_only(sampling: Sampling) -> Option<Context> {
-    let flags = match sampling {
-        Sampling::Accept | Sampling::Debug => ot::TraceFlags::SAMPLED,
-        Sampling::Deny => ot::TraceFlags::default(),
-        Sampling::Deferred => return None,
-    };
+    if sampling == Sampling::Deferred {
+        return None;
+    }
     Some(
         Context::new().with_remote_span_context(ot::SpanContext::new(
             ot::TraceId::INVALID,
             ot::SpanId::INVALID,
-            flags,
+            b3_propagation::otel::trace_flags(sampling),
             true,
             ot::TraceState::default(),
         )),

@@ -91,9 +91,18 @@ impl Output {
             self.failed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.unflushed += 1;
-        if let Err(e) = writeln!(self.out, "{line}") {
-            self.fail(&e);
+        let before = self.out.buffer().len();
+        match writeln!(self.out, "{line}") {
+            // The buffer was written out on the way (it holds less than it held plus this
+            // line): at most this line is still in it.
+            Ok(()) if self.out.buffer().len() < before + line.len() + 1 => {
+                self.unflushed = u64::from(!self.out.buffer().is_empty());
+            }
+            Ok(()) => self.unflushed += 1,
+            Err(e) => {
+                self.unflushed += 1;
+                self.fail(&e);
+            }
         }
     }
 
@@ -170,8 +179,8 @@ impl LineWriter {
         }))
     }
 
-    fn write(&self, line: &str) {
-        if self.tx.try_send(Message::Line(line.to_owned())).is_err() {
+    fn write(&self, line: String) {
+        if self.tx.try_send(Message::Line(line)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -254,10 +263,10 @@ impl AccessLog {
     }
 
     /// Write one line: never blocks (see [`LineWriter`]).
-    pub fn write(&self, line: &str) {
+    pub fn write(&self, line: impl Into<String>) {
         match self {
             AccessLog::Off => {}
-            AccessLog::Writer(w) => w.write(line),
+            AccessLog::Writer(w) => w.write(line.into()),
             AccessLog::Memory(v) => {
                 if let Ok(mut v) = v.lock() {
                     if v.capacity == 0 {
@@ -266,7 +275,7 @@ impl AccessLog {
                     if v.lines.len() >= v.capacity {
                         v.lines.pop_front();
                     }
-                    v.lines.push_back(line.to_owned());
+                    v.lines.push_back(line.into());
                 }
             }
         }
@@ -444,7 +453,7 @@ where
                 "trace_id": span.and_then(|s| s.trace_id()).map(|t| t.to_string()),
                 "span_id": span.and_then(|s| s.span_id()).map(|s| s.to_string()),
             });
-            p.layer.log.write(&line.to_string());
+            p.layer.log.write(line.to_string());
         }
         Poll::Ready(out)
     }
@@ -518,7 +527,7 @@ mod tests {
     fn a_closed_output_fails_no_request() {
         let log = AccessLog::Writer(LineWriter::spawn(Box::new(Closed), "closed".into()).unwrap());
         for i in 0..100 {
-            log.write(&format!("{{\"line\": {i}}}"));
+            log.write(format!("{{\"line\": {i}}}"));
         }
         assert!(log.flush(Duration::from_secs(10)));
         // Every line is accounted for as lost, none as written; writing goes on refusing.
@@ -536,7 +545,7 @@ mod tests {
         // Far more lines than the queue holds: every write returns, the excess is dropped.
         let n = QUEUE as u64 + 2_000;
         for i in 0..n {
-            log.write(&format!("{{\"line\": {i}}}"));
+            log.write(format!("{{\"line\": {i}}}"));
         }
         let (dropped, failed) = writer(&log).lost();
         assert!((1_000..=2_000).contains(&dropped), "{dropped}");
@@ -552,7 +561,7 @@ mod tests {
     fn a_memory_log_keeps_its_newest_lines() {
         let log = AccessLog::memory_with_capacity(3);
         for i in 0..5 {
-            log.write(&i.to_string());
+            log.write(i.to_string());
         }
         assert_eq!(log.lines(), ["2", "3", "4"]);
         let none = AccessLog::memory_with_capacity(0);

@@ -43,7 +43,7 @@ pub struct ServiceArgs {
     pub shared_span_context: bool,
     /// Report no spans of our own (headers only): the service is transparent, its calls name
     /// the caller's span. Without an OTLP endpoint nothing is reported either.
-    #[arg(long, env = "NO_SPANS", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, env = "NO_SPANS", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_spans: bool,
     /// Access log: `stdout`, `off`, or a file path.
     #[arg(long, env = "ACCESS_LOG", default_value = "stdout")]
@@ -62,7 +62,7 @@ pub struct ServiceArgs {
     pub header_read_timeout_ms: u64,
     /// This service faces clients: they may not force sampling or pick request ids, and only
     /// the `--edge-fields` of the propagated fields are taken from them.
-    #[arg(long, env = "EDGE", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, env = "EDGE", value_parser = clap::builder::BoolishValueParser::new())]
     pub edge: bool,
     /// Headers carried from each request to every call it makes, comma-separated (Istio routes
     /// on `end-user`; add `x-tenant-id` and the like). Values are checked (visible ASCII, at

@@ -46,7 +46,11 @@ where
         // one is entered, as it was for the inner `call`. The client span (if any) is
         // entered for instrumentation below this layer.
         let result = {
-            let _current = this.trace.as_ref().map(RequestTrace::enter);
+            // Moved into the thread-local for the poll and back (no reference count touched).
+            let _current = this
+                .trace
+                .is_some()
+                .then(|| crate::current::MovedIn::new(this.trace));
             let _extras = this.extras.enter();
             ready!(this.inner.poll(cx))
         };

@@ -215,6 +215,10 @@ fn grpc_app(
             // Never answers: the client gives up first.
             std::future::pending::<()>().await;
         }
+        if req.uri().path() == "/shop.v1.Shop/Panic" {
+            tokio::task::yield_now().await;
+            panic!("the handler panics");
+        }
         let response = match req.uri().path() {
             "/shop.v1.Shop/Get" | "/shop.v1.Shop/Late" => Response::new(grpc("0")),
             "/shop.v1.Shop/Unavailable" => {
@@ -417,4 +421,19 @@ fn the_content_type_is_openmetrics() {
         scrape(&registry).ends_with("# EOF\n"),
         "an OpenMetrics exposition ends with # EOF"
     );
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_a_failure_not_a_cancellation() {
+    use futures_util::FutureExt as _;
+    let (registry, metrics) = registry();
+    let svc = grpc_app(metrics);
+    // A layer above catches the panic (as a catch-panic layer does) and drops the call.
+    let caught = std::panic::AssertUnwindSafe(svc.oneshot(grpc_request("/shop.v1.Shop/Panic")))
+        .catch_unwind()
+        .await;
+    assert!(caught.is_err());
+    let text = scrape(&registry);
+    let line = r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="shop.v1.Shop",rpc_method="Panic",rpc_grpc_status_code="2"} 1"#;
+    assert!(text.lines().any(|l| l == line), "{line} in {text}");
 }

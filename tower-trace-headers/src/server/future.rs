@@ -27,16 +27,34 @@ pin_project! {
         trace_response: bool,
         // What the request started (its measurement), boxed: `None` when nothing was.
         on_end: Option<Box<OnEnd>>,
+        // The inner future panicked while polled (and a layer above caught it).
+        panicked: bool,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            // Dropped before its response (the client went away, or a timeout above gave
-            // up): what the request started ends now, as a body dropped before its end does.
+            // Dropped before its response: what the request started ends now — failed when
+            // the service panicked, else as a body dropped before its end (the client went
+            // away, or a timeout above gave up).
             if let Some(mut on_end) = OnEnd::with_spans(this.on_end.take(), this.extras.ending()) {
-                on_end.end(End::Dropped, None);
+                if *this.panicked {
+                    on_end.failed("panic");
+                } else {
+                    on_end.end(End::Dropped, None);
+                }
             }
+        }
+    }
+}
+
+/// Marks its flag when dropped by a panic unwinding through the poll it guards.
+struct PanicWatch<'a>(&'a mut bool);
+
+impl Drop for PanicWatch<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            *self.0 = true;
         }
     }
 }
@@ -51,6 +69,7 @@ impl<F> ResponseFuture<F> {
             echo: false,
             trace_response: false,
             on_end: None,
+            panicked: false,
         }
     }
 
@@ -68,6 +87,7 @@ impl<F> ResponseFuture<F> {
             echo: config.echo_request_id,
             trace_response: config.trace_response,
             on_end,
+            panicked: false,
         }
     }
 }
@@ -83,6 +103,7 @@ where
         let result = {
             let _current = crate::current::MovedIn::new(this.trace);
             let _extras = this.extras.enter();
+            let _watch = PanicWatch(this.panicked);
             ready!(this.inner.poll(cx))
         };
         Poll::Ready(match result {

@@ -502,7 +502,8 @@ pub trait Injector {
     }
 
     /// Remove every span-context header — `b3`, `x-b3-*`, `traceparent`, `tracestate`,
-    /// `uber-trace-id`, `grpc-trace-bin`, `x-ot-span-context` — before a context is written
+    /// `uber-trace-id`, `grpc-trace-bin`: the headers of every
+    /// [`ContextFormat`](crate::ContextFormat) — before a context is written
     /// ([`Propagator::inject`](crate::Propagator::inject) and
     /// [`forward`](crate::Propagator::forward) do): what they write is then the only context
     /// the call carries, and no header copied from elsewhere (an incoming request copied by
@@ -518,10 +519,11 @@ pub trait Injector {
     }
 }
 
-/// The slots of the span-context headers (see [`Injector::remove_context_headers`]): not
-/// baggage or the request id, which inject writes from the context itself, nor the vendor
-/// headers of other tracing systems. (`grpc-trace-bin` and `x-ot-span-context` received and
-/// kept are written again after the removal.)
+/// The slots of the span-context headers, those of every context format (see
+/// [`Injector::remove_context_headers`]): not baggage or the request id, which inject writes
+/// from the context itself, nor the opaque headers of other tracers (`x-ot-span-context`,
+/// vendor headers), which an application may write itself. (A `grpc-trace-bin` received and
+/// kept is written again after the removal.)
 const CONTEXT_HEADER_SLOTS: u32 = (1 << slot::B3)
     | (1 << slot::X_B3_TRACE_ID)
     | (1 << slot::X_B3_SPAN_ID)
@@ -531,8 +533,7 @@ const CONTEXT_HEADER_SLOTS: u32 = (1 << slot::B3)
     | (1 << slot::TRACEPARENT)
     | (1 << slot::TRACESTATE)
     | (1 << slot::UBER_TRACE_ID)
-    | (1 << slot::GRPC_TRACE_BIN)
-    | (1 << slot::X_OT_SPAN_CONTEXT);
+    | (1 << slot::GRPC_TRACE_BIN);
 
 impl Extractor for HeaderMap {
     #[inline]

@@ -51,7 +51,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -83,6 +83,8 @@ struct Inner {
 #[derive(Default)]
 struct Changes {
     changed: AtomicBool,
+    /// Counts the changes (under the lock), so a recording can tell it is stale.
+    version: AtomicU64,
     cx: Mutex<Option<Arc<RequestContext>>>,
 }
 
@@ -307,16 +309,23 @@ impl RequestTrace {
             None => self.inner.cx.clone(),
         };
         f(&mut next)?;
-        let next = Arc::new(next);
-        *slot = Some(Arc::clone(&next));
+        *slot = Some(Arc::new(next));
+        changes.version.fetch_add(1, Ordering::AcqRel);
         changes.changed.store(true, Ordering::Release);
         drop(slot);
-        drop(next);
         // Recorded after the lock is let go (recording runs the subscriber's and the span's
-        // code, which may read this trace's baggage), and the newest state, whoever changed
-        // it: changes made at once by two tasks of the request end recorded as they ended.
+        // code, which may read this trace's baggage): the newest state, and again if another
+        // change came meanwhile, so that when two tasks of the request change the baggage at
+        // once the last recording is of the last change (a few rounds at most: each change
+        // records itself too).
         if let Some(c) = &self.inner.correlation {
-            self.with_context(|cx| c.record(cx.baggage(), self.otel_ref()));
+            for _ in 0..4 {
+                let seen = changes.version.load(Ordering::Acquire);
+                self.with_context(|cx| c.record(cx.baggage(), self.otel_ref()));
+                if changes.version.load(Ordering::Acquire) == seen {
+                    break;
+                }
+            }
         }
         Ok(())
     }

@@ -43,7 +43,7 @@ pub struct ServiceArgs {
     pub shared_span_context: bool,
     /// Report no spans of our own (headers only): the service is transparent, its calls name
     /// the caller's span. Without an OTLP endpoint nothing is reported either.
-    #[arg(long, env = "NO_SPANS", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "NO_SPANS", value_parser = env_flag)]
     pub no_spans: bool,
     /// Access log: `stdout`, `off`, or a file path.
     #[arg(long, env = "ACCESS_LOG", default_value = "stdout")]
@@ -62,7 +62,7 @@ pub struct ServiceArgs {
     pub header_read_timeout_ms: u64,
     /// This service faces clients: they may not force sampling or pick request ids, and only
     /// the `--edge-fields` of the propagated fields are taken from them.
-    #[arg(long, env = "EDGE", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "EDGE", value_parser = env_flag)]
     pub edge: bool,
     /// Headers carried from each request to every call it makes, comma-separated (Istio routes
     /// on `end-user`; add `x-tenant-id` and the like). Values are checked (visible ASCII, at
@@ -75,6 +75,19 @@ pub struct ServiceArgs {
     #[arg(long, env = "MESH_EDGE_FIELDS", value_delimiter = ',',
           default_value = crate::DEFAULT_EDGE_FIELDS)]
     pub edge_fields: Vec<String>,
+}
+
+/// A flag that its environment variable may set: `1`, `true`, `yes`, `on` (any case) and the
+/// like are true; `0`, `false`, `no`, `off` and a blank value are false; anything else is an
+/// error (a typo does not silently turn the flag on).
+fn env_flag(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "t" | "yes" | "y" | "on" => Ok(true),
+        "" | "0" | "false" | "f" | "no" | "n" | "off" => Ok(false),
+        other => Err(format!(
+            "`{other}` is not a boolean (true/false, 1/0, yes/no, on/off)"
+        )),
+    }
 }
 
 /// Any error of a service binary.
@@ -354,6 +367,21 @@ mod tests {
         .unwrap();
         assert!(cli.service.shared_span_context);
         assert!(matches!(cli.service.mode, ModeArg::Forward));
+    }
+
+    #[test]
+    fn env_flags_read_booleans_and_refuse_typos() {
+        for yes in ["1", "true", "TRUE", "yes", "on", " y "] {
+            assert_eq!(env_flag(yes), Ok(true), "{yes}");
+        }
+        for no in ["", " ", "0", "false", "No", "off"] {
+            assert_eq!(env_flag(no), Ok(false), "{no}");
+        }
+        assert!(env_flag("ture").is_err());
+        // The flag alone still sets it.
+        let cli = Cli::try_parse_from(["svc", "--listen", "127.0.0.1:1", "--no-spans", "--edge"])
+            .unwrap();
+        assert!(cli.service.no_spans && cli.service.edge);
     }
 
     #[test]

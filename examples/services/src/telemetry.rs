@@ -251,11 +251,24 @@ impl Telemetry {
         endpoint: Option<&str>,
         env: bool,
     ) -> Result<Self, opentelemetry_otlp::ExporterBuildError> {
-        let service = match std::env::var("OTEL_SERVICE_NAME") {
-            Ok(s) if env && !s.is_empty() => s,
+        Self::with_vars(service, version, endpoint, env, |name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// [`new`](Self::new), with the environment's variables read through `var`.
+    fn with_vars(
+        service: &str,
+        version: &str,
+        endpoint: Option<&str>,
+        env: bool,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, opentelemetry_otlp::ExporterBuildError> {
+        let service = match var("OTEL_SERVICE_NAME") {
+            Some(s) if env && !s.is_empty() => s,
             _ => service.to_owned(),
         };
-        let endpoint = traces_endpoint(endpoint, |name| std::env::var(name).ok());
+        let endpoint = traces_endpoint(endpoint, var);
         let resource = Resource::builder_empty()
             .with_attributes([
                 KeyValue::new("service.name", service.clone()),
@@ -465,9 +478,16 @@ mod tests {
 
     #[test]
     fn a_blank_endpoint_reports_nothing() {
-        // A blank flag is no endpoint: the environment's, if it has one, else none.
-        let from_env = traces_endpoint(None, |name| std::env::var(name).ok());
-        let telemetry = Telemetry::new("item", "v1", Some(""), false).unwrap();
-        assert_eq!(telemetry.exports(), from_env.is_some(), "{from_env:?}");
+        // A blank flag and blank variables are no endpoint: nothing exported.
+        let blank = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", " "),
+        ];
+        let telemetry = Telemetry::with_vars("item", "v1", Some(""), true, vars(&blank)).unwrap();
+        assert!(!telemetry.exports());
+        // A blank flag with a variable set: the variable's.
+        let base = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")];
+        let telemetry = Telemetry::with_vars("item", "v1", Some(""), true, vars(&base)).unwrap();
+        assert!(telemetry.exports());
     }
 }

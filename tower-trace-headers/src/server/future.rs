@@ -27,7 +27,8 @@ pin_project! {
         trace_response: bool,
         // What the request started (its measurement), boxed: `None` when nothing was.
         on_end: Option<Box<OnEnd>>,
-        // The inner future panicked while polled (and a layer above caught it).
+        // The inner future panicked while polled (and a layer above caught it): set around
+        // each poll, left set by a poll that unwound.
         panicked: bool,
     }
 
@@ -44,17 +45,6 @@ pin_project! {
                     on_end.end(End::Dropped, None);
                 }
             }
-        }
-    }
-}
-
-/// Marks its flag when dropped by a panic unwinding through the poll it guards.
-struct PanicWatch<'a>(&'a mut bool);
-
-impl Drop for PanicWatch<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            *self.0 = true;
         }
     }
 }
@@ -103,8 +93,11 @@ where
         let result = {
             let _current = crate::current::MovedIn::new(this.trace);
             let _extras = this.extras.enter();
-            let _watch = PanicWatch(this.panicked);
-            ready!(this.inner.poll(cx))
+            // Set while the inner future is polled: still set if its poll panicked.
+            *this.panicked = true;
+            let polled = this.inner.poll(cx);
+            *this.panicked = false;
+            ready!(polled)
         };
         Poll::Ready(match result {
             Ok(mut response) => {

@@ -238,12 +238,15 @@ impl AccessLog {
     ///
     /// When the writer thread cannot be started.
     pub fn stdout() -> std::io::Result<Self> {
-        static STDOUT: OnceLock<Arc<LineWriter>> = OnceLock::new();
-        if let Some(w) = STDOUT.get() {
-            return Ok(AccessLog::Writer(w.clone()));
-        }
-        let w = LineWriter::spawn(Box::new(std::io::stdout()), "standard output".to_owned())?;
-        Ok(AccessLog::Writer(STDOUT.get_or_init(|| w).clone()))
+        // Started once, even when two services of a process ask at once.
+        static STDOUT: OnceLock<Option<Arc<LineWriter>>> = OnceLock::new();
+        STDOUT
+            .get_or_init(|| {
+                LineWriter::spawn(Box::new(std::io::stdout()), "standard output".to_owned()).ok()
+            })
+            .clone()
+            .map(AccessLog::Writer)
+            .ok_or_else(|| std::io::Error::other("the access log's writer thread did not start"))
     }
 
     /// Append to `path` (created if missing).

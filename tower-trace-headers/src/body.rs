@@ -76,7 +76,7 @@ impl OnEnd {
     pub(crate) fn failed(self, error: &'static str) {
         #[cfg(feature = "metrics")]
         if let Some(m) = self.metrics {
-            m.failed();
+            m.failed(error);
         }
         self.spans.failed(error);
     }
@@ -96,11 +96,14 @@ impl OnEnd {
     pub(crate) fn end(&mut self, how: End, error: Option<&'static str>) {
         #[cfg(feature = "metrics")]
         if let Some(m) = self.metrics.take() {
-            m.record(match how {
-                End::Complete => crate::metrics::End::Complete,
-                End::Failed => crate::metrics::End::Failed,
-                End::Dropped => crate::metrics::End::Dropped,
-            });
+            m.record(
+                match how {
+                    End::Complete => crate::metrics::End::Complete,
+                    End::Failed => crate::metrics::End::Failed,
+                    End::Dropped => crate::metrics::End::Dropped,
+                },
+                error,
+            );
         }
         self.spans.end(how, error);
     }

@@ -8,7 +8,7 @@
 //!
 //! | metric | for | labels |
 //! |---|---|---|
-//! | `http_server_request_duration_seconds` (OTel `http.server.request.duration`) | HTTP requests | `http_request_method` (`_OTHER` for non-standard methods), `http_route` (the route template from [`TraceHeadersLayer::route`], empty when unknown), `http_response_status_code` |
+//! | `http_server_request_duration_seconds` (OTel `http.server.request.duration`) | HTTP requests | `http_request_method` (`_OTHER` for non-standard methods), `http_route` (the route template from [`TraceHeadersLayer::route`], empty when unknown), `http_response_status_code` (when a response head was sent), `error_type` (when the request ended with an error, as its span's `error.type`: the status code of a `5xx` response, else the type name of the error the service or the response body failed with, `panic` for a handler that panicked) |
 //! | `rpc_server_call_duration_seconds` (OTel `rpc.server.call.duration`) | gRPC calls (`content-type: application/grpc…`) | `rpc_system` (`grpc`), `rpc_service`, `rpc_method`, `rpc_grpc_status_code` |
 //!
 //! The RPC histogram has the name the RPC conventions gave it after 1.37
@@ -25,7 +25,9 @@
 //! client goes away before the end — before the response head too — is recorded with status
 //! `1` (CANCELLED); a response without a gRPC status with the status a gRPC client reads from
 //! its HTTP status (`503` → `14` UNAVAILABLE, ...), else `2` (UNKNOWN), as its span is. An
-//! HTTP request whose client goes away before the response head has no status label.
+//! HTTP request whose client goes away before the response head has no status label and no
+//! `error_type` (the client's leaving is not the server's error); one the service fails
+//! without a response has no status label and the error's `error_type`.
 //!
 //! **Exemplars** carry `trace_id` (32 hex) and `span_id` (16 hex) of the request's span when
 //! the trace is sampled (`trace_id` alone when this hop reports no span of its own), so
@@ -303,13 +305,13 @@ impl Pending {
         }
     }
 
-    /// The service failed before producing a response.
-    pub(crate) fn failed(self) {
-        self.record(End::Failed);
+    /// The service failed before producing a response; `error` names the error's type.
+    pub(crate) fn failed(self, error: &'static str) {
+        self.record(End::Failed, Some(error));
     }
 
-    /// Record the request.
-    pub(crate) fn record(self, end: End) {
+    /// Record the request; `error` names the type of the error it failed with, if any.
+    pub(crate) fn record(self, end: End, error: Option<&'static str>) {
         let seconds = self.start.elapsed().as_secs_f64();
         let inner = &self.metrics.inner;
         match self.kind {
@@ -322,6 +324,8 @@ impl Pending {
                     method,
                     route,
                     status,
+                    // Only a failure names an error (a dropped body is the client leaving).
+                    error: if end == End::Failed { error } else { None },
                 };
                 inner
                     .http
@@ -445,7 +449,11 @@ struct HttpLabels {
     method: &'static str,
     /// `None`: no route known (empty label); `Some(None)`: past the bound (`_OTHER`).
     route: Option<Option<Arc<str>>>,
+    /// `0`: no response head was sent.
     status: u16,
+    /// The type name of the error the request failed with (a `5xx` status is its own
+    /// `error_type`, derived from `status` when this is `None`).
+    error: Option<&'static str>,
 }
 
 impl EncodeLabelSet for HttpLabels {
@@ -459,6 +467,12 @@ impl EncodeLabelSet for HttpLabels {
         ("http_route", route).encode(encoder.encode_label())?;
         if self.status != 0 {
             ("http_response_status_code", u64::from(self.status)).encode(encoder.encode_label())?;
+        }
+        // As the server span's `error.type`: the error, else a server error's status code.
+        if let Some(error) = self.error {
+            ("error_type", error).encode(encoder.encode_label())?;
+        } else if (500..600).contains(&self.status) {
+            ("error_type", u64::from(self.status)).encode(encoder.encode_label())?;
         }
         Ok(())
     }

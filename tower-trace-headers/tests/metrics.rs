@@ -437,3 +437,90 @@ async fn a_panicking_handler_is_a_failure_not_a_cancellation() {
     let line = r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="shop.v1.Shop",rpc_method="Panic",rpc_grpc_status_code="2"} 1"#;
     assert!(text.lines().any(|l| l == line), "{line} in {text}");
 }
+
+#[tokio::test]
+async fn a_failed_http_request_carries_the_error_type_its_span_does() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let (registry, metrics) = registry();
+    let inner = service_fn(|req: Request<Body>| async move {
+        match req.uri().path() {
+            "/fail" => Err(std::io::Error::other("the service failed")),
+            "/boom" => {
+                let mut r = Response::new(Body::from("no"));
+                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                Ok(r)
+            }
+            "/torn" => {
+                // The head says 200; the body fails half-way.
+                let frames = futures_util::stream::iter([
+                    Ok(Bytes::from_static(b"half")),
+                    Err(std::io::Error::other("torn")),
+                ]);
+                Ok(Response::new(Body::from_stream(frames)))
+            }
+            _ => {
+                let mut r = Response::new(Body::empty());
+                *r.status_mut() = StatusCode::NOT_FOUND;
+                Ok(r)
+            }
+        }
+    });
+    let svc = ServiceBuilder::new()
+        .layer(
+            TraceHeadersLayer::new()
+                .tracer_provider(&provider)
+                .metrics(metrics),
+        )
+        .service(inner);
+    let failed = svc.clone().oneshot(get_request("/fail", "1")).await;
+    assert!(failed.is_err());
+    for path in ["/boom", "/torn", "/missing"] {
+        let response = svc.clone().oneshot(get_request(path, "1")).await.unwrap();
+        let _ = response.into_body().collect().await;
+    }
+
+    let text = scrape(&registry);
+    let count = |labels: &str| {
+        let line = format!(
+            "http_server_request_duration_seconds_count{{http_request_method=\"GET\",http_route=\"\"{labels}}} 1"
+        );
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    };
+    let io = std::any::type_name::<std::io::Error>();
+    let body = std::any::type_name::<axum::Error>();
+    // No response head: no status, the service's error.
+    count(&format!(",error_type=\"{io}\""));
+    // A server error is its own type.
+    count(",http_response_status_code=\"500\",error_type=\"500\"");
+    // The head went out; the body's error.
+    count(&format!(
+        ",http_response_status_code=\"200\",error_type=\"{body}\""
+    ));
+    // A client error is no server error.
+    count(",http_response_status_code=\"404\"");
+
+    // The spans say the same.
+    let spans = exporter.get_finished_spans().unwrap();
+    assert_eq!(spans.len(), 4);
+    let mut types: Vec<Option<String>> = spans
+        .iter()
+        .map(|s| {
+            s.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "error.type")
+                .map(|kv| kv.value.as_str().into_owned())
+        })
+        .collect();
+    types.sort();
+    let mut expected = vec![
+        None,
+        Some("500".to_owned()),
+        Some(body.to_owned()),
+        Some(io.to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(types, expected);
+}

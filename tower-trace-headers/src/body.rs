@@ -138,7 +138,8 @@ pin_project! {
     ///
     /// A body read to its end, or one that fails, ends the spans then; a body never polled
     /// (an empty body, which hyper does not poll) ends them when dropped, and so does one
-    /// dropped before its end (the reader went away: a gRPC call then counts as `CANCELLED`).
+    /// dropped before its end (the reader went away: a gRPC call then counts as `CANCELLED`),
+    /// or one that panicked while polled (a failure: `error.type` `panic`, gRPC `UNKNOWN`).
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
@@ -147,12 +148,20 @@ pin_project! {
         on_end: Option<Box<OnEnd>>,
         // Whether the body was polled at all.
         polled: bool,
+        // The inner body panicked while polled (and whoever polled it caught the panic): set
+        // around each poll, left set by a poll that unwound.
+        panicked: bool,
     }
 
     impl<B> PinnedDrop for ResponseBody<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(on_end) = this.on_end.as_mut().filter(|o| o.is_pending()) {
+                if *this.panicked {
+                    // Its own failure, not the client leaving.
+                    on_end.end(End::Failed, Some("panic"));
+                    return;
+                }
                 // Never polled: an empty body, which hyper does not poll (a gRPC trailers-only
                 // response among them). Polled but not to its end: the client went away.
                 let how = if *this.polled { End::Dropped } else { End::Complete };
@@ -168,6 +177,7 @@ impl<B> ResponseBody<B> {
             inner,
             on_end,
             polled: false,
+            panicked: false,
         }
     }
 
@@ -187,7 +197,10 @@ impl<B: Body> Body for ResponseBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
         *this.polled = true;
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        *this.panicked = true;
+        let frame = this.inner.as_mut().poll_frame(cx);
+        *this.panicked = false;
+        let frame = ready!(frame);
         if let Some(on_end) = this.on_end.as_mut().filter(|o| o.is_pending()) {
             match &frame {
                 Some(Ok(frame)) => {

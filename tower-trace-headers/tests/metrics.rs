@@ -524,3 +524,67 @@ async fn a_failed_http_request_carries_the_error_type_its_span_does() {
     expected.sort();
     assert_eq!(types, expected);
 }
+
+#[tokio::test]
+async fn a_body_that_panics_is_a_failure_not_a_cancellation() {
+    use futures_util::FutureExt as _;
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let (registry, metrics) = registry();
+    let inner = service_fn(|req: Request<Body>| async move {
+        let grpc = req.uri().path().starts_with("/shop.v1.");
+        // The head goes out; the second frame panics (a streaming handler's bug).
+        let frames = futures_util::stream::unfold(0, |n| async move {
+            assert!(n == 0, "the stream panics");
+            Some((
+                Ok::<_, Infallible>(Bytes::from_static(b"\0\0\0\0\0")),
+                n + 1,
+            ))
+        });
+        let mut response = Response::new(Body::from_stream(frames));
+        if grpc {
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+        }
+        Ok::<_, Infallible>(response)
+    });
+    let svc = ServiceBuilder::new()
+        .layer(
+            TraceHeadersLayer::new()
+                .tracer_provider(&provider)
+                .metrics(metrics),
+        )
+        .service(inner);
+    for req in [
+        get_request("/stream", "1"),
+        grpc_request("/shop.v1.Shop/Watch"),
+    ] {
+        let response = svc.clone().oneshot(req).await.unwrap();
+        // A reader that catches the panic (as a task boundary does) and drops the body.
+        let read = std::panic::AssertUnwindSafe(response.into_body().collect())
+            .catch_unwind()
+            .await;
+        assert!(read.is_err());
+    }
+
+    let text = scrape(&registry);
+    for line in [
+        r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="",http_response_status_code="200",error_type="panic"} 1"#,
+        r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="shop.v1.Shop",rpc_method="Watch",rpc_grpc_status_code="2"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+    let spans = exporter.get_finished_spans().unwrap();
+    assert_eq!(spans.len(), 2);
+    for span in &spans {
+        assert_eq!(
+            span.status,
+            opentelemetry::trace::Status::error(""),
+            "{span:?}"
+        );
+    }
+}

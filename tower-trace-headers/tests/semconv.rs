@@ -604,3 +604,28 @@ async fn a_failed_call_ends_its_spans_with_the_error() {
         &[(semconv::RPC_GRPC_STATUS_CODE, Want::Int(14))],
     );
 }
+
+#[tokio::test]
+async fn a_call_dropped_before_its_response_ends_cancelled() {
+    let exporter = InMemorySpanExporter::default();
+    let p = provider(&exporter);
+    let never =
+        service_fn(|_: Request<Body>| std::future::pending::<Result<Response<Body>, Infallible>>());
+    let client = ServiceBuilder::new()
+        .layer(PropagateTraceHeadersLayer::instrument().tracer_provider(&p))
+        .service(never);
+    // A timeout above the call gives up: the call's future is dropped before any response.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(20),
+        client.oneshot(grpc_request("/shop.v1.Shop/Get")),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    let spans = exporter.get_finished_spans().unwrap();
+    let client_span = one(&spans, SpanKind::Client);
+    check(
+        client_span,
+        &[(semconv::RPC_GRPC_STATUS_CODE, Want::Int(1))],
+    );
+    assert!(is_error(client_span), "CANCELLED is a client error");
+}

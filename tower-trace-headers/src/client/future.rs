@@ -6,20 +6,33 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use super::ResponseBody;
-use crate::body::OnEnd;
+use crate::body::{End, OnEnd};
 use crate::current::RequestTrace;
 use crate::extras::Extras;
 
 pin_project! {
     /// The response future of [`PropagateTraceHeaders`](super::PropagateTraceHeaders): polls
     /// the call with its client span entered and hands the span to the [`ResponseBody`],
-    /// which ends it with the body (or ends it here when the call fails).
+    /// which ends it with the body (or ends it here when the call fails, or when the future
+    /// is dropped before the response: a gRPC call then ends `CANCELLED`).
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
         // The call's own trace, when it is not the one current where the call was made.
         trace: Option<RequestTrace>,
         extras: Extras,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before its response (a timeout gave up, or the request that made the
+            // call went away): its span ends as a call whose caller went away — a gRPC one
+            // CANCELLED — not with no status at all.
+            let mut ending = this.project().extras.ending();
+            if ending.is_pending() {
+                ending.end(End::Dropped, None);
+            }
+        }
     }
 }
 

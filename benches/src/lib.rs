@@ -9,14 +9,17 @@ use tower::layer::util::Identity;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
+/// The round trips' response body: empty (and free), a body as the layers' responses need.
+pub type Empty = http_body_util::Empty<bytes::Bytes>;
+
 /// A boxed in-process service, as the round-trip benches compose them.
-pub type Svc = BoxCloneSyncService<Request<()>, Response<()>, Infallible>;
+pub type Svc = BoxCloneSyncService<Request<()>, Response<Empty>, Infallible>;
 
 /// The service an outgoing call reaches: reads the headers it got, answers empty.
 pub fn downstream() -> Svc {
     BoxCloneSyncService::new(service_fn(|req: Request<()>| async move {
         black_box(req.headers().len());
-        Ok::<_, Infallible>(Response::new(()))
+        Ok::<_, Infallible>(Response::new(Empty::new()))
     }))
 }
 
@@ -35,13 +38,13 @@ pub fn handler(client: Svc) -> Svc {
 pub fn bare() -> Svc {
     let client = BoxCloneSyncService::new(
         ServiceBuilder::new()
-            .map_response(|r: Response<()>| r)
+            .map_response(|r: Response<Empty>| r)
             .layer(Identity::new())
             .service(downstream()),
     );
     BoxCloneSyncService::new(
         ServiceBuilder::new()
-            .map_response(|r: Response<()>| r)
+            .map_response(|r: Response<Empty>| r)
             .layer(Identity::new())
             .service(handler(client)),
     )
@@ -57,13 +60,13 @@ pub fn layered(
     use tower_trace_headers::server::ResponseBody;
     let client = BoxCloneSyncService::new(
         ServiceBuilder::new()
-            .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
+            .map_response(|r: Response<ResponseBody<Empty>>| r.map(|_| Empty::new()))
             .layer(client)
             .service(downstream()),
     );
     BoxCloneSyncService::new(
         ServiceBuilder::new()
-            .map_response(|r: Response<ResponseBody<()>>| r.map(drop))
+            .map_response(|r: Response<ResponseBody<Empty>>| r.map(|_| Empty::new()))
             .layer(server)
             .service(handler(client)),
     )

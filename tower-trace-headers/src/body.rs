@@ -136,9 +136,9 @@ pin_project! {
     /// (feature `metrics`) at its last byte. Without anything to end or record it only
     /// forwards.
     ///
-    /// A body read to its end, or one that fails, ends the spans then; a body never polled
-    /// (an empty body, which hyper does not poll) ends them when dropped, and so does one
-    /// dropped before its end (the reader went away: a gRPC call then counts as `CANCELLED`),
+    /// A body read to its end, or one that fails, ends the spans then; an empty body never
+    /// polled (hyper does not poll one) ends them when dropped, and so does one dropped before
+    /// its end, polled or not (the reader went away: a gRPC call then counts as `CANCELLED`),
     /// or one that panicked while polled (a failure: `error.type` `panic`, gRPC `UNKNOWN`).
     pub struct ResponseBody<B> {
         #[pin]
@@ -148,6 +148,8 @@ pin_project! {
         on_end: Option<Box<OnEnd>>,
         // Whether the body was polled at all.
         polled: bool,
+        // Whether it said it had ended before it was polled (an empty body).
+        empty: bool,
         // The inner body panicked while polled (and whoever polled it caught the panic): set
         // around each poll, left set by a poll that unwound.
         panicked: bool,
@@ -162,25 +164,34 @@ pin_project! {
                     on_end.end(End::Failed, Some("panic"));
                     return;
                 }
-                // Never polled: an empty body, which hyper does not poll (a gRPC trailers-only
-                // response among them). Polled but not to its end: the client went away.
-                let how = if *this.polled { End::Dropped } else { End::Complete };
+                // Never polled and empty: hyper does not poll a body that says it has ended
+                // (a gRPC trailers-only response among them). Polled but not to its end, or
+                // never polled with something left to send: the client went away.
+                let how = if *this.polled || !*this.empty {
+                    End::Dropped
+                } else {
+                    End::Complete
+                };
                 on_end.end(how, None);
             }
         }
     }
 }
 
-impl<B> ResponseBody<B> {
+impl<B: Body> ResponseBody<B> {
     pub(crate) fn new(inner: B, on_end: Option<Box<OnEnd>>) -> Self {
+        let empty = inner.is_end_stream();
         ResponseBody {
             inner,
             on_end,
             polled: false,
+            empty,
             panicked: false,
         }
     }
+}
 
+impl<B> ResponseBody<B> {
     /// The inner body.
     pub fn get_ref(&self) -> &B {
         &self.inner

@@ -221,6 +221,7 @@ fn grpc_app(
         }
         let response = match req.uri().path() {
             "/shop.v1.Shop/Get" | "/shop.v1.Shop/Late" => Response::new(grpc("0")),
+            p if p.starts_with("/probe.v1.P") => Response::new(grpc("0")),
             "/shop.v1.Shop/Unavailable" => {
                 // A proxy's or an inner layer's answer: an HTTP status, no gRPC status.
                 let mut r = Response::new(Body::empty());
@@ -354,7 +355,7 @@ async fn distinct_names_are_bounded() {
     for i in 0..MAX_ROUTES + 50 {
         let path = format!("/probe.v1.P{i}/Get");
         let response = svc.clone().oneshot(grpc_request(&path)).await.unwrap();
-        drop(response);
+        response.into_body().collect().await.unwrap();
     }
     let text = scrape(&registry);
     let series = lines(&text, "rpc_server_call_duration_seconds_count{");
@@ -586,5 +587,40 @@ async fn a_body_that_panics_is_a_failure_not_a_cancellation() {
             opentelemetry::trace::Status::error(""),
             "{span:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_response_dropped_before_its_body_is_read_is_cancelled() {
+    let (registry, metrics) = registry();
+    let svc = grpc_app(metrics);
+    // Read once: the method is known.
+    let response = svc
+        .clone()
+        .oneshot(grpc_request("/shop.v1.Shop/Get"))
+        .await
+        .unwrap();
+    response.into_body().collect().await.unwrap();
+    // The client resets the stream before the body is polled: CANCELLED, not UNKNOWN.
+    drop(
+        svc.clone()
+            .oneshot(grpc_request("/shop.v1.Shop/Get"))
+            .await
+            .unwrap(),
+    );
+    // A trailers-only response (an empty body, which hyper never polls) keeps its status.
+    drop(
+        svc.clone()
+            .oneshot(grpc_request("/shop.v1.Shop/Unimplemented"))
+            .await
+            .unwrap(),
+    );
+    let text = scrape(&registry);
+    for line in [
+        r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="shop.v1.Shop",rpc_method="Get",rpc_grpc_status_code="0"} 1"#,
+        r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="shop.v1.Shop",rpc_method="Get",rpc_grpc_status_code="1"} 1"#,
+        r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="_OTHER",rpc_method="_OTHER",rpc_grpc_status_code="12"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
     }
 }

@@ -337,7 +337,9 @@ async fn recorded_baggage_is_a_server_span_attribute() {
             let trace = tower_trace_headers::RequestTrace::current().unwrap();
             trace.set_baggage("user", "bob").unwrap();
             trace.set_baggage("other", "not recorded").unwrap();
-            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
+                bytes::Bytes,
+            >::new()))
         });
     let req = Request::builder()
         .header("b3", "48485a3953bb6124-a2fb4a1d1a96d312-1")

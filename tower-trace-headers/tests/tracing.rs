@@ -39,7 +39,9 @@ async fn log_lines_are_correlated() {
         .service_fn(|_req: Request<()>| async move {
             tokio::task::yield_now().await;
             tracing::info!("handling the order");
-            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
+                bytes::Bytes,
+            >::new()))
         });
     let req = Request::builder()
         .header("b3", "48485a3953bb6124-a2fb4a1d1a96d312-1")
@@ -103,7 +105,9 @@ fn recorded_baggage_follows_the_application() {
                 trace.set_baggage("user", "carol").unwrap();
                 trace.set_baggage("other", "not recorded").unwrap();
                 tracing::info!("as changed");
-                Ok::<_, std::convert::Infallible>(http::Response::new(()))
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
+                    bytes::Bytes,
+                >::new()))
             });
         let req = Request::builder()
             .header("b3", "48485a3953bb6124-a2fb4a1d1a96d312-1")

@@ -52,6 +52,7 @@ impl<S> PropagateTraceHeaders<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for PropagateTraceHeaders<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;

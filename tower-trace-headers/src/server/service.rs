@@ -54,6 +54,7 @@ impl<S> TraceHeaders<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TraceHeaders<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;

@@ -42,11 +42,12 @@
 //! beyond that they are recorded as `_OTHER`, and so is a path that is not
 //! `/package.Service/Method`. A gRPC method is kept only once a call to it answered with a
 //! status that shows the method exists — not UNIMPLEMENTED, nor what an authentication,
-//! rate-limiting, load-shedding or timeout layer in front of the router answers for any path
-//! (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE, DEADLINE_EXCEEDED,
-//! CANCELLED) — so a client probing made-up paths neither grows the registry nor takes the
-//! room of the service's own methods. (A method whose every call so far failed that way is
-//! `_OTHER` until one does not.)
+//! rate-limiting, load-shedding, timeout or validating layer in front of the router answers
+//! for any path (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE,
+//! DEADLINE_EXCEEDED, CANCELLED, and INVALID_ARGUMENT, which `grpc-interceptor`'s strict
+//! server interceptor answers a malformed trace header with) — so a client probing made-up
+//! paths neither grows the registry nor takes the room of the service's own methods. (A method
+//! whose every call so far failed that way is `_OTHER` until one does not.)
 //!
 //! # Example
 //!
@@ -254,11 +255,12 @@ enum RpcName {
 /// Whether a call's status shows its method exists, so that the method is worth a series of
 /// its own: not UNIMPLEMENTED (no such method), nor what the layers in front of a router
 /// answer for any path — CANCELLED (the client went away, a call dropped before its answer
-/// included), DEADLINE_EXCEEDED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE,
-/// UNAUTHENTICATED. A method first seen with one of those is `_OTHER` until a call to it
-/// answers otherwise; from then on all its calls are its own.
+/// included), INVALID_ARGUMENT (a strict interceptor refusing malformed trace headers),
+/// DEADLINE_EXCEEDED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE, UNAUTHENTICATED. A
+/// method first seen with one of those is `_OTHER` until a call to it answers otherwise; from
+/// then on all its calls are its own.
 fn shows_a_method(status: u8) -> bool {
-    !matches!(status, 1 | 4 | 7 | 8 | 12 | 14 | 16)
+    !matches!(status, 1 | 3 | 4 | 7 | 8 | 12 | 14 | 16)
 }
 
 /// `path` when it names a gRPC method (`/package.Service/Method`), and no name the labels

@@ -95,7 +95,8 @@ pub(crate) fn method_name(method: &http::Method) -> Option<&'static str> {
     })
 }
 
-/// Whether a request is a gRPC call (`content-type: application/grpc…`).
+/// Whether a request is a gRPC call (`content-type: application/grpc`, `+…` or `;…`; not
+/// gRPC-Web).
 #[cfg_attr(not(any(feature = "metrics", feature = "tracing")), allow(dead_code))]
 pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
     is_grpc_content_type(headers.get(http::header::CONTENT_TYPE))
@@ -107,7 +108,13 @@ pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
     allow(dead_code)
 )]
 pub(crate) fn is_grpc_content_type(value: Option<&http::HeaderValue>) -> bool {
-    value.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    // `application/grpc`, `application/grpc+proto`, `application/grpc;…`: not gRPC-Web
+    // (`application/grpc-web…`), whose status travels in the body, where the layers do not
+    // look; a gRPC-Web call is an HTTP request to them.
+    value.is_some_and(|v| match v.as_bytes().strip_prefix(b"application/grpc") {
+        Some(rest) => matches!(rest.first(), None | Some(b'+' | b';')),
+        None => false,
+    })
 }
 
 /// The `grpc-status` in `headers` (response headers of a trailers-only response, or trailers):
@@ -143,6 +150,29 @@ pub(crate) fn grpc_status_of_http(status: http::StatusCode) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_content_types_and_not_grpc_web() {
+        let is = |v: &'static str| is_grpc_content_type(Some(&http::HeaderValue::from_static(v)));
+        for v in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc+json",
+            "application/grpc;charset=utf-8",
+        ] {
+            assert!(is(v), "{v}");
+        }
+        for v in [
+            "application/grpc-web",
+            "application/grpc-web+proto",
+            "application/grpc-web-text",
+            "application/grpcx",
+            "application/json",
+        ] {
+            assert!(!is(v), "{v}");
+        }
+        assert!(!is_grpc_content_type(None));
+    }
 
     #[test]
     fn grpc_status_reads_0_to_16_only() {

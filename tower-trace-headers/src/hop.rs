@@ -169,10 +169,21 @@ impl<'a> Outgoing<'a> {
     }
 }
 
-/// The `HeaderMap` carrier's own behaviour, with the room for `host` added once.
+/// The `HeaderMap` carrier's own behaviour, with the room for `host` added once, and on a
+/// gRPC call no `-bin` value a gRPC peer cannot decode (as `grpc-interceptor`'s carrier).
 impl Injector for Outgoing<'_> {
     #[inline]
     fn set(&mut self, name: &http::HeaderName, value: http::HeaderValue) {
+        // A `-bin` name (prefixed baggage whose key ends so, a propagated field, a received
+        // `grpc-trace-bin`) is binary metadata to a gRPC peer, which fails the whole call on a
+        // value that is not base64: such a value is not sent on a gRPC call.
+        if name.as_str().ends_with("-bin")
+            && crate::semconv::is_grpc(self.map)
+            && !b3_propagation::codec::grpc_trace_bin::is_base64(value.as_bytes())
+        {
+            Injector::remove(&mut *self.map, name);
+            return;
+        }
         Injector::set(&mut *self.map, name, value);
     }
 
@@ -214,6 +225,34 @@ mod tests {
     use super::*;
     use b3_propagation::Sampling;
     use http::HeaderValue;
+
+    /// On a gRPC call, a `-bin` value that is not base64 is not sent (a gRPC peer would fail
+    /// the call); on an HTTP call a `-bin` suffix means nothing.
+    #[test]
+    fn a_grpc_call_gets_no_undecodable_bin_value() {
+        let propagator = Propagator::builder().prefixed_baggage(true).build();
+        let trace = RequestTrace::new(RequestContext::from_span(SpanContext::new_root(
+            Sampling::Accept,
+        )));
+        trace.set_baggage("user-bin", "alice").expect("baggage");
+        trace.set_baggage("pic-bin", "AAEC").expect("baggage");
+        for grpc in [true, false] {
+            let mut req = http::Request::new(());
+            if grpc {
+                req.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/grpc"),
+                );
+            }
+            write(&propagator, Some(&trace), None, &mut Outgoing::of(&mut req));
+            let h = req.headers();
+            assert_eq!(h.contains_key("baggage-user-bin"), !grpc, "{h:?}");
+            assert_eq!(h["baggage-pic-bin"], "AAEC", "{h:?}");
+            // The W3C header still carries both.
+            let w3c = h["baggage"].to_str().expect("ascii");
+            assert!(w3c.contains("user-bin=alice"), "{w3c}");
+        }
+    }
 
     /// The outgoing map is sized once for the propagator's headers and the `host` an HTTP/1
     /// client adds: it does not grow when `host` arrives.

@@ -366,6 +366,27 @@ fn an_edge_restarting_the_clients_trace_is_expected_not_broken() {
 }
 
 #[test]
+fn a_service_whose_name_merely_contains_edge_is_no_edge() {
+    // `frontend` calls out without the context it received; `ledger` starts a trace of its
+    // own for the same request. `ledger` contains "edge" but is no edge: nothing restarted by
+    // policy, the frontend dropped the headers.
+    let spans = r#"[
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"a3ce929d0e0e4736","kind":"SERVER","timestamp":1000,"duration":900,"localEndpoint":{"serviceName":"frontend"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"1111111111111111","parentId":"a3ce929d0e0e4736","kind":"CLIENT","timestamp":1100,"duration":700,"localEndpoint":{"serviceName":"frontend"}},
+ {"traceId":"00000000000000005b8efff798038103","id":"5b8efff798038103","kind":"SERVER","timestamp":1200,"duration":500,"localEndpoint":{"serviceName":"SERVICE"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}}
+]"#;
+    for name in ["ledger", "knowledge-base", "billing"] {
+        let input = spans.replace("SERVICE", name);
+        let out = run_with(&["doctor", "--json", "-"], Some(input.as_bytes()));
+        assert_eq!(code(&out), 1, "{name}: {}", stdout(&out));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let f = &report["findings"][0];
+        assert_eq!(f["kind"], "headers-dropped", "{name}: {report}");
+        assert_eq!(f["service"], "frontend", "{name}: {report}");
+    }
+}
+
+#[test]
 fn decode_text_names_the_exact_header_and_why_one_was_ignored() {
     let out = run(&[
         "decode",

@@ -4,9 +4,10 @@
 //! - A **proxy** is a service with a span Envoy's Zipkin tracer would write (a
 //!   `guid:x-request-id`, `upstream_cluster` or `node_id` tag, or `component: proxy`), a
 //!   service named in an Envoy access-log line (`proxy`), or one named like a proxy
-//!   (`*-sidecar`, `*-envoy`, `front-proxy`, `*gateway*`).
+//!   (`*-sidecar`, `*-envoy`, `front-proxy`, a word ending in `gateway`).
 //! - The **edge** is a proxy or service named with `--edge`, one whose Envoy access-log lines
-//!   say `listener: edge`, or one named like an edge (`front-proxy`, `*edge*`, `*gateway*`).
+//!   say `listener: edge`, or one named like an edge (`front-proxy`, the word `edge`, a word
+//!   ending in `gateway`; words are separated by `-`, `_` or `.`, so `ledger` is no edge).
 //! - The **application behind a proxy** is, first, what the spans show: the service of the
 //!   application spans whose parent (or shared id) is the proxy's ingress span, and of the
 //!   application spans that are the parents of its egress spans (the most frequent one).
@@ -36,16 +37,39 @@ pub(crate) struct Mesh {
     apps: HashMap<String, String>,
 }
 
+/// The words of a service name: `istio-ingressgateway.istio-system` → `istio`,
+/// `ingressgateway`, `istio`, `system`.
+fn words(s: &str) -> impl Iterator<Item = &str> {
+    s.split(['-', '_', '.', ' ']).filter(|w| !w.is_empty())
+}
+
+/// `front-proxy` as two words of the name, in order.
+fn has_front_proxy(s: &str) -> bool {
+    let mut previous = "";
+    words(s).any(|w| {
+        let found = previous == "front" && w == "proxy";
+        previous = w;
+        found
+    })
+}
+
+/// A word that names a gateway: `gateway`, `ingressgateway`, `egressgateway`.
+fn is_gateway(word: &str) -> bool {
+    word.ends_with("gateway")
+}
+
 fn named_like_proxy(s: &str) -> bool {
     s.ends_with("-sidecar")
         || s.ends_with("-envoy")
         || s == "envoy"
-        || s.contains("front-proxy")
-        || s.contains("gateway")
+        || has_front_proxy(s)
+        || words(s).any(is_gateway)
 }
 
+/// Whole words only: `edge-proxy` and `istio-ingressgateway` are edges, `ledger`, `hedge` and
+/// `knowledge-base` are not.
 fn named_like_edge(s: &str) -> bool {
-    s.contains("front-proxy") || s.contains("edge") || s.contains("gateway")
+    has_front_proxy(s) || words(s).any(|w| w == "edge" || is_gateway(w))
 }
 
 /// `item-v1` → `item`, `order-2` → `order`: a trailing version or instance number.
@@ -223,6 +247,44 @@ impl Mesh {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edges_and_proxies_by_whole_words() {
+        for edge in [
+            "edge",
+            "edge-proxy",
+            "mesh-edge",
+            "front-proxy",
+            "front_proxy",
+            "istio-ingressgateway",
+            "api-gateway",
+            "gateway.istio-system",
+        ] {
+            assert!(named_like_edge(edge), "{edge}");
+        }
+        for app in [
+            "ledger",
+            "hedge",
+            "pledge",
+            "knowledge-base",
+            "edger",
+            "frontend",
+            "proxy-front",
+            "gatewayz",
+        ] {
+            assert!(!named_like_edge(app), "{app}");
+            assert!(!named_like_proxy(app), "{app}");
+        }
+        for proxy in [
+            "order-sidecar",
+            "item-envoy",
+            "envoy",
+            "front-proxy",
+            "istio-ingressgateway",
+        ] {
+            assert!(named_like_proxy(proxy), "{proxy}");
+        }
+    }
 
     #[test]
     fn versions_and_instances() {

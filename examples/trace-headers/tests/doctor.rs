@@ -387,6 +387,59 @@ fn a_service_whose_name_merely_contains_edge_is_no_edge() {
 }
 
 #[test]
+fn concurrent_calls_name_every_application_that_could_have_made_the_call() {
+    // The frontend calls `order` and `user` at once; one of them called `item` without the
+    // trace headers, and no client span says which. Both are named; the frontend (their
+    // parent) and the frontend's call that `order` answered are not.
+    let spans = r#"[
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000a","kind":"SERVER","timestamp":1000,"duration":1000,"localEndpoint":{"serviceName":"frontend"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000b","parentId":"000000000000000a","kind":"CLIENT","timestamp":1010,"duration":900,"localEndpoint":{"serviceName":"frontend"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000c","parentId":"000000000000000b","kind":"SERVER","timestamp":1020,"duration":880,"localEndpoint":{"serviceName":"order"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000d","parentId":"000000000000000a","kind":"CLIENT","timestamp":1010,"duration":300,"localEndpoint":{"serviceName":"frontend"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000e","parentId":"000000000000000d","kind":"SERVER","timestamp":1030,"duration":250,"localEndpoint":{"serviceName":"user"}},
+ {"traceId":"00000000000000005b8efff798038103","id":"5b8efff798038103","kind":"SERVER","timestamp":1100,"duration":50,"localEndpoint":{"serviceName":"item"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}}
+]"#;
+    let out = run_with(&["doctor", "--json", "-"], Some(spans.as_bytes()));
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let f = &report["findings"][0];
+    assert_eq!(f["kind"], "headers-dropped", "{report}");
+    let culprit = f["service"].as_str().expect("service");
+    let other = match culprit {
+        "user" => "order",
+        "order" => "user",
+        _ => panic!("neither order nor user: {report}"),
+    };
+    let explanation = f["explanation"].as_str().expect("explanation");
+    assert!(
+        explanation.contains(&format!("the culprit may be {other} instead")),
+        "{explanation}"
+    );
+    assert!(!explanation.contains("frontend was"), "{explanation}");
+
+    // Made one at a time (the user call over before `order` began), `order` alone is named.
+    let sequential = spans.replace(
+        r#""timestamp":1010,"duration":300"#,
+        r#""timestamp":1002,"duration":6"#,
+    );
+    let sequential = sequential.replace(
+        r#""timestamp":1030,"duration":250"#,
+        r#""timestamp":1003,"duration":4"#,
+    );
+    let out = run_with(&["doctor", "--json", "-"], Some(sequential.as_bytes()));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let f = &report["findings"][0];
+    assert_eq!(f["service"], "order", "{report}");
+    assert!(
+        !f["explanation"]
+            .as_str()
+            .expect("explanation")
+            .contains("may be"),
+        "{report}"
+    );
+}
+
+#[test]
 fn decode_text_names_the_exact_header_and_why_one_was_ignored() {
     let out = run(&[
         "decode",

@@ -39,7 +39,9 @@ pub(crate) fn finding(events: &[Event], rid: Option<&str>) -> Finding {
     let mut traces = Vec::new();
     let mut details = Vec::new();
     let mut callees = BTreeSet::new();
+    let mut rivals = BTreeSet::new();
     for e in events {
+        rivals.extend(e.rivals.iter().filter(|r| **r != culprit).cloned());
         push_unique(&mut trace_ids, &e.trace);
         push_unique(&mut traces, &e.trace);
         if let Some(s) = &e.span {
@@ -83,13 +85,25 @@ pub(crate) fn finding(events: &[Event], rid: Option<&str>) -> Finding {
         details: details.join(", "),
         n,
     };
+    let mut explanation = words.explain(kind, case);
+    if !rivals.is_empty() {
+        let rivals = rivals.into_iter().collect::<Vec<_>>().join(" or ");
+        if !explanation.ends_with('.') {
+            explanation.push('.');
+        }
+        explanation.push_str(&format!(
+            " {rivals} was handling this request at the same moment too, and no client span or \
+             access log says which of them made this call: the culprit may be {rivals} instead \
+             (client spans, or the sidecars' access logs, would tell)."
+        ));
+    }
     Finding {
         kind,
         service: culprit.clone(),
         request_id,
         trace_ids,
         span_ids,
-        explanation: words.explain(kind, case),
+        explanation,
     }
 }
 

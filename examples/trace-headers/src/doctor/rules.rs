@@ -50,6 +50,10 @@ pub(crate) struct Event {
     pub(crate) related: Option<String>,
     /// The missing parent, the duplicated id, the new request id, the first root's hop.
     pub(crate) detail: Option<String>,
+    /// Other applications that could as well be the caller named `culprit`: calls of theirs
+    /// were in flight when the call began, unrelated to the culprit's, and nothing (no client
+    /// span, no access log) says which one made it.
+    pub(crate) rivals: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,11 +167,23 @@ fn has_server(ctx: &Ctx<'_>, t: usize) -> bool {
 /// while `order` calls `item` — is not taken for the caller. `None` without timestamps or
 /// without such a span.
 fn caller_of(ctx: &Ctx<'_>, start: &Start<'_>, traces: &[usize]) -> Option<String> {
+    caller_and_rivals(ctx, start, traces).map(|(caller, _)| caller)
+}
+
+/// [`caller_of`], and the other applications that could as well be the caller: spans of the
+/// same tier running when `start` began, neither an ancestor nor a descendant of the caller's
+/// span (a concurrent sibling, as `order` and `user` both called by the frontend at once), and
+/// not a client span another span answered (that call went elsewhere).
+fn caller_and_rivals(
+    ctx: &Ctx<'_>,
+    start: &Start<'_>,
+    traces: &[usize],
+) -> Option<(String, Vec<String>)> {
     if start.ts == 0 {
         return None;
     }
     let me = ctx.mesh.app_of(start.service);
-    let mut best: Option<(u8, &ZipkinSpan)> = None;
+    let mut running: Vec<(u8, bool, &ZipkinSpan)> = Vec::new();
     for &t in traces {
         for c in ctx.trace_spans(t) {
             if c.timestamp == 0
@@ -178,13 +194,58 @@ fn caller_of(ctx: &Ctx<'_>, start: &Start<'_>, traces: &[usize]) -> Option<Strin
             {
                 continue;
             }
-            let tier = u8::from(c.kind == Some(SpanKind::Client) && !answered(ctx, t, c));
-            if best.is_none_or(|(bt, b)| (tier, innermost(c)) > (bt, innermost(b))) {
-                best = Some((tier, c));
-            }
+            let client = c.kind == Some(SpanKind::Client);
+            let answered = client && answered(ctx, t, c);
+            running.push((u8::from(client && !answered), answered, c));
         }
     }
-    best.map(|(_, c)| ctx.mesh.app_of(service_of(c)).to_owned())
+    let &(tier, _, best) = running
+        .iter()
+        .max_by(|(at, _, a), (bt, _, b)| (at, innermost(a)).cmp(&(bt, innermost(b))))?;
+    let caller = ctx.mesh.app_of(service_of(best));
+    let mut rivals: Vec<String> = Vec::new();
+    for &(t, answered, c) in &running {
+        let app = ctx.mesh.app_of(service_of(c));
+        if t == tier
+            && !answered
+            && app != caller
+            && !related_by_parents(ctx, c, best)
+            && !related_by_parents(ctx, best, c)
+            && !rivals.iter().any(|r| r == app)
+        {
+            rivals.push(app.to_owned());
+        }
+    }
+    rivals.sort();
+    Some((caller.to_owned(), rivals))
+}
+
+/// Whether `a` is `b` (the same span id, both halves of a shared span included) or one of its
+/// ancestors, following parent ids within their trace.
+fn related_by_parents(ctx: &Ctx<'_>, a: &ZipkinSpan, b: &ZipkinSpan) -> bool {
+    if a.trace_id != b.trace_id {
+        return false;
+    }
+    let mut current = b;
+    // Bounded: a malformed input may hold a cycle of parent ids.
+    for _ in 0..256 {
+        if current.id == a.id {
+            return true;
+        }
+        let Some(parent) = current.parent_id.as_deref() else {
+            return false;
+        };
+        let Some(next) = ctx
+            .by_key
+            .get(&(current.trace_id.as_str(), parent))
+            .and_then(|v| v.first())
+            .and_then(|i| ctx.spans.get(*i).copied())
+        else {
+            return false;
+        };
+        current = next;
+    }
+    false
 }
 
 /// Whether a span of trace `t` answers the client span `c`: a child of it, or the server
@@ -278,6 +339,7 @@ fn event(kind: Kind, case: Case, culprit: &str, hop: String, trace: &str) -> Eve
         callee: None,
         related: None,
         detail: None,
+        rivals: Vec::new(),
     }
 }
 
@@ -403,12 +465,13 @@ fn split(ctx: &Ctx<'_>, start: &Start<'_>, callers: &[usize], kind: Kind, trace:
     let hop = ctx.mesh.hop(start.service, start.kind);
     match start.side() {
         Side::Server => {
-            let (case, culprit) = match caller_of(ctx, start, callers) {
-                Some(c) => (Case::AtServer, c),
-                None => (Case::CallerUnknown, start.service.to_owned()),
+            let (case, culprit, rivals) = match caller_and_rivals(ctx, start, callers) {
+                Some((c, rivals)) => (Case::AtServer, c, rivals),
+                None => (Case::CallerUnknown, start.service.to_owned(), Vec::new()),
             };
             let mut e = event(kind, case, &culprit, hop, trace);
             e.callee = Some(ctx.mesh.app_of(start.service).to_owned());
+            e.rivals = rivals;
             e
         }
         Side::Client | Side::Local => {
@@ -498,8 +561,13 @@ fn orphans(
                     _ if ctx.mesh.is_edge(svc) => {
                         event(Kind::ClientParent, Case::Named, svc, hop, trace)
                     }
-                    _ => match caller_of(ctx, &start, &g.traces) {
-                        Some(c) => event(Kind::UnreportedParent, Case::AtServer, &c, hop, trace),
+                    _ => match caller_and_rivals(ctx, &start, &g.traces) {
+                        Some((c, rivals)) => {
+                            let mut e =
+                                event(Kind::UnreportedParent, Case::AtServer, &c, hop, trace);
+                            e.rivals = rivals;
+                            e
+                        }
                         None if is_entry(ctx, &start, g) => {
                             event(Kind::ClientParent, Case::ByPosition, svc, hop, trace)
                         }

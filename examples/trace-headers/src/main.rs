@@ -1,6 +1,7 @@
 //! `trace-headers`: decode, encode and convert mesh tracing headers, and find the hop that
 //! broke a trace. See `spec/CLI.md` and `DOCTOR.md`.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,8 +28,9 @@ enum Command {
     /// Decode headers: context, tracestate, baggage, request id and why anything was rejected.
     Decode {
         /// A header, `Name: value` (repeatable; repeated names are separate field lines).
+        /// Bytes that are not UTF-8 reach the decoders as U+FFFD, as on stdin.
         #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
-        headers: Vec<String>,
+        headers: Vec<OsString>,
         /// Also read `Name: value` lines from stdin (`> ` prefixes from `curl -v` are dropped).
         #[arg(long)]
         stdin: bool,
@@ -53,7 +55,7 @@ enum Command {
         to: FormatArg,
         /// A header, `Name: value` (repeatable).
         #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
-        headers: Vec<String>,
+        headers: Vec<OsString>,
     },
     /// Find the hop that broke a trace: read spans (and access logs), group them by request
     /// and trace, and name the application or proxy that must change. Exit 0 when no
@@ -117,10 +119,12 @@ fn usage(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn headers_from(args: &[String]) -> Result<Headers, ExitCode> {
+fn headers_from(args: &[OsString]) -> Result<Headers, ExitCode> {
     let mut h = Headers::default();
     for a in args {
-        if let Err(e) = h.push_line(a) {
+        // Header data is bytes (obs-text is legal in a value): not UTF-8 is the decoders' to
+        // judge, as on stdin, not a usage error.
+        if let Err(e) = h.push_line(&a.to_string_lossy()) {
             return Err(usage(&e.to_string()));
         }
     }

@@ -360,3 +360,25 @@ fn control_characters_are_reported_not_fatal() {
         .collect();
     assert_eq!(kinds, vec!["b3-single", "request-id"]);
 }
+
+#[test]
+fn header_bytes_that_are_not_utf8_are_reported_not_fatal() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut cmd = bin();
+    cmd.arg("decode")
+        .arg("-H")
+        .arg(std::ffi::OsStr::from_bytes(b"x-request-id: a\xffb"))
+        .arg("-H")
+        .arg("b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1");
+    // `run` asserts exit 0 and one JSON object.
+    let got = run(cmd, None);
+    assert_eq!(got["context"]["span_id"], "e457b5a2e4d86bd1");
+    assert!(got["request_id"].is_null());
+    let kinds: Vec<&str> = got["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["format"].as_str().expect("f"))
+        .collect();
+    assert_eq!(kinds, vec!["request-id"]);
+}

@@ -24,7 +24,7 @@ mod text;
 pub use headers::{Headers, MissingColon};
 pub use text::decode_text;
 
-use b3_propagation::baggage::{BaggageEntry, BaggageOrigin, BaggageProperty};
+use b3_propagation::baggage::{BaggageEntry, BaggageOrigin, BaggagePrefix, BaggageProperty};
 use b3_propagation::codec::{
     b3_multi, b3_single, baggage, grpc_trace_bin, jaeger, ot_span_context, traceparent,
 };
@@ -135,23 +135,37 @@ fn decode_format(h: &Headers, f: Format) -> Option<Result<Decoded, ParseError>> 
 }
 
 /// A header that was present but not used.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Issue {
     /// Rejected by its codec.
     Parse(ParseError),
     /// A `tracestate` without a valid `traceparent`.
     TracestateWithoutTraceparent,
+    /// A prefixed baggage header (`baggage-<key>`, `ot-baggage-<key>`, `uberctx-<key>`),
+    /// named: rejected by its codec, or (`None`) with nothing after its prefix.
+    Prefixed(String, Option<ParseError>),
 }
 
 impl Issue {
-    fn to_json(self) -> Value {
+    fn to_json(&self) -> Value {
         match self {
-            Issue::Parse(e) => error_json(&e),
+            Issue::Parse(e) => error_json(e),
             Issue::TracestateWithoutTraceparent => json!({
                 "format": "tracestate",
                 "kind": "no_traceparent",
                 "message": "tracestate without a valid traceparent is discarded",
             }),
+            Issue::Prefixed(name, e) => {
+                let (kind, why) = match e {
+                    Some(e) => (e.kind().as_str(), crate::text::reason(e)),
+                    None => ("empty", "no key after the prefix".to_owned()),
+                };
+                json!({
+                    "format": "baggage",
+                    "kind": kind,
+                    "message": format!("invalid baggage header {name}: {why}"),
+                })
+            }
         }
     }
 }
@@ -210,10 +224,27 @@ fn decode_all(h: &Headers, only: Option<Format>) -> Decode {
         }
     }
     if wanted(Format::Baggage) {
-        let (bag, dropped) = baggage::extract(h);
+        // What the core's extract keeps, in its order (`baggage`, then the prefixed headers),
+        // with an error for each header rejected: the lines of `baggage` are one field, each
+        // prefixed header is a header of its own.
+        let (bag, dropped) = baggage::decode_lines(h.get_all_values(&header::BAGGAGE));
         out.baggage.extend(bag.entries().iter().cloned());
         if let Some(e) = dropped {
             out.errors.push(Issue::Parse(e));
+        }
+        for (name, value) in h.iter_headers() {
+            match baggage::decode_prefixed(name, value) {
+                Some(Ok(entry)) => out.baggage.push(entry),
+                Some(Err(e)) => out.errors.push(Issue::Prefixed(name.to_owned(), Some(e))),
+                None => {
+                    if BaggagePrefix::ALL
+                        .iter()
+                        .any(|p| name.eq_ignore_ascii_case(p.as_str()))
+                    {
+                        out.errors.push(Issue::Prefixed(name.to_owned(), None));
+                    }
+                }
+            }
         }
     }
     if wanted(Format::OtSpanContext) {

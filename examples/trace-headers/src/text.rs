@@ -23,7 +23,7 @@ pub(crate) fn header_of(e: &ParseError) -> &'static str {
 }
 
 /// Why a header was rejected, without the `invalid … header:` prefix of its `Display`.
-fn reason(e: &ParseError) -> String {
+pub(crate) fn reason(e: &ParseError) -> String {
     if e.format() == Format::B3Multi && e.kind() == ErrorKind::MissingField {
         return match e.field() {
             Some(Field::TraceId) => {
@@ -175,6 +175,17 @@ pub fn decode_text(h: &Headers, only: Option<Format>) -> String {
                     out,
                     "rejected: tracestate: discarded, there is no valid traceparent [no_traceparent]"
                 );
+            }
+            Issue::Prefixed(name, Some(e)) => {
+                let _ = writeln!(
+                    out,
+                    "rejected: {name}: {} [{}]",
+                    reason(e),
+                    e.kind().as_str()
+                );
+            }
+            Issue::Prefixed(name, None) => {
+                let _ = writeln!(out, "rejected: {name}: no key after the prefix [empty]");
             }
         }
     }

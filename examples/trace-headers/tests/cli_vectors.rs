@@ -382,3 +382,36 @@ fn header_bytes_that_are_not_utf8_are_reported_not_fatal() {
         .collect();
     assert_eq!(kinds, vec!["request-id"]);
 }
+
+#[test]
+fn every_rejected_baggage_header_is_reported() {
+    let mut cmd = bin();
+    cmd.args([
+        "decode",
+        "-H",
+        "baggage-k: a\u{1}b",
+        "-H",
+        "uberctx-j: a\u{2}b",
+        "-H",
+        "ot-baggage-: x",
+        "-H",
+        "baggage: a=%zz",
+        "-H",
+        "baggage-ok: 1",
+    ]);
+    let got = run(cmd, None);
+    let errors = got["errors"].as_array().expect("errors");
+    let messages: Vec<&str> = errors
+        .iter()
+        .map(|e| e["message"].as_str().expect("message"))
+        .collect();
+    assert_eq!(errors.len(), 4, "{messages:#?}");
+    for header in ["baggage-k", "uberctx-j", "ot-baggage-"] {
+        assert!(
+            messages.iter().any(|m| m.contains(header)),
+            "{header}: {messages:#?}"
+        );
+    }
+    assert!(errors.iter().all(|e| e["format"] == "baggage"));
+    assert_eq!(got["baggage"][0]["key"], "ok");
+}

@@ -337,7 +337,9 @@ struct EncodeInput {
     request_id: Option<RequestId>,
 }
 
-fn parse_input(v: &Value) -> Result<EncodeInput, InputError> {
+/// The input of `encode --format f`: the context fields always, the optional fields only
+/// where `f` writes them (an invalid `request_id` does not stop a B3 header).
+fn parse_input(v: &Value, f: Format) -> Result<EncodeInput, InputError> {
     if !v.is_object() {
         return Err(InputError("expected a JSON object".into()));
     }
@@ -386,26 +388,16 @@ fn parse_input(v: &Value) -> Result<EncodeInput, InputError> {
         (None, None) => Some(SpanContext::sampling_only(sampling)),
         _ => return Err(InputError("`trace_id` and `span_id` go together".into())),
     };
-    let tracestate = match v.get("tracestate").and_then(Value::as_array) {
-        None => TraceState::new(),
-        Some(members) => {
-            let line = members
-                .iter()
-                .filter_map(|m| {
-                    let k = m.get(0)?.as_str()?;
-                    let v = m.get(1)?.as_str()?;
-                    Some(format!("{k}={v}"))
-                })
-                .collect::<Vec<_>>()
-                .join(",");
-            TraceState::parse_lines([line.as_bytes()])
-                .map_err(|e| InputError(format!("`tracestate`: {e}")))?
-        }
+    let tracestate = match v.get("tracestate") {
+        Some(members) if f == Format::TraceParent => tracestate_of(members)?,
+        _ => TraceState::new(),
     };
     let mut baggage = Vec::new();
+    let writes_baggage = matches!(f, Format::Baggage | Format::OtSpanContext);
     for e in v
         .get("baggage")
         .and_then(Value::as_array)
+        .filter(|_| writes_baggage)
         .into_iter()
         .flatten()
     {
@@ -431,10 +423,10 @@ fn parse_input(v: &Value) -> Result<EncodeInput, InputError> {
         baggage.push(entry);
     }
     let request_id = match field(v, "request_id") {
-        None => None,
-        Some(s) => Some(
+        Some(s) if f == Format::RequestId => Some(
             RequestId::parse(s.as_bytes()).map_err(|e| InputError(format!("`request_id`: {e}")))?,
         ),
+        _ => None,
     };
     Ok(EncodeInput {
         context,
@@ -442,6 +434,36 @@ fn parse_input(v: &Value) -> Result<EncodeInput, InputError> {
         baggage,
         request_id,
     })
+}
+
+/// `tracestate` as `[[key, value], …]`: each member checked on its own (a value holding `,`
+/// or `=` is refused, not read as more members), then the list as a whole (duplicates, the
+/// member limit).
+fn tracestate_of(members: &Value) -> Result<TraceState, InputError> {
+    let bad = |why: String| InputError(format!("`tracestate`: {why}"));
+    let members = members
+        .as_array()
+        .ok_or_else(|| bad("expected [[key, value], …]".into()))?;
+    let mut line = String::new();
+    for m in members {
+        let (Some(k), Some(v), None) = (
+            m.get(0).and_then(Value::as_str),
+            m.get(1).and_then(Value::as_str),
+            m.get(2),
+        ) else {
+            return Err(bad(format!("expected a [key, value] pair, got {m}")));
+        };
+        let one = format!("{k}={v}");
+        let parsed = TraceState::parse_lines([one.as_bytes()]).map_err(|e| bad(e.to_string()))?;
+        if parsed.iter().ne([(k, v)]) {
+            return Err(bad(format!("invalid member {one:?}")));
+        }
+        if !line.is_empty() {
+            line.push(',');
+        }
+        line.push_str(&one);
+    }
+    TraceState::parse_lines([line.as_bytes()]).map_err(|e| bad(e.to_string()))
 }
 
 fn emit(input: &EncodeInput, f: Format) -> Value {
@@ -501,7 +523,7 @@ fn emit(input: &EncodeInput, f: Format) -> Value {
 ///
 /// [`InputError`] when the input is not an object of the documented shape.
 pub fn encode(input: &Value, f: Format) -> Result<Value, InputError> {
-    Ok(emit(&parse_input(input)?, f))
+    Ok(emit(&parse_input(input, f)?, f))
 }
 
 /// `convert --to F`: decode, then encode the decoded context (with its baggage, request id,
@@ -548,6 +570,64 @@ pub const FORMATS: [Format; 8] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encode_reads_each_tracestate_member_whole() {
+        let with = |ts: Value| {
+            serde_json::json!({
+                "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                "span_id": "a2fb4a1d1a96d312",
+                "sampling": "accept",
+                "tracestate": ts,
+            })
+        };
+        let ok = encode(
+            &with(serde_json::json!([["a", "1"], ["b", "2"]])),
+            Format::TraceParent,
+        )
+        .expect("two members");
+        assert_eq!(ok["tracestate"], "a=1,b=2");
+        // A repeated key keeps its first value, as on decode.
+        let first = encode(
+            &with(serde_json::json!([["a", "1"], ["a", "2"]])),
+            Format::TraceParent,
+        )
+        .expect("repeated key");
+        assert_eq!(first["tracestate"], "a=1");
+        // A value holding `,` or `=` would read as more members: refused.
+        for bad in [
+            serde_json::json!([["a", "1,b=2"]]),
+            serde_json::json!([["a", "x=y"]]),
+            serde_json::json!([["a"]]),
+            serde_json::json!([["a", "1", "2"]]),
+            serde_json::json!("a=1"),
+        ] {
+            assert!(
+                encode(&with(bad.clone()), Format::TraceParent).is_err(),
+                "{bad}"
+            );
+            // Only traceparent writes tracestate: other formats do not judge it.
+            assert!(
+                encode(&with(bad.clone()), Format::B3Single).is_ok(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn encode_judges_only_the_fields_the_format_writes() {
+        let input = serde_json::json!({
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "span_id": "a2fb4a1d1a96d312",
+            "request_id": "bad id",
+            "baggage": [{"key": "k"}],
+        });
+        assert!(encode(&input, Format::B3Single).is_ok());
+        assert!(encode(&input, Format::Jaeger).is_ok());
+        assert!(encode(&input, Format::RequestId).is_err());
+        assert!(encode(&input, Format::Baggage).is_err());
+        assert!(encode(&input, Format::OtSpanContext).is_err());
+    }
 
     #[test]
     fn encode_takes_only_hex_digits() {

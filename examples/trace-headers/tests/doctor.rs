@@ -545,10 +545,12 @@ async fn a_zipkin_api_is_read_with_explicit_limit_and_lookback() {
     assert_eq!(collector.trace_ids().len(), 4);
 
     let base = format!("http://{addr}");
-    let (all, limited) = tokio::task::spawn_blocking(move || {
+    let (all, limited, too_short) = tokio::task::spawn_blocking(move || {
         (
             doctor_json(&[&base]),
             doctor_json(&["--limit", "2", "--lookback-ms", "60000", &base]),
+            // The spans ended a second ago: a 200 ms look back sees none of them.
+            doctor_json(&["--lookback-ms", "200", &base]),
         )
     })
     .await
@@ -566,6 +568,9 @@ async fn a_zipkin_api_is_read_with_explicit_limit_and_lookback() {
     );
     // `--limit 2`: the two most recent traces only.
     assert_eq!(limited.1["traces"], 2, "{}", limited.1);
+    // `--lookback-ms` is sent and honoured.
+    assert_eq!(too_short.1["traces"], 0, "{}", too_short.1);
+    assert_eq!(too_short.0, 0, "{}", too_short.1);
 
     let _ = stop.send(());
     server.await.expect("join").expect("serve");

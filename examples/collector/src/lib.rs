@@ -85,8 +85,9 @@ pub struct CollectorConfig {
     /// Maximum request body size in bytes; larger bodies get 413.
     /// Default 4 MiB.
     pub max_body_bytes: usize,
-    /// How the HTTP server bounds its clients: header-read (and keep-alive idle) timeout,
-    /// connection count, drain time. Default: 5 s, 1 024 connections, 10 s.
+    /// How the HTTP server bounds its clients: header-read (and first-request) timeout,
+    /// body-read timeout, idle timeout, connection count, drain time. Default: 5 s, 30 s, 60 s,
+    /// 1 024 connections, 10 s.
     pub serve: serve::ServeOptions,
 }
 

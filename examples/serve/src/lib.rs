@@ -4,8 +4,15 @@
 //! - a client that does not finish its request headers within
 //!   [`ServeOptions::header_read_timeout`] is cut off (`axum::serve` gives hyper no timer, so
 //!   its header-read timeout never fires, and a tower timeout never sees a slow header read);
-//!   the same timer bounds how long a keep-alive connection may sit idle before its next
-//!   request;
+//!   so is a connection that sends nothing, or not enough to tell HTTP/1 from HTTP/2, within
+//!   that time, or that opens HTTP/2 and starts no request;
+//! - a client that takes longer than [`ServeOptions::body_read_timeout`] to send a request
+//!   body fails that request (the handler reading it gets an error: `400` from axum's
+//!   extractors) instead of holding it open byte by byte;
+//! - a connection with no request in flight is closed gracefully after
+//!   [`ServeOptions::idle_timeout`] (HTTP/1 keep-alive connections sooner: the header-read
+//!   timeout bounds the wait for their next request), and HTTP/2 peers that stop answering
+//!   pings are dropped;
 //! - at most [`ServeOptions::max_connections`] connections are open at once (further ones wait
 //!   in the listen backlog);
 //! - the shutdown future stops accepting and drains the connections (requests in flight finish,
@@ -35,23 +42,36 @@
 #![forbid(unsafe_code)]
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use http_body::{Body, Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use pin_project_lite::pin_project;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
 
 /// The bounds a server keeps. See the [crate docs](crate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServeOptions {
     /// How long a client may take to send a request's headers (and how long a keep-alive
-    /// connection may sit idle before its next request). Default 5 s.
+    /// HTTP/1 connection may sit idle before its next request, and any connection before its
+    /// first). Default 5 s.
     pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body, from the moment its handler first
+    /// reads it. Default 30 s.
+    pub body_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight (HTTP/2 mostly: HTTP/1
+    /// waits at most the header-read timeout). Default 60 s.
+    pub idle_timeout: Duration,
     /// Most connections open at once. Default 4 096.
     pub max_connections: usize,
     /// How long a graceful stop waits for the requests in flight. Default 10 s.
@@ -62,9 +82,128 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
             drain_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// What a connection is doing: requests in flight, and when the last one ended.
+struct Activity {
+    started: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `started` to the end of the last request.
+    last_ms: AtomicU64,
+    /// Whether a request ever came.
+    served: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+            served: AtomicUsize::new(0),
+        }
+    }
+
+    /// When the connection falls idle for good, as the options say; `None` while a request is
+    /// in flight.
+    fn idle_deadline(&self, options: &ServeOptions) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        if self.served.load(Ordering::Acquire) == 0 {
+            return Some(self.started + options.header_read_timeout);
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
+        Some(self.started + last + options.idle_timeout)
+    }
+}
+
+/// One request in flight on a connection; its end when dropped (the response head sent, or
+/// the request abandoned).
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.served.fetch_add(1, Ordering::AcqRel);
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(activity))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let ms = u64::try_from(a.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        a.last_ms.fetch_max(ms, Ordering::AcqRel);
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project! {
+    /// A request body that fails once its client has taken longer than the body-read timeout
+    /// to send it, counted from its first poll.
+    struct TimedBody<B> {
+        #[pin]
+        inner: B,
+        limit: Duration,
+        deadline: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+/// The error a [`TimedBody`] ends with.
+#[derive(Debug)]
+struct BodyTimedOut(Duration);
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body took longer than {:?} to arrive",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+impl<B> Body for TimedBody<B>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = B::Data;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let limit = *this.limit;
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(limit))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -86,10 +225,19 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // A peer that stops answering pings (gone without a FIN) is dropped.
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
-    let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let max = options
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let permits = Arc::new(Semaphore::new(max));
+    // Tells every connection to finish what it is doing and close.
+    let (stop, stopping) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -114,26 +262,94 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        // Each request knows its peer, as with `axum::serve` and `ConnectInfo`.
-        let service = TowerToHyperService::new(tower::util::MapRequest::new(
-            router.clone(),
-            move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                req
-            },
-        ));
+        let activity = Arc::new(Activity::new());
+        // Each request knows its peer, as with `axum::serve` and `ConnectInfo`; its body is
+        // bounded in time; it counts as in flight until its response head is out.
+        let body_limit = options.body_read_timeout;
+        let in_flight = Arc::clone(&activity);
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
+                    let (mut parts, body) = req.into_parts();
+                    parts.extensions.insert(axum::extract::ConnectInfo(peer));
+                    let body = TimedBody {
+                        inner: body,
+                        limit: body_limit,
+                        deadline: None,
+                    };
+                    axum::http::Request::from_parts(parts, axum::body::Body::new(body))
+                })
+                .map_future(move |answer| {
+                    let request = InFlight::new(&in_flight);
+                    async move {
+                        let answer = answer.await;
+                        drop(request);
+                        answer
+                    }
+                }),
+        );
         let builder = Arc::clone(&builder);
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let mut stopping = stopping.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let mut conn = std::pin::pin!(conn);
+            // Closing: asked to finish gracefully, and dropped at `close_by` if it has not
+            // (an HTTP/2 peer that never acknowledges the GOAWAY's ping, a client that keeps
+            // a request open past the drain). `hard`: dropped then even with a request in
+            // flight (the server stops); else only once none is.
+            let mut close_by: Option<(Instant, bool)> = None;
+            let grace = options.idle_timeout.min(options.header_read_timeout);
+            if *stopping.borrow_and_update() {
+                conn.as_mut().graceful_shutdown();
+                close_by = Some((Instant::now() + options.drain_timeout, true));
+            }
+            loop {
+                // Looked at again at least every `grace`: a request that ends moves the
+                // deadline (the idle timeout may be shorter than the first request's).
+                let next_look = Instant::now() + grace;
+                let idle = activity
+                    .idle_deadline(&options)
+                    .map_or(next_look, |d| d.min(next_look));
+                let closing = close_by.is_some();
+                let (drop_at, hard) = close_by.unwrap_or((idle, false));
+                tokio::select! {
+                    _ = conn.as_mut() => break,
+                    changed = stopping.changed(), if !hard => {
+                        if changed.is_err() || *stopping.borrow() {
+                            conn.as_mut().graceful_shutdown();
+                            close_by = Some((Instant::now() + options.drain_timeout, true));
+                        }
+                    }
+                    () = tokio::time::sleep_until(idle), if !closing => {
+                        if activity
+                            .idle_deadline(&options)
+                            .is_some_and(|d| d <= Instant::now())
+                        {
+                            conn.as_mut().graceful_shutdown();
+                            close_by = Some((Instant::now() + grace, false));
+                        }
+                    }
+                    () = tokio::time::sleep_until(drop_at), if closing => {
+                        if hard || activity.in_flight.load(Ordering::Acquire) == 0 {
+                            break;
+                        }
+                        close_by = Some((Instant::now() + grace, false));
+                    }
+                }
+            }
             drop(permit);
         });
     }
-    let _ = tokio::time::timeout(options.drain_timeout, graceful.shutdown()).await;
+    let _ = stop.send(true);
+    // Drained when every connection gave its permit back.
+    let _ = tokio::time::timeout(
+        options.drain_timeout,
+        permits.acquire_many(u32::try_from(max).unwrap_or(u32::MAX)),
+    )
+    .await;
     Ok(())
 }
 
@@ -141,6 +357,113 @@ pub async fn serve(
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serve a router that answers `/` and echoes the length of a posted body, with short
+    /// bounds; its address.
+    async fn short_bounds(options: ServeOptions) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/upload",
+                axum::routing::post(
+                    |body: axum::body::Bytes| async move { body.len().to_string() },
+                ),
+            );
+        tokio::spawn(serve(listener, app, options, std::future::pending()));
+        addr
+    }
+
+    /// Whether the server closes `stream` within `within` (reading whatever it sends).
+    async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+        let mut buf = Vec::new();
+        tokio::time::timeout(within, stream.read_to_end(&mut buf))
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silent_and_half_http2_connections_are_cut_off() {
+        let addr = short_bounds(ServeOptions {
+            header_read_timeout: Duration::from_millis(300),
+            ..ServeOptions::default()
+        })
+        .await;
+        // Nothing at all: the server cannot even tell HTTP/1 from HTTP/2.
+        let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // Half of the HTTP/2 preface.
+        let mut half = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        half.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
+        // The whole preface and SETTINGS, then no request.
+        let mut h2 = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .expect("write");
+        for (name, stream) in [
+            ("silent", &mut silent),
+            ("half", &mut half),
+            ("h2", &mut h2),
+        ] {
+            assert!(
+                closed_within(stream, Duration::from_secs(3)).await,
+                "{name}: still open after 3 s"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_connection_is_closed_after_its_request() {
+        let addr = short_bounds(ServeOptions {
+            idle_timeout: Duration::from_millis(300),
+            ..ServeOptions::default()
+        })
+        .await;
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut head = [0u8; 12];
+        conn.read_exact(&mut head).await.expect("read");
+        assert_eq!(&head, b"HTTP/1.1 200");
+        // Kept alive, then idle: closed after the idle timeout, well before the header-read
+        // timeout (5 s).
+        assert!(
+            closed_within(&mut conn, Duration::from_secs(3)).await,
+            "still open after 3 s idle"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_sent_too_slowly_fails_its_request_and_others_are_served() {
+        let addr = short_bounds(ServeOptions {
+            body_read_timeout: Duration::from_millis(300),
+            ..ServeOptions::default()
+        })
+        .await;
+        let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        slow.write_all(
+            b"POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789",
+        )
+        .await
+        .expect("write");
+        // Whole bodies meanwhile.
+        let mut ok = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        ok.write_all(b"POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc")
+            .await
+            .expect("write");
+        let mut answer = String::new();
+        ok.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n3"), "{answer}");
+        // The slow one is answered with an error once its time is up.
+        let mut head = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(3), slow.read_exact(&mut head))
+            .await
+            .expect("answered within 3 s")
+            .expect("read");
+        assert_eq!(&head, b"HTTP/1.1 400");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn slow_headers_are_cut_off_and_others_served() {

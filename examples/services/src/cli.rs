@@ -60,6 +60,11 @@ pub struct ServiceArgs {
     /// headers within this many milliseconds, or leaves a connection idle that long.
     #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 5000)]
     pub header_read_timeout_ms: u64,
+    /// On SIGTERM, keep serving this many milliseconds after turning not-ready (`/readyz` 503,
+    /// gRPC health `NOT_SERVING`) before stopping: the time Kubernetes takes to take the pod
+    /// out of its Service's endpoints. Then the requests in flight drain.
+    #[arg(long, env = "SHUTDOWN_DELAY_MS", default_value_t = 0)]
+    pub shutdown_delay_ms: u64,
     /// This service faces clients: they may not force sampling or pick request ids, and only
     /// the `--edge-fields` of the propagated fields are taken from them.
     #[arg(long, env = "EDGE", value_parser = env_flag)]
@@ -133,7 +138,8 @@ impl ServiceArgs {
             access_log,
             version: self.service_version.clone(),
             edge: self.edge,
-            health: crate::health::Health::new(),
+            health: crate::health::Health::new()
+                .with_shutdown_delay(std::time::Duration::from_millis(self.shutdown_delay_ms)),
             serve: serve::ServeOptions {
                 header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
                 ..serve::ServeOptions::default()

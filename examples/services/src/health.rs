@@ -26,12 +26,16 @@ pub const GRPC_HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 #[derive(Clone, Debug)]
 pub struct Health {
     draining: Arc<tokio::sync::watch::Sender<bool>>,
+    /// How long the service keeps serving after it turned not-ready (see
+    /// [`with_shutdown_delay`](Self::with_shutdown_delay)).
+    delay: std::time::Duration,
 }
 
 impl Default for Health {
     fn default() -> Self {
         Health {
             draining: Arc::new(tokio::sync::watch::channel(false).0),
+            delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -41,6 +45,15 @@ impl Health {
     #[must_use]
     pub fn new() -> Self {
         Health::default()
+    }
+
+    /// Once the stop signal came, keep serving this long after turning not-ready, before the
+    /// server stops accepting: the time a Kubernetes Service (or a load balancer probing
+    /// `/readyz`) takes to stop sending. Zero by default (a process on its own stops at once).
+    #[must_use]
+    pub fn with_shutdown_delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     /// From now on `/readyz` answers 503 (and gRPC health `NOT_SERVING`): the service is about
@@ -91,7 +104,8 @@ impl Health {
         service
     }
 
-    /// `shutdown`, preceded by draining: readiness turns false as soon as the signal comes, so
+    /// `shutdown`, preceded by draining: readiness turns false as soon as the signal comes,
+    /// and the server keeps serving for the [shutdown delay](Self::with_shutdown_delay), so
     /// load balancers stop sending before the server stops.
     pub fn draining_on(
         &self,
@@ -101,6 +115,33 @@ impl Health {
         async move {
             shutdown.await;
             health.drain();
+            if !health.delay.is_zero() {
+                tokio::time::sleep(health.delay).await;
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn not_ready_first_then_stopped_after_the_delay() {
+        let health = Health::new().with_shutdown_delay(Duration::from_millis(300));
+        let (signal, signalled) = tokio::sync::oneshot::channel::<()>();
+        let stop = tokio::spawn(health.draining_on(async {
+            let _ = signalled.await;
+        }));
+        assert!(!health.is_draining());
+        let _ = signal.send(());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(health.is_draining(), "not ready as soon as the signal came");
+        assert!(!stop.is_finished(), "still serving during the delay");
+        tokio::time::timeout(Duration::from_secs(5), stop)
+            .await
+            .expect("stopped after the delay")
+            .expect("joined");
     }
 }

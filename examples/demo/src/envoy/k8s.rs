@@ -482,11 +482,30 @@ fn config_map(config: &RenderedConfig, labels: &Value) -> Value {
     })
 }
 
+/// How long the apps keep serving after turning not-ready on SIGTERM
+/// (`SHUTDOWN_DELAY_MS`): the time the pod takes to leave its Service's endpoints.
+const APP_SHUTDOWN_DELAY_MS: u64 = 5_000;
+
+/// How long a sidecar waits, on the pod's termination, before Envoy gets its SIGTERM: longer
+/// than its app's shutdown delay, drain (10 s) and span flush (5 s), so the app's last answers
+/// and calls still have their proxy; within the pod's 30 s grace period.
+const SIDECAR_STOP_AFTER_S: u64 = 20;
+
+/// The same for the front proxy, which only waits for the endpoints to update.
+const FRONT_PROXY_STOP_AFTER_S: u64 = 5;
+
 /// The Envoy container of a pod: the mounted bootstrap, the proxy name as
 /// service cluster, the pod name as service node; ready when the admin API's
 /// `/ready` says so, alive while its stats listener accepts connections (both
-/// through the stats listener: the admin API stays on 127.0.0.1).
-fn envoy_container(config: &RenderedConfig, port_name: &str, port: u16) -> Value {
+/// through the stats listener: the admin API stays on 127.0.0.1). On the pod's termination it
+/// keeps proxying `stop_after_s` seconds before its SIGTERM (a `preStop` sleep; the official
+/// image has `sleep`).
+fn envoy_container(
+    config: &RenderedConfig,
+    port_name: &str,
+    port: u16,
+    stop_after_s: u64,
+) -> Value {
     json!({
         "name": "envoy",
         "image": ENVOY_IMAGE,
@@ -518,6 +537,7 @@ fn envoy_container(config: &RenderedConfig, port_name: &str, port: u16) -> Value
             "allowPrivilegeEscalation": false,
         },
         "volumeMounts": [{"name": "envoy-config", "mountPath": ENVOY_CONFIG_DIR, "readOnly": true}],
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", stop_after_s.to_string()]}}},
         "resources": resources("50m", "64Mi", "256Mi"),
     })
 }
@@ -551,7 +571,7 @@ fn front_proxy(t: &MeshTopology, config: &RenderedConfig) -> Vec<Value> {
             "template": {
                 "metadata": {"labels": {"app": "front-proxy"}, "annotations": config_hash(config)},
                 "spec": {
-                    "containers": [envoy_container(config, "http", port)],
+                    "containers": [envoy_container(config, "http", port, FRONT_PROXY_STOP_AFTER_S)],
                     "volumes": [config_volume(config)],
                 },
             },
@@ -581,6 +601,8 @@ fn app_container(app: &App<'_>, listen: &str, upstream: impl Fn(&str) -> String)
         env.push(json!({"name": var, "value": upstream(service)}));
     }
     env.push(json!({"name": "ADMIN_LISTEN", "value": format!("0.0.0.0:{APP_ADMIN_PORT}")}));
+    // Not ready first, stopped once the endpoints have let go of the pod.
+    env.push(json!({"name": "SHUTDOWN_DELAY_MS", "value": APP_SHUTDOWN_DELAY_MS.to_string()}));
     json!({
         "name": app.service,
         "image": format!("mesh/{}:{APP_VERSION}", app.service),
@@ -640,7 +662,10 @@ fn sidecar_app(app: &App<'_>, config: &RenderedConfig) -> Vec<Value> {
             "template": {
                 "metadata": {"labels": selector(app), "annotations": annotations},
                 "spec": {
-                    "containers": [container, envoy_container(config, port_name, sidecar.ingress.port)],
+                    "containers": [
+                        container,
+                        envoy_container(config, port_name, sidecar.ingress.port, SIDECAR_STOP_AFTER_S),
+                    ],
                     "volumes": [config_volume(config)],
                 },
             },

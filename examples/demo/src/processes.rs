@@ -101,6 +101,15 @@ impl ProcessMesh {
         };
         for (service, listen) in &addrs {
             let mut cmd = Command::new(exe);
+            // As the in-process mesh, the children ignore the caller's environment (its
+            // `OTEL_SERVICE_NAME` would rename all four, its `ADMIN_LISTEN` make three fail to
+            // bind): everything they need is on their command line.
+            cmd.env_clear();
+            for keep in ["PATH", "HOME", "TMPDIR", "RUST_BACKTRACE", "RUST_LOG"] {
+                if let Some(v) = std::env::var_os(keep) {
+                    cmd.env(keep, v);
+                }
+            }
             cmd.env(SERVICE_ENV, "1")
                 .arg(service.name())
                 .args(["--listen", &listen.to_string()])

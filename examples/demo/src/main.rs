@@ -45,8 +45,10 @@ struct Cli {
     /// spans.
     #[arg(long, value_enum, default_value_t = ModeArg::Instrument)]
     mode: ModeArg,
-    /// Zipkin shared span context (server spans reuse the caller's span id).
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    /// Zipkin shared span context (server spans reuse the caller's span id). Alone, or with
+    /// `true` / `false`.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", value_name = "BOOL")]
     shared_span_context: bool,
     /// Keep the mesh up after the run, print each trace as it completes, stop on Ctrl-C
     /// (with `--envoy`: through the front proxy).
@@ -463,5 +465,20 @@ mod tests {
             );
         }
         assert!(super::Cli::try_parse_from(["demo", "--processes"]).is_ok());
+    }
+
+    #[test]
+    fn shared_span_context_alone_or_with_a_value() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            super::Cli::try_parse_from(std::iter::once("demo").chain(args.iter().copied()))
+                .unwrap()
+                .shared_span_context
+        };
+        assert!(parse(&["--shared-span-context"]));
+        assert!(parse(&["--shared-span-context", "--envoy"]));
+        assert!(parse(&["--shared-span-context", "true"]));
+        assert!(!parse(&["--shared-span-context", "false"]));
+        assert!(!parse(&[]));
     }
 }

@@ -38,8 +38,11 @@ pub struct ServiceArgs {
     /// Forward or instrument outgoing calls.
     #[arg(long, value_enum, env = "TRACE_MODE", default_value_t = ModeArg::Instrument)]
     pub mode: ModeArg,
-    /// Zipkin shared span context (server spans reuse the caller's span id).
-    #[arg(long, env = "SHARED_SPAN_CONTEXT", default_value_t = false, action = clap::ArgAction::Set)]
+    /// Zipkin shared span context (server spans reuse the caller's span id). Alone, or with
+    /// `true` / `false`.
+    #[arg(long, env = "SHARED_SPAN_CONTEXT", default_value_t = false,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
+          value_name = "BOOL", value_parser = env_flag)]
     pub shared_span_context: bool,
     /// Report no spans of our own (headers only): the service is transparent, its calls name
     /// the caller's span. Without an OTLP endpoint nothing is reported either.
@@ -373,6 +376,22 @@ mod tests {
         .unwrap();
         assert!(cli.service.shared_span_context);
         assert!(matches!(cli.service.mode, ModeArg::Forward));
+        // Alone, as the design lists it, or with a value.
+        for (args, on) in [
+            (&["--shared-span-context"][..], true),
+            (&["--shared-span-context", "false"][..], false),
+            (&["--shared-span-context", "--edge"][..], true),
+            (&[][..], false),
+        ] {
+            let cli = Cli::try_parse_from(
+                ["svc", "--listen", "127.0.0.1:1"]
+                    .iter()
+                    .chain(args)
+                    .copied(),
+            )
+            .unwrap();
+            assert_eq!(cli.service.shared_span_context, on, "{args:?}");
+        }
     }
 
     #[test]

@@ -55,11 +55,30 @@ async fn main() -> std::io::Result<()> {
         "collector listening on http://{addr}: OTLP/HTTP /v1/traces, Zipkin v2 /api/v2/spans, \
          query /api/v2/traces"
     );
-    collector
-        .serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+    collector.serve(listener, stop_signal()).await
+}
+
+/// Ctrl-C, or SIGTERM (what a container runtime or Kubernetes sends): the server stops
+/// accepting and drains.
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use b3_propagation::{RequestContext, Sampling, SpanContext, SpanId, TraceId, TraceState};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
@@ -102,12 +102,27 @@ impl Drop for PresetGuard {
     }
 }
 
+/// Whether any [`PresetIdGenerator`] was made in this process: until a layer's first span
+/// shows whether its provider honours preset ids, a shared span is tried only then (without
+/// one anywhere, presets cannot work, and a shared span would get an id of the SDK's own: a
+/// sibling of the caller's span, not the caller's span).
+static PRESETS_MADE: AtomicBool = AtomicBool::new(false);
+
 /// An OpenTelemetry SDK [`IdGenerator`] that returns the ids the layers chose for the span
 /// being started (so a shared server span reuses the caller's span id), and random ids
 /// otherwise. See the [module docs](self).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PresetIdGenerator {
     fallback: RandomIdGenerator,
+}
+
+impl Default for PresetIdGenerator {
+    fn default() -> Self {
+        PRESETS_MADE.store(true, Ordering::Relaxed);
+        PresetIdGenerator {
+            fallback: RandomIdGenerator::default(),
+        }
+    }
 }
 
 impl IdGenerator for PresetIdGenerator {
@@ -803,13 +818,18 @@ pub(crate) fn server_span(
     let shared = propagator.span_semantics() == b3_propagation::SpanSemantics::Shared;
     // Without [`PresetIdGenerator`] the SDK picks its own span id, so the span cannot be the
     // caller's: fall back to child semantics (the trace still joins). Until a span has shown
-    // whether presets work, a caller's span without a parent is not shared either: without
-    // presets its shared span would be a root with the SDK's trace id, a trace of its own.
+    // whether presets work, a span is shared only when a `PresetIdGenerator` exists at all
+    // (else it would be a sibling of the caller's span), and a caller's span without a parent
+    // is not shared either: without presets its shared span would be a root with the SDK's
+    // trace id, a trace of its own.
     let shared = shared
         && match preset_works.load(Ordering::Relaxed) {
             1 => true,
             2 => false,
-            _ => remote.is_some_and(|r| r.parent_span_id().is_some()),
+            _ => {
+                PRESETS_MADE.load(Ordering::Relaxed)
+                    && remote.is_some_and(|r| r.parent_span_id().is_some())
+            }
         };
     let local = match remote {
         Some(r) if !r.is_sampling_only() && shared => *r,

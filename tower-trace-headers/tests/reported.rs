@@ -624,3 +624,33 @@ async fn the_client_follows_the_servers_deferred_decision() {
     assert_eq!(seen[0]["x-b3-spanid"], CALLER_SPAN);
     assert!(!seen[0].contains_key("x-b3-sampled"), "{seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_mode_names_the_span_a_decision_alone_started() {
+    // A caller sends only its decision (`b3: 1`, as `curl -H 'b3: 1'` does to force a trace);
+    // the server layer reports a span, which starts the trace. Forward mode's calls name that
+    // span: re-sending `b3: 1` would make the next hop start a trace of its own.
+    let exporter = InMemorySpanExporter::default();
+    let p = provider(&exporter, Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+    let b = service_b(TraceHeadersLayer::new().without_spans()).await;
+    let a = service_a(
+        b,
+        TraceHeadersLayer::new().tracer_provider(&p),
+        PropagateTraceHeadersLayer::forward(),
+        &p,
+    )
+    .await;
+    let seen = call(a, "plain", &[("b3", "1")]).await;
+    let spans = exporter.get_finished_spans().unwrap();
+    let server = one(&spans, "a");
+    let b3 = &seen[0]["b3"];
+    assert_eq!(
+        b3,
+        &format!(
+            "{}-{}-1",
+            server.span_context.trace_id(),
+            server.span_context.span_id()
+        ),
+        "{seen:?}"
+    );
+}

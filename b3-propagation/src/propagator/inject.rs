@@ -121,13 +121,19 @@ impl Propagator {
     /// baggage and opaque headers. When the trust policy changed the context, or nothing was
     /// received, the context is encoded instead, in the formats it arrived in (else the inject
     /// set): the caller's ids, or this hop's span for a trace that starts here (no ids
-    /// received, or only a sampling decision the trust policy dropped). Any other span-context
+    /// received, or only a sampling decision: dropped by the trust policy, or kept with a
+    /// [local](RequestContext::local) span to name, in the decision's formats). Any other span-context
     /// header the carrier held is removed first (see [`Injector::remove_context_headers`]): a
     /// call carries only what the decoder accepted.
     pub fn forward<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
         carrier.remove_context_headers();
         let r = &cx.rest().received;
-        if r.context_verbatim && !r.formats.is_empty() {
+        // A caller that sent only its decision (`b3: 1`) named no span: when this hop has a
+        // span of its own, the trace starts there, and the calls must name it (re-sending the
+        // decision alone would start another trace at the next hop).
+        let trace_starts_here =
+            cx.local.is_some() && cx.remote.is_some_and(|s| s.is_sampling_only());
+        if r.context_verbatim && !r.formats.is_empty() && !trace_starts_here {
             carrier.reserve(span_formats_len(r.formats) + self.rest_len(cx));
             for (name, value) in cx.received_context_values() {
                 carrier.set(name, value.clone());

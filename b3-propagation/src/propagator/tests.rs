@@ -186,6 +186,50 @@ fn untrusted_sampling_only_forwards_this_hops_trace() {
 }
 
 #[test]
+fn trusted_sampling_only_with_a_local_span_forwards_that_span() {
+    // A caller that sent only its decision, at a hop with a span of its own: the calls name
+    // that span, with the caller's decision, in the decision's format; without a local span
+    // (a transparent hop) the decision goes on as it came.
+    let p = Propagator::default();
+    for (incoming, sampled) in [
+        (map(&[("b3", "1")]), Some("1")),
+        (map(&[("b3", "d")]), Some("d")),
+        (map(&[("x-b3-sampled", "1")]), Some("1")),
+        (map(&[("x-b3-sampled", "0")]), Some("0")),
+    ] {
+        let mut cx = p.extract(&incoming);
+        let mut transparent = HeaderMap::new();
+        p.forward(&cx, &mut transparent);
+        assert_eq!(
+            transparent, incoming,
+            "a transparent hop re-sends it as it came"
+        );
+        let server = p.server_span(cx.remote());
+        cx.set_local(server);
+        let mut out = HeaderMap::new();
+        p.forward(&cx, &mut out);
+        let trace = server.trace_id().unwrap().to_string();
+        let span = server.span_id().unwrap().to_string();
+        match out.get("b3") {
+            Some(b3) => {
+                let b3 = b3.to_str().unwrap();
+                assert!(b3.starts_with(&format!("{trace}-{span}")), "{b3}");
+                assert!(b3.ends_with(&format!("-{}", sampled.unwrap())), "{b3}");
+            }
+            None => {
+                assert_eq!(out["x-b3-traceid"], trace.as_str(), "{out:?}");
+                assert_eq!(out["x-b3-spanid"], span.as_str(), "{out:?}");
+                assert_eq!(
+                    out.get("x-b3-sampled").map(|v| v.to_str().unwrap()),
+                    sampled,
+                    "{out:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn opaque_grpc_trace_bin_must_be_base64() {
     let p = Propagator::default();
     let cx = p.extract(&map(&[(

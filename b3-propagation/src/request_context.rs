@@ -109,6 +109,12 @@ const fn context_slots(f: ContextFormat) -> std::ops::Range<usize> {
     }
 }
 
+/// Whether a valid `b3` value is `{t}-{s}-{p}`: ids and a parent, no sampling field.
+fn is_b3_deferred_with_parent(v: &[u8]) -> bool {
+    // 16 or 32 + 1 + 16 + 1 + 16; a sampling field would be one character.
+    matches!(v.len(), 50 | 66) && v.get(v.len() - 17) == Some(&b'-')
+}
+
 /// The slots of an opaque header.
 pub(crate) const fn opaque_slots(h: OpaqueHeader) -> std::ops::Range<usize> {
     match h {
@@ -158,8 +164,30 @@ impl Received {
             let kept = match (slot, value) {
                 (_, None) => false,
                 (slot::X_B3_SPAN_ID | slot::X_B3_PARENT_SPAN_ID, _) if !b3_trace_id => false,
-                // ...and so is `x-b3-flags` other than `1`.
-                (slot::X_B3_FLAGS, Some(v)) => v == b"1",
+                // A zero parent is no parent (Brave): not sent on either.
+                (slot::X_B3_PARENT_SPAN_ID, Some(v)) if v.iter().all(|&b| b == b'0') => false,
+                // ...and so is `x-b3-flags` other than `1`; debug implies accept, "so don't
+                // also send the X-B3-Sampled header" (a peer reading only `x-b3-sampled: 0`,
+                // as Envoy does, would take debug for deny).
+                (slot::X_B3_FLAGS, Some(v)) => {
+                    let debug = v == b"1";
+                    if debug {
+                        self.kept &= !(1 << slot::X_B3_SAMPLED);
+                    }
+                    debug
+                }
+                // Legacy `true` / `false` (any case) is accepted, not sent: Envoy reads only
+                // `1` and `true`. And `{t}-{s}-{p}` (a parent with deferred sampling, Brave's
+                // form) is accepted, not sent: Envoy and OpenTelemetry refuse it. The context
+                // is encoded again instead (`x-b3-sampled: 1` / `0`; `b3: {t}-{s}`).
+                (slot::X_B3_SAMPLED, Some(v)) if v != b"1" && v != b"0" => {
+                    self.context_verbatim = false;
+                    true
+                }
+                (slot::B3, Some(v)) if is_b3_deferred_with_parent(v) => {
+                    self.context_verbatim = false;
+                    true
+                }
                 // `traceparent` (W3C Trace Context, version handling): a higher version is
                 // re-emitted as version `00` with only the four fields, and unknown flags are
                 // zeroed.

@@ -230,6 +230,58 @@ fn trusted_sampling_only_with_a_local_span_forwards_that_span() {
 }
 
 #[test]
+fn forward_sends_b3_only_in_forms_its_peers_read() {
+    let p = Propagator::default();
+    let forward = |pairs: &[(&'static str, &'static str)]| {
+        let cx = p.extract(&map(pairs));
+        let mut out = HeaderMap::new();
+        p.forward(&cx, &mut out);
+        out
+    };
+    const T: &str = "80f198ee56343ba864fe8b2a57d3eff7";
+    const S: &str = "e457b5a2e4d86bd1";
+    // A zero parent is no parent.
+    let out = forward(&[
+        ("x-b3-traceid", T),
+        ("x-b3-spanid", S),
+        ("x-b3-parentspanid", "0000000000000000"),
+        ("x-b3-sampled", "1"),
+    ]);
+    assert!(out.get("x-b3-parentspanid").is_none(), "{out:?}");
+    assert_eq!(out["x-b3-sampled"], "1");
+    // Debug wins over `x-b3-sampled: 0`, which is not sent beside it.
+    let out = forward(&[
+        ("x-b3-traceid", T),
+        ("x-b3-spanid", S),
+        ("x-b3-sampled", "0"),
+        ("x-b3-flags", "1"),
+    ]);
+    assert_eq!(out["x-b3-flags"], "1");
+    assert!(out.get("x-b3-sampled").is_none(), "{out:?}");
+    // Legacy `True` goes on as `1`.
+    let out = forward(&[
+        ("x-b3-traceid", T),
+        ("x-b3-spanid", S),
+        ("x-b3-sampled", "True"),
+    ]);
+    assert_eq!(out["x-b3-traceid"], T);
+    assert_eq!(out["x-b3-spanid"], S);
+    assert_eq!(out["x-b3-sampled"], "1", "{out:?}");
+    // `{t}-{s}-{p}` goes on as `{t}-{s}`.
+    let b3 = "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-05e3ac9a4f6e3b90";
+    let out = forward(&[("b3", b3)]);
+    assert_eq!(out["b3"], format!("{T}-{S}").as_str(), "{out:?}");
+    // Canonical values still go on byte for byte.
+    let canonical = [
+        ("x-b3-traceid", T),
+        ("x-b3-spanid", S),
+        ("x-b3-parentspanid", "05e3ac9a4f6e3b90"),
+        ("x-b3-sampled", "1"),
+    ];
+    assert_eq!(forward(&canonical), map(&canonical));
+}
+
+#[test]
 fn opaque_grpc_trace_bin_must_be_base64() {
     let p = Propagator::default();
     let cx = p.extract(&map(&[(

@@ -88,8 +88,8 @@ pub use crate::field::{InvalidField, PropagatedField};
 pub use crate::format::{Format, OpaqueHeader, UnknownFormat};
 pub use crate::id::{SpanId, TraceId};
 pub use crate::propagator::{
-    ContextFormat, FormatSet, IdGenerator, InboundContext, InboundFields, InboundRequestId,
-    Propagator, PropagatorBuilder, RandomIdGenerator, SpanSemantics, TrustPolicy,
+    ContextFormat, FormatSet, IdGenerator, InboundBaggage, InboundContext, InboundFields,
+    InboundRequestId, Propagator, PropagatorBuilder, RandomIdGenerator, SpanSemantics, TrustPolicy,
     UnknownPropagator,
 };
 pub use crate::request_context::RequestContext;

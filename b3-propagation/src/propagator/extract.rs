@@ -5,7 +5,9 @@
 use http::{HeaderMap, HeaderValue};
 
 use super::opaque::check_opaque;
-use super::{ContextFormat, InboundContext, InboundFields, InboundRequestId, Propagator};
+use super::{
+    ContextFormat, InboundBaggage, InboundContext, InboundFields, InboundRequestId, Propagator,
+};
 use crate::baggage::Baggage;
 use crate::carrier::{Captured, ContextHeaders, ContextSource, Extractor, slot};
 use crate::codec::{self, b3_multi, b3_single, grpc_trace_bin, jaeger, traceparent};
@@ -421,7 +423,11 @@ impl Propagator {
                     None => (Baggage::new(), None),
                 }
             };
-            baggage = bag;
+            // Past an edge that does not take its clients' baggage, it is still checked (a
+            // malformed header has its reason) but none of it is kept.
+            if c.trust.baggage == InboundBaggage::Keep {
+                baggage = bag;
+            }
             errors.extend(dropped);
         }
 

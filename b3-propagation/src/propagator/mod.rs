@@ -63,7 +63,9 @@ pub use self::env::UnknownPropagator;
 pub use self::format::{ContextFormat, FormatSet};
 pub use self::ids::{IdGenerator, RandomIdGenerator, SpanSemantics};
 pub use self::opaque::MAX_OPAQUE_LEN;
-pub use self::trust::{InboundContext, InboundFields, InboundRequestId, TrustPolicy};
+pub use self::trust::{
+    InboundBaggage, InboundContext, InboundFields, InboundRequestId, TrustPolicy,
+};
 use crate::OpaqueHeader;
 use crate::field::PropagatedField;
 use crate::sampling::Sampling;

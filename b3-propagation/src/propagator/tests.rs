@@ -282,6 +282,60 @@ fn forward_sends_b3_only_in_forms_its_peers_read() {
 }
 
 #[test]
+fn an_untrusted_edge_drops_the_clients_baggage() {
+    let incoming = map(&[
+        ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+        ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        ("baggage", "end-user=jason,tenant=blue"),
+        ("baggage-user-agent", "Netscape"),
+        ("uberctx-plan", "gold"),
+    ]);
+    let edge = Propagator::builder()
+        .trust(TrustPolicy::untrusted())
+        .prefixed_baggage(true)
+        .build();
+    let mut cx = edge.extract(&incoming);
+    assert!(cx.rest().baggage.is_empty(), "{:?}", cx.rest().baggage);
+    assert!(
+        cx.errors().is_empty(),
+        "a policy, not an error: {:?}",
+        cx.errors()
+    );
+    // What the application sets at the edge still travels.
+    cx.baggage_mut().set("region", "eu").unwrap();
+    for forward in [true, false] {
+        let mut out = HeaderMap::new();
+        if forward {
+            edge.forward(&cx, &mut out);
+        } else {
+            let span = edge.server_span(cx.remote());
+            edge.inject(&span, &cx, &mut out);
+        }
+        assert_eq!(out["baggage"], "region=eu", "{out:?}");
+        assert!(out.get("baggage-user-agent").is_none(), "{out:?}");
+        assert!(out.get("uberctx-plan").is_none(), "{out:?}");
+    }
+    // Kept when the edge says so, and inside the mesh.
+    for p in [
+        Propagator::builder()
+            .trust(TrustPolicy::untrusted().baggage(crate::InboundBaggage::Keep))
+            .prefixed_baggage(true)
+            .build(),
+        Propagator::builder().prefixed_baggage(true).build(),
+    ] {
+        let cx = p.extract(&incoming);
+        let keys: Vec<&str> = cx
+            .rest()
+            .baggage
+            .entries()
+            .iter()
+            .map(|e| e.key.as_str())
+            .collect();
+        assert_eq!(keys, ["end-user", "tenant", "user-agent", "plan"]);
+    }
+}
+
+#[test]
 fn opaque_grpc_trace_bin_must_be_base64() {
     let p = Propagator::default();
     let cx = p.extract(&map(&[(

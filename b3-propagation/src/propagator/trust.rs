@@ -33,6 +33,19 @@ pub enum InboundFields {
     OnlyKeptAtEdge,
 }
 
+/// What to do with the baggage a caller sent (W3C `baggage` and the prefixed headers). See
+/// [`TrustPolicy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InboundBaggage {
+    /// Keep it, and carry it into every call.
+    Keep,
+    /// Drop it: a client outside the mesh does not choose the baggage its services see (nor
+    /// `baggage-user-agent` and the like, which the mesh may route on). Baggage the
+    /// application sets is carried as always.
+    Drop,
+}
+
 /// How much of the inbound headers to trust: the mesh-internal default trusts everything; an
 /// edge facing the internet should not let clients force sampling, choose request ids or set
 /// the fields the mesh routes on.
@@ -41,6 +54,7 @@ pub struct TrustPolicy {
     pub(crate) context: InboundContext,
     pub(crate) request_id: InboundRequestId,
     pub(crate) fields: InboundFields,
+    pub(crate) baggage: InboundBaggage,
 }
 
 impl Default for TrustPolicy {
@@ -57,6 +71,7 @@ impl TrustPolicy {
             context: InboundContext::Trust,
             request_id: InboundRequestId::Keep,
             fields: InboundFields::Keep,
+            baggage: InboundBaggage::Keep,
         }
     }
 
@@ -65,25 +80,29 @@ impl TrustPolicy {
     /// The opaque headers (`x-ot-span-context`, `grpc-trace-bin` when not a context format, the
     /// opt-in vendor headers) are not forwarded either: they carry a client's decision this hop
     /// cannot re-decide. Propagated fields are dropped unless declared
-    /// [`kept_at_edge`](crate::PropagatedField::kept_at_edge).
+    /// [`kept_at_edge`](crate::PropagatedField::kept_at_edge), and so is the client's baggage
+    /// (W3C Baggage: drop incoming baggage at a trust boundary; [`baggage`](Self::baggage)
+    /// keeps it).
     #[must_use]
     pub const fn untrusted() -> Self {
         TrustPolicy {
             context: InboundContext::IgnoreSampling,
             request_id: InboundRequestId::Regenerate,
             fields: InboundFields::OnlyKeptAtEdge,
+            baggage: InboundBaggage::Drop,
         }
     }
 
     /// Ignore the inbound trace context entirely but keep the request id (Envoy's
     /// `preserve_external_request_id`). Propagated fields are dropped unless declared
-    /// [`kept_at_edge`](crate::PropagatedField::kept_at_edge).
+    /// [`kept_at_edge`](crate::PropagatedField::kept_at_edge), and so is inbound baggage.
     #[must_use]
     pub const fn keep_request_id_only() -> Self {
         TrustPolicy {
             context: InboundContext::Ignore,
             request_id: InboundRequestId::Keep,
             fields: InboundFields::OnlyKeptAtEdge,
+            baggage: InboundBaggage::Drop,
         }
     }
 
@@ -108,10 +127,23 @@ impl TrustPolicy {
         self
     }
 
+    /// This policy with the given handling of the inbound baggage.
+    #[must_use]
+    pub const fn baggage(mut self, baggage: InboundBaggage) -> Self {
+        self.baggage = baggage;
+        self
+    }
+
     /// The handling of the inbound propagated fields.
     #[must_use]
     pub const fn inbound_fields(&self) -> InboundFields {
         self.fields
+    }
+
+    /// The handling of the inbound baggage.
+    #[must_use]
+    pub const fn inbound_baggage(&self) -> InboundBaggage {
+        self.baggage
     }
 
     /// The handling of the inbound context.

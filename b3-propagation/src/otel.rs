@@ -16,7 +16,12 @@
 //! The extracted [`SpanContext`] (width, parent, debug, deferred) is stored in the OTel
 //! [`Context`] next to the remote span context, so injecting that same context — or a local
 //! span of the same trace — keeps what OTel's `SpanContext` cannot carry. Debug is carried in
-//! OTel trace flags as bit `0x04`, as `opentelemetry-propagator-b3` does.
+//! OTel trace flags as bit `0x04`, as `opentelemetry-propagator-b3` does. A decision without
+//! ids (`b3: 0`, `b3: 1`, `b3: d`) is extracted as a remote span context with the sampled flag
+//! and no ids, which the SDK's default `ParentBased` sampler follows for the root it starts.
+//! A local span that is not sampled is never named: the caller's context goes on as it came
+//! (OpenTelemetry cannot say "deferred", so an undecided caller's child is dropped by the
+//! default sampler; naming it would send a span id nobody exports, decided "deny").
 //!
 //! # Example
 //!
@@ -208,10 +213,22 @@ impl OtelPropagator {
             return extracted.filter(SpanContext::is_sampling_only);
         }
         let mut ours = SpanContext::from_otel(sc)?;
+        // A span nobody reports, under a caller's decision alone: that decision goes on as
+        // it came (`b3: 0`), not the unreported span's ids.
+        if let Some(e) = extracted
+            && e.is_sampling_only()
+            && !sc.is_sampled()
+        {
+            return Some(e);
+        }
         if let Some(e) = extracted
             && e.trace_id() == ours.trace_id()
         {
-            if e.span_id() == ours.span_id() {
+            // A span nobody reports (not sampled, here: OpenTelemetry cannot say "deferred",
+            // so the caller's undecided span arrived as not sampled and the SDK's default
+            // sampler dropped its child) is not named: the caller's span goes on, with its
+            // decision as it came.
+            if e.span_id() == ours.span_id() || !sc.is_sampled() {
                 return Some(e);
             }
             let trace_id = e.trace_id()?;
@@ -222,6 +239,14 @@ impl OtelPropagator {
                     ours.sampling()
                 },
             );
+        } else if let Some(e) = extracted
+            && e.is_sampling_only()
+            && e.sampling() == Sampling::Debug
+            && sc.is_sampled()
+        {
+            // A trace started here under a caller's `b3: d`: debug goes on (the SDK's flags
+            // carry only "sampled").
+            ours = ours.with_sampling(Sampling::Debug);
         }
         Some(ours)
     }
@@ -246,22 +271,28 @@ impl TextMapPropagator for OtelPropagator {
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn OtelExtractor) -> Context {
         let carrier = FromOtel(extractor);
-        let Some((span, format)) = self.inner.extract_span(&carrier, |_| {}) else {
+        // The native extract: the first valid format, the trust policy, and `tracestate`
+        // whenever a valid `traceparent` of the same trace came (not only when it won).
+        let extracted = self.inner.extract(&carrier);
+        let Some(span) = extracted.remote().copied() else {
             return cx.clone();
         };
-        let tracestate = if format == ContextFormat::TraceParent {
-            TraceState::parse_with(|| {
-                carrier
-                    .get_all_values(&header::TRACESTATE)
-                    .map(|l| (l, None))
-            })
-            .unwrap_or_default()
-        } else {
-            TraceState::new()
-        };
         let cx = cx.with_value(Extracted(span));
-        match span.to_otel(&tracestate) {
+        match span.to_otel(extracted.tracestate()) {
             Some(sc) => cx.with_remote_span_context(sc),
+            // A decision without ids (`b3: 0`, `b3: 1`, `b3: d`): a remote span context with
+            // the decision's sampled flag and no ids, so the SDK's default `ParentBased`
+            // sampler follows it for the root it starts here instead of deciding anew (its
+            // spec-following `ParentBasedSampler` takes a parent without ids for none).
+            None if span.sampling() != Sampling::Deferred => {
+                cx.with_remote_span_context(ot::SpanContext::new(
+                    ot::TraceId::INVALID,
+                    ot::SpanId::INVALID,
+                    trace_flags(span.sampling()),
+                    true,
+                    ot::TraceState::default(),
+                ))
+            }
             None => cx,
         }
     }

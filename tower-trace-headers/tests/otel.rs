@@ -372,3 +372,73 @@ async fn recorded_baggage_is_a_server_span_attribute() {
         "{recorded:?}"
     );
 }
+
+/// `b3_propagation::otel::OtelPropagator` with the SDK's default sampler: what a span started
+/// under each extracted context makes the propagator send on.
+#[test]
+fn the_otel_propagator_keeps_the_callers_decision_through_a_local_span() {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider};
+    use std::collections::HashMap;
+    let exporter = InMemorySpanExporter::default();
+    let p = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let tracer = p.tracer("app");
+    let propagator = b3_propagation::otel::OtelPropagator::new(Propagator::default());
+    let through_a_span = |pairs: &[(&str, &str)]| {
+        let incoming: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let cx = propagator.extract(&incoming);
+        let span = tracer.start_with_context("work", &cx);
+        let cx = cx.with_span(span);
+        let mut out = HashMap::new();
+        propagator.inject_context(&cx, &mut out);
+        cx.span().end();
+        out
+    };
+    const T: &str = "80f198ee56343ba864fe8b2a57d3eff7";
+    const S: &str = "e457b5a2e4d86bd1";
+    // The caller's deny alone: the local root follows it, and `0` goes on.
+    let out = through_a_span(&[("b3", "0")]);
+    assert_eq!(
+        out.get("x-b3-sampled").map(String::as_str),
+        Some("0"),
+        "{out:?}"
+    );
+    // The caller's accept alone: a sampled trace starts here and names the reported span.
+    let out = through_a_span(&[("b3", "1")]);
+    assert_eq!(out["x-b3-sampled"], "1", "{out:?}");
+    // Debug alone stays debug.
+    let out = through_a_span(&[("b3", "d")]);
+    assert_eq!(
+        out.get("x-b3-flags").map(String::as_str),
+        Some("1"),
+        "{out:?}"
+    );
+    // Ids without a decision: nothing reported here, the caller's span goes on undecided
+    // (not turned into a deny naming a span nobody exports).
+    let out = through_a_span(&[("x-b3-traceid", T), ("x-b3-spanid", S)]);
+    assert_eq!(out["x-b3-traceid"], T, "{out:?}");
+    assert_eq!(out["x-b3-spanid"], S, "{out:?}");
+    assert!(!out.contains_key("x-b3-sampled"), "{out:?}");
+    // A sampled caller: the reported child is named.
+    let out = through_a_span(&[
+        ("x-b3-traceid", T),
+        ("x-b3-spanid", S),
+        ("x-b3-sampled", "1"),
+    ]);
+    assert_eq!(out["x-b3-traceid"], T);
+    assert_ne!(out["x-b3-spanid"], S);
+    assert_eq!(out["x-b3-sampled"], "1");
+    // Every span named was exported; none else is named.
+    let exported: Vec<String> = exporter
+        .get_finished_spans()
+        .unwrap()
+        .iter()
+        .map(|s| s.span_context.span_id().to_string())
+        .collect();
+    assert!(exported.contains(&out["x-b3-spanid"]), "{exported:?}");
+}

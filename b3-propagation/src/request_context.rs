@@ -436,7 +436,12 @@ impl RequestContext {
     }
 
     /// A context whose current span is `span` (for code that starts its own work outside a
-    /// request, or tests).
+    /// request, or tests). `span` counts as this hop's own span, which a tracer reports: the
+    /// calls made under this context name it (instrument mode) and their spans take it as
+    /// parent. Give it the ids of a span you export (an OpenTelemetry span you started, say:
+    /// [`SpanContext::from_otel`](crate::SpanContext) with feature `opentelemetry`); for work
+    /// that reports no span of its own, start from [`new`](Self::new) instead, whose calls
+    /// start their trace at the next hop that reports one.
     #[must_use]
     pub fn from_span(span: SpanContext) -> Self {
         RequestContext {

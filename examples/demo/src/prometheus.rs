@@ -559,8 +559,9 @@ fn read_marker(marker: &Path) -> Option<PathBuf> {
     is_executable_file(&bin).then_some(bin)
 }
 
+/// A provisioning step: at most ten minutes (`apt-get update` on a slow mirror included).
 fn run(command: &mut StdCommand) -> io::Result<Output> {
-    command.stdin(Stdio::null()).output()
+    crate::bounded::run(command, std::time::Duration::from_secs(600))
 }
 
 fn output_text(out: &Output) -> String {

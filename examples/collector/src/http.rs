@@ -57,6 +57,22 @@ pub(crate) fn router(collector: Collector) -> Router {
         .with_state(collector)
 }
 
+/// Run `f` on the store off the async workers (`spawn_blocking`): a query scanning a large
+/// store, or an insert waiting for one, never blocks a worker thread that other services on
+/// the same runtime (the demo's mesh) need. `500` if `f` panicked.
+async fn off_workers<T: Send + 'static>(
+    collector: &Collector,
+    f: impl FnOnce(&Collector) -> T + Send + 'static,
+) -> Result<T, Reject> {
+    let collector = collector.clone();
+    tokio::task::spawn_blocking(move || f(&collector))
+        .await
+        .map_err(|_| Reject {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            reason: "the store failed".to_owned(),
+        })
+}
+
 /// A refused request: status and a short plain-text reason.
 #[derive(Debug)]
 struct Reject {
@@ -154,7 +170,7 @@ async fn otlp_traces(
         OtlpEncoding::Protobuf => parse_otlp_protobuf(&body)?,
         OtlpEncoding::Json => parse_otlp_json(&body)?,
     };
-    collector.store_normalized(spans);
+    off_workers(&collector, move |c| c.store_normalized(spans)).await?;
     Ok(match encoding {
         OtlpEncoding::Protobuf => (
             StatusCode::OK,
@@ -184,7 +200,8 @@ async fn zipkin_spans(
         }
     }
     let body = body_or_error(body)?;
-    collector.store_normalized(parse_zipkin_json(&body)?);
+    let spans = parse_zipkin_json(&body)?;
+    off_workers(&collector, move |c| c.store_normalized(spans)).await?;
     Ok(StatusCode::ACCEPTED)
 }
 #[derive(Debug, Deserialize)]
@@ -204,44 +221,53 @@ impl ServiceParam {
     }
 }
 
-async fn services(State(collector): State<Collector>) -> Json<Vec<String>> {
-    let store = collector.lock();
-    let names: BTreeSet<&str> = store
-        .iter_spans()
-        .filter_map(ZipkinSpan::service)
-        .filter(|s| !s.is_empty())
-        .collect();
-    Json(names.into_iter().map(str::to_owned).collect())
+async fn services(State(collector): State<Collector>) -> Result<Json<Vec<String>>, Reject> {
+    off_workers(&collector, |c| {
+        let store = c.lock();
+        let names: BTreeSet<&str> = store
+            .iter_spans()
+            .filter_map(ZipkinSpan::service)
+            .filter(|s| !s.is_empty())
+            .collect();
+        Json(names.into_iter().map(str::to_owned).collect())
+    })
+    .await
 }
 
 /// Span names recorded by `serviceName` (all span names when it is absent).
 async fn span_names(
     State(collector): State<Collector>,
     Query(param): Query<ServiceParam>,
-) -> Json<Vec<String>> {
-    let store = collector.lock();
-    let names: BTreeSet<&str> = store
-        .iter_spans()
-        .filter(|s| param.matches(s))
-        .map(|s| s.name.as_str())
-        .filter(|n| !n.is_empty())
-        .collect();
-    Json(names.into_iter().map(str::to_owned).collect())
+) -> Result<Json<Vec<String>>, Reject> {
+    off_workers(&collector, move |c| {
+        let store = c.lock();
+        let names: BTreeSet<&str> = store
+            .iter_spans()
+            .filter(|s| param.matches(s))
+            .map(|s| s.name.as_str())
+            .filter(|n| !n.is_empty())
+            .collect();
+        Json(names.into_iter().map(str::to_owned).collect())
+    })
+    .await
 }
 
 /// Remote service names seen by `serviceName` (all when it is absent).
 async fn remote_services(
     State(collector): State<Collector>,
     Query(param): Query<ServiceParam>,
-) -> Json<Vec<String>> {
-    let store = collector.lock();
-    let names: BTreeSet<&str> = store
-        .iter_spans()
-        .filter(|s| param.matches(s))
-        .filter_map(ZipkinSpan::remote_service)
-        .filter(|n| !n.is_empty())
-        .collect();
-    Json(names.into_iter().map(str::to_owned).collect())
+) -> Result<Json<Vec<String>>, Reject> {
+    off_workers(&collector, move |c| {
+        let store = c.lock();
+        let names: BTreeSet<&str> = store
+            .iter_spans()
+            .filter(|s| param.matches(s))
+            .filter_map(ZipkinSpan::remote_service)
+            .filter(|n| !n.is_empty())
+            .collect();
+        Json(names.into_iter().map(str::to_owned).collect())
+    })
+    .await
 }
 
 async fn traces(
@@ -249,8 +275,11 @@ async fn traces(
     Query(params): Query<TracesParams>,
 ) -> Result<Json<Vec<Vec<ZipkinSpan>>>, Reject> {
     let query = TraceQuery::try_from(params).map_err(Reject::bad_request)?;
-    let result = query.run(&collector.lock());
-    Ok(Json(result.into_iter().map(zipkin_view).collect()))
+    off_workers(&collector, move |c| {
+        let result = query.run(&c.lock());
+        Json(result.into_iter().map(zipkin_view).collect())
+    })
+    .await
 }
 
 async fn trace(
@@ -262,8 +291,12 @@ async fn trace(
             "invalid trace id {trace_id:?}: expected 16 or 32 hex characters"
         ))
     })?;
-    let spans = collector.lock().trace(&id);
-    spans.map(|s| Json(zipkin_view(s))).ok_or(Reject {
+    let wanted = id.clone();
+    let spans = off_workers(&collector, move |c| {
+        c.lock().trace(&wanted).map(zipkin_view)
+    })
+    .await?;
+    spans.map(Json).ok_or(Reject {
         status: StatusCode::NOT_FOUND,
         reason: format!("trace {id} not found"),
     })

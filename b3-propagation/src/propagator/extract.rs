@@ -11,7 +11,7 @@ use super::{
 use crate::baggage::Baggage;
 use crate::carrier::{Captured, ContextHeaders, ContextSource, Extractor, slot};
 use crate::codec::{self, b3_multi, b3_single, grpc_trace_bin, jaeger, traceparent};
-use crate::context::SpanContext;
+use crate::context::{SpanContext, TraceFlags};
 use crate::error::{ErrorKind, ParseError};
 use crate::request_context::{
     Decided, Head, Pending, Received, RequestContext, Rest, opaque_slots, slot_name,
@@ -303,6 +303,29 @@ impl Propagator {
         } else {
             self.first_valid(&c.extract, &decode, &mut |e| head.span_errors.push(e))
         };
+        // W3C Level 2: the random-trace-id flag goes on with the trace it describes. A winner
+        // that cannot carry it (B3, Jaeger) takes it from a valid `traceparent` of the same
+        // trace; the raw flags are looked at first, so the usual request (no random bit) pays
+        // no decode.
+        let winner = match winner {
+            Some((remote, source))
+                if source != ContextFormat::TraceParent
+                    && c.extract_set.contains(ContextFormat::TraceParent)
+                    && !remote.trace_flags().contains(TraceFlags::RANDOM)
+                    && raw_random_bit(carrier.get(&header::TRACEPARENT)) =>
+            {
+                match decode(ContextFormat::TraceParent).and_then(Result::ok) {
+                    Some(tp)
+                        if tp.trace_id() == remote.trace_id()
+                            && tp.trace_flags().contains(TraceFlags::RANDOM) =>
+                    {
+                        Some((remote.with_trace_flags(TraceFlags::RANDOM), source))
+                    }
+                    _ => winner,
+                }
+            }
+            _ => winner,
+        };
 
         // tracestate travels with a valid traceparent of the same trace: the winner, or a
         // format after it in the extract order.
@@ -484,5 +507,18 @@ impl Propagator {
             received,
             errors,
         }
+    }
+}
+
+/// Whether a `traceparent` value's flags (version `00`'s two last characters) have the
+/// random-trace-id bit: a look at one byte, before any decode.
+pub(crate) fn raw_random_bit(value: Option<&[u8]>) -> bool {
+    match value {
+        Some(v) if v.len() >= 55 => match v[54] {
+            b'0'..=b'9' => (v[54] - b'0') & 0x2 != 0,
+            b'a'..=b'f' => (v[54] - b'a' + 10) & 0x2 != 0,
+            _ => false,
+        },
+        _ => false,
     }
 }

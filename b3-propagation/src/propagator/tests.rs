@@ -336,6 +336,39 @@ fn an_untrusted_edge_drops_the_clients_baggage() {
 }
 
 #[test]
+fn the_random_flag_goes_on_with_a_b3_winner_of_the_same_trace() {
+    // Envoy's USE_B3_WITH_W3C_PROPAGATION: B3 and traceparent of one trace; B3 wins.
+    let p = Propagator::default();
+    let with = |flags: &'static str, trace: &'static str| {
+        let tp: &'static str =
+            Box::leak(format!("00-{trace}-e457b5a2e4d86bd1-{flags}").into_boxed_str());
+        let cx = p.extract(&map(&[
+            ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+            ("x-b3-spanid", "e457b5a2e4d86bd1"),
+            ("x-b3-sampled", "1"),
+            ("traceparent", tp),
+        ]));
+        let child = cx.remote().unwrap().child();
+        let mut out = HeaderMap::new();
+        p.inject(&child, &cx, &mut out);
+        out["traceparent"].to_str().unwrap().to_owned()
+    };
+    const SAME: &str = "80f198ee56343ba864fe8b2a57d3eff7";
+    assert!(with("03", SAME).ends_with("-03"), "kept");
+    assert!(with("01", SAME).ends_with("-01"));
+    // Another trace's flag says nothing of this one.
+    assert!(with("03", "0af7651916cd43dd8448eb211c80319c").ends_with("-01"));
+    assert!(super::extract::raw_random_bit(Some(
+        b"00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-03"
+    )));
+    assert!(!super::extract::raw_random_bit(Some(
+        b"00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-01"
+    )));
+    assert!(!super::extract::raw_random_bit(Some(b"00-short")));
+    assert!(!super::extract::raw_random_bit(None));
+}
+
+#[test]
 fn opaque_grpc_trace_bin_must_be_base64() {
     let p = Propagator::default();
     let cx = p.extract(&map(&[(

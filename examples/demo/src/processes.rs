@@ -111,13 +111,15 @@ impl ProcessMesh {
                 }
             }
             cmd.env(SERVICE_ENV, "1")
+                // Stopped by closing its standard input (see `stop`): no signal to send.
+                .env(services::cli::SHUTDOWN_ON_STDIN_CLOSE, "1")
                 .arg(service.name())
                 .args(["--listen", &listen.to_string()])
                 .args(["--otlp-endpoint", collector])
                 .args(["--mode", mode])
                 .args(["--shared-span-context", &shared_span_context.to_string()])
                 .args(["--access-log", "off"])
-                .stdin(Stdio::null())
+                .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());
             match service {
@@ -170,15 +172,11 @@ impl ProcessMesh {
         self.children.iter().map(|(s, c)| (*s, c.id())).collect()
     }
 
-    /// SIGTERM every child (each flushes its spans and exits), wait at most 10 s, then kill
-    /// what is left.
+    /// Close every child's standard input (each then drains, flushes its spans and exits, as
+    /// on SIGTERM), wait at most 10 s, then kill what is left.
     pub async fn stop(mut self) {
-        for (_, child) in &self.children {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+        for (_, child) in &mut self.children {
+            drop(child.stdin.take());
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         for (_, child) in &mut self.children {

@@ -152,10 +152,42 @@ impl ServiceArgs {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
+/// With this variable set, a service also stops when its standard input closes: how a parent
+/// process (`demo --processes`) stops its children gracefully without sending signals.
+pub const SHUTDOWN_ON_STDIN_CLOSE: &str = "SHUTDOWN_ON_STDIN_CLOSE";
+
+/// Completes on Ctrl-C or SIGTERM (and, with [`SHUTDOWN_ON_STDIN_CLOSE`] set, when standard
+/// input closes).
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
+    };
+    let stdin_closed = async {
+        if std::env::var_os(SHUTDOWN_ON_STDIN_CLOSE).is_none() {
+            return std::future::pending::<()>().await;
+        }
+        let (closed, on_close) = tokio::sync::oneshot::channel::<()>();
+        // A thread of its own (not `spawn_blocking`, which the runtime would wait for when it
+        // shuts down): it reads until end of file, and dies with the process otherwise.
+        let reader = std::thread::Builder::new()
+            .name("stdin-close".into())
+            .spawn(move || {
+                use std::io::Read as _;
+                let mut stdin = std::io::stdin();
+                let mut buf = [0u8; 256];
+                while let Ok(n) = stdin.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let _ = closed.send(());
+            });
+        match reader {
+            Ok(_) => {
+                let _ = on_close.await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
     };
     #[cfg(unix)]
     let term = async {
@@ -171,6 +203,7 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+        () = stdin_closed => {},
     }
 }
 

@@ -82,7 +82,10 @@ impl SpanContext {
         let state = tracestate
             .header_value()
             .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse::<ot::TraceState>().ok())
+            .map(|s| {
+                s.parse::<ot::TraceState>()
+                    .unwrap_or_else(|_| otel_members(tracestate))
+            })
             .unwrap_or_default();
         Some(ot::SpanContext::new(
             ot::TraceId::from_bytes(self.trace_id()?.to_bytes()),
@@ -116,6 +119,17 @@ impl SpanContext {
         };
         Some(SpanContext::new(trace_id, span_id).with_sampling(sampling))
     }
+}
+
+/// The members of `tracestate` OpenTelemetry's own `TraceState` takes, in order: it checks
+/// keys by an older grammar (one `@`, a system part of at most 14 characters), and refuses a
+/// whole list for one key it does not take; here only that member is left out.
+fn otel_members(tracestate: &TraceState) -> ot::TraceState {
+    let kept: Vec<(&str, &str)> = tracestate
+        .iter()
+        .filter(|&(k, v)| ot::TraceState::from_key_value([(k, v)]).is_ok())
+        .collect();
+    ot::TraceState::from_key_value(kept).unwrap_or_default()
 }
 
 /// The context extracted by [`OtelPropagator`], kept in the OTel [`Context`].
@@ -358,6 +372,27 @@ mod tests {
             SpanContext::sampling_only(Sampling::Deny)
                 .to_otel(&TraceState::new())
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_member_otel_refuses_leaves_the_others() {
+        // Valid here (Trace Context Level 2 keys), refused by OpenTelemetry's older key check.
+        let ts = TraceState::parse_lines([
+            b"foo@@bar=1,rojo=00f067aa0ba902b7,congo=t61rcWkgMzE".as_slice()
+        ])
+        .unwrap();
+        assert_eq!(ts.len(), 3);
+        let cx =
+            crate::codec::b3_single::decode(b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")
+                .unwrap();
+        let ot = cx.to_otel(&ts).unwrap();
+        assert_eq!(ot.trace_state().get("rojo"), Some("00f067aa0ba902b7"));
+        assert_eq!(ot.trace_state().get("congo"), Some("t61rcWkgMzE"));
+        assert_eq!(ot.trace_state().get("foo@@bar"), None);
+        assert_eq!(
+            ot.trace_state().header(),
+            "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
         );
     }
 

@@ -259,20 +259,21 @@ async fn failing_or_blocking_exporters_do_not_change_responses() {
     }
 }
 
-/// One request carrying trace ids with no sampling state, through `layer`: the
-/// `x-b3-sampled` the handler's outgoing call would carry.
-async fn deferred_call(layer: TraceHeadersLayer) -> Option<String> {
+/// One request carrying trace ids with no sampling state, through `layer`: the headers the
+/// handler's outgoing call carries, written by the client steps the layers and interceptors
+/// share (instrument mode, no client span of its own).
+async fn deferred_call(layer: TraceHeadersLayer) -> Echo {
     let app = Router::new()
         .route(
             "/",
             get(|| async {
                 let mut headers = HeaderMap::new();
-                if let Some(trace) = tower_trace_headers::RequestTrace::current()
-                    && let Some(span) = trace.span()
-                {
-                    let p = b3_propagation::Propagator::default();
-                    p.inject(&p.client_span(&span), &trace, &mut headers);
-                }
+                tower_trace_headers::hop::inject(
+                    &b3_propagation::Propagator::default(),
+                    tower_trace_headers::Mode::Instrument,
+                    tower_trace_headers::RequestTrace::current().as_ref(),
+                    &mut headers,
+                );
                 Json(
                     headers
                         .iter()
@@ -292,7 +293,7 @@ async fn deferred_call(layer: TraceHeadersLayer) -> Option<String> {
     )
     .await;
     assert!(status.is_success());
-    echo.get("x-b3-sampled").cloned()
+    echo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,8 +302,8 @@ async fn deferred_sampling_is_this_hops_decision() {
     // would otherwise drop them), and the decision travels on.
     let exporter = InMemorySpanExporter::default();
     let p = provider(exporter.clone());
-    let sampled = deferred_call(TraceHeadersLayer::new().tracer_provider(&p)).await;
-    assert_eq!(sampled.as_deref(), Some("1"));
+    let sent = deferred_call(TraceHeadersLayer::new().tracer_provider(&p)).await;
+    assert_eq!(sent["x-b3-sampled"], "1");
     let spans = exporter.get_finished_spans().unwrap();
     let server = find(&spans, SpanKind::Server, "/");
     assert_eq!(
@@ -310,6 +311,11 @@ async fn deferred_sampling_is_this_hops_decision() {
         "463ac35c9f6413ad48485a3953bb6124"
     );
     assert_eq!(server.parent_span_id.to_string(), "a2fb4a1d1a96d312");
+    // The call names the exported server span.
+    assert_eq!(
+        sent["x-b3-spanid"],
+        server.span_context.span_id().to_string()
+    );
 
     // Deny: OpenTelemetry's own reading; nothing recorded, "not sampled" travels on.
     let exporter = InMemorySpanExporter::default();
@@ -317,9 +323,11 @@ async fn deferred_sampling_is_this_hops_decision() {
     let layer = TraceHeadersLayer::new()
         .tracer_provider(&p)
         .deferred_sampling(b3_propagation::Sampling::Deny);
-    let sampled = deferred_call(layer).await;
-    assert_eq!(sampled.as_deref(), Some("0"));
+    let sent = deferred_call(layer).await;
+    assert_eq!(sent["x-b3-sampled"], "0");
     assert!(exporter.get_finished_spans().unwrap().is_empty());
+    // Nothing reported here: the call names the caller's span, with this hop's decision.
+    assert_eq!(sent["x-b3-spanid"], "a2fb4a1d1a96d312");
 }
 
 #[tokio::test(flavor = "current_thread")]

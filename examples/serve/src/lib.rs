@@ -156,6 +156,35 @@ pin_project! {
     }
 }
 
+pin_project! {
+    /// A response body that keeps its request counted as in flight until it is dropped.
+    struct HeldBody<B> {
+        #[pin]
+        inner: B,
+        _request: InFlight,
+    }
+}
+
+impl<B: Body> Body for HeldBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The error a [`TimedBody`] ends with.
 #[derive(Debug)]
 struct BodyTimedOut(Duration);
@@ -283,9 +312,16 @@ pub async fn serve(
                 .map_future(move |answer| {
                     let request = InFlight::new(&in_flight);
                     async move {
-                        let answer = answer.await;
-                        drop(request);
-                        answer
+                        // In flight until its response body has ended (a streamed response, a
+                        // long download, server-sent events): the connection is not idle then.
+                        answer.await.map(|response| {
+                            response.map(|body| {
+                                axum::body::Body::new(HeldBody {
+                                    inner: body,
+                                    _request: request,
+                                })
+                            })
+                        })
                     }
                 }),
         );
@@ -432,6 +468,57 @@ mod tests {
             closed_within(&mut conn, Duration::from_secs(3)).await,
             "still open after 3 s idle"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_response_streamed_longer_than_the_idle_timeout_is_not_cut() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Ten chunks, 150 ms apart: 1.5 s of body after the head, five idle timeouts.
+        let app = Router::new().route(
+            "/stream",
+            axum::routing::get(|| async {
+                let chunks = futures_util_stream(10, Duration::from_millis(150));
+                axum::body::Body::from_stream(chunks)
+            }),
+        );
+        let options = ServeOptions {
+            idle_timeout: Duration::from_millis(300),
+            header_read_timeout: Duration::from_millis(300),
+            ..ServeOptions::default()
+        };
+        tokio::spawn(serve(listener, app, options, std::future::pending()));
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+            .await
+            .expect("ends")
+            .expect("read");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert_eq!(
+            text.matches("chunk \r\n").count(),
+            10,
+            "the whole body: {text}"
+        );
+        assert!(text.ends_with("0\r\n\r\n"), "ended, not cut: {text}");
+    }
+
+    /// `n` chunks `every` apart.
+    fn futures_util_stream(
+        n: usize,
+        every: Duration,
+    ) -> impl futures_util::Stream<Item = Result<&'static str, std::convert::Infallible>> {
+        futures_util::stream::unfold(n, move |left| async move {
+            if left == 0 {
+                return None;
+            }
+            tokio::time::sleep(every).await;
+            Some((Ok("chunk "), left - 1))
+        })
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,8 +6,8 @@
 //!   its header-read timeout never fires, and a tower timeout never sees a slow header read);
 //!   so is a connection that sends nothing, or not enough to tell HTTP/1 from HTTP/2, within
 //!   that time, or that opens HTTP/2 and starts no request;
-//! - a client that takes longer than [`ServeOptions::body_read_timeout`] to send a request
-//!   body fails that request (the handler reading it gets an error: `400` from axum's
+//! - a client that keeps a handler waiting on its request body longer than
+//!   [`ServeOptions::body_read_timeout`] in all fails that request (the handler reading it gets an error: `400` from axum's
 //!   extractors) instead of holding it open byte by byte;
 //! - a connection with no request in flight is closed gracefully after
 //!   [`ServeOptions::idle_timeout`] (HTTP/1 keep-alive connections sooner: the header-read
@@ -66,8 +66,8 @@ pub struct ServeOptions {
     /// HTTP/1 connection may sit idle before its next request, and any connection before its
     /// first). Default 5 s.
     pub header_read_timeout: Duration,
-    /// How long a client may take to send a request's body, from the moment its handler first
-    /// reads it. Default 30 s.
+    /// How long, in all, a request's body may keep its handler waiting for the client's bytes
+    /// (the time the handler spends between reads does not count). Default 30 s.
     pub body_read_timeout: Duration,
     /// How long a connection may stay open with no request in flight (HTTP/2 mostly: HTTP/1
     /// waits at most the header-read timeout). Default 60 s.
@@ -146,13 +146,29 @@ impl Drop for InFlight {
 }
 
 pin_project! {
-    /// A request body that fails once its client has taken longer than the body-read timeout
-    /// to send it, counted from its first poll.
+    /// A request body that fails once its client has kept it waiting longer than the
+    /// body-read timeout in all: only the time a poll waits on the client counts, not the
+    /// time the handler spends between reads.
     struct TimedBody<B> {
         #[pin]
         inner: B,
         limit: Duration,
-        deadline: Option<Pin<Box<Sleep>>>,
+        // Time spent waiting on the client so far, and since when the current wait runs.
+        waited: Duration,
+        waiting_since: Option<Instant>,
+        timer: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<B> TimedBody<B> {
+    fn new(inner: B, limit: Duration) -> Self {
+        TimedBody {
+            inner,
+            limit,
+            waited: Duration::ZERO,
+            waiting_since: None,
+            timer: None,
+        }
     }
 }
 
@@ -215,13 +231,21 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            if let Some(since) = this.waiting_since.take() {
+                *this.waited += since.elapsed();
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         let limit = *this.limit;
-        let deadline = this
-            .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match deadline.as_mut().poll(cx) {
+        let since = *this.waiting_since.get_or_insert_with(Instant::now);
+        let deadline = since + limit.saturating_sub(*this.waited);
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(limit))))),
             Poll::Pending => Poll::Pending,
         }
@@ -302,11 +326,7 @@ pub async fn serve(
                 .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
                     let (mut parts, body) = req.into_parts();
                     parts.extensions.insert(axum::extract::ConnectInfo(peer));
-                    let body = TimedBody {
-                        inner: body,
-                        limit: body_limit,
-                        deadline: None,
-                    };
+                    let body = TimedBody::new(body, body_limit);
                     axum::http::Request::from_parts(parts, axum::body::Body::new(body))
                 })
                 .map_future(move |answer| {
@@ -337,7 +357,11 @@ pub async fn serve(
             // a request open past the drain). `hard`: dropped then even with a request in
             // flight (the server stops); else only once none is.
             let mut close_by: Option<(Instant, bool)> = None;
-            let grace = options.idle_timeout.min(options.header_read_timeout);
+            // Never below 100 ms: a zero timeout must not make the watchdog spin.
+            let grace = options
+                .idle_timeout
+                .min(options.header_read_timeout)
+                .max(Duration::from_millis(100));
             if *stopping.borrow_and_update() {
                 conn.as_mut().graceful_shutdown();
                 close_by = Some((Instant::now() + options.drain_timeout, true));
@@ -519,6 +543,36 @@ mod tests {
             tokio::time::sleep(every).await;
             Some((Ok("chunk "), left - 1))
         })
+    }
+
+    #[tokio::test]
+    async fn only_the_time_spent_waiting_on_the_client_counts() {
+        // The client sends three chunks 10 ms apart; the handler works 500 ms between two
+        // reads. Waiting on the client took ~20 ms of the 300 ms allowed: no error.
+        let chunks = futures_util::stream::unfold(3, |left| async move {
+            if left == 0 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Some((Ok::<_, std::convert::Infallible>("chunk"), left - 1))
+        });
+        let mut body = TimedBody::new(
+            axum::body::Body::from_stream(chunks),
+            Duration::from_millis(300),
+        );
+        let mut frames = 0;
+        loop {
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+            match frame {
+                Some(Ok(_)) => frames += 1,
+                Some(Err(e)) => panic!("after {frames} frames: {e}"),
+                None => break,
+            }
+            if frames == 1 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        assert_eq!(frames, 3);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,7 +105,16 @@ impl ProcessMesh {
             // `OTEL_SERVICE_NAME` would rename all four, its `ADMIN_LISTEN` make three fail to
             // bind): everything they need is on their command line.
             cmd.env_clear();
-            for keep in ["PATH", "HOME", "TMPDIR", "RUST_BACKTRACE", "RUST_LOG"] {
+            for keep in [
+                "PATH",
+                "HOME",
+                "TMPDIR",
+                "RUST_BACKTRACE",
+                "RUST_LOG",
+                // What a re-executed binary may need to load or to write its coverage.
+                "LD_LIBRARY_PATH",
+                "LLVM_PROFILE_FILE",
+            ] {
                 if let Some(v) = std::env::var_os(keep) {
                     cmd.env(keep, v);
                 }

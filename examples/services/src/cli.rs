@@ -152,8 +152,9 @@ impl ServiceArgs {
     }
 }
 
-/// With this variable set, a service also stops when its standard input closes: how a parent
-/// process (`demo --processes`) stops its children gracefully without sending signals.
+/// With this variable set true (`1`, `true`, ...), a service also stops when its standard input
+/// closes: how a parent process (`demo --processes`) stops its children gracefully without
+/// sending signals.
 pub const SHUTDOWN_ON_STDIN_CLOSE: &str = "SHUTDOWN_ON_STDIN_CLOSE";
 
 /// Completes on Ctrl-C or SIGTERM (and, with [`SHUTDOWN_ON_STDIN_CLOSE`] set, when standard
@@ -163,7 +164,11 @@ pub async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     };
     let stdin_closed = async {
-        if std::env::var_os(SHUTDOWN_ON_STDIN_CLOSE).is_none() {
+        let on = std::env::var(SHUTDOWN_ON_STDIN_CLOSE)
+            .ok()
+            .and_then(|v| env_flag(&v).ok())
+            .unwrap_or(false);
+        if !on {
             return std::future::pending::<()>().await;
         }
         let (closed, on_close) = tokio::sync::oneshot::channel::<()>();
@@ -357,6 +362,10 @@ where
     F: Future<Output = Result<(), E>>,
     E: Into<BoxError>,
 {
+    // The admin listener stays up until the service itself has stopped: through the shutdown
+    // delay and the drain, probes read `/readyz` 503 (not a refused connection) and
+    // Prometheus still scrapes.
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(admin) = admin {
         let listener = tokio::net::TcpListener::bind(admin).await?;
         eprintln!("{name} health on http://{admin}/healthz, /readyz; metrics on /metrics");
@@ -365,11 +374,14 @@ where
             listener,
             app,
             serve::ServeOptions::default(),
-            shutdown_signal(),
+            async {
+                let _ = admin_stopped.await;
+            },
         ));
     }
     eprintln!("{name} listening on {listen}");
     let result = server.await.map_err(Into::into);
+    let _ = admin_stop.send(());
     opts.health.drain();
     let telemetry = opts.telemetry.clone();
     let access_log = opts.access_log.clone();

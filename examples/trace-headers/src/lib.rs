@@ -388,8 +388,9 @@ fn parse_input(v: &Value, f: Format) -> Result<EncodeInput, InputError> {
         (None, None) => Some(SpanContext::sampling_only(sampling)),
         _ => return Err(InputError("`trace_id` and `span_id` go together".into())),
     };
+    // `null` (what `decode` prints without a traceparent) is no tracestate.
     let tracestate = match v.get("tracestate") {
-        Some(members) if f == Format::TraceParent => tracestate_of(members)?,
+        Some(members) if f == Format::TraceParent && !members.is_null() => tracestate_of(members)?,
         _ => TraceState::new(),
     };
     let mut baggage = Vec::new();
@@ -587,6 +588,9 @@ mod tests {
         )
         .expect("two members");
         assert_eq!(ok["tracestate"], "a=1,b=2");
+        // `null`, as `decode` prints it, is no tracestate.
+        let none = encode(&with(Value::Null), Format::TraceParent).expect("null");
+        assert!(none.get("tracestate").is_none(), "{none}");
         // A repeated key keeps its first value, as on decode.
         let first = encode(
             &with(serde_json::json!([["a", "1"], ["a", "2"]])),
@@ -601,6 +605,7 @@ mod tests {
             serde_json::json!([["a"]]),
             serde_json::json!([["a", "1", "2"]]),
             serde_json::json!("a=1"),
+            serde_json::json!({"a": "1"}),
         ] {
             assert!(
                 encode(&with(bad.clone()), Format::TraceParent).is_err(),

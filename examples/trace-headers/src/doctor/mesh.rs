@@ -69,7 +69,9 @@ fn named_like_proxy(s: &str) -> bool {
 /// Whole words only: `edge-proxy` and `istio-ingressgateway` are edges, `ledger`, `hedge` and
 /// `knowledge-base` are not.
 fn named_like_edge(s: &str) -> bool {
-    has_front_proxy(s) || words(s).any(|w| w == "edge" || is_gateway(w))
+    // An egress gateway is where calls leave the mesh, not where clients come in.
+    let egress = words(s).any(|w| w.starts_with("egress"));
+    has_front_proxy(s) || words(s).any(|w| w == "edge" || (is_gateway(w) && !egress))
 }
 
 /// `item-v1` → `item`, `order-2` → `order`: a trailing version or instance number.
@@ -261,6 +263,11 @@ mod tests {
             "gateway.istio-system",
         ] {
             assert!(named_like_edge(edge), "{edge}");
+        }
+        // Egress gateways are proxies, not edges.
+        for egress in ["istio-egressgateway", "egress-gateway"] {
+            assert!(!named_like_edge(egress), "{egress}");
+            assert!(named_like_proxy(egress), "{egress}");
         }
         for app in [
             "ledger",

@@ -209,6 +209,8 @@ fn caller_and_rivals(
         if t == tier
             && !answered
             && app != caller
+            // In another trace, a span is no sibling of the caller's: a break before it.
+            && c.trace_id == best.trace_id
             && !related_by_parents(ctx, c, best)
             && !related_by_parents(ctx, best, c)
             && !rivals.iter().any(|r| r == app)

@@ -14,14 +14,18 @@ pub(crate) fn run(command: &mut Command, limit: Duration) -> io::Result<Output> 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
+    // Each pipe is read on a thread of its own, which hands its bytes over a channel: a
+    // grandchild still holding a pipe open (a `pip` or `apt` helper) cannot keep us waiting.
     let read = |pipe: Option<Box<dyn Read + Send>>| {
+        let (sent, received) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
             if let Some(mut p) = pipe {
                 let _ = p.read_to_end(&mut bytes);
             }
-            bytes
-        })
+            let _ = sent.send(bytes);
+        });
+        received
     };
     let stdout = read(
         child
@@ -50,10 +54,15 @@ pub(crate) fn run(command: &mut Command, limit: Duration) -> io::Result<Output> 
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    // What the pipes held by the time the command ended (at most a second more for their
+    // last bytes).
+    let last = |r: std::sync::mpsc::Receiver<Vec<u8>>| {
+        r.recv_timeout(Duration::from_secs(1)).unwrap_or_default()
+    };
     Ok(Output {
         status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
+        stdout: last(stdout),
+        stderr: last(stderr),
     })
 }
 
@@ -75,5 +84,18 @@ mod tests {
         let hung = run(Command::new("sleep").arg("30"), Duration::from_millis(300));
         assert_eq!(hung.expect_err("cut off").kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(10));
+        // A grandchild keeping the pipes open does not hold up a command that has ended.
+        let started = Instant::now();
+        let out = run(
+            Command::new("sh").args(["-c", "sleep 30 & echo done"]),
+            Duration::from_secs(20),
+        )
+        .expect("sh");
+        assert!(out.status.success());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

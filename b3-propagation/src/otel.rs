@@ -19,9 +19,11 @@
 //! OTel trace flags as bit `0x04`, as `opentelemetry-propagator-b3` does. A decision without
 //! ids (`b3: 0`, `b3: 1`, `b3: d`) is extracted as a remote span context with the sampled flag
 //! and no ids, which the SDK's default `ParentBased` sampler follows for the root it starts.
-//! A local span that is not sampled is never named: the caller's context goes on as it came
-//! (OpenTelemetry cannot say "deferred", so an undecided caller's child is dropped by the
-//! default sampler; naming it would send a span id nobody exports, decided "deny").
+//! A local span that is not sampled, under a caller's context (of the same trace, or a
+//! decision alone), is not named: the caller's context goes on as it came (OpenTelemetry
+//! cannot say "deferred", so an undecided caller's child is dropped by the default sampler;
+//! naming it would send a span id nobody exports, decided "deny"). A root the local sampler
+//! dropped, with no caller, is still written as a "deny" under its own ids.
 //!
 //! # Example
 //!

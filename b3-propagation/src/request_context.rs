@@ -180,7 +180,9 @@ impl Received {
                 // `1` and `true`. And `{t}-{s}-{p}` (a parent with deferred sampling, Brave's
                 // form) is accepted, not sent: Envoy and OpenTelemetry refuse it. The context
                 // is encoded again instead (`x-b3-sampled: 1` / `0`; `b3: {t}-{s}`).
-                (slot::X_B3_SAMPLED, Some(v)) if v != b"1" && v != b"0" => {
+                // (A decision alone goes on as it came: encoding it again would drop the
+                // formats that cannot carry a decision without ids, `traceparent` among them.)
+                (slot::X_B3_SAMPLED, Some(v)) if v != b"1" && v != b"0" && b3_trace_id => {
                     self.context_verbatim = false;
                     true
                 }

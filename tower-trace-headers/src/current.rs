@@ -31,8 +31,8 @@
 //! use tower_trace_headers::{FutureExt, RequestTrace};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! // A trace of our own, named after a span we report (see `RequestContext::from_span`;
-//! // inside a request, the server layer makes the trace).
+//! // A trace of our own. (In real code, name it after a span you report: see
+//! // `RequestContext::from_span`. Inside a request, the server layer makes the trace.)
 //! let trace = RequestTrace::new(RequestContext::from_span(SpanContext::new_root(Sampling::Accept)));
 //! let trace_id = trace.span().unwrap().trace_id();
 //!

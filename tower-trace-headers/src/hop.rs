@@ -178,7 +178,11 @@ impl Injector for Outgoing<'_> {
         // `grpc-trace-bin`) is binary metadata to a gRPC peer, which fails the whole call on a
         // value that is not base64: such a value is not sent on a gRPC call.
         if name.as_str().ends_with("-bin")
-            && crate::semconv::is_grpc(self.map)
+            && self
+                .map
+                .get(http::header::CONTENT_TYPE)
+                // gRPC and gRPC-Web alike read `-bin` values as base64.
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
             && !b3_propagation::codec::grpc_trace_bin::is_base64(value.as_bytes())
         {
             Injector::remove(&mut *self.map, name);

@@ -8,7 +8,7 @@
 //!
 //! | metric | for | labels |
 //! |---|---|---|
-//! | `http_server_request_duration_seconds` (OTel `http.server.request.duration`) | HTTP requests | `http_request_method` (`_OTHER` for non-standard methods), `http_route` (the route template from [`TraceHeadersLayer::route`], empty when unknown), `http_response_status_code` (when a response head was sent), `error_type` (when the request ended with an error, as its span's `error.type`: the status code of a `5xx` response, else the type name of the error the service or the response body failed with, `panic` for a handler that panicked) |
+//! | `http_server_request_duration_seconds` (OTel `http.server.request.duration`) | HTTP requests | `http_request_method` (`_OTHER` for non-standard methods), `http_route` (the route template from [`TraceHeadersLayer::route`], empty when unknown), `http_response_status_code` (when a response head was sent), `error_type` (when the request ended with an error, as its span's `error.type`: the type name of the error the service or the response body failed with, `panic` for a handler or body that panicked, else the status code of a `5xx` response) |
 //! | `rpc_server_call_duration_seconds` (OTel `rpc.server.call.duration`) | gRPC calls (`content-type: application/grpc`, `application/grpc+…`; not gRPC-Web) | `rpc_system` (`grpc`), `rpc_service`, `rpc_method`, `rpc_grpc_status_code` |
 //!
 //! The RPC histogram has the name the RPC conventions gave it after 1.37

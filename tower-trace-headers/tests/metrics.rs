@@ -624,11 +624,20 @@ async fn a_response_dropped_before_its_body_is_read_is_cancelled() {
             .await
             .unwrap(),
     );
+    // So does an empty answer without any gRPC status (a proxy's 503), never polled either:
+    // complete, with the status a gRPC client reads from its HTTP status.
+    drop(
+        svc.clone()
+            .oneshot(grpc_request("/shop.v1.Shop/Unavailable"))
+            .await
+            .unwrap(),
+    );
     let text = scrape(&registry);
     for line in [
         r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="shop.v1.Shop",rpc_method="Get",rpc_grpc_status_code="0"} 1"#,
         r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="shop.v1.Shop",rpc_method="Get",rpc_grpc_status_code="1"} 1"#,
         r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="_OTHER",rpc_method="_OTHER",rpc_grpc_status_code="12"} 1"#,
+        r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="_OTHER",rpc_method="_OTHER",rpc_grpc_status_code="14"} 1"#,
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in {text}");
     }

@@ -629,3 +629,34 @@ async fn a_call_dropped_before_its_response_ends_cancelled() {
     );
     assert!(is_error(client_span), "CANCELLED is a client error");
 }
+
+#[tokio::test]
+async fn a_call_that_panics_ends_failed_not_cancelled() {
+    use futures_util::FutureExt as _;
+    let exporter = InMemorySpanExporter::default();
+    let p = provider(&exporter);
+    let panics = service_fn(|_: Request<Body>| async {
+        tokio::task::yield_now().await;
+        panic!("the connector panics");
+        #[allow(unreachable_code)]
+        Ok::<Response<Body>, Infallible>(Response::new(Body::empty()))
+    });
+    let client = ServiceBuilder::new()
+        .layer(PropagateTraceHeadersLayer::instrument().tracer_provider(&p))
+        .service(panics);
+    let mut req = Request::get("http://example.com/x")
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut().insert(a_trace());
+    let caught = std::panic::AssertUnwindSafe(client.oneshot(req))
+        .catch_unwind()
+        .await;
+    assert!(caught.is_err());
+    let spans = exporter.get_finished_spans().unwrap();
+    let client_span = one(&spans, SpanKind::Client);
+    assert!(is_error(client_span));
+    assert_eq!(
+        attr(client_span, semconv::ERROR_TYPE).unwrap().as_str(),
+        "panic"
+    );
+}

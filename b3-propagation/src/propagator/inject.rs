@@ -118,7 +118,11 @@ impl Propagator {
 
     /// Forward mode (what Istio asks of applications): re-send the received context headers
     /// exactly as they arrived (shared bytes, no re-encoding), plus request id, `tracestate`,
-    /// baggage and opaque headers. When the trust policy changed the context, or nothing was
+    /// baggage and opaque headers. Values a peer would misread are not sent as they came: a
+    /// higher `traceparent` version and an `uber-trace-id` with unchecked bytes are encoded
+    /// again; a zero `x-b3-parentspanid` and an `x-b3-sampled` beside `x-b3-flags: 1` are left
+    /// out; legacy `x-b3-sampled: true` / `false` with ids and Brave's `b3: {t}-{s}-{p}` have
+    /// the whole context encoded again. When the trust policy changed the context, or nothing was
     /// received, the context is encoded instead, in the formats it arrived in (else the inject
     /// set): the caller's ids, or this hop's span for a trace that starts here (no ids
     /// received, or only a sampling decision: dropped by the trust policy, or kept with a

@@ -267,6 +267,10 @@ fn forward_sends_b3_only_in_forms_its_peers_read() {
     assert_eq!(out["x-b3-traceid"], T);
     assert_eq!(out["x-b3-spanid"], S);
     assert_eq!(out["x-b3-sampled"], "1", "{out:?}");
+    // A legacy decision alone goes on as it came, beside a caller's `traceparent`.
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let alone = [("x-b3-sampled", "true"), ("traceparent", tp)];
+    assert_eq!(forward(&alone), map(&alone));
     // `{t}-{s}-{p}` goes on as `{t}-{s}`.
     let b3 = "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-05e3ac9a4f6e3b90";
     let out = forward(&[("b3", b3)]);

@@ -21,16 +21,25 @@ pin_project! {
         // The call's own trace, when it is not the one current where the call was made.
         trace: Option<RequestTrace>,
         extras: Extras,
+        // The inner future panicked while polled: set around each poll, left set by a poll
+        // that unwound.
+        panicked: bool,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
-            // Dropped before its response (a timeout gave up, or the request that made the
-            // call went away): its span ends as a call whose caller went away — a gRPC one
-            // CANCELLED — not with no status at all.
-            let mut ending = this.project().extras.ending();
+            // Dropped before its response: failed when the call panicked (as the server layer
+            // records it), else a call whose caller went away (a timeout gave up, or the
+            // request that made the call went away) — a gRPC one CANCELLED — not a span with
+            // no status at all.
+            let this = this.project();
+            let mut ending = this.extras.ending();
             if ending.is_pending() {
-                ending.end(End::Dropped, None);
+                if *this.panicked {
+                    ending.failed("panic");
+                } else {
+                    ending.end(End::Dropped, None);
+                }
             }
         }
     }
@@ -42,6 +51,7 @@ impl<F> ResponseFuture<F> {
             inner,
             trace,
             extras,
+            panicked: false,
         }
     }
 }
@@ -66,7 +76,10 @@ where
                 .is_some()
                 .then(|| crate::current::MovedIn::new(this.trace));
             let _extras = this.extras.enter();
-            ready!(this.inner.poll(cx))
+            *this.panicked = true;
+            let polled = this.inner.poll(cx);
+            *this.panicked = false;
+            ready!(polled)
         };
         Poll::Ready(match result {
             Ok(response) => {

@@ -222,16 +222,7 @@ impl ServiceParam {
 }
 
 async fn services(State(collector): State<Collector>) -> Result<Json<Vec<String>>, Reject> {
-    off_workers(&collector, |c| {
-        let store = c.lock();
-        let names: BTreeSet<&str> = store
-            .iter_spans()
-            .filter_map(ZipkinSpan::service)
-            .filter(|s| !s.is_empty())
-            .collect();
-        Json(names.into_iter().map(str::to_owned).collect())
-    })
-    .await
+    distinct_names(&collector, None, ZipkinSpan::service).await
 }
 
 /// Span names recorded by `serviceName` (all span names when it is absent).
@@ -239,17 +230,7 @@ async fn span_names(
     State(collector): State<Collector>,
     Query(param): Query<ServiceParam>,
 ) -> Result<Json<Vec<String>>, Reject> {
-    off_workers(&collector, move |c| {
-        let store = c.lock();
-        let names: BTreeSet<&str> = store
-            .iter_spans()
-            .filter(|s| param.matches(s))
-            .map(|s| s.name.as_str())
-            .filter(|n| !n.is_empty())
-            .collect();
-        Json(names.into_iter().map(str::to_owned).collect())
-    })
-    .await
+    distinct_names(&collector, Some(param), span_name).await
 }
 
 /// Remote service names seen by `serviceName` (all when it is absent).
@@ -257,12 +238,26 @@ async fn remote_services(
     State(collector): State<Collector>,
     Query(param): Query<ServiceParam>,
 ) -> Result<Json<Vec<String>>, Reject> {
-    off_workers(&collector, move |c| {
+    distinct_names(&collector, Some(param), ZipkinSpan::remote_service).await
+}
+
+fn span_name(span: &ZipkinSpan) -> Option<&str> {
+    Some(span.name.as_str())
+}
+
+/// The distinct non-empty `name`s of the stored spans (of `param`'s service when given),
+/// sorted, read off the async workers.
+async fn distinct_names(
+    collector: &Collector,
+    param: Option<ServiceParam>,
+    name: fn(&ZipkinSpan) -> Option<&str>,
+) -> Result<Json<Vec<String>>, Reject> {
+    off_workers(collector, move |c| {
         let store = c.lock();
         let names: BTreeSet<&str> = store
             .iter_spans()
-            .filter(|s| param.matches(s))
-            .filter_map(ZipkinSpan::remote_service)
+            .filter(|s| param.as_ref().is_none_or(|p| p.matches(s)))
+            .filter_map(name)
             .filter(|n| !n.is_empty())
             .collect();
         Json(names.into_iter().map(str::to_owned).collect())

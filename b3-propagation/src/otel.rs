@@ -74,6 +74,25 @@ pub fn trace_flags(sampling: Sampling) -> ot::TraceFlags {
     }
 }
 
+/// A caller's sampling decision without ids (`b3: 0`, `b3: 1`, `b3: d`) as an OTel remote
+/// span context: the decision's sampled flag and no ids. The SDK starts a root under it (an
+/// invalid parent is none, so the trace id is the id generator's), and its default sampler,
+/// `Sampler::ParentBased`, follows the flag as it would a caller's span's, so a local root
+/// sampler does not decide anew. (The SDK's spec-following `ParentBasedSampler` takes a parent
+/// without ids for none: its root sampler decides.) `None` for a deferred decision.
+#[must_use]
+pub fn decision_only(sampling: Sampling) -> Option<ot::SpanContext> {
+    (sampling != Sampling::Deferred).then(|| {
+        ot::SpanContext::new(
+            ot::TraceId::INVALID,
+            ot::SpanId::INVALID,
+            trace_flags(sampling),
+            true,
+            ot::TraceState::default(),
+        )
+    })
+}
+
 impl SpanContext {
     /// The OTel span context for these ids (remote), or `None` for a sampling-only context.
     /// Accept and debug are sampled; debug also sets [`DEBUG_FLAG`]; deny and deferred are
@@ -300,16 +319,10 @@ impl TextMapPropagator for OtelPropagator {
             // the decision's sampled flag and no ids, so the SDK's default `ParentBased`
             // sampler follows it for the root it starts here instead of deciding anew (its
             // spec-following `ParentBasedSampler` takes a parent without ids for none).
-            None if span.sampling() != Sampling::Deferred => {
-                cx.with_remote_span_context(ot::SpanContext::new(
-                    ot::TraceId::INVALID,
-                    ot::SpanId::INVALID,
-                    trace_flags(span.sampling()),
-                    true,
-                    ot::TraceState::default(),
-                ))
-            }
-            None => cx,
+            None => match decision_only(span.sampling()) {
+                Some(sc) => cx.with_remote_span_context(sc),
+                None => cx,
+            },
         }
     }
 

@@ -617,26 +617,11 @@ pub(crate) fn remote_parent(cx: &RequestContext, deferred: Sampling) -> Option<C
 }
 
 /// A caller's sampling decision without a span to carry it (a caller that sent only the
-/// decision, or a shared span without a parent), as an OpenTelemetry context: a remote span
-/// context with the decision's sampled flag and no ids. The SDK starts a root under it (an
-/// invalid parent is none, so the trace id is the id generator's) and its default sampler,
-/// `Sampler::ParentBased`, follows the flag as it would a caller's span's, so `b3: 0` is not
-/// turned into a sampled trace by a local root sampler. (The SDK's spec-following
-/// `ParentBasedSampler` takes a parent without ids for none: its root sampler decides.)
-/// `None` when there is no decision.
+/// decision, or a shared span without a parent), as an OpenTelemetry context (see
+/// [`b3_propagation::otel::decision_only`]). `None` when there is no decision.
 pub(crate) fn decision_only(sampling: Sampling) -> Option<Context> {
-    if sampling == Sampling::Deferred {
-        return None;
-    }
-    Some(
-        Context::new().with_remote_span_context(ot::SpanContext::new(
-            ot::TraceId::INVALID,
-            ot::SpanId::INVALID,
-            b3_propagation::otel::trace_flags(sampling),
-            true,
-            ot::TraceState::default(),
-        )),
-    )
+    b3_propagation::otel::decision_only(sampling)
+        .map(|sc| Context::new().with_remote_span_context(sc))
 }
 
 /// Our span context for a reported OpenTelemetry span, in the request's terms: the trace

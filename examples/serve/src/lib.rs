@@ -44,7 +44,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -97,7 +97,7 @@ struct Activity {
     /// Milliseconds from `started` to the end of the last request.
     last_ms: AtomicU64,
     /// Whether a request ever came.
-    served: AtomicUsize,
+    served: AtomicBool,
 }
 
 impl Activity {
@@ -106,7 +106,7 @@ impl Activity {
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
-            served: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
         }
     }
 
@@ -116,7 +116,7 @@ impl Activity {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        if self.served.load(Ordering::Acquire) == 0 {
+        if !self.served.load(Ordering::Acquire) {
             return Some(self.started + options.header_read_timeout);
         }
         let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
@@ -130,7 +130,7 @@ struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn new(activity: &Arc<Activity>) -> Self {
-        activity.served.fetch_add(1, Ordering::AcqRel);
+        activity.served.store(true, Ordering::Release);
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(Arc::clone(activity))
     }

@@ -212,6 +212,7 @@ impl Propagator {
             captured,
             |f| decode_from(&headers, f),
             || captured.slot(slot::TRACESTATE).is_some(),
+            || raw_random_bit(captured.slot(slot::TRACEPARENT).map(HeaderValue::as_bytes)),
             || id.map(|v| RequestId::parse_shared(v.as_bytes(), || Some(v.clone()))),
         );
         Decided {
@@ -228,6 +229,7 @@ impl Propagator {
             carrier,
             |f| Self::decode_format(f, carrier),
             || carrier.get(&header::TRACESTATE).is_some(),
+            || raw_random_bit(carrier.get(&header::TRACEPARENT)),
             || codec::request_id::extract(carrier),
         );
         let rest = self.rest_from(
@@ -281,6 +283,8 @@ impl Propagator {
     /// What an extract decides at once: the caller's span (the first valid format, with the
     /// trust policy applied), `tracestate`, the request id; and why any of them was refused.
     /// `has_tracestate`: whether a `tracestate` header came (asked only when it matters);
+    /// `traceparent_random`: whether the first `traceparent`'s raw flags have the random bit
+    /// (asked only when a winner that cannot carry it would take it);
     /// `request_id`: the carrier's first `x-request-id`, checked
     /// ([`codec::request_id::extract`]).
     #[inline]
@@ -289,6 +293,7 @@ impl Propagator {
         carrier: &E,
         decode: impl Fn(ContextFormat) -> Option<Result<SpanContext, ParseError>>,
         has_tracestate: impl FnOnce() -> bool,
+        traceparent_random: impl FnOnce() -> bool,
         request_id: impl FnOnce() -> Option<Result<RequestId, ParseError>>,
     ) -> (
         Option<(SpanContext, ContextFormat)>,
@@ -312,7 +317,7 @@ impl Propagator {
                 if source != ContextFormat::TraceParent
                     && c.extract_set.contains(ContextFormat::TraceParent)
                     && !remote.trace_flags().contains(TraceFlags::RANDOM)
-                    && raw_random_bit(carrier.get(&header::TRACEPARENT)) =>
+                    && traceparent_random() =>
             {
                 match decode(ContextFormat::TraceParent).and_then(Result::ok) {
                     Some(tp)

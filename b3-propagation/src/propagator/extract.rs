@@ -63,7 +63,9 @@ impl Propagator {
     }
 
     /// Only the span context: the first valid format in the extract order, with the trust
-    /// policy applied. No request id, baggage or opaque headers; never allocates. On a
+    /// policy applied, and the W3C random-trace-id flag of a same-trace `traceparent` when
+    /// another format wins (the span [`extract`](Self::extract) finds). No request id,
+    /// baggage or opaque headers; never allocates. On a
     /// `HeaderMap` the context headers are found in one walk over the map (looked up in a map
     /// of more than 48 field lines), with the same answer as one lookup per name.
     ///
@@ -94,10 +96,20 @@ impl Propagator {
         }
         let formats = &self.config.extract;
         if map.len() > SCAN_MAX_LEN {
-            self.first_valid(formats, |f| Self::decode_format(f, map), &mut on_error)
+            let winner = self.first_valid(formats, |f| Self::decode_format(f, map), &mut on_error);
+            self.with_random_flag(
+                winner,
+                || raw_random_bit(map.get(&header::TRACEPARENT).map(HeaderValue::as_bytes)),
+                |f| Self::decode_format(f, map),
+            )
         } else {
             let headers = ContextHeaders::scan(map);
-            self.first_valid(formats, |f| decode_from(&headers, f), &mut on_error)
+            let winner = self.first_valid(formats, |f| decode_from(&headers, f), &mut on_error);
+            self.with_random_flag(
+                winner,
+                || raw_random_bit(headers.first(slot::TRACEPARENT)),
+                |f| decode_from(&headers, f),
+            )
         }
     }
 
@@ -110,7 +122,12 @@ impl Propagator {
             return None;
         }
         let formats = &self.config.extract;
-        self.first_valid(formats, |f| Self::decode_format(f, carrier), &mut on_error)
+        let winner = self.first_valid(formats, |f| Self::decode_format(f, carrier), &mut on_error);
+        self.with_random_flag(
+            winner,
+            || raw_random_bit(carrier.get(&header::TRACEPARENT)),
+            |f| Self::decode_format(f, carrier),
+        )
     }
 
     /// The first of `formats` that `decode` finds valid, with the trust policy applied; the
@@ -130,6 +147,38 @@ impl Propagator {
             }
         }
         None
+    }
+
+    /// W3C Level 2: the random-trace-id flag goes on with the trace it describes. A winner
+    /// that cannot carry it (B3, Jaeger) takes it from a valid `traceparent` of the same
+    /// trace. `traceparent_random` looks at the first `traceparent`'s raw flags, so the usual
+    /// request (no random bit) pays no decode; `decode` decodes a format.
+    #[inline]
+    fn with_random_flag(
+        &self,
+        winner: Option<(SpanContext, ContextFormat)>,
+        traceparent_random: impl FnOnce() -> bool,
+        decode: impl FnOnce(ContextFormat) -> Option<Result<SpanContext, ParseError>>,
+    ) -> Option<(SpanContext, ContextFormat)> {
+        match winner {
+            Some((remote, source))
+                if source != ContextFormat::TraceParent
+                    && self.config.extract_set.contains(ContextFormat::TraceParent)
+                    && !remote.trace_flags().contains(TraceFlags::RANDOM)
+                    && traceparent_random() =>
+            {
+                match decode(ContextFormat::TraceParent).and_then(Result::ok) {
+                    Some(tp)
+                        if tp.trace_id() == remote.trace_id()
+                            && tp.trace_flags().contains(TraceFlags::RANDOM) =>
+                    {
+                        Some((remote.with_trace_flags(TraceFlags::RANDOM), source))
+                    }
+                    _ => winner,
+                }
+            }
+            _ => winner,
+        }
     }
 
     #[inline]
@@ -308,29 +357,7 @@ impl Propagator {
         } else {
             self.first_valid(&c.extract, &decode, &mut |e| head.span_errors.push(e))
         };
-        // W3C Level 2: the random-trace-id flag goes on with the trace it describes. A winner
-        // that cannot carry it (B3, Jaeger) takes it from a valid `traceparent` of the same
-        // trace; the raw flags are looked at first, so the usual request (no random bit) pays
-        // no decode.
-        let winner = match winner {
-            Some((remote, source))
-                if source != ContextFormat::TraceParent
-                    && c.extract_set.contains(ContextFormat::TraceParent)
-                    && !remote.trace_flags().contains(TraceFlags::RANDOM)
-                    && traceparent_random() =>
-            {
-                match decode(ContextFormat::TraceParent).and_then(Result::ok) {
-                    Some(tp)
-                        if tp.trace_id() == remote.trace_id()
-                            && tp.trace_flags().contains(TraceFlags::RANDOM) =>
-                    {
-                        Some((remote.with_trace_flags(TraceFlags::RANDOM), source))
-                    }
-                    _ => winner,
-                }
-            }
-            _ => winner,
-        };
+        let winner = self.with_random_flag(winner, traceparent_random, &decode);
 
         // tracestate travels with a valid traceparent of the same trace: the winner, or a
         // format after it in the extract order.
@@ -515,15 +542,17 @@ impl Propagator {
     }
 }
 
-/// Whether a `traceparent` value's flags (version `00`'s two last characters) have the
-/// random-trace-id bit: a look at one byte, before any decode.
+/// Whether a `traceparent` value's flags (the two characters after the version, trace id and
+/// parent id) have the random-trace-id bit: a look at one byte, before any decode. Leading
+/// OWS (spaces, HTAB), which the decoder tolerates, is skipped.
 pub(crate) fn raw_random_bit(value: Option<&[u8]>) -> bool {
-    match value {
-        Some(v) if v.len() >= 55 => match v[54] {
-            b'0'..=b'9' => (v[54] - b'0') & 0x2 != 0,
-            b'a'..=b'f' => (v[54] - b'a' + 10) & 0x2 != 0,
-            _ => false,
-        },
+    let Some(v) = value else {
+        return false;
+    };
+    let start = v.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    match v.get(start + 54) {
+        Some(&c @ b'0'..=b'9') => (c - b'0') & 0x2 != 0,
+        Some(&c @ b'a'..=b'f') => (c - b'a' + 10) & 0x2 != 0,
         _ => false,
     }
 }

@@ -372,6 +372,75 @@ fn the_random_flag_goes_on_with_a_b3_winner_of_the_same_trace() {
     assert!(!super::extract::raw_random_bit(None));
 }
 
+/// A carrier that is not a `HeaderMap`: the plain path, one lookup per name.
+struct Plain<'a>(&'a HeaderMap);
+
+impl<'b> crate::carrier::Extractor for Plain<'b> {
+    fn get(&self, name: &http::HeaderName) -> Option<&[u8]> {
+        crate::carrier::Extractor::get(self.0, name)
+    }
+
+    fn get_all_values<'a>(
+        &'a self,
+        name: &http::HeaderName,
+    ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'b> {
+        self.0.get_all(name).iter().map(HeaderValue::as_bytes)
+    }
+
+    fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        crate::carrier::Extractor::iter_headers(self.0)
+    }
+}
+
+#[test]
+fn extract_span_takes_the_random_flag_as_extract_does() {
+    let p = Propagator::default();
+    const SAME: &str = "80f198ee56343ba864fe8b2a57d3eff7";
+    let random = |tp: &str, padding: usize| {
+        let mut headers = map(&[
+            ("x-b3-traceid", SAME),
+            ("x-b3-spanid", "e457b5a2e4d86bd1"),
+            ("x-b3-sampled", "1"),
+        ]);
+        headers.insert("traceparent", HeaderValue::from_str(tp).unwrap());
+        // Past the walk's limit, the span-only extract looks the headers up.
+        for i in 0..padding {
+            headers.insert(
+                http::HeaderName::from_bytes(format!("x-pad-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        let full = p.extract(&headers).remote().unwrap().trace_flags();
+        let scanned = p.extract_span(&headers, |_| {}).unwrap();
+        let plain = p.extract_span(&Plain(&headers), |_| {}).unwrap();
+        assert_eq!(scanned.1, ContextFormat::B3Multi);
+        assert_eq!(
+            scanned.0.trace_flags(),
+            full,
+            "{tp:?}, {padding} more lines"
+        );
+        assert_eq!(plain.0.trace_flags(), full, "{tp:?}, {padding} more lines");
+        full.contains(crate::TraceFlags::RANDOM)
+    };
+    for padding in [0, 60] {
+        assert!(random(&format!("00-{SAME}-e457b5a2e4d86bd1-03"), padding));
+        // OWS before the value, which the decoder tolerates, does not hide the flag.
+        assert!(random(
+            &format!(" \t00-{SAME}-e457b5a2e4d86bd1-03"),
+            padding
+        ));
+        assert!(!random(&format!("00-{SAME}-e457b5a2e4d86bd1-01"), padding));
+        // Another trace's flag says nothing of this one.
+        assert!(!random(
+            "00-0af7651916cd43dd8448eb211c80319c-e457b5a2e4d86bd1-03",
+            padding
+        ));
+    }
+    assert!(super::extract::raw_random_bit(Some(
+        b"  00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-03"
+    )));
+}
+
 #[test]
 fn opaque_grpc_trace_bin_must_be_base64() {
     let p = Propagator::default();

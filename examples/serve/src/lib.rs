@@ -14,9 +14,10 @@
 //!   timeout bounds the wait for their next request), and HTTP/2 peers that stop answering
 //!   pings are dropped;
 //! - at most [`ServeOptions::max_connections`] connections are open at once (further ones wait
-//!   in the listen backlog);
+//!   in the listen backlog), upgraded ones (WebSocket) included until their upgraded stream is
+//!   dropped;
 //! - the shutdown future stops accepting and drains the connections (requests in flight finish,
-//!   bounded by [`ServeOptions::drain_timeout`]).
+//!   and upgraded streams end, bounded by [`ServeOptions::drain_timeout`]).
 //!
 //! HTTP/1.1 and HTTP/2 (h2c) are both served, as `axum::serve` does, and every request carries
 //! its peer's address as `axum::extract::ConnectInfo<SocketAddr>` in its extensions.
@@ -54,8 +55,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use pin_project_lite::pin_project;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
@@ -72,9 +74,11 @@ pub struct ServeOptions {
     /// How long a connection may stay open with no request in flight (HTTP/2 mostly: HTTP/1
     /// waits at most the header-read timeout). Default 60 s.
     pub idle_timeout: Duration,
-    /// Most connections open at once. Default 4 096.
+    /// Most connections open at once, upgraded ones (WebSocket) included until the application
+    /// drops their upgraded stream. Default 4 096.
     pub max_connections: usize,
-    /// How long a graceful stop waits for the requests in flight. Default 10 s.
+    /// How long a graceful stop waits for the requests in flight and the upgraded streams
+    /// still open. Default 10 s.
     pub drain_timeout: Duration,
 }
 
@@ -142,6 +146,54 @@ impl Drop for InFlight {
         let ms = u64::try_from(a.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         a.last_ms.fetch_max(ms, Ordering::AcqRel);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection's stream with its place under the connection bound: the place is given back
+/// when the stream is dropped, which for an upgraded connection (WebSocket) is when the
+/// application drops the upgraded stream, not when hyper hands it over.
+struct Bounded {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Bounded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Bounded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -349,7 +401,13 @@ pub async fn serve(
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(
+                    TokioIo::new(Bounded {
+                        stream,
+                        _permit: permit,
+                    }),
+                    service,
+                )
                 .into_owned();
             let mut conn = std::pin::pin!(conn);
             // Closing: asked to finish gracefully, and dropped at `close_by` if it has not
@@ -400,11 +458,12 @@ pub async fn serve(
                     }
                 }
             }
-            drop(permit);
+            // The connection's place goes back with its stream: now, or for an upgraded
+            // connection when the application drops the upgraded stream.
         });
     }
     let _ = stop.send(true);
-    // Drained when every connection gave its permit back.
+    // Drained when every connection gave its permit back (every upgraded stream dropped).
     let _ = tokio::time::timeout(
         options.drain_timeout,
         permits.acquire_many(u32::try_from(max).unwrap_or(u32::MAX)),
@@ -604,6 +663,70 @@ mod tests {
             .expect("answered within 3 s")
             .expect("read");
         assert_eq!(&head, b"HTTP/1.1 400");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_upgraded_connection_keeps_its_place_until_its_stream_is_dropped() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // `/upgrade` switches protocols and holds the upgraded stream until the client closes.
+        let app = Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/upgrade",
+                axum::routing::get(|mut req: axum::extract::Request| async move {
+                    let upgrade = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        if let Ok(upgraded) = upgrade.await {
+                            let mut io = TokioIo::new(upgraded);
+                            let mut buf = [0u8; 64];
+                            while io.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+                        }
+                    });
+                    axum::http::Response::builder()
+                        .status(axum::http::StatusCode::SWITCHING_PROTOCOLS)
+                        .header("connection", "upgrade")
+                        .header("upgrade", "test")
+                        .body(axum::body::Body::empty())
+                        .expect("response")
+                }),
+            );
+        let options = ServeOptions {
+            max_connections: 1,
+            ..ServeOptions::default()
+        };
+        tokio::spawn(serve(listener, app, options, std::future::pending()));
+        let mut upgraded = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        upgraded
+            .write_all(
+                b"GET /upgrade HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: test\r\n\r\n",
+            )
+            .await
+            .expect("write");
+        let mut head = [0u8; 12];
+        upgraded.read_exact(&mut head).await.expect("read");
+        assert_eq!(&head, b"HTTP/1.1 101");
+        // The one place is the upgraded connection's: another waits in the backlog...
+        let mut next = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        next.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), next.read_to_end(&mut answer))
+                .await
+                .is_err(),
+            "served beside an upgraded connection past the bound: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        // ...until the upgraded stream is dropped.
+        drop(upgraded);
+        tokio::time::timeout(Duration::from_secs(3), next.read_to_end(&mut answer))
+            .await
+            .expect("served within 3 s of the upgraded connection's end")
+            .expect("read");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -440,6 +440,79 @@ fn concurrent_calls_name_every_application_that_could_have_made_the_call() {
 }
 
 #[test]
+fn two_breaks_in_a_row_name_each_caller() {
+    // The frontend's call to `order` loses the headers (its client span is never answered),
+    // and so does `order`'s call to `item` (`order` reports no client span). Meanwhile the
+    // frontend calls `user` with the headers, later than `order` began. `item`'s trace is
+    // `order`'s break, not the frontend's: the frontend's one unanswered call arrived at
+    // `order`, in the second trace.
+    let spans = r#"[
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000a","kind":"SERVER","timestamp":1000,"duration":1000,"localEndpoint":{"serviceName":"frontend"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000b","parentId":"000000000000000a","kind":"CLIENT","name":"order.v1.OrderService/GetOrder","timestamp":1010,"duration":900,"localEndpoint":{"serviceName":"frontend"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000d","parentId":"000000000000000a","kind":"CLIENT","timestamp":1040,"duration":300,"localEndpoint":{"serviceName":"frontend"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000e","parentId":"000000000000000d","kind":"SERVER","timestamp":1050,"duration":250,"localEndpoint":{"serviceName":"user"}},
+ {"traceId":"000000000000000000000000000000c1","id":"00000000000000c1","kind":"SERVER","name":"order.v1.OrderService/GetOrder","timestamp":1020,"duration":880,"localEndpoint":{"serviceName":"order"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+ {"traceId":"000000000000000000000000000000c2","id":"00000000000000c2","kind":"SERVER","timestamp":1100,"duration":50,"localEndpoint":{"serviceName":"item"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}}
+]"#;
+    let out = run_with(&["doctor", "--json", "-"], Some(spans.as_bytes()));
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut culprits: Vec<(String, String)> = broken_findings(&report)
+        .iter()
+        .map(|f| {
+            assert_eq!(f["kind"], "headers-dropped", "{report}");
+            (
+                f["service"].as_str().expect("service").to_owned(),
+                f["explanation"].as_str().expect("explanation").to_owned(),
+            )
+        })
+        .collect();
+    culprits.sort();
+    let names: Vec<&str> = culprits.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(names, ["frontend", "order"], "{report}");
+    for (_, explanation) in &culprits {
+        assert!(!explanation.contains("may be"), "{explanation}");
+    }
+
+    // The frontend's two calls, both unanswered and both running when `item` began: one
+    // arrived at `order`, the other may be the one that reached `item`, so the frontend is
+    // still named for it.
+    let user = r#"
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000e","parentId":"000000000000000d","kind":"SERVER","timestamp":1050,"duration":250,"localEndpoint":{"serviceName":"user"}},"#;
+    assert!(spans.contains(user));
+    let both = spans.replace(user, "").replace(
+        r#""timestamp":1040,"duration":300"#,
+        r#""timestamp":1040,"duration":800"#,
+    );
+    let out = run_with(&["doctor", "--json", "-"], Some(both.as_bytes()));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let item = broken_findings(&report)
+        .into_iter()
+        .find(|f| {
+            f["explanation"]
+                .as_str()
+                .is_some_and(|e| e.contains("item"))
+        })
+        .unwrap_or_else(|| panic!("a finding at item: {report}"));
+    assert_eq!(item["service"], "frontend", "{report}");
+
+    // The second trace serves another RPC than the frontend's unanswered call: that call did
+    // not arrive there, so it may be the one that reached `item`.
+    let elsewhere = spans.replace(
+        r#""name":"order.v1.OrderService/GetOrder","timestamp":1020,"duration":880,"localEndpoint":{"serviceName":"order"}"#,
+        r#""name":"user.v1.UserService/GetUser","timestamp":1020,"duration":880,"localEndpoint":{"serviceName":"user"}"#,
+    );
+    assert_ne!(elsewhere, spans);
+    let out = run_with(&["doctor", "--json", "-"], Some(elsewhere.as_bytes()));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let item = broken_findings(&report)
+        .into_iter()
+        .find(|f| f["explanation"].as_str().is_some_and(|e| e.contains("item")))
+        .unwrap_or_else(|| panic!("a finding at item: {report}"));
+    assert_eq!(item["service"], "frontend", "{report}");
+}
+
+#[test]
 fn decode_text_names_the_exact_header_and_why_one_was_ignored() {
     let out = run(&[
         "decode",

@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use collector::ZipkinSpan;
+use collector::{SpanKind, ZipkinSpan};
 
 use super::Evidence;
 use super::access_log::LogRecord;
 use super::explain;
-use super::mesh::Mesh;
+use super::mesh::{Mesh, service_of};
 use super::report::{Finding, Kind, Report};
 use super::rules::{self, Event};
 
@@ -63,6 +63,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) children: HashMap<(&'a str, &'a str), Vec<usize>>,
     pub(crate) traces: Vec<Trace>,
     pub(crate) mesh: Mesh,
+    /// The applications that report client spans of their own (a proxy's egress spans
+    /// aside): their calls show, answered or not.
+    pub(crate) timed_callers: HashSet<String>,
 }
 
 impl<'a> Ctx<'a> {
@@ -267,6 +270,11 @@ pub fn analyse(evidence: &Evidence) -> Report {
     groups.sort_by_key(|g| g.traces.first().map(order).unwrap_or_default());
 
     let mesh = Mesh::learn(&spans, &by_key, logs, &evidence.edges);
+    let timed_callers = spans
+        .iter()
+        .filter(|s| s.kind == Some(SpanKind::Client) && !mesh.is_proxy(service_of(s)))
+        .map(|s| mesh.app_of(service_of(s)).to_owned())
+        .collect();
     let ctx = Ctx {
         spans,
         logs,
@@ -274,6 +282,7 @@ pub fn analyse(evidence: &Evidence) -> Report {
         children,
         traces,
         mesh,
+        timed_callers,
     };
     for g in &mut groups {
         g.request_id = primary_request_id(&ctx, g);

@@ -183,7 +183,8 @@ fn caller_and_rivals(
         return None;
     }
     let me = ctx.mesh.app_of(start.service);
-    let mut running: Vec<(u8, bool, &ZipkinSpan)> = Vec::new();
+    // (tier, answered, span, trace)
+    let mut running: Vec<(u8, bool, &ZipkinSpan, usize)> = Vec::new();
     for &t in traces {
         for c in ctx.trace_spans(t) {
             if c.timestamp == 0
@@ -196,15 +197,16 @@ fn caller_and_rivals(
             }
             let client = c.kind == Some(SpanKind::Client);
             let answered = client && answered(ctx, t, c);
-            running.push((u8::from(client && !answered), answered, c));
+            running.push((u8::from(client && !answered), answered, c, t));
         }
     }
-    let &(tier, _, best) = running
+    settle_used_calls(ctx, &mut running);
+    let &(tier, _, best, _) = running
         .iter()
-        .max_by(|(at, _, a), (bt, _, b)| (at, innermost(a)).cmp(&(bt, innermost(b))))?;
+        .max_by(|(at, _, a, _), (bt, _, b, _)| (at, innermost(a)).cmp(&(bt, innermost(b))))?;
     let caller = ctx.mesh.app_of(service_of(best));
     let mut rivals: Vec<String> = Vec::new();
-    for &(t, answered, c) in &running {
+    for &(t, answered, c, _) in &running {
         let app = ctx.mesh.app_of(service_of(c));
         if t == tier
             && !answered
@@ -220,6 +222,102 @@ fn caller_and_rivals(
     }
     rivals.sort();
     Some((caller.to_owned(), rivals))
+}
+
+/// Unanswered calls whose break shows already: each began a later piece of the request (an
+/// earlier trace than the start being explained) that is still running. When an
+/// application's running unanswered calls are all accounted for so, and the application one
+/// of them arrived at (where its piece began) reports no client span at all (so its calls are
+/// never seen), that application may have made the call: its spans in that piece rise to the
+/// tier of an unanswered call, and the calls accounted for drop to the tier of any running
+/// span. Two
+/// breaks in a row: the frontend's call arrived at `order` in a new trace, and `order`'s call
+/// to `item` (no client span of its own) began another; `order` is the caller of the second,
+/// not the frontend. An application that reports client spans is not raised: its call would
+/// show as an unanswered client span of its own; nor is one deeper in the piece (`item`, called
+/// by `order` with the headers), which the call did not reach. So a frontend whose calls to
+/// `order` and, untimed, to `user` both lose the headers is still named for `user`'s trace,
+/// though `order` and `item` run then.
+fn settle_used_calls(ctx: &Ctx<'_>, running: &mut [(u8, bool, &ZipkinSpan, usize)]) {
+    // The pieces with a span running: when (and at which application, with which RPC) each
+    // began.
+    let mut pieces: Vec<(usize, u64, &str, Option<String>)> = Vec::new();
+    for &(_, _, _, t) in running.iter() {
+        if pieces.iter().any(|(p, ..)| *p == t) {
+            continue;
+        }
+        if let Some(first) = starts(ctx, t).first().filter(|s| s.ts > 0) {
+            let rpc = first.span.and_then(rpc_of);
+            pieces.push((t, first.ts, ctx.mesh.app_of(first.service), rpc));
+        }
+    }
+    let mut apps: Vec<&str> = running
+        .iter()
+        .filter(|(tier, ..)| *tier == 1)
+        .map(|(_, _, c, _)| ctx.mesh.app_of(service_of(c)))
+        .collect();
+    apps.sort_unstable();
+    apps.dedup();
+    for app in apps {
+        let calls: Vec<(u64, u64, usize, Option<String>)> = running
+            .iter()
+            .filter(|(tier, _, c, _)| *tier == 1 && ctx.mesh.app_of(service_of(c)) == app)
+            .map(|(_, _, c, t)| {
+                let end = c.timestamp.saturating_add(c.duration);
+                (c.timestamp, end, *t, rpc_of(c))
+            })
+            .collect();
+        // A piece a call began: it started during the call, at another application, and
+        // serves the call's RPC when both name one.
+        let begun: Vec<usize> = pieces
+            .iter()
+            .filter(|(t, ts, at, rpc)| {
+                *at != app
+                    && calls.iter().any(|(from, to, ct, called)| {
+                        ct != t
+                            && (*from..=*to).contains(ts)
+                            && (rpc.is_none() || called.is_none() || rpc == called)
+                    })
+            })
+            .map(|(t, ..)| *t)
+            .collect();
+        if begun.len() < calls.len() {
+            continue;
+        }
+        // Only an application that times none of its calls can have made the call unseen: one
+        // that reports client spans would show it as an unanswered one of its own.
+        let silent = |c: &ZipkinSpan| !ctx.timed_callers.contains(ctx.mesh.app_of(service_of(c)));
+        // Only the application the call arrived at: its spans in the piece the call began.
+        let rises = |(_, _, c, t): &(u8, bool, &ZipkinSpan, usize)| {
+            pieces.iter().any(|(p, _, at, _)| {
+                p == t && begun.contains(p) && *at == ctx.mesh.app_of(service_of(c))
+            }) && silent(c)
+        };
+        if !running.iter().any(rises) {
+            continue;
+        }
+        for entry in running.iter_mut() {
+            if rises(entry) {
+                entry.0 = 1;
+            } else if entry.0 == 1 && ctx.mesh.app_of(service_of(entry.2)) == app {
+                entry.0 = 0;
+            }
+        }
+    }
+}
+
+/// The RPC a span calls or serves, `package.Service/Method`: its `rpc.service` and
+/// `rpc.method` tags, else a gRPC-style name. `None` for anything else (HTTP routes).
+fn rpc_of(span: &ZipkinSpan) -> Option<String> {
+    if let (Some(service), Some(method)) =
+        (span.tags.get("rpc.service"), span.tags.get("rpc.method"))
+    {
+        return Some(format!("{service}/{method}"));
+    }
+    let name = span.name.trim_start_matches('/');
+    let (service, method) = name.split_once('/')?;
+    (service.contains('.') && !service.contains(' ') && !method.is_empty() && !method.contains('/'))
+        .then(|| name.to_owned())
 }
 
 /// Whether `a` is `b` (the same span id, both halves of a shared span included) or one of its

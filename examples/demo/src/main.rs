@@ -27,8 +27,9 @@ struct Cli {
     /// Write every collected span here, as one Zipkin v2 JSON array.
     #[arg(long, value_name = "PATH")]
     json: Option<std::path::PathBuf>,
-    /// Send spans to this OTLP/HTTP collector (base URL) instead of the embedded one.
-    #[arg(long, value_name = "URL")]
+    /// Send spans to this OTLP/HTTP collector (base URL, `http://` or `https://`) instead of
+    /// the embedded one.
+    #[arg(long, value_name = "URL", value_parser = collector_url)]
     collector: Option<String>,
     /// Run every hop through real Envoy proxies (front proxy and sidecars).
     #[arg(long)]
@@ -445,8 +446,43 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `--collector`: an absolute `http` / `https` URL with a host (an empty or relative value is
+/// refused, not taken for an address).
+fn collector_url(value: &str) -> Result<String, String> {
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|e| format!("not a URL ({e}): {value:?}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(value.to_owned()),
+        _ => Err(format!(
+            "expected an http:// or https:// URL with a host, like http://127.0.0.1:4318: {value:?}"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn collector_urls_are_absolute_http() {
+        for ok in [
+            "http://127.0.0.1:4318",
+            "https://otel.example:4318/",
+            "http://collector",
+        ] {
+            assert_eq!(super::collector_url(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "",
+            " ",
+            "127.0.0.1:4318",
+            "/v1/traces",
+            "ftp://host",
+            "http://",
+        ] {
+            assert!(super::collector_url(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
     #[test]
     fn flags_are_consistent() {
         use clap::CommandFactory;

@@ -507,7 +507,11 @@ fn two_breaks_in_a_row_name_each_caller() {
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let item = broken_findings(&report)
         .into_iter()
-        .find(|f| f["explanation"].as_str().is_some_and(|e| e.contains("item")))
+        .find(|f| {
+            f["explanation"]
+                .as_str()
+                .is_some_and(|e| e.contains("item"))
+        })
         .unwrap_or_else(|| panic!("a finding at item: {report}"));
     assert_eq!(item["service"], "frontend", "{report}");
 }

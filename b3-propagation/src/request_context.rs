@@ -142,6 +142,9 @@ pub(crate) struct Received {
     traceparent: Option<HeaderValue>,
     /// Sent instead of the received `uber-trace-id`.
     uber_trace_id: Option<HeaderValue>,
+    /// The `tracestate` of a forwarded `traceparent` of another trace than the context's (a
+    /// B3 winner beside it): it goes on with that `traceparent`, as it came (checked).
+    pub(crate) other_tracestate: Option<HeaderValue>,
     /// The context formats that arrived valid.
     pub(crate) formats: FormatSet,
     /// Whether the context is exactly what those headers say (no trust policy change).

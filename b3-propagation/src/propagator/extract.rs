@@ -459,6 +459,21 @@ impl Propagator {
                     received.capture(f, &slot);
                 }
             }
+            // A valid `traceparent` of another trace than the winner's goes on too, and with
+            // it its `tracestate` (the context's own `tracestate` is the winner's trace's).
+            if let Some((remote, source)) = winner
+                && source != ContextFormat::TraceParent
+                && received.formats.contains(ContextFormat::TraceParent)
+                && carrier.get(&header::TRACESTATE).is_some()
+                && decode(ContextFormat::TraceParent)
+                    .and_then(Result::ok)
+                    .is_some_and(|tp| tp.trace_id() != remote.trace_id())
+            {
+                match Self::tracestate_of(carrier) {
+                    Ok(ts) => received.other_tracestate = ts.header_value().cloned(),
+                    Err(e) => errors.push(e),
+                }
+            }
         }
         errors.extend(head.tracestate_error);
         errors.extend(head.request_id_error);

@@ -442,6 +442,52 @@ fn extract_span_takes_the_random_flag_as_extract_does() {
 }
 
 #[test]
+fn forward_sends_another_traces_traceparent_with_its_tracestate() {
+    // B3 wins; the `traceparent` beside it is of another trace, with its own `tracestate`.
+    let p = Propagator::default();
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let received = |tracestate: &'static str| {
+        map(&[
+            ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+            ("x-b3-spanid", "e457b5a2e4d86bd1"),
+            ("x-b3-sampled", "1"),
+            ("traceparent", tp),
+            ("tracestate", tracestate),
+        ])
+    };
+    let headers = received("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+    let cx = p.extract(&headers);
+    assert_eq!(cx.source(), Some(ContextFormat::B3Multi));
+    assert!(
+        cx.tracestate().is_empty(),
+        "not the context's own tracestate"
+    );
+    let mut out = HeaderMap::new();
+    p.forward(&cx, &mut out);
+    assert_eq!(out["traceparent"], tp);
+    assert_eq!(out["tracestate"], "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+    assert_eq!(out["x-b3-traceid"], "80f198ee56343ba864fe8b2a57d3eff7");
+    // From any carrier alike.
+    let mut plain = HeaderMap::new();
+    p.forward(&p.extract(&Plain(&headers)), &mut plain);
+    assert_eq!(plain, out);
+
+    // An invalid one is reported, and not sent.
+    let cx = p.extract(&received("not a tracestate"));
+    let mut out = HeaderMap::new();
+    p.forward(&cx, &mut out);
+    assert_eq!(out["traceparent"], tp);
+    assert!(!out.contains_key("tracestate"), "{out:?}");
+    assert!(
+        cx.errors()
+            .iter()
+            .any(|e| e.format() == crate::Format::TraceState),
+        "{:?}",
+        cx.errors()
+    );
+}
+
+#[test]
 fn opaque_grpc_trace_bin_must_be_base64() {
     let p = Propagator::default();
     let cx = p.extract(&map(&[(

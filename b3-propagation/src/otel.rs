@@ -306,14 +306,14 @@ impl TextMapPropagator for OtelPropagator {
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn OtelExtractor) -> Context {
         let carrier = FromOtel(extractor);
-        // The native extract: the first valid format, the trust policy, and `tracestate`
-        // whenever a valid `traceparent` of the same trace came (not only when it won).
-        let extracted = self.inner.extract(&carrier);
-        let Some(span) = extracted.remote().copied() else {
+        // The native extract's span: the first valid format, the trust policy, and
+        // `tracestate` whenever a valid `traceparent` of the same trace came (not only when it
+        // won); nothing else is decoded.
+        let Some((span, tracestate)) = self.inner.extract_span_and_tracestate(&carrier) else {
             return cx.clone();
         };
         let cx = cx.with_value(Extracted(span));
-        match span.to_otel(extracted.tracestate()) {
+        match span.to_otel(&tracestate) {
             Some(sc) => cx.with_remote_span_context(sc),
             // A decision without ids (`b3: 0`, `b3: 1`, `b3: d`): a remote span context with
             // the decision's sampled flag and no ids, so the SDK's default `ParentBased`

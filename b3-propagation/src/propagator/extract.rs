@@ -272,6 +272,23 @@ impl Propagator {
         }
     }
 
+    /// The caller's span and its `tracestate`, as [`extract`](Self::extract) finds them, and
+    /// nothing else (no request id, baggage, fields or forwarded values): what an OpenTelemetry
+    /// propagator hands over.
+    pub(crate) fn extract_span_and_tracestate<E: Extractor + ?Sized>(
+        &self,
+        carrier: &E,
+    ) -> Option<(SpanContext, TraceState)> {
+        let (winner, tracestate, _, _) = self.extract_head(
+            carrier,
+            |f| Self::decode_format(f, carrier),
+            || carrier.get(&header::TRACESTATE).is_some(),
+            || raw_random_bit(carrier.get(&header::TRACEPARENT)),
+            || None,
+        );
+        winner.map(|(span, _)| (span, tracestate))
+    }
+
     /// Extract from any carrier, decoding everything now.
     fn extract_now<E: Extractor + ?Sized>(&self, carrier: &E) -> RequestContext {
         let (winner, tracestate, request_id, head) = self.extract_head(

@@ -275,6 +275,7 @@ impl Propagator {
     /// The caller's span and its `tracestate`, as [`extract`](Self::extract) finds them, and
     /// nothing else (no request id, baggage, fields or forwarded values): what an OpenTelemetry
     /// propagator hands over.
+    #[cfg(feature = "opentelemetry")]
     pub(crate) fn extract_span_and_tracestate<E: Extractor + ?Sized>(
         &self,
         carrier: &E,

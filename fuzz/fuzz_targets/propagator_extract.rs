@@ -14,16 +14,34 @@ use std::sync::LazyLock;
 
 /// Forwarded byte for byte when valid. (`traceparent` and `uber-trace-id` may be re-encoded
 /// in canonical form, and `x-b3-flags` other than `1` is dropped: see `REENCODED`.)
-const VERBATIM: [HeaderName; 8] = [
+const VERBATIM: [HeaderName; 3] = [
+    header::X_REQUEST_ID,
+    header::GRPC_TRACE_BIN,
+    header::X_OT_SPAN_CONTEXT,
+];
+
+/// Forwarded byte for byte when valid, unless a B3 value came in a form peers misread:
+/// Brave's `b3: {t}-{s}-{p}` and legacy `x-b3-sampled: true` / `false` (any case) have the
+/// whole context encoded again, in the formats it came in (`Propagator::forward`).
+const B3: [HeaderName; 5] = [
     header::B3,
     header::X_B3_TRACE_ID,
     header::X_B3_SPAN_ID,
     header::X_B3_PARENT_SPAN_ID,
     header::X_B3_SAMPLED,
-    header::X_REQUEST_ID,
-    header::GRPC_TRACE_BIN,
-    header::X_OT_SPAN_CONTEXT,
 ];
+
+/// Whether `received` carries a B3 value forward mode encodes again (see [`B3`]).
+fn b3_re_encoded(received: &http::HeaderMap) -> bool {
+    let deferred_with_parent = received.get(header::B3).is_some_and(|v| {
+        let v = v.as_bytes();
+        matches!(v.len(), 50 | 66) && v.get(v.len() - 17) == Some(&b'-')
+    });
+    let legacy_sampled = received
+        .get(header::X_B3_SAMPLED)
+        .is_some_and(|v| v != "0" && v != "1");
+    deferred_with_parent || legacy_sampled
+}
 
 /// Forwarded only when received; the value may be the canonical re-encoding.
 const REENCODED: [HeaderName; 3] = [
@@ -49,6 +67,27 @@ fuzz_target!(|data: &[u8]| {
         // Trusted forward mode re-sends what arrived, byte for byte (first value wins).
         for name in &VERBATIM {
             if let Some(sent) = forwarded.get(name) {
+                assert_eq!(
+                    Some(sent),
+                    received.get(name),
+                    "{name} not forwarded verbatim"
+                );
+            }
+        }
+        let re_encoded = b3_re_encoded(&received);
+        for name in &B3 {
+            let Some(sent) = forwarded.get(name) else {
+                continue;
+            };
+            if re_encoded {
+                // Encoded again, in the formats that came.
+                let came = if *name == header::B3 {
+                    received.contains_key(header::B3)
+                } else {
+                    B3[1..].iter().any(|n| received.contains_key(n))
+                };
+                assert!(came, "{name} forwarded but its format not received");
+            } else {
                 assert_eq!(
                     Some(sent),
                     received.get(name),

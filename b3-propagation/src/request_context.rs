@@ -524,9 +524,15 @@ impl RequestContext {
         &self.tracestate
     }
 
-    /// Replace the `tracestate`.
+    /// Replace the `tracestate`: the only one forward mode sends from now on (also beside a
+    /// forwarded `traceparent` of another trace, which otherwise keeps its own).
     pub fn set_tracestate(&mut self, tracestate: TraceState) {
         self.tracestate = tracestate;
+        // What the application sets is the only `tracestate` sent, also beside a forwarded
+        // `traceparent` of another trace.
+        if self.pending.is_some() || self.rest.get().is_some() {
+            self.rest_mut().received.other_tracestate = None;
+        }
     }
 
     /// The request id, if a valid (and trusted) one came in or was set.

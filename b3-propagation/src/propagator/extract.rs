@@ -452,8 +452,10 @@ impl Propagator {
         let c = &self.config;
         let mut errors = head.span_errors.clone();
         let mut received = Received::default();
-        if let Some((_, source)) = winner {
+        if let Some((remote, source)) = winner {
             received.context_verbatim = c.trust.context == InboundContext::Trust;
+            // A valid `traceparent` after the winner.
+            let mut traceparent_after = None;
             // Keep the raw values of every valid context format for forward mode.
             let mut after = false;
             for &f in &c.extract {
@@ -462,7 +464,12 @@ impl Propagator {
                     true
                 } else if after {
                     match decode(f) {
-                        Some(Ok(_)) => true,
+                        Some(Ok(span)) => {
+                            if f == ContextFormat::TraceParent {
+                                traceparent_after = Some(span);
+                            }
+                            true
+                        }
                         Some(Err(e)) => {
                             errors.push(e);
                             false
@@ -477,15 +484,12 @@ impl Propagator {
                     received.capture(f, &slot);
                 }
             }
-            // A valid `traceparent` of another trace than the winner's goes on too, and with
-            // it its `tracestate` (the context's own `tracestate` is the winner's trace's).
-            if let Some((remote, source)) = winner
-                && source != ContextFormat::TraceParent
-                && received.formats.contains(ContextFormat::TraceParent)
-                && carrier.get(&header::TRACESTATE).is_some()
-                && decode(ContextFormat::TraceParent)
-                    .and_then(Result::ok)
-                    .is_some_and(|tp| tp.trace_id() != remote.trace_id())
+            // A valid `traceparent` of another trace than the winner's goes on as it came
+            // (when the context does), and with it its `tracestate` (the context's own
+            // `tracestate` is the winner's trace's).
+            if received.context_verbatim
+                && traceparent_after.is_some_and(|tp| tp.trace_id() != remote.trace_id())
+                && slot(crate::carrier::slot::TRACESTATE).is_some()
             {
                 match Self::tracestate_of(carrier) {
                     Ok(ts) => received.other_tracestate = ts.header_value().cloned(),

@@ -471,6 +471,13 @@ fn forward_sends_another_traces_traceparent_with_its_tracestate() {
     let mut plain = HeaderMap::new();
     p.forward(&p.extract(&Plain(&headers)), &mut plain);
     assert_eq!(plain, out);
+    // What the application sets is the only tracestate sent.
+    let mut cx = p.extract(&headers);
+    cx.set_tracestate(crate::TraceState::default());
+    let mut out = HeaderMap::new();
+    p.forward(&cx, &mut out);
+    assert_eq!(out["traceparent"], tp);
+    assert!(!out.contains_key("tracestate"), "{out:?}");
 
     // An invalid one is reported, and not sent.
     let cx = p.extract(&received("not a tracestate"));

@@ -517,6 +517,50 @@ fn two_breaks_in_a_row_name_each_caller() {
 }
 
 #[test]
+fn a_break_beside_a_call_is_not_taken_for_the_calls_arrival() {
+    // Over HTTP (no RPC names, no remote service): the frontend's unanswered call began at
+    // 1010; `user` (answered, no client spans) called `audit` without headers at 1015, and
+    // `item` began at 1020. Nothing says the frontend's call arrived at `audit`: the frontend
+    // is still named for `item`.
+    let spans = r#"[
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000a","kind":"SERVER","timestamp":1000,"duration":1000,"localEndpoint":{"serviceName":"frontend"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000b","parentId":"000000000000000a","kind":"CLIENT","name":"GET","timestamp":1010,"duration":490,"localEndpoint":{"serviceName":"frontend"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000d","parentId":"000000000000000a","kind":"CLIENT","name":"GET","timestamp":1005,"duration":300,"localEndpoint":{"serviceName":"frontend"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000e","parentId":"000000000000000d","kind":"SERVER","name":"GET /users","timestamp":1008,"duration":250,"localEndpoint":{"serviceName":"user"}},
+ {"traceId":"000000000000000000000000000000c1","id":"00000000000000c1","kind":"SERVER","name":"GET /audit","timestamp":1015,"duration":100,"localEndpoint":{"serviceName":"audit"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+ {"traceId":"000000000000000000000000000000c2","id":"00000000000000c2","kind":"SERVER","name":"GET /items","timestamp":1020,"duration":50,"localEndpoint":{"serviceName":"item"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}}
+]"#;
+    let at_item = |spans: &str| {
+        let out = run_with(&["doctor", "--json", "-"], Some(spans.as_bytes()));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let found = broken_findings(&report)
+            .into_iter()
+            .find(|f| {
+                f["explanation"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("arrived at item"))
+            })
+            .map(|f| f["service"].as_str().expect("service").to_owned());
+        found.unwrap_or_else(|| panic!("a finding at item: {report}"))
+    };
+    assert_eq!(at_item(spans), "frontend");
+
+    // Each call arrives in one trace. The frontend's first call (gRPC) arrived at `order`;
+    // `order` (no client spans) called `stock` without headers; the frontend's second call,
+    // untimed by any name, began after `stock` and reached `item`. Two traces for two calls,
+    // but only one provably arrived: the frontend is named for `item`.
+    let spans = r#"[
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000a","kind":"SERVER","timestamp":1000,"duration":1000,"localEndpoint":{"serviceName":"frontend"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000b","parentId":"000000000000000a","kind":"CLIENT","name":"order.v1.OrderService/GetOrder","timestamp":1010,"duration":900,"localEndpoint":{"serviceName":"frontend"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000d","parentId":"000000000000000a","kind":"CLIENT","timestamp":1080,"duration":420,"localEndpoint":{"serviceName":"frontend"}},
+ {"traceId":"000000000000000000000000000000c1","id":"00000000000000c1","kind":"SERVER","name":"order.v1.OrderService/GetOrder","timestamp":1020,"duration":880,"localEndpoint":{"serviceName":"order"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+ {"traceId":"000000000000000000000000000000c3","id":"00000000000000c3","kind":"SERVER","name":"stock.v1.StockService/Reserve","timestamp":1060,"duration":400,"localEndpoint":{"serviceName":"stock"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+ {"traceId":"000000000000000000000000000000c2","id":"00000000000000c2","kind":"SERVER","name":"item.v1.ItemService/GetItem","timestamp":1100,"duration":50,"localEndpoint":{"serviceName":"item"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}}
+]"#;
+    assert_eq!(at_item(spans), "frontend");
+}
+
+#[test]
 fn decode_text_names_the_exact_header_and_why_one_was_ignored() {
     let out = run(&[
         "decode",

@@ -224,33 +224,37 @@ fn caller_and_rivals(
     Some((caller.to_owned(), rivals))
 }
 
-/// Unanswered calls whose break shows already: each began a later piece of the request (an
-/// earlier trace than the start being explained) that is still running. When an
-/// application's running unanswered calls are all accounted for so, and the application one
-/// of them arrived at (where its piece began) reports no client span at all (so its calls are
-/// never seen), that application may have made the call: its spans in that piece rise to the
-/// tier of an unanswered call, and the calls accounted for drop to the tier of any running
-/// span. Two
-/// breaks in a row: the frontend's call arrived at `order` in a new trace, and `order`'s call
-/// to `item` (no client span of its own) began another; `order` is the caller of the second,
-/// not the frontend. An application that reports client spans is not raised: its call would
-/// show as an unanswered client span of its own; nor is one deeper in the piece (`item`, called
-/// by `order` with the headers), which the call did not reach. So a frontend whose calls to
-/// `order` and, untimed, to `user` both lose the headers is still named for `user`'s trace,
-/// though `order` and `item` run then.
+/// Unanswered calls whose break shows already: each arrived in a later piece of the request
+/// (an earlier trace than the start being explained) that is still running. A call arrived in
+/// a piece when the piece began during the call, at another application, and something names
+/// the piece as the call's callee: the same RPC on both sides, or the call's remote service.
+/// Each call arrives in one piece, each piece takes one call (the earliest piece for the
+/// earliest call). When every unanswered call an application has running arrived so, and the
+/// application a call arrived at reports no client span at all (its own calls never show),
+/// that application may have made the call being explained: its spans in that piece rise to
+/// the tier of an unanswered call, and the application's calls drop to the tier of any running
+/// span. Two breaks in a row: the frontend's call arrived at `order` in a new trace, and
+/// `order`'s call to `item` (no client span of its own) began another; `order` is the caller
+/// of the second, not the frontend. An application that reports client spans is not raised
+/// (its call would show as an unanswered client span of its own), nor is one the call did not
+/// reach (`item` running under `order` with the headers), nor is anything raised when a call
+/// has no piece it provably arrived in: so a frontend whose timed call to `order` and untimed
+/// call to `user` both lose the headers is still named for `user`'s trace, though `order` and
+/// `item` run then. The tiers are read before any change, so the order in which applications
+/// are looked at does not matter.
 fn settle_used_calls(ctx: &Ctx<'_>, running: &mut [(u8, bool, &ZipkinSpan, usize)]) {
-    // The pieces with a span running: when (and at which application, with which RPC) each
-    // began.
-    let mut pieces: Vec<(usize, u64, &str, Option<String>)> = Vec::new();
+    // The pieces with a span running: their trace, when each began, at which application, and
+    // its first span.
+    let mut pieces: Vec<(usize, u64, &str, Option<&ZipkinSpan>)> = Vec::new();
     for &(_, _, _, t) in running.iter() {
         if pieces.iter().any(|(p, ..)| *p == t) {
             continue;
         }
         if let Some(first) = starts(ctx, t).first().filter(|s| s.ts > 0) {
-            let rpc = first.span.and_then(rpc_of);
-            pieces.push((t, first.ts, ctx.mesh.app_of(first.service), rpc));
+            pieces.push((t, first.ts, ctx.mesh.app_of(first.service), first.span));
         }
     }
+    pieces.sort_by_key(|(t, ts, ..)| (*ts, *t));
     let mut apps: Vec<&str> = running
         .iter()
         .filter(|(tier, ..)| *tier == 1)
@@ -258,52 +262,66 @@ fn settle_used_calls(ctx: &Ctx<'_>, running: &mut [(u8, bool, &ZipkinSpan, usize
         .collect();
     apps.sort_unstable();
     apps.dedup();
+    // (trace, application) whose spans rise; applications whose calls drop.
+    let mut rise: Vec<(usize, &str)> = Vec::new();
+    let mut dropped: Vec<&str> = Vec::new();
     for app in apps {
-        let calls: Vec<(u64, u64, usize, Option<String>)> = running
+        let mut calls: Vec<(&ZipkinSpan, usize)> = running
             .iter()
             .filter(|(tier, _, c, _)| *tier == 1 && ctx.mesh.app_of(service_of(c)) == app)
-            .map(|(_, _, c, t)| {
-                let end = c.timestamp.saturating_add(c.duration);
-                (c.timestamp, end, *t, rpc_of(c))
-            })
+            .map(|(_, _, c, t)| (*c, *t))
             .collect();
-        // A piece a call began: it started during the call, at another application, and
-        // serves the call's RPC when both name one.
-        let begun: Vec<usize> = pieces
-            .iter()
-            .filter(|(t, ts, at, rpc)| {
-                *at != app
-                    && calls.iter().any(|(from, to, ct, called)| {
-                        ct != t
-                            && (*from..=*to).contains(ts)
-                            && (rpc.is_none() || called.is_none() || rpc == called)
-                    })
-            })
-            .map(|(t, ..)| *t)
-            .collect();
-        if begun.len() < calls.len() {
-            continue;
-        }
-        // Only an application that times none of its calls can have made the call unseen: one
-        // that reports client spans would show it as an unanswered one of its own.
-        let silent = |c: &ZipkinSpan| !ctx.timed_callers.contains(ctx.mesh.app_of(service_of(c)));
-        // Only the application the call arrived at: its spans in the piece the call began.
-        let rises = |(_, _, c, t): &(u8, bool, &ZipkinSpan, usize)| {
-            pieces.iter().any(|(p, _, at, _)| {
-                p == t && begun.contains(p) && *at == ctx.mesh.app_of(service_of(c))
-            }) && silent(c)
-        };
-        if !running.iter().any(rises) {
-            continue;
-        }
-        for entry in running.iter_mut() {
-            if rises(entry) {
-                entry.0 = 1;
-            } else if entry.0 == 1 && ctx.mesh.app_of(service_of(entry.2)) == app {
-                entry.0 = 0;
+        calls.sort_by_key(|(c, _)| (c.timestamp, c.id.as_str()));
+        let mut taken: Vec<usize> = Vec::new();
+        for &(call, call_trace) in &calls {
+            let end = call.timestamp.saturating_add(call.duration);
+            let arrived = pieces.iter().find(|(t, ts, at, first)| {
+                *t != call_trace
+                    && !taken.contains(t)
+                    && *at != app
+                    && (call.timestamp..=end).contains(ts)
+                    && called(ctx, call, at, *first)
+            });
+            match arrived {
+                Some((t, ..)) => taken.push(*t),
+                None => break,
             }
         }
+        if taken.len() < calls.len() {
+            continue;
+        }
+        let silent: Vec<(usize, &str)> = pieces
+            .iter()
+            .filter(|(t, _, at, _)| taken.contains(t) && !ctx.timed_callers.contains(*at))
+            .map(|(t, _, at, _)| (*t, *at))
+            .collect();
+        if silent.is_empty() {
+            continue;
+        }
+        rise.extend(silent);
+        dropped.push(app);
     }
+    for entry in running.iter_mut() {
+        let app = ctx.mesh.app_of(service_of(entry.2));
+        if rise.contains(&(entry.3, app)) {
+            entry.0 = 1;
+        } else if entry.0 == 1 && dropped.contains(&app) {
+            entry.0 = 0;
+        }
+    }
+}
+
+/// Whether something names `at` (where a piece began with span `first`) as the callee of the
+/// client span `call`: the same RPC on both sides, or the call's remote service.
+fn called(ctx: &Ctx<'_>, call: &ZipkinSpan, at: &str, first: Option<&ZipkinSpan>) -> bool {
+    let same_rpc = match (rpc_of(call), first.and_then(rpc_of)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    };
+    same_rpc
+        || call
+            .remote_service()
+            .is_some_and(|name| ctx.mesh.callee_name(name) == at)
 }
 
 /// The RPC a span calls or serves, `package.Service/Method`: its `rpc.service` and

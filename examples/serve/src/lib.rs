@@ -16,11 +16,14 @@
 //! - at most [`ServeOptions::max_connections`] connections are open at once (further ones wait
 //!   in the listen backlog), upgraded ones (WebSocket) included until their upgraded stream is
 //!   dropped;
-//! - the shutdown future stops accepting and drains the connections (requests in flight finish,
-//!   and upgraded streams end, bounded by [`ServeOptions::drain_timeout`]).
+//! - the shutdown future stops accepting and drains the connections: requests in flight finish
+//!   and upgraded streams are dropped by their handlers, which learn of the stop through
+//!   [`Stopping`] in the request's extensions, all bounded by [`ServeOptions::drain_timeout`]
+//!   (past it, `serve` returns; an upgraded stream still open is the application's).
 //!
 //! HTTP/1.1 and HTTP/2 (h2c) are both served, as `axum::serve` does, and every request carries
-//! its peer's address as `axum::extract::ConnectInfo<SocketAddr>` in its extensions.
+//! its peer's address as `axum::extract::ConnectInfo<SocketAddr>` and the server's stop signal
+//! as [`Stopping`] in its extensions.
 //!
 //! # Example
 //!
@@ -78,7 +81,7 @@ pub struct ServeOptions {
     /// drops their upgraded stream. Default 4 096.
     pub max_connections: usize,
     /// How long a graceful stop waits for the requests in flight and the upgraded streams
-    /// still open. Default 10 s.
+    /// still open (their handlers learn of the stop through [`Stopping`]). Default 10 s.
     pub drain_timeout: Duration,
 }
 
@@ -146,6 +149,26 @@ impl Drop for InFlight {
         let ms = u64::try_from(a.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         a.last_ms.fetch_max(ms, Ordering::AcqRel);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The server's stop signal, in every request's extensions (`Extension<Stopping>` in axum):
+/// for a handler that keeps a connection past its response — an upgraded (WebSocket) stream, a
+/// long poll — to finish it when the server stops, so the drain need not wait out
+/// [`ServeOptions::drain_timeout`] for it.
+#[derive(Clone, Debug)]
+pub struct Stopping(watch::Receiver<bool>);
+
+impl Stopping {
+    /// Whether the server has begun to stop.
+    #[must_use]
+    pub fn is_stopping(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes once the server begins to stop (at once if it has, or if it is gone).
+    pub async fn stopped(&mut self) {
+        let _ = self.0.wait_for(|stopping| *stopping).await;
     }
 }
 
@@ -371,6 +394,7 @@ pub async fn serve(
         // Each request knows its peer, as with `axum::serve` and `ConnectInfo`; its body is
         // bounded in time; it counts as in flight until its response head is out.
         let body_limit = options.body_read_timeout;
+        let signal = Stopping(stopping.clone());
         let in_flight = Arc::clone(&activity);
         let service = TowerToHyperService::new(
             router
@@ -378,6 +402,7 @@ pub async fn serve(
                 .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
                     let (mut parts, body) = req.into_parts();
                     parts.extensions.insert(axum::extract::ConnectInfo(peer));
+                    parts.extensions.insert(signal.clone());
                     let body = TimedBody::new(body, body_limit);
                     axum::http::Request::from_parts(parts, axum::body::Body::new(body))
                 })
@@ -727,6 +752,85 @@ mod tests {
             .expect("read");
         let text = String::from_utf8_lossy(&answer);
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    }
+
+    /// A router whose `/upgrade` switches protocols and holds the upgraded stream until the
+    /// client closes it, or (when `cooperates`) until the server stops.
+    fn upgrading(cooperates: bool) -> Router {
+        Router::new().route(
+            "/upgrade",
+            axum::routing::get(move |mut req: axum::extract::Request| async move {
+                let upgrade = hyper::upgrade::on(&mut req);
+                let mut stopping = req
+                    .extensions()
+                    .get::<Stopping>()
+                    .cloned()
+                    .expect("the stop signal in the extensions");
+                assert!(!stopping.is_stopping());
+                tokio::spawn(async move {
+                    let Ok(upgraded) = upgrade.await else { return };
+                    let mut io = TokioIo::new(upgraded);
+                    let mut buf = [0u8; 64];
+                    loop {
+                        tokio::select! {
+                            () = stopping.stopped(), if cooperates => return,
+                            read = io.read(&mut buf) => if !read.is_ok_and(|n| n > 0) { return },
+                        }
+                    }
+                });
+                axum::http::Response::builder()
+                    .status(axum::http::StatusCode::SWITCHING_PROTOCOLS)
+                    .header("connection", "upgrade")
+                    .header("upgrade", "test")
+                    .body(axum::body::Body::empty())
+                    .expect("response")
+            }),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_drain_waits_for_upgraded_streams_whose_handlers_learn_of_the_stop() {
+        for cooperates in [true, false] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let options = ServeOptions {
+                drain_timeout: Duration::from_secs(2),
+                ..ServeOptions::default()
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(serve(listener, upgrading(cooperates), options, async {
+                let _ = stopped.await;
+            }));
+            let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            client
+                .write_all(b"GET /upgrade HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: test\r\n\r\n")
+                .await
+                .expect("write");
+            let mut head = [0u8; 12];
+            client.read_exact(&mut head).await.expect("read");
+            assert_eq!(&head, b"HTTP/1.1 101");
+            // Let the handler's task take the upgraded stream.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let begun = Instant::now();
+            let _ = stop.send(());
+            tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .expect("serve returns")
+                .expect("joined")
+                .expect("served");
+            let took = begun.elapsed();
+            if cooperates {
+                // Closed by its handler at the stop: no wait for the drain timeout.
+                assert!(took < Duration::from_secs(1), "{took:?}");
+                assert!(
+                    closed_within(&mut client, Duration::from_secs(1)).await,
+                    "the upgraded stream is still open"
+                );
+            } else {
+                // Left open by its handler: waited for, up to the drain timeout.
+                assert!(took >= Duration::from_millis(1900), "{took:?}");
+            }
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

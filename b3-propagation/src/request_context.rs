@@ -144,7 +144,8 @@ pub(crate) struct Received {
     uber_trace_id: Option<HeaderValue>,
     /// The `tracestate` of a forwarded `traceparent` of another trace than the context's (a
     /// B3 winner beside it): it goes on with that `traceparent`, as it came (checked).
-    pub(crate) other_tracestate: Option<HeaderValue>,
+    /// (Boxed: rare, and the struct is moved on every extract.)
+    pub(crate) other_tracestate: Option<Box<HeaderValue>>,
     /// The context formats that arrived valid.
     pub(crate) formats: FormatSet,
     /// Whether the context is exactly what those headers say (no trust policy change).
@@ -265,6 +266,9 @@ pub(crate) struct Head {
     pub(crate) tracestate_error: Option<ParseError>,
     /// Why `x-request-id` was refused.
     pub(crate) request_id_error: Option<ParseError>,
+    /// A `tracestate` came beside a valid `traceparent` (after the winner) of another trace
+    /// than the winner's: that `traceparent`'s own, to forward with it.
+    pub(crate) other_trace_tracestate: bool,
 }
 
 /// What an extract from captured headers decides at once.

@@ -153,7 +153,7 @@ impl Propagator {
     /// that cannot carry it (B3, Jaeger) takes it from a valid `traceparent` of the same
     /// trace. `traceparent_random` looks at the first `traceparent`'s raw flags, so the usual
     /// request (no random bit) pays no decode; `decode` decodes a format.
-    #[inline]
+    #[inline(always)]
     fn with_random_flag(
         &self,
         winner: Option<(SpanContext, ContextFormat)>,
@@ -252,7 +252,7 @@ impl Propagator {
 
     /// What an extract from a `HeaderMap` decides at once from the headers it captured (see
     /// [`extract`](Self::extract)), and how to decode the rest later.
-    #[inline]
+    #[inline(always)]
     fn decide(&self, captured: &Captured) -> Decided {
         let headers = captured.context();
         // The request id and `tracestate` straight from their slots: no lookup by name.
@@ -375,7 +375,10 @@ impl Propagator {
         } else {
             self.first_valid(&c.extract, &decode, &mut |e| head.span_errors.push(e))
         };
-        let winner = self.with_random_flag(winner, traceparent_random, &decode);
+        // A closure, not `&decode`: the compiler inlines it (23 instructions fewer a `leaf`
+        // extract, measured with the instructions bench).
+        #[allow(clippy::redundant_closure)]
+        let winner = self.with_random_flag(winner, traceparent_random, |f| decode(f));
 
         // tracestate travels with a valid traceparent of the same trace: the winner, or a
         // format after it in the extract order.
@@ -396,11 +399,15 @@ impl Propagator {
                     .then(|| decode(ContextFormat::TraceParent).and_then(Result::ok))
                     .flatten()
             };
-            if traceparent.is_some_and(|tp| tp.trace_id() == remote.trace_id()) {
-                match Self::tracestate_of(carrier) {
-                    Ok(ts) => tracestate = ts,
-                    Err(e) => head.tracestate_error = Some(e),
+            match traceparent {
+                Some(tp) if tp.trace_id() == remote.trace_id() => {
+                    match Self::tracestate_of(carrier) {
+                        Ok(ts) => tracestate = ts,
+                        Err(e) => head.tracestate_error = Some(e),
+                    }
                 }
+                Some(_) => head.other_trace_tracestate = true,
+                None => {}
             }
         }
 
@@ -452,10 +459,8 @@ impl Propagator {
         let c = &self.config;
         let mut errors = head.span_errors.clone();
         let mut received = Received::default();
-        if let Some((remote, source)) = winner {
+        if let Some((_, source)) = winner {
             received.context_verbatim = c.trust.context == InboundContext::Trust;
-            // A valid `traceparent` after the winner.
-            let mut traceparent_after = None;
             // Keep the raw values of every valid context format for forward mode.
             let mut after = false;
             for &f in &c.extract {
@@ -464,12 +469,7 @@ impl Propagator {
                     true
                 } else if after {
                     match decode(f) {
-                        Some(Ok(span)) => {
-                            if f == ContextFormat::TraceParent {
-                                traceparent_after = Some(span);
-                            }
-                            true
-                        }
+                        Some(Ok(_)) => true,
                         Some(Err(e)) => {
                             errors.push(e);
                             false
@@ -487,12 +487,9 @@ impl Propagator {
             // A valid `traceparent` of another trace than the winner's goes on as it came
             // (when the context does), and with it its `tracestate` (the context's own
             // `tracestate` is the winner's trace's).
-            if received.context_verbatim
-                && traceparent_after.is_some_and(|tp| tp.trace_id() != remote.trace_id())
-                && slot(crate::carrier::slot::TRACESTATE).is_some()
-            {
+            if head.other_trace_tracestate && received.context_verbatim {
                 match Self::tracestate_of(carrier) {
-                    Ok(ts) => received.other_tracestate = ts.header_value().cloned(),
+                    Ok(ts) => received.other_tracestate = ts.header_value().cloned().map(Box::new),
                     Err(e) => errors.push(e),
                 }
             }

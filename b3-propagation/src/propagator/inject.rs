@@ -144,7 +144,10 @@ impl Propagator {
                 carrier.set(name, value.clone());
             }
             if r.formats.contains(ContextFormat::TraceParent)
-                && let Some(ts) = cx.tracestate.header_value().or(r.other_tracestate.as_ref())
+                && let Some(ts) = cx
+                    .tracestate
+                    .header_value()
+                    .or(r.other_tracestate.as_deref())
             {
                 carrier.set(&header::TRACESTATE, ts.clone());
             }

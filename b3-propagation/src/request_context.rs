@@ -142,10 +142,7 @@ pub(crate) struct Received {
     traceparent: Option<HeaderValue>,
     /// Sent instead of the received `uber-trace-id`.
     uber_trace_id: Option<HeaderValue>,
-    /// The `tracestate` of a forwarded `traceparent` of another trace than the context's (a
-    /// B3 winner beside it): it goes on with that `traceparent`, as it came (checked).
-    /// (Boxed: rare, and the struct is moved on every extract.)
-    pub(crate) other_tracestate: Option<Box<HeaderValue>>,
+
     /// The context formats that arrived valid.
     pub(crate) formats: FormatSet,
     /// Whether the context is exactly what those headers say (no trust policy change).
@@ -224,6 +221,11 @@ impl Received {
     /// Forward the received value of slot `slot` (an opaque header).
     pub(crate) fn keep(&mut self, slot: usize) {
         self.kept |= 1 << slot;
+    }
+
+    /// Forward the captured value of `slot` no more.
+    pub(crate) fn unkeep(&mut self, slot: usize) {
+        self.kept &= !(1 << slot);
     }
 
     /// The slots kept.
@@ -394,6 +396,13 @@ impl RequestContext {
             .filter_map(move |s| received.value(s, captured).map(|v| (&SLOT_NAMES[s], v)))
     }
 
+    /// The received `tracestate` kept to forward: beside a `traceparent` of another trace
+    /// than the context's, that one's own.
+    pub(crate) fn received_tracestate(&self) -> Option<&HeaderValue> {
+        let captured = self.pending.as_ref().map(|p| &p.captured);
+        self.rest().received.value(slot::TRACESTATE, captured)
+    }
+
     /// The received opaque headers, to forward.
     pub(crate) fn received_opaque(
         &self,
@@ -535,7 +544,7 @@ impl RequestContext {
         // What the application sets is the only `tracestate` sent, also beside a forwarded
         // `traceparent` of another trace.
         if self.pending.is_some() || self.rest.get().is_some() {
-            self.rest_mut().received.other_tracestate = None;
+            self.rest_mut().received.unkeep(slot::TRACESTATE);
         }
     }
 

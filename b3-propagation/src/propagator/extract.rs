@@ -489,7 +489,15 @@ impl Propagator {
             // `tracestate` is the winner's trace's).
             if head.other_trace_tracestate && received.context_verbatim {
                 match Self::tracestate_of(carrier) {
-                    Ok(ts) => received.other_tracestate = ts.header_value().cloned().map(Box::new),
+                    // Sent as it came when that is its normal form (one `k=v,k=v` line, as
+                    // tracers write it); a valid one in another form is not sent.
+                    Ok(ts)
+                        if ts.header_value().map(HeaderValue::as_bytes)
+                            == slot(crate::carrier::slot::TRACESTATE) =>
+                    {
+                        received.keep(crate::carrier::slot::TRACESTATE);
+                    }
+                    Ok(_) => {}
                     Err(e) => errors.push(e),
                 }
             }

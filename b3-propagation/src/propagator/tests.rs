@@ -479,6 +479,14 @@ fn forward_sends_another_traces_traceparent_with_its_tracestate() {
     assert_eq!(out["traceparent"], tp);
     assert!(!out.contains_key("tracestate"), "{out:?}");
 
+    // A valid one in another form than one `k=v,k=v` line is not sent (nor reported).
+    let cx = p.extract(&received("congo=t61rcWkgMzE, rojo=00f067aa0ba902b7"));
+    let mut out = HeaderMap::new();
+    p.forward(&cx, &mut out);
+    assert_eq!(out["traceparent"], tp);
+    assert!(!out.contains_key("tracestate"), "{out:?}");
+    assert!(cx.errors().is_empty(), "{:?}", cx.errors());
+
     // An invalid one is reported, and not sent.
     let cx = p.extract(&received("not a tracestate"));
     let mut out = HeaderMap::new();

@@ -520,6 +520,17 @@ impl Carried {
         }
     }
 
+    /// Nothing of a request: an empty OpenTelemetry context hides the one current where
+    /// the future is polled.
+    #[allow(clippy::needless_update)]
+    fn detached() -> Self {
+        Carried {
+            #[cfg(feature = "opentelemetry")]
+            otel: Some(opentelemetry::Context::new()),
+            ..Carried::default()
+        }
+    }
+
     fn current() -> Self {
         Carried {
             #[cfg(feature = "opentelemetry")]
@@ -559,13 +570,24 @@ pin_project! {
 }
 
 impl<F> WithTrace<F> {
-    /// Wrap `inner`; with `None` it is polled with no trace current.
+    /// Wrap `inner`; with `None` it is polled with no trace current (the OpenTelemetry
+    /// context current where it is polled stays: [`FutureExt::without_trace`] hides both).
     pub fn new(inner: F, trace: Option<RequestTrace>) -> Self {
         let carried = Carried::of(trace.as_ref());
         WithTrace {
             inner,
             trace,
             carried,
+        }
+    }
+
+    /// Wrap `inner` to run outside any request: no trace current and, with feature
+    /// `opentelemetry`, an empty OpenTelemetry context (see [`FutureExt::without_trace`]).
+    fn detached(inner: F) -> Self {
+        WithTrace {
+            inner,
+            trace: None,
+            carried: Carried::detached(),
         }
     }
 
@@ -639,6 +661,17 @@ pub trait FutureExt: Future + Sized {
     fn with_current_trace(self) -> WithTrace<Self> {
         WithTrace::current(self)
     }
+
+    /// Poll this future outside any request: no trace current, and (feature
+    /// `opentelemetry`) an empty OpenTelemetry context, so neither the request it was made
+    /// in nor the one it happens to be polled in joins it. For work a request only sets off —
+    /// a cache refresh, an audit write — that must not be reported as part of it: its calls
+    /// name no span of the request, and spans it starts are roots. (A `tracing` span entered
+    /// around the poll stays current, as `tracing` has no way to clear it: give the work's
+    /// own spans `parent: None`.) [`WithTrace::new`] with `None` hides the trace alone.
+    fn without_trace(self) -> WithTrace<Self> {
+        WithTrace::detached(self)
+    }
 }
 
 impl<F: Future> FutureExt for F {}
@@ -687,6 +720,11 @@ pub trait TraceStreamExt: Stream + Sized {
     /// `tracing` the current span and subscriber.
     fn with_current_trace(self) -> WithTrace<Self> {
         WithTrace::current(self)
+    }
+
+    /// Poll this stream outside any request (see [`FutureExt::without_trace`]).
+    fn without_trace(self) -> WithTrace<Self> {
+        WithTrace::detached(self)
     }
 }
 
@@ -751,6 +789,51 @@ mod tests {
             assert_eq!(RequestTrace::current().unwrap().span(), a.span());
         }
         assert!(RequestTrace::current().is_none());
+    }
+
+    /// Polls `f` once, with a no-op waker.
+    fn poll_once<T>(f: std::pin::Pin<&mut impl Future<Output = T>>) -> Poll<T> {
+        f.poll(&mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[test]
+    fn detached_work_sees_nothing_of_the_request_it_is_polled_in() {
+        let a = trace();
+        let _in_request = a.enter();
+        #[cfg(feature = "opentelemetry")]
+        let _otel = opentelemetry::trace::TraceContextExt::with_remote_span_context(
+            &opentelemetry::Context::new(),
+            opentelemetry::trace::SpanContext::new(
+                opentelemetry::trace::TraceId::from_bytes([1; 16]),
+                opentelemetry::trace::SpanId::from_bytes([2; 8]),
+                opentelemetry::trace::TraceFlags::SAMPLED,
+                true,
+                opentelemetry::trace::TraceState::default(),
+            ),
+        )
+        .attach();
+        let seen = || {
+            #[cfg(feature = "opentelemetry")]
+            let otel = {
+                use opentelemetry::trace::TraceContextExt as _;
+                opentelemetry::Context::map_current(|c| c.span().span_context().is_valid())
+            };
+            #[cfg(not(feature = "opentelemetry"))]
+            let otel = false;
+            (RequestTrace::current().is_some(), otel)
+        };
+        let in_request = seen();
+        let mut future = std::pin::pin!(async move { seen() }.without_trace());
+        assert_eq!(poll_once(future.as_mut()), Poll::Ready((false, false)));
+        let mut stream =
+            std::pin::pin!(futures_util::stream::once(async move { seen() }).without_trace());
+        let item = stream
+            .as_mut()
+            .poll_next(&mut Context::from_waker(std::task::Waker::noop()));
+        assert_eq!(item, Poll::Ready(Some((false, false))));
+        // Around it, the request is current as before.
+        assert_eq!(seen(), in_request);
+        assert!(in_request.0);
     }
 
     #[test]

@@ -62,7 +62,8 @@
 //! - [`client`]: [`PropagateTraceHeadersLayer`] (forward or instrument);
 //! - [`current`]: [`RequestTrace::current`], the application's baggage and fields
 //!   ([`RequestTrace::set_baggage`], [`RequestTrace::set_field`]),
-//!   [`FutureExt::with_current_trace`] and `spawn` (feature `tokio`) for spawned tasks;
+//!   [`FutureExt::with_current_trace`] and `spawn` (feature `tokio`) for spawned tasks,
+//!   [`FutureExt::without_trace`] for work outside any request;
 //! - [`hop`]: the steps every hop takes, shared with `grpc-interceptor` and the `reqwest`
 //!   middleware;
 //! - the codecs, the [`Propagator`](b3_propagation::Propagator) and the trust policy come

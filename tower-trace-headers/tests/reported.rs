@@ -143,6 +143,14 @@ async fn service_a(
                                 cx.span().end();
                                 vec![seen]
                             }
+                            "detached" => {
+                                // Work the request only sets off: in no trace of its own.
+                                use tower_trace_headers::FutureExt as _;
+                                let task = tower_trace_headers::spawn(
+                                    async move { get_json(&mut client, b).await }.without_trace(),
+                                );
+                                vec![task.await.unwrap()]
+                            }
                             other => panic!("{other}"),
                         };
                         Json(seen)
@@ -346,6 +354,45 @@ async fn calls_inside_an_opentelemetry_span_and_spawned_work_are_its_children() 
         assert_headers_name(&seen[0], client);
         assert_joined(&spans);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_work_is_in_no_trace_of_the_request() {
+    // `without_trace` hides the request's trace and its OpenTelemetry context (the server
+    // span, current where the task is spawned): the call is a root of a trace of its own.
+    let exporter = InMemorySpanExporter::default();
+    let p = provider(&exporter, Sampler::AlwaysOn);
+    let b = service_b(TraceHeadersLayer::new().tracer_provider(&p)).await;
+    let a = service_a(
+        b,
+        TraceHeadersLayer::new().tracer_provider(&p),
+        PropagateTraceHeadersLayer::instrument().tracer_provider(&p),
+        &p,
+    )
+    .await;
+    let seen = call(a, "detached", SAMPLED).await;
+    let spans = exporter.get_finished_spans().unwrap();
+    let server = one(&spans, "a");
+    assert_eq!(server.span_context.trace_id().to_string(), CALLER_TRACE);
+    // Outside any request the client layer starts no span and sends no context: the callee
+    // starts a trace of its own.
+    assert!(by_scope(&spans, "a-client").is_empty(), "{spans:#?}");
+    let at_b = &seen[0];
+    for name in [
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-sampled",
+        "traceparent",
+        "b3",
+    ] {
+        assert!(!at_b.contains_key(name), "{name} sent: {at_b:?}");
+    }
+    let callee = one(&spans, "b");
+    assert_ne!(
+        callee.span_context.trace_id(),
+        server.span_context.trace_id()
+    );
+    assert_eq!(callee.parent_span_id, opentelemetry::trace::SpanId::INVALID);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,11 @@ pub enum Mode {
     /// A child span per call of the innermost span this hop reports (the default); with none
     /// reported, the caller's context goes on unchanged, as in forward mode (see
     /// [`crate::hop`]).
+    ///
+    /// An OpenTelemetry span counts as reported when it is sampled and recording, and an SDK
+    /// provider without an exporter (trace ids for log correlation only) cannot be told from
+    /// one that exports: a service whose provider exports nothing uses [`Mode::Forward`],
+    /// whose calls never name a span of this hop.
     #[default]
     Instrument,
 }

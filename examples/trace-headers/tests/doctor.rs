@@ -545,19 +545,45 @@ fn a_break_beside_a_call_is_not_taken_for_the_calls_arrival() {
     };
     assert_eq!(at_item(spans), "frontend");
 
-    // Each call arrives in one trace. The frontend's first call (gRPC) arrived at `order`;
-    // `order` (no client spans) called `stock` without headers; the frontend's second call,
-    // untimed by any name, began after `stock` and reached `item`. Two traces for two calls,
-    // but only one provably arrived: the frontend is named for `item`.
+    // Each call arrives in one trace, with evidence. The frontend's first call (gRPC) arrived
+    // at `order`; `order` (no client spans) called `stock` over HTTP without headers, during
+    // that call; the frontend's second call, named by nothing, began after `stock` and reached
+    // `item`. Two traces began during the frontend's calls, but only one provably for one of
+    // them: the frontend is named for `item`.
     let spans = r#"[
  {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000a","kind":"SERVER","timestamp":1000,"duration":1000,"localEndpoint":{"serviceName":"frontend"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
  {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000b","parentId":"000000000000000a","kind":"CLIENT","name":"order.v1.OrderService/GetOrder","timestamp":1010,"duration":900,"localEndpoint":{"serviceName":"frontend"}},
  {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000d","parentId":"000000000000000a","kind":"CLIENT","timestamp":1080,"duration":420,"localEndpoint":{"serviceName":"frontend"}},
  {"traceId":"000000000000000000000000000000c1","id":"00000000000000c1","kind":"SERVER","name":"order.v1.OrderService/GetOrder","timestamp":1020,"duration":880,"localEndpoint":{"serviceName":"order"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
- {"traceId":"000000000000000000000000000000c3","id":"00000000000000c3","kind":"SERVER","name":"stock.v1.StockService/Reserve","timestamp":1060,"duration":400,"localEndpoint":{"serviceName":"stock"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+ {"traceId":"000000000000000000000000000000c3","id":"00000000000000c3","kind":"SERVER","name":"POST /reserve","timestamp":1060,"duration":400,"localEndpoint":{"serviceName":"stock"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
  {"traceId":"000000000000000000000000000000c2","id":"00000000000000c2","kind":"SERVER","name":"item.v1.ItemService/GetItem","timestamp":1100,"duration":50,"localEndpoint":{"serviceName":"item"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}}
 ]"#;
     assert_eq!(at_item(spans), "frontend");
+}
+
+#[test]
+fn a_call_reached_only_counts_while_the_application_it_reached_runs() {
+    // The frontend's call to `order` lost the headers; `order` (no client spans) called
+    // `stock` with them and had ended when `item` began, `stock` still running. `stock` was
+    // not reached by the frontend's call, and `order` was not running: the frontend is named.
+    let spans = r#"[
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000a","kind":"SERVER","timestamp":1000,"duration":1000,"localEndpoint":{"serviceName":"frontend"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+ {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","id":"000000000000000b","parentId":"000000000000000a","kind":"CLIENT","name":"order.v1.OrderService/GetOrder","timestamp":1010,"duration":900,"localEndpoint":{"serviceName":"frontend"}},
+ {"traceId":"000000000000000000000000000000c1","id":"00000000000000c1","kind":"SERVER","name":"order.v1.OrderService/GetOrder","timestamp":1020,"duration":60,"localEndpoint":{"serviceName":"order"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+ {"traceId":"000000000000000000000000000000c1","id":"00000000000000c4","parentId":"00000000000000c1","kind":"SERVER","name":"stock.v1.StockService/Reserve","timestamp":1030,"duration":470,"localEndpoint":{"serviceName":"stock"}},
+ {"traceId":"000000000000000000000000000000c2","id":"00000000000000c2","kind":"SERVER","name":"item.v1.ItemService/GetItem","timestamp":1100,"duration":50,"localEndpoint":{"serviceName":"item"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}}
+]"#;
+    let out = run_with(&["doctor", "--json", "-"], Some(spans.as_bytes()));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let item = broken_findings(&report)
+        .into_iter()
+        .find(|f| {
+            f["explanation"]
+                .as_str()
+                .is_some_and(|e| e.contains("arrived at item"))
+        })
+        .unwrap_or_else(|| panic!("a finding at item: {report}"));
+    assert_eq!(item["service"], "frontend", "{report}");
 }
 
 #[test]

@@ -225,80 +225,113 @@ fn caller_and_rivals(
 }
 
 /// Unanswered calls whose break shows already: each arrived in a later piece of the request
-/// (an earlier trace than the start being explained) that is still running. A call arrived in
-/// a piece when the piece began during the call, at another application, and something names
-/// the piece as the call's callee: the same RPC on both sides, or the call's remote service.
-/// Each call arrives in one piece, each piece takes one call (the earliest piece for the
-/// earliest call). When every unanswered call an application has running arrived so, and the
-/// application a call arrived at reports no client span at all (its own calls never show),
-/// that application may have made the call being explained: its spans in that piece rise to
-/// the tier of an unanswered call, and the application's calls drop to the tier of any running
-/// span. Two breaks in a row: the frontend's call arrived at `order` in a new trace, and
-/// `order`'s call to `item` (no client span of its own) began another; `order` is the caller
-/// of the second, not the frontend. An application that reports client spans is not raised
-/// (its call would show as an unanswered client span of its own), nor is one the call did not
-/// reach (`item` running under `order` with the headers), nor is anything raised when a call
-/// has no piece it provably arrived in: so a frontend whose timed call to `order` and untimed
-/// call to `user` both lose the headers is still named for `user`'s trace, though `order` and
-/// `item` run then. The tiers are read before any change, so the order in which applications
-/// are looked at does not matter.
+/// (an earlier trace than the start being explained) that is still running. A call may have
+/// arrived in a piece when the piece began during the call, at another application, and
+/// something names the piece's application as the call's callee: the same RPC on both sides,
+/// or the call's remote service. Calls and pieces are matched one to one, as many calls as
+/// can be, across all applications. When every unanswered call an application has running is
+/// matched, and an application a call reached reports no client span at all (its own calls
+/// never show) and still has a span running in that piece, it may have made the call being
+/// explained: its spans there rise to the tier of an unanswered call, and the first
+/// application's calls drop to the tier of any running span. Two breaks in a row: the
+/// frontend's call arrived at `order` in a new trace, and `order`'s call to `item` (no client
+/// span of its own) began another; `order` is the caller of the second, not the frontend. An
+/// application that reports client spans is not raised (its call would show as an unanswered
+/// client span of its own), nor is one the call did not reach (`stock` running under `order`
+/// with the headers), nor is anything raised for a call with no piece it provably arrived in:
+/// so a frontend whose timed call to `order` and untimed call to `user` both lose the headers
+/// is still named for `user`'s trace, though `order` and `item` run then. The tiers are read
+/// before any change, so the order in which applications are looked at does not matter.
 fn settle_used_calls(ctx: &Ctx<'_>, running: &mut [(u8, bool, &ZipkinSpan, usize)]) {
+    // The unanswered calls running (tier 1): the span, its trace, its application, and what
+    // names its callee (its RPC, its remote service as an application).
+    let calls: Vec<Call<'_>> = running
+        .iter()
+        .filter(|(tier, ..)| *tier == 1)
+        .map(|(_, _, c, t)| Call {
+            span: c,
+            trace: *t,
+            app: ctx.mesh.app_of(service_of(c)),
+            rpc: rpc_of(c),
+            callee: c.remote_service().map(|n| ctx.mesh.callee_name(n)),
+        })
+        .collect();
+    if calls.is_empty() {
+        return;
+    }
     // The pieces with a span running: their trace, when each began, at which application, and
-    // its first span.
-    let mut pieces: Vec<(usize, u64, &str, Option<&ZipkinSpan>)> = Vec::new();
+    // the RPC it began serving.
+    let mut pieces: Vec<Piece<'_>> = Vec::new();
     for &(_, _, _, t) in running.iter() {
-        if pieces.iter().any(|(p, ..)| *p == t) {
+        if pieces.iter().any(|p| p.trace == t) {
             continue;
         }
         if let Some(first) = starts(ctx, t).first().filter(|s| s.ts > 0) {
-            pieces.push((t, first.ts, ctx.mesh.app_of(first.service), first.span));
+            pieces.push(Piece {
+                trace: t,
+                ts: first.ts,
+                app: ctx.mesh.app_of(first.service),
+                rpc: first.span.and_then(rpc_of),
+            });
         }
     }
-    pieces.sort_by_key(|(t, ts, ..)| (*ts, *t));
-    let mut apps: Vec<&str> = running
+    // Which pieces each call may have arrived in.
+    let arrived_in = |c: &Call<'_>, p: &Piece<'_>| {
+        let end = c.span.timestamp.saturating_add(c.span.duration);
+        p.trace != c.trace
+            && p.app != c.app
+            && (c.span.timestamp..=end).contains(&p.ts)
+            && (matches!((&c.rpc, &p.rpc), (Some(a), Some(b)) if a == b)
+                || c.callee.as_deref() == Some(p.app))
+    };
+    let edges: Vec<Vec<usize>> = calls
         .iter()
-        .filter(|(tier, ..)| *tier == 1)
-        .map(|(_, _, c, _)| ctx.mesh.app_of(service_of(c)))
+        .map(|c| {
+            (0..pieces.len())
+                .filter(|&i| arrived_in(c, &pieces[i]))
+                .collect()
+        })
         .collect();
-    apps.sort_unstable();
-    apps.dedup();
-    // (trace, application) whose spans rise; applications whose calls drop.
+    // One piece per call and one call per piece, as many calls as can be (augmenting paths:
+    // the calls and pieces running at one instant are few).
+    let mut piece_of_call: Vec<Option<usize>> = vec![None; calls.len()];
+    let mut call_of_piece: Vec<Option<usize>> = vec![None; pieces.len()];
+    for c in 0..calls.len() {
+        let mut seen = vec![false; pieces.len()];
+        augment(c, &edges, &mut seen, &mut piece_of_call, &mut call_of_piece);
+    }
+    // (trace, application) whose running spans rise; applications whose calls drop.
     let mut rise: Vec<(usize, &str)> = Vec::new();
     let mut dropped: Vec<&str> = Vec::new();
+    let mut apps: Vec<&str> = calls.iter().map(|c| c.app).collect();
+    apps.sort_unstable();
+    apps.dedup();
     for app in apps {
-        let mut calls: Vec<(&ZipkinSpan, usize)> = running
-            .iter()
-            .filter(|(tier, _, c, _)| *tier == 1 && ctx.mesh.app_of(service_of(c)) == app)
-            .map(|(_, _, c, t)| (*c, *t))
-            .collect();
-        calls.sort_by_key(|(c, _)| (c.timestamp, c.id.as_str()));
-        let mut taken: Vec<usize> = Vec::new();
-        for &(call, call_trace) in &calls {
-            let end = call.timestamp.saturating_add(call.duration);
-            let arrived = pieces.iter().find(|(t, ts, at, first)| {
-                *t != call_trace
-                    && !taken.contains(t)
-                    && *at != app
-                    && (call.timestamp..=end).contains(ts)
-                    && called(ctx, call, at, *first)
-            });
-            match arrived {
-                Some((t, ..)) => taken.push(*t),
-                None => break,
-            }
-        }
-        if taken.len() < calls.len() {
+        let mine = || {
+            calls
+                .iter()
+                .zip(&piece_of_call)
+                .filter(|(c, _)| c.app == app)
+        };
+        if mine().any(|(_, p)| p.is_none()) {
             continue;
         }
-        let silent: Vec<(usize, &str)> = pieces
-            .iter()
-            .filter(|(t, _, at, _)| taken.contains(t) && !ctx.timed_callers.contains(*at))
-            .map(|(t, _, at, _)| (*t, *at))
+        // The applications the calls reached that time none of their calls, with a span
+        // still running in the piece the call began.
+        let reached: Vec<(usize, &str)> = mine()
+            .filter_map(|(_, p)| p.and_then(|i| pieces.get(i)))
+            .filter(|p| !ctx.timed_callers.contains(p.app))
+            .filter(|p| {
+                running
+                    .iter()
+                    .any(|(_, _, s, t)| *t == p.trace && ctx.mesh.app_of(service_of(s)) == p.app)
+            })
+            .map(|p| (p.trace, p.app))
             .collect();
-        if silent.is_empty() {
+        if reached.is_empty() {
             continue;
         }
-        rise.extend(silent);
+        rise.extend(reached);
         dropped.push(app);
     }
     for entry in running.iter_mut() {
@@ -311,17 +344,49 @@ fn settle_used_calls(ctx: &Ctx<'_>, running: &mut [(u8, bool, &ZipkinSpan, usize
     }
 }
 
-/// Whether something names `at` (where a piece began with span `first`) as the callee of the
-/// client span `call`: the same RPC on both sides, or the call's remote service.
-fn called(ctx: &Ctx<'_>, call: &ZipkinSpan, at: &str, first: Option<&ZipkinSpan>) -> bool {
-    let same_rpc = match (rpc_of(call), first.and_then(rpc_of)) {
-        (Some(a), Some(b)) => a == b,
-        _ => false,
-    };
-    same_rpc
-        || call
-            .remote_service()
-            .is_some_and(|name| ctx.mesh.callee_name(name) == at)
+/// An unanswered call running when a start being explained began (see [`settle_used_calls`]).
+struct Call<'a> {
+    span: &'a ZipkinSpan,
+    trace: usize,
+    app: &'a str,
+    rpc: Option<String>,
+    /// The application its remote service names.
+    callee: Option<String>,
+}
+
+/// A later piece of the request with a span running (see [`settle_used_calls`]).
+struct Piece<'a> {
+    trace: usize,
+    ts: u64,
+    app: &'a str,
+    rpc: Option<String>,
+}
+
+/// Kuhn's augmenting path from call `c`: whether it got a piece, others moving over to make
+/// room.
+fn augment(
+    c: usize,
+    edges: &[Vec<usize>],
+    seen: &mut [bool],
+    piece_of_call: &mut [Option<usize>],
+    call_of_piece: &mut [Option<usize>],
+) -> bool {
+    for &p in edges.get(c).map_or(&[][..], Vec::as_slice) {
+        if seen.get(p).copied().unwrap_or(true) {
+            continue;
+        }
+        seen[p] = true;
+        let free = match call_of_piece[p] {
+            None => true,
+            Some(other) => augment(other, edges, seen, piece_of_call, call_of_piece),
+        };
+        if free {
+            call_of_piece[p] = Some(c);
+            piece_of_call[c] = Some(p);
+            return true;
+        }
+    }
+    false
 }
 
 /// The RPC a span calls or serves, `package.Service/Method`: its `rpc.service` and
@@ -796,5 +861,35 @@ fn request_id_changes(ctx: &Ctx<'_>, t: usize, trace: &str, out: &mut Vec<Event>
         e.related = Some(old.to_owned());
         e.detail = Some(rid.to_owned());
         out.push(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::augment;
+
+    /// Augmenting paths find a piece for every call that can have one: the first call moves
+    /// over to its other piece so the second gets the one it alone may have arrived in.
+    #[test]
+    fn every_call_that_can_be_matched_is() {
+        // Call 0 may have arrived in piece 0 or 1, call 1 only in piece 0.
+        let edges = vec![vec![0, 1], vec![0]];
+        let mut piece_of_call = vec![None; 2];
+        let mut call_of_piece = vec![None; 2];
+        for c in 0..2 {
+            let mut seen = vec![false; 2];
+            augment(c, &edges, &mut seen, &mut piece_of_call, &mut call_of_piece);
+        }
+        assert_eq!(piece_of_call, [Some(1), Some(0)]);
+        assert_eq!(call_of_piece, [Some(1), Some(0)]);
+        // One piece, two calls that name it: one of them gets it.
+        let edges = vec![vec![0], vec![0]];
+        let mut piece_of_call = vec![None; 2];
+        let mut call_of_piece = vec![None; 1];
+        for c in 0..2 {
+            let mut seen = vec![false; 1];
+            augment(c, &edges, &mut seen, &mut piece_of_call, &mut call_of_piece);
+        }
+        assert_eq!(piece_of_call.iter().filter(|p| p.is_some()).count(), 1);
     }
 }

@@ -668,7 +668,9 @@ pub trait FutureExt: Future + Sized {
     /// a cache refresh, an audit write — that must not be reported as part of it: its calls
     /// name no span of the request, and spans it starts are roots. (A `tracing` span entered
     /// around the poll stays current, as `tracing` has no way to clear it: give the work's
-    /// own spans `parent: None`.) [`WithTrace::new`] with `None` hides the trace alone.
+    /// own spans `parent: None`.) Spawn it with `tokio::spawn`, not [`spawn`], which would
+    /// keep the request's trace and `tracing` span alive, around it, until the work ends.
+    /// [`WithTrace::new`] with `None` hides the trace alone.
     fn without_trace(self) -> WithTrace<Self> {
         WithTrace::detached(self)
     }
@@ -834,6 +836,8 @@ mod tests {
         // Around it, the request is current as before.
         assert_eq!(seen(), in_request);
         assert!(in_request.0);
+        #[cfg(feature = "opentelemetry")]
+        assert!(in_request.1, "the OpenTelemetry context this test hides");
     }
 
     #[test]

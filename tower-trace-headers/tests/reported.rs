@@ -146,7 +146,7 @@ async fn service_a(
                             "detached" => {
                                 // Work the request only sets off: in no trace of its own.
                                 use tower_trace_headers::FutureExt as _;
-                                let task = tower_trace_headers::spawn(
+                                let task = tokio::spawn(
                                     async move { get_json(&mut client, b).await }.without_trace(),
                                 );
                                 vec![task.await.unwrap()]

@@ -160,10 +160,10 @@ impl Drop for InFlight {
 pub struct Stopping(watch::Receiver<bool>);
 
 impl Stopping {
-    /// Whether the server has begun to stop.
+    /// Whether the server has begun to stop (or is gone).
     #[must_use]
     pub fn is_stopping(&self) -> bool {
-        *self.0.borrow()
+        *self.0.borrow() || self.0.has_changed().is_err()
     }
 
     /// Completes once the server begins to stop (at once if it has, or if it is gone).

@@ -695,27 +695,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         // `/upgrade` switches protocols and holds the upgraded stream until the client closes.
-        let app = Router::new()
-            .route("/", axum::routing::get(|| async { "ok" }))
-            .route(
-                "/upgrade",
-                axum::routing::get(|mut req: axum::extract::Request| async move {
-                    let upgrade = hyper::upgrade::on(&mut req);
-                    tokio::spawn(async move {
-                        if let Ok(upgraded) = upgrade.await {
-                            let mut io = TokioIo::new(upgraded);
-                            let mut buf = [0u8; 64];
-                            while io.read(&mut buf).await.is_ok_and(|n| n > 0) {}
-                        }
-                    });
-                    axum::http::Response::builder()
-                        .status(axum::http::StatusCode::SWITCHING_PROTOCOLS)
-                        .header("connection", "upgrade")
-                        .header("upgrade", "test")
-                        .body(axum::body::Body::empty())
-                        .expect("response")
-                }),
-            );
+        let app = upgrading(false).route("/", axum::routing::get(|| async { "ok" }));
         let options = ServeOptions {
             max_connections: 1,
             ..ServeOptions::default()

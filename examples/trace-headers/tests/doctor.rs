@@ -85,6 +85,23 @@ fn broken_findings(report: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// `doctor --json -` on `spans`: who is named for the break whose new trace began at
+/// `callee` (the finding explaining that the call "arrived at {callee}").
+fn culprit_at(spans: &str, callee: &str) -> String {
+    let out = run_with(&["doctor", "--json", "-"], Some(spans.as_bytes()));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let arrived = format!("arrived at {callee}");
+    let found = broken_findings(&report)
+        .into_iter()
+        .find(|f| {
+            f["explanation"]
+                .as_str()
+                .is_some_and(|e| e.contains(&arrived))
+        })
+        .map(|f| f["service"].as_str().expect("service").to_owned());
+    found.unwrap_or_else(|| panic!("a finding at {callee}: {report}"))
+}
+
 #[test]
 fn a_trace_joined_through_the_mesh_has_no_findings() {
     // An array of traces, as /api/v2/traces answers.
@@ -484,17 +501,7 @@ fn two_breaks_in_a_row_name_each_caller() {
         r#""timestamp":1040,"duration":300"#,
         r#""timestamp":1040,"duration":800"#,
     );
-    let out = run_with(&["doctor", "--json", "-"], Some(both.as_bytes()));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let item = broken_findings(&report)
-        .into_iter()
-        .find(|f| {
-            f["explanation"]
-                .as_str()
-                .is_some_and(|e| e.contains("item"))
-        })
-        .unwrap_or_else(|| panic!("a finding at item: {report}"));
-    assert_eq!(item["service"], "frontend", "{report}");
+    assert_eq!(culprit_at(&both, "item"), "frontend");
 
     // The second trace serves another RPC than the frontend's unanswered call: that call did
     // not arrive there, so it may be the one that reached `item`.
@@ -503,17 +510,7 @@ fn two_breaks_in_a_row_name_each_caller() {
         r#""name":"user.v1.UserService/GetUser","timestamp":1020,"duration":880,"localEndpoint":{"serviceName":"user"}"#,
     );
     assert_ne!(elsewhere, spans);
-    let out = run_with(&["doctor", "--json", "-"], Some(elsewhere.as_bytes()));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let item = broken_findings(&report)
-        .into_iter()
-        .find(|f| {
-            f["explanation"]
-                .as_str()
-                .is_some_and(|e| e.contains("item"))
-        })
-        .unwrap_or_else(|| panic!("a finding at item: {report}"));
-    assert_eq!(item["service"], "frontend", "{report}");
+    assert_eq!(culprit_at(&elsewhere, "item"), "frontend");
 }
 
 #[test]
@@ -530,20 +527,7 @@ fn a_break_beside_a_call_is_not_taken_for_the_calls_arrival() {
  {"traceId":"000000000000000000000000000000c1","id":"00000000000000c1","kind":"SERVER","name":"GET /audit","timestamp":1015,"duration":100,"localEndpoint":{"serviceName":"audit"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
  {"traceId":"000000000000000000000000000000c2","id":"00000000000000c2","kind":"SERVER","name":"GET /items","timestamp":1020,"duration":50,"localEndpoint":{"serviceName":"item"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}}
 ]"#;
-    let at_item = |spans: &str| {
-        let out = run_with(&["doctor", "--json", "-"], Some(spans.as_bytes()));
-        let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        let found = broken_findings(&report)
-            .into_iter()
-            .find(|f| {
-                f["explanation"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("arrived at item"))
-            })
-            .map(|f| f["service"].as_str().expect("service").to_owned());
-        found.unwrap_or_else(|| panic!("a finding at item: {report}"))
-    };
-    assert_eq!(at_item(spans), "frontend");
+    assert_eq!(culprit_at(spans, "item"), "frontend");
 
     // Each call arrives in one trace, with evidence. The frontend's first call (gRPC) arrived
     // at `order`; `order` (no client spans) called `stock` over HTTP without headers, during
@@ -558,7 +542,7 @@ fn a_break_beside_a_call_is_not_taken_for_the_calls_arrival() {
  {"traceId":"000000000000000000000000000000c3","id":"00000000000000c3","kind":"SERVER","name":"POST /reserve","timestamp":1060,"duration":400,"localEndpoint":{"serviceName":"stock"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
  {"traceId":"000000000000000000000000000000c2","id":"00000000000000c2","kind":"SERVER","name":"item.v1.ItemService/GetItem","timestamp":1100,"duration":50,"localEndpoint":{"serviceName":"item"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}}
 ]"#;
-    assert_eq!(at_item(spans), "frontend");
+    assert_eq!(culprit_at(spans, "item"), "frontend");
 }
 
 #[test]
@@ -573,17 +557,7 @@ fn a_call_reached_only_counts_while_the_application_it_reached_runs() {
  {"traceId":"000000000000000000000000000000c1","id":"00000000000000c4","parentId":"00000000000000c1","kind":"SERVER","name":"stock.v1.StockService/Reserve","timestamp":1030,"duration":470,"localEndpoint":{"serviceName":"stock"}},
  {"traceId":"000000000000000000000000000000c2","id":"00000000000000c2","kind":"SERVER","name":"item.v1.ItemService/GetItem","timestamp":1100,"duration":50,"localEndpoint":{"serviceName":"item"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}}
 ]"#;
-    let out = run_with(&["doctor", "--json", "-"], Some(spans.as_bytes()));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let item = broken_findings(&report)
-        .into_iter()
-        .find(|f| {
-            f["explanation"]
-                .as_str()
-                .is_some_and(|e| e.contains("arrived at item"))
-        })
-        .unwrap_or_else(|| panic!("a finding at item: {report}"));
-    assert_eq!(item["service"], "frontend", "{report}");
+    assert_eq!(culprit_at(spans, "item"), "frontend");
 }
 
 #[test]

@@ -162,6 +162,22 @@ async fn service_a(
     .await
 }
 
+/// A and B with the layers' spans on, always sampled, into one in-memory exporter: the
+/// exporter, and A's address.
+async fn every_span_reported() -> (InMemorySpanExporter, SocketAddr) {
+    let exporter = InMemorySpanExporter::default();
+    let p = provider(&exporter, Sampler::AlwaysOn);
+    let b = service_b(TraceHeadersLayer::new().tracer_provider(&p)).await;
+    let a = service_a(
+        b,
+        TraceHeadersLayer::new().tracer_provider(&p),
+        PropagateTraceHeadersLayer::instrument().tracer_provider(&p),
+        &p,
+    )
+    .await;
+    (exporter, a)
+}
+
 async fn call(a: SocketAddr, how: &str, headers: &[(&'static str, &'static str)]) -> Vec<Echo> {
     let mut req = Request::get(format!("http://{a}/?how={how}"))
         .body(Empty::<Bytes>::new())
@@ -258,16 +274,7 @@ fn assert_headers_name(at_b: &Echo, span: &SpanData) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_span_parents_the_calls_and_the_headers_agree() {
-    let exporter = InMemorySpanExporter::default();
-    let p = provider(&exporter, Sampler::AlwaysOn);
-    let b = service_b(TraceHeadersLayer::new().tracer_provider(&p)).await;
-    let a = service_a(
-        b,
-        TraceHeadersLayer::new().tracer_provider(&p),
-        PropagateTraceHeadersLayer::instrument().tracer_provider(&p),
-        &p,
-    )
-    .await;
+    let (exporter, a) = every_span_reported().await;
     let seen = call(a, "plain", SAMPLED).await;
     let spans = exporter.get_finished_spans().unwrap();
     let server = one(&spans, "a");
@@ -283,16 +290,7 @@ async fn the_server_span_parents_the_calls_and_the_headers_agree() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_inside_a_tracing_span_are_its_children() {
-    let exporter = InMemorySpanExporter::default();
-    let p = provider(&exporter, Sampler::AlwaysOn);
-    let b = service_b(TraceHeadersLayer::new().tracer_provider(&p)).await;
-    let a = service_a(
-        b,
-        TraceHeadersLayer::new().tracer_provider(&p),
-        PropagateTraceHeadersLayer::instrument().tracer_provider(&p),
-        &p,
-    )
-    .await;
+    let (exporter, a) = every_span_reported().await;
     let seen = call(a, "tracing", SAMPLED).await;
     let spans = exporter.get_finished_spans().unwrap();
     let server = one(&spans, "a");
@@ -334,16 +332,7 @@ async fn calls_inside_a_tracing_span_are_its_children() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_inside_an_opentelemetry_span_and_spawned_work_are_its_children() {
     for how in ["otel", "spawn"] {
-        let exporter = InMemorySpanExporter::default();
-        let p = provider(&exporter, Sampler::AlwaysOn);
-        let b = service_b(TraceHeadersLayer::new().tracer_provider(&p)).await;
-        let a = service_a(
-            b,
-            TraceHeadersLayer::new().tracer_provider(&p),
-            PropagateTraceHeadersLayer::instrument().tracer_provider(&p),
-            &p,
-        )
-        .await;
+        let (exporter, a) = every_span_reported().await;
         let seen = call(a, how, SAMPLED).await;
         let spans = exporter.get_finished_spans().unwrap();
         let server = one(&spans, "a");
@@ -360,16 +349,7 @@ async fn calls_inside_an_opentelemetry_span_and_spawned_work_are_its_children() 
 async fn detached_work_is_in_no_trace_of_the_request() {
     // `without_trace` hides the request's trace and its OpenTelemetry context (the server
     // span, current where the task is spawned): the call is a root of a trace of its own.
-    let exporter = InMemorySpanExporter::default();
-    let p = provider(&exporter, Sampler::AlwaysOn);
-    let b = service_b(TraceHeadersLayer::new().tracer_provider(&p)).await;
-    let a = service_a(
-        b,
-        TraceHeadersLayer::new().tracer_provider(&p),
-        PropagateTraceHeadersLayer::instrument().tracer_provider(&p),
-        &p,
-    )
-    .await;
+    let (exporter, a) = every_span_reported().await;
     let seen = call(a, "detached", SAMPLED).await;
     let spans = exporter.get_finished_spans().unwrap();
     let server = one(&spans, "a");

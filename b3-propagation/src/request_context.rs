@@ -133,20 +133,31 @@ pub(crate) fn slot_name(slot: usize) -> &'static HeaderName {
 }
 
 /// Which received header values forward mode re-sends: captured slots, by bit, and the
-/// re-encodings of a `traceparent` or `uber-trace-id` that cannot go on as received.
+/// re-encodings of values that cannot go on as received.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Received {
     /// Bit `i`: the captured value of slot `i` is forwarded.
     kept: u32,
-    /// Sent instead of the received `traceparent`.
-    traceparent: Option<HeaderValue>,
-    /// Sent instead of the received `uber-trace-id`.
-    uber_trace_id: Option<HeaderValue>,
+    /// Values sent instead of received ones; rare, so boxed (the struct moves with every
+    /// extract).
+    replaced: Option<Box<Replaced>>,
 
     /// The context formats that arrived valid.
     pub(crate) formats: FormatSet,
     /// Whether the context is exactly what those headers say (no trust policy change).
     pub(crate) context_verbatim: bool,
+}
+
+/// Values forward mode sends instead of received ones (see [`Received`]).
+#[derive(Clone, Debug, Default)]
+struct Replaced {
+    /// Sent instead of the received `traceparent`.
+    traceparent: Option<HeaderValue>,
+    /// Sent instead of the received `uber-trace-id`.
+    uber_trace_id: Option<HeaderValue>,
+    /// Beside a forwarded `traceparent` of another trace than the context's, its own
+    /// `tracestate`, normalised (a valid one that did not come in its normal form).
+    tracestate: Option<HeaderValue>,
 }
 
 impl Received {
@@ -197,14 +208,18 @@ impl Received {
                 (slot::TRACEPARENT, Some(v)) => match traceparent_re_encoding(v) {
                     None => true,
                     Some(re) => {
-                        self.traceparent = re;
+                        if let Some(re) = re {
+                            self.replaced_mut().traceparent = Some(re);
+                        }
                         false
                     }
                 },
                 // `uber-trace-id` (Jaeger): the parent field is not validated, so a value
                 // that is not visible ASCII is re-encoded (`{trace}:{span}:0:{flags}`).
                 (slot::UBER_TRACE_ID, Some(v)) if !v.iter().all(u8::is_ascii_graphic) => {
-                    self.uber_trace_id = jaeger::decode(v).ok().and_then(|cx| jaeger::encode(&cx));
+                    if let Some(re) = jaeger::decode(v).ok().and_then(|cx| jaeger::encode(&cx)) {
+                        self.replaced_mut().uber_trace_id = Some(re);
+                    }
                     false
                 }
                 (_, Some(_)) => true,
@@ -223,28 +238,42 @@ impl Received {
         self.kept |= 1 << slot;
     }
 
-    /// Forward the captured value of `slot` no more.
-    pub(crate) fn unkeep(&mut self, slot: usize) {
-        self.kept &= !(1 << slot);
-    }
-
     /// The slots kept.
     pub(crate) fn kept_slots(&self) -> impl Iterator<Item = usize> + use<> {
         let kept = self.kept;
         (0..SCAN_SLOTS).filter(move |s| kept & (1 << s) != 0)
     }
 
-    /// The value forwarded for `slot`, if any, given the captured values.
+    fn replaced_mut(&mut self) -> &mut Replaced {
+        self.replaced.get_or_insert_with(Box::default)
+    }
+
+    /// Send `value`, normalised, as the `tracestate` of a forwarded `traceparent` of another
+    /// trace (one that did not come in its normal form).
+    pub(crate) fn replace_tracestate(&mut self, value: HeaderValue) {
+        self.replaced_mut().tracestate = Some(value);
+    }
+
+    /// Send no received `tracestate` (what the application sets replaces it).
+    pub(crate) fn drop_tracestate(&mut self) {
+        self.kept &= !(1 << slot::TRACESTATE);
+        if let Some(r) = &mut self.replaced {
+            r.tracestate = None;
+        }
+    }
+
+    /// The value forwarded for `slot`, if any, given the captured values: the captured one
+    /// when kept (the common case, looked at first), else a replacement. (A slot whose value
+    /// is replaced is never kept.)
     fn value<'a>(&'a self, slot: usize, captured: Option<&'a Captured>) -> Option<&'a HeaderValue> {
-        let replaced = match slot {
-            slot::TRACEPARENT => self.traceparent.as_ref(),
-            slot::UBER_TRACE_ID => self.uber_trace_id.as_ref(),
+        if self.kept & (1 << slot) != 0 {
+            return captured.and_then(|c| c.slot(slot));
+        }
+        self.replaced.as_deref().and_then(|r| match slot {
+            slot::TRACEPARENT => r.traceparent.as_ref(),
+            slot::UBER_TRACE_ID => r.uber_trace_id.as_ref(),
+            slot::TRACESTATE => r.tracestate.as_ref(),
             _ => None,
-        };
-        replaced.or_else(|| {
-            (self.kept & (1 << slot) != 0)
-                .then(|| captured.and_then(|c| c.slot(slot)))
-                .flatten()
         })
     }
 }
@@ -544,7 +573,7 @@ impl RequestContext {
         // What the application sets is the only `tracestate` sent, also beside a forwarded
         // `traceparent` of another trace.
         if self.pending.is_some() || self.rest.get().is_some() {
-            self.rest_mut().received.unkeep(slot::TRACESTATE);
+            self.rest_mut().received.drop_tracestate();
         }
     }
 

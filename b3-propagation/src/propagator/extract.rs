@@ -490,14 +490,14 @@ impl Propagator {
             if head.other_trace_tracestate && received.context_verbatim {
                 match Self::tracestate_of(carrier) {
                     // Sent as it came when that is its normal form (one `k=v,k=v` line, as
-                    // tracers write it); a valid one in another form is not sent.
-                    Ok(ts)
-                        if ts.header_value().map(HeaderValue::as_bytes)
-                            == slot(crate::carrier::slot::TRACESTATE) =>
-                    {
-                        received.keep(crate::carrier::slot::TRACESTATE);
-                    }
-                    Ok(_) => {}
+                    // tracers write it), else normalised.
+                    Ok(ts) => match ts.header_value() {
+                        Some(v) if Some(v.as_bytes()) == slot(crate::carrier::slot::TRACESTATE) => {
+                            received.keep(crate::carrier::slot::TRACESTATE);
+                        }
+                        Some(v) => received.replace_tracestate(v.clone()),
+                        None => {}
+                    },
                     Err(e) => errors.push(e),
                 }
             }

@@ -119,8 +119,8 @@ impl Propagator {
     /// Forward mode (what Istio asks of applications): re-send the received context headers
     /// exactly as they arrived (shared bytes, no re-encoding), plus request id, `tracestate`
     /// (the context's; beside a `traceparent` of another trace than the context's, that
-    /// one's own, checked and as it came when in its normal one-line form), baggage and
-    /// opaque headers. Values a peer would misread are not sent as they came: a
+    /// one's own, checked, as it came when in its normal one-line form, else normalised),
+    /// baggage and opaque headers. Values a peer would misread are not sent as they came: a
     /// higher `traceparent` version and an `uber-trace-id` with unchecked bytes are encoded
     /// again; a zero `x-b3-parentspanid` and an `x-b3-sampled` beside `x-b3-flags: 1` are left
     /// out; legacy `x-b3-sampled: true` / `false` with ids and Brave's `b3: {t}-{s}-{p}` have

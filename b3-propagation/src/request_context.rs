@@ -570,8 +570,6 @@ impl RequestContext {
     /// forwarded `traceparent` of another trace, which otherwise keeps its own).
     pub fn set_tracestate(&mut self, tracestate: TraceState) {
         self.tracestate = tracestate;
-        // What the application sets is the only `tracestate` sent, also beside a forwarded
-        // `traceparent` of another trace.
         if self.pending.is_some() || self.rest.get().is_some() {
             self.rest_mut().received.drop_tracestate();
         }

@@ -347,17 +347,22 @@ fn format_filter_and_usage_errors() {
     assert_eq!(status.code(), Some(2));
 }
 
+/// The `format` of each error `decode` reported, in order.
+fn error_formats(got: &Value) -> Vec<&str> {
+    got["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["format"].as_str().expect("f"))
+        .collect()
+}
+
 #[test]
 fn control_characters_are_reported_not_fatal() {
     let mut cmd = bin();
     cmd.args(["decode", "-H", "x-request-id: a\u{1}b", "-H", "b3: \u{7f}"]);
     let got = run(cmd, None);
-    let kinds: Vec<&str> = got["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| e["format"].as_str().expect("f"))
-        .collect();
+    let kinds = error_formats(&got);
     assert_eq!(kinds, vec!["b3-single", "request-id"]);
 }
 
@@ -374,12 +379,7 @@ fn header_bytes_that_are_not_utf8_are_reported_not_fatal() {
     let got = run(cmd, None);
     assert_eq!(got["context"]["span_id"], "e457b5a2e4d86bd1");
     assert!(got["request_id"].is_null());
-    let kinds: Vec<&str> = got["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| e["format"].as_str().expect("f"))
-        .collect();
+    let kinds = error_formats(&got);
     assert_eq!(kinds, vec!["request-id"]);
 }
 

@@ -51,7 +51,7 @@ async fn main() -> std::io::Result<()> {
     });
     // Listening for SIGTERM before saying where we listen: a supervisor that stops us as soon
     // as we are up must not kill us with the signal's default action.
-    let stop = stop_signal()?;
+    let stop = serve::stop_signal()?;
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
     let addr = listener.local_addr()?;
     eprintln!(
@@ -59,29 +59,6 @@ async fn main() -> std::io::Result<()> {
          query /api/v2/traces"
     );
     collector.serve(listener, stop).await
-}
-
-/// Ctrl-C, or SIGTERM (what a container runtime or Kubernetes sends): the server stops
-/// accepting and drains. The SIGTERM handler is installed when this is called, not when the
-/// future is first polled.
-fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    Ok(async move {
-        let ctrl_c = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        #[cfg(unix)]
-        let term = async {
-            term.recv().await;
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        tokio::select! {
-            () = ctrl_c => {},
-            () = term => {},
-        }
-    })
 }
 
 #[cfg(test)]

@@ -335,6 +335,35 @@ where
     }
 }
 
+/// A shutdown future for [`serve`]: completes on Ctrl-C or SIGTERM (what a container runtime
+/// or Kubernetes sends). The SIGTERM handler is installed when this is called, inside the
+/// runtime, not when the future is first polled: a SIGTERM that arrives before (while the
+/// process is still starting) is not left to its default action, which kills the process
+/// without a drain.
+///
+/// # Errors
+///
+/// When the SIGTERM handler cannot be installed.
+pub fn stop_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    Ok(async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            term.recv().await;
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {},
+            () = term => {},
+        }
+    })
+}
+
 /// Serve `router` on `listener` until `shutdown` completes, then drain. See the
 /// [crate docs](crate).
 ///

@@ -157,12 +157,11 @@ impl ServiceArgs {
 /// sending signals.
 pub const SHUTDOWN_ON_STDIN_CLOSE: &str = "SHUTDOWN_ON_STDIN_CLOSE";
 
-/// Completes on Ctrl-C or SIGTERM (and, with [`SHUTDOWN_ON_STDIN_CLOSE`] set, when standard
-/// input closes).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on Ctrl-C or SIGTERM ([`serve::stop_signal`], its SIGTERM handler installed
+/// at this call) and, with [`SHUTDOWN_ON_STDIN_CLOSE`] set, when standard input closes. Call
+/// it inside the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    let signals = serve::stop_signal();
     let stdin_closed = async {
         let on = std::env::var(SHUTDOWN_ON_STDIN_CLOSE)
             .ok()
@@ -194,21 +193,20 @@ pub async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    async move {
+        let signals = async move {
+            match signals {
+                Ok(signals) => signals.await,
+                // No SIGTERM handler: Ctrl-C still stops the service.
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = signals => {},
+            () = stdin_closed => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-        () = stdin_closed => {},
     }
 }
 

@@ -14,16 +14,19 @@ pub(crate) fn run(command: &mut Command, limit: Duration) -> io::Result<Output> 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    // Each pipe is read on a thread of its own, which hands its bytes over a channel: a
-    // grandchild still holding a pipe open (a `pip` or `apt` helper) cannot keep us waiting.
+    // Each pipe is read on a thread of its own, which hands its bytes over a channel as they
+    // come: a grandchild still holding a pipe open (a `pip` or `apt` helper) cannot keep us
+    // waiting, nor hide what the command printed.
     let read = |pipe: Option<Box<dyn Read + Send>>| {
-        let (sent, received) = std::sync::mpsc::channel();
+        let (sent, received) = std::sync::mpsc::channel::<Vec<u8>>();
         std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut bytes);
+            let Some(mut p) = pipe else { return };
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = p.read(&mut buf) {
+                if sent.send(buf[..n].to_vec()).is_err() {
+                    return;
+                }
             }
-            let _ = sent.send(bytes);
         });
         received
     };
@@ -54,16 +57,44 @@ pub(crate) fn run(command: &mut Command, limit: Duration) -> io::Result<Output> 
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    // What the pipes held by the time the command ended (at most a second more for their
-    // last bytes).
+    // What the pipes held by the time the command ended, and what comes within a second more
+    // (their last bytes; a pipe a grandchild keeps open never ends).
+    let until = Instant::now() + Duration::from_secs(1);
     let last = |r: std::sync::mpsc::Receiver<Vec<u8>>| {
-        r.recv_timeout(Duration::from_secs(1)).unwrap_or_default()
+        let mut bytes = Vec::new();
+        while let Ok(chunk) = r.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            bytes.extend_from_slice(&chunk);
+        }
+        bytes
     };
     Ok(Output {
         status,
         stdout: last(stdout),
         stderr: last(stderr),
     })
+}
+
+/// [`run`] with the bound every provisioning command gets: ten minutes (a `pip` download
+/// on a slow index, `apt-get update` on a slow mirror).
+pub(crate) fn provision(command: &mut Command) -> io::Result<Output> {
+    run(command, Duration::from_secs(600))
+}
+
+/// A command's stdout then stderr, trimmed, as text: its last 4 000 bytes, where `pip`,
+/// `apt-get` and `dpkg-deb` say what went wrong.
+pub(crate) fn output_text(out: &Output) -> String {
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    tail(text.trim(), 4000).to_owned()
+}
+
+/// The last `max` bytes of `text` (on a character boundary).
+pub(crate) fn tail(text: &str, max: usize) -> &str {
+    let start = text.len().saturating_sub(max);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    &text[start..]
 }
 
 #[cfg(test)]
@@ -92,6 +123,7 @@ mod tests {
         )
         .expect("sh");
         assert!(out.status.success());
+        assert_eq!(out.stdout, b"done\n", "what it printed is kept");
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "{:?}",

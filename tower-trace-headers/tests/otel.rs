@@ -409,6 +409,8 @@ fn the_otel_propagator_keeps_the_callers_decision_through_a_local_span() {
     };
     const T: &str = "80f198ee56343ba864fe8b2a57d3eff7";
     const S: &str = "e457b5a2e4d86bd1";
+    // Span ids named here (not the caller's), to be found among the exported spans.
+    let mut named: Vec<String> = Vec::new();
     // The caller's deny alone: the local root follows it, and `0` goes on.
     let out = through_a_span(&[("b3", "0")]);
     assert_eq!(
@@ -416,16 +418,22 @@ fn the_otel_propagator_keeps_the_callers_decision_through_a_local_span() {
         Some("0"),
         "{out:?}"
     );
+    assert!(
+        !out.contains_key("x-b3-spanid"),
+        "a span nobody reports: {out:?}"
+    );
     // The caller's accept alone: a sampled trace starts here and names the reported span.
     let out = through_a_span(&[("b3", "1")]);
     assert_eq!(out["x-b3-sampled"], "1", "{out:?}");
-    // Debug alone stays debug.
+    named.push(out["x-b3-spanid"].clone());
+    // Debug alone stays debug, and names the reported span too.
     let out = through_a_span(&[("b3", "d")]);
     assert_eq!(
         out.get("x-b3-flags").map(String::as_str),
         Some("1"),
         "{out:?}"
     );
+    named.push(out["x-b3-spanid"].clone());
     // Ids without a decision: nothing reported here, the caller's span goes on undecided
     // (not turned into a deny naming a span nobody exports).
     let out = through_a_span(&[("x-b3-traceid", T), ("x-b3-spanid", S)]);
@@ -441,12 +449,18 @@ fn the_otel_propagator_keeps_the_callers_decision_through_a_local_span() {
     assert_eq!(out["x-b3-traceid"], T);
     assert_ne!(out["x-b3-spanid"], S);
     assert_eq!(out["x-b3-sampled"], "1");
-    // Every span named was exported; none else is named.
+    named.push(out["x-b3-spanid"].clone());
+    // Every span named here was exported.
     let exported: Vec<String> = exporter
         .get_finished_spans()
         .unwrap()
         .iter()
         .map(|s| s.span_context.span_id().to_string())
         .collect();
-    assert!(exported.contains(&out["x-b3-spanid"]), "{exported:?}");
+    for id in &named {
+        assert!(
+            exported.contains(id),
+            "{id} named, not exported: {exported:?}"
+        );
+    }
 }

@@ -47,9 +47,10 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = ModeArg::Instrument)]
     mode: ModeArg,
     /// Zipkin shared span context (server spans reuse the caller's span id). Alone, or with
-    /// `true` / `false`.
+    /// a boolean (`true` / `false`, `1` / `0`, ... as the services read it).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1,
-          default_missing_value = "true", value_name = "BOOL")]
+          default_missing_value = "true", value_name = "BOOL",
+          value_parser = services::cli::env_flag)]
     shared_span_context: bool,
     /// Keep the mesh up after the run, print each trace as it completes, stop on Ctrl-C
     /// (with `--envoy`: through the front proxy).
@@ -515,6 +516,13 @@ mod tests {
         assert!(parse(&["--shared-span-context", "--envoy"]));
         assert!(parse(&["--shared-span-context", "true"]));
         assert!(!parse(&["--shared-span-context", "false"]));
+        // As the services read it.
+        assert!(parse(&["--shared-span-context", "1"]));
+        assert!(!parse(&["--shared-span-context", "off"]));
+        assert!(
+            super::Cli::try_parse_from(["demo", "--shared-span-context", "ture"]).is_err(),
+            "a typo is an error"
+        );
         assert!(!parse(&[]));
     }
 }

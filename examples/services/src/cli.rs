@@ -88,7 +88,11 @@ pub struct ServiceArgs {
 /// A flag that its environment variable may set: `1`, `true`, `yes`, `on` (any case) and the
 /// like are true; `0`, `false`, `no`, `off` and a blank value are false; anything else is an
 /// error (a typo does not silently turn the flag on).
-fn env_flag(value: &str) -> Result<bool, String> {
+///
+/// # Errors
+///
+/// A value that is none of those.
+pub fn env_flag(value: &str) -> Result<bool, String> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "t" | "yes" | "y" | "on" => Ok(true),
         "" | "0" | "false" | "f" | "no" | "n" | "off" => Ok(false),

@@ -486,9 +486,10 @@ fn config_map(config: &RenderedConfig, labels: &Value) -> Value {
 /// (`SHUTDOWN_DELAY_MS`): the time the pod takes to leave its Service's endpoints.
 const APP_SHUTDOWN_DELAY_MS: u64 = 5_000;
 
-/// How long a sidecar waits, on the pod's termination, before Envoy gets its SIGTERM: longer
-/// than its app's shutdown delay, drain (10 s) and span flush (5 s), so the app's last answers
-/// and calls still have their proxy; within the pod's 30 s grace period.
+/// How long a sidecar waits, on the pod's termination, before Envoy gets its SIGTERM: at least
+/// its app's shutdown delay (5 s), drain (at most 10 s) and span flush (the access log's 2 s,
+/// then the exporter's 2 s timeout), so the app's last answers and calls still have their
+/// proxy; within the pod's 30 s grace period.
 const SIDECAR_STOP_AFTER_S: u64 = 20;
 
 /// The same for the front proxy, which only waits for the endpoints to update.

@@ -7,7 +7,8 @@
 //!   (`*-sidecar`, `*-envoy`, `front-proxy`, a word ending in `gateway`).
 //! - The **edge** is a proxy or service named with `--edge`, one whose Envoy access-log lines
 //!   say `listener: edge`, or one named like an edge (`front-proxy`, the word `edge`, a word
-//!   ending in `gateway`; words are separated by `-`, `_` or `.`, so `ledger` is no edge).
+//!   ending in `gateway` other than an egress gateway; words are separated by `-`, `_`, `.`
+//!   or spaces, so `ledger` is no edge).
 //! - The **application behind a proxy** is, first, what the spans show: the service of the
 //!   application spans whose parent (or shared id) is the proxy's ingress span, and of the
 //!   application spans that are the parents of its egress spans (the most frequent one).

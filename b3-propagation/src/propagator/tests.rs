@@ -343,15 +343,15 @@ fn an_untrusted_edge_drops_the_clients_baggage() {
 fn the_random_flag_goes_on_with_a_b3_winner_of_the_same_trace() {
     // Envoy's USE_B3_WITH_W3C_PROPAGATION: B3 and traceparent of one trace; B3 wins.
     let p = Propagator::default();
-    let with = |flags: &'static str, trace: &'static str| {
-        let tp: &'static str =
-            Box::leak(format!("00-{trace}-e457b5a2e4d86bd1-{flags}").into_boxed_str());
-        let cx = p.extract(&map(&[
+    let with = |flags: &str, trace: &str| {
+        let mut headers = map(&[
             ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
             ("x-b3-spanid", "e457b5a2e4d86bd1"),
             ("x-b3-sampled", "1"),
-            ("traceparent", tp),
-        ]));
+        ]);
+        let tp = format!("00-{trace}-e457b5a2e4d86bd1-{flags}");
+        headers.insert("traceparent", HeaderValue::from_str(&tp).unwrap());
+        let cx = p.extract(&headers);
         let child = cx.remote().unwrap().child();
         let mut out = HeaderMap::new();
         p.inject(&child, &cx, &mut out);
@@ -370,6 +370,10 @@ fn the_random_flag_goes_on_with_a_b3_winner_of_the_same_trace() {
     )));
     assert!(!super::extract::raw_random_bit(Some(b"00-short")));
     assert!(!super::extract::raw_random_bit(None));
+    // Leading OWS, which the decoder tolerates, is skipped.
+    assert!(super::extract::raw_random_bit(Some(
+        b"  00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-03"
+    )));
 }
 
 /// A carrier that is not a `HeaderMap`: the plain path, one lookup per name.
@@ -384,7 +388,7 @@ impl<'b> crate::carrier::Extractor for Plain<'b> {
         &'a self,
         name: &http::HeaderName,
     ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'b> {
-        self.0.get_all(name).iter().map(HeaderValue::as_bytes)
+        crate::carrier::Extractor::get_all_values(self.0, name)
     }
 
     fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
@@ -436,9 +440,6 @@ fn extract_span_takes_the_random_flag_as_extract_does() {
             padding
         ));
     }
-    assert!(super::extract::raw_random_bit(Some(
-        b"  00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-03"
-    )));
 }
 
 #[test]

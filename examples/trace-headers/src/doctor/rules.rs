@@ -206,9 +206,9 @@ fn caller_and_rivals(
         .max_by(|(at, _, a, _), (bt, _, b, _)| (at, innermost(a)).cmp(&(bt, innermost(b))))?;
     let caller = ctx.mesh.app_of(service_of(best));
     let mut rivals: Vec<String> = Vec::new();
-    for &(t, answered, c, _) in &running {
+    for &(their_tier, answered, c, _) in &running {
         let app = ctx.mesh.app_of(service_of(c));
-        if t == tier
+        if their_tier == tier
             && !answered
             && app != caller
             // In another trace, a span is no sibling of the caller's: a break before it.

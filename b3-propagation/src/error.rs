@@ -46,8 +46,6 @@ pub enum Field {
     ParentSpanId,
     /// The sampling state (`x-b3-sampled`, the third `b3` field).
     Sampling,
-    /// The debug flag (`x-b3-flags`).
-    Flags,
     /// The `traceparent` version.
     Version,
     /// The `traceparent` / Jaeger trace flags.
@@ -69,7 +67,6 @@ impl Field {
             Field::SpanId => "span id",
             Field::ParentSpanId => "parent span id",
             Field::Sampling => "sampling state",
-            Field::Flags => "debug flag",
             Field::Version => "version",
             Field::TraceFlags => "trace flags",
             Field::Member => "list member",

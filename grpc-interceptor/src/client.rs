@@ -25,7 +25,9 @@
 //!
 //! Both modes carry `x-request-id`, `tracestate`, baggage and the opaque headers
 //! (`x-ot-span-context`, `grpc-trace-bin` — binary metadata, forwarded verbatim). With no
-//! trace found, the call goes out untouched.
+//! trace found, forward mode leaves the call untouched; instrument mode writes the current
+//! reported span, if any (feature `opentelemetry`: an application span outside any request),
+//! in the inject formats, and otherwise leaves the call untouched too.
 //!
 //! The interceptor runs when the call is made, so "current" means current at that moment:
 //! a handler that does not wrap its future, or a task spawned without
@@ -117,7 +119,9 @@ impl ClientInterceptor {
         self
     }
 
-    /// Use this propagator (its inject set decides the formats written in instrument mode).
+    /// Use this propagator: its inject set decides the formats a reported span is written in
+    /// (instrument mode); with nothing reported at this hop, the received context headers go
+    /// on as they came, whatever the inject set.
     #[must_use]
     pub fn propagator(self, propagator: Propagator) -> Self {
         self.update(|c| c.propagator = propagator)

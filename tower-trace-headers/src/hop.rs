@@ -73,6 +73,9 @@ use crate::current::RequestTrace;
 /// untrusted) and write it into `headers`, so handlers, logs and forwarded calls see the
 /// one id. This hop's span is left unset: set it ([`RequestContext::set_local`]) only for a
 /// span some tracer reports.
+///
+/// A propagator built with [`request_id(false)`](b3_propagation::PropagatorBuilder::request_id)
+/// neither reads nor makes an id: `headers` keep whatever `x-request-id` came.
 #[inline]
 pub fn receive(propagator: &Propagator, headers: &mut HeaderMap) -> RequestContext {
     let mut cx = RequestContext::new();
@@ -90,8 +93,9 @@ pub(crate) fn receive_into(
 ) {
     propagator.extract_into(&*headers, cx);
     // A request id the extract kept is the header's (first) value already: only a generated
-    // one (none came, or an invalid or untrusted one) is written.
-    if cx.request_id().is_none() {
+    // one (none came, or an invalid or untrusted one) is written. With request ids off, the
+    // header is not this library's to touch.
+    if propagator.propagates_request_id() && cx.request_id().is_none() {
         let request_id = cx.ensure_request_id().header_value();
         if headers.get(&X_REQUEST_ID) != Some(request_id) {
             headers.insert(X_REQUEST_ID, request_id.clone());
@@ -229,6 +233,40 @@ mod tests {
     use super::*;
     use b3_propagation::Sampling;
     use http::HeaderValue;
+
+    /// With request ids off, the received `x-request-id` is left as it came (valid, invalid or
+    /// absent): none is read, generated, written back or sent on.
+    #[test]
+    fn request_ids_off_leave_the_header_alone() {
+        let propagator = Propagator::builder().request_id(false).build();
+        for received in [Some("rid-1"), Some("bad id"), None] {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-b3-traceid", HeaderValue::from_static("463ac35c9f6413ad"));
+            headers.insert("x-b3-spanid", HeaderValue::from_static("a2fb4a1d1a96d312"));
+            if let Some(id) = received {
+                headers.insert(
+                    X_REQUEST_ID,
+                    HeaderValue::from_bytes(id.as_bytes()).expect("value"),
+                );
+            }
+            let before = headers.clone();
+            let cx = receive(&propagator, &mut headers);
+            assert_eq!(headers, before, "{received:?}");
+            assert!(cx.request_id().is_none(), "{received:?}");
+            assert!(cx.span().is_some(), "{received:?}");
+
+            let trace = RequestTrace::new(cx);
+            let mut req = http::Request::new(());
+            write(&propagator, Some(&trace), None, &mut Outgoing::of(&mut req));
+            assert!(!req.headers().contains_key(X_REQUEST_ID), "{received:?}");
+            assert_eq!(req.headers()["x-b3-spanid"], "a2fb4a1d1a96d312");
+        }
+        // On by default: an absent id is generated and written back.
+        let mut headers = HeaderMap::new();
+        let cx = receive(&Propagator::default(), &mut headers);
+        let id = cx.request_id().expect("generated");
+        assert_eq!(headers[X_REQUEST_ID], id.as_str());
+    }
 
     /// On a gRPC call, a `-bin` value that is not base64 is not sent (a gRPC peer would fail
     /// the call); on an HTTP call a `-bin` suffix means nothing.

@@ -57,8 +57,9 @@
 //!
 //! # Where each piece lives
 //!
-//! - [`server`]: [`TraceHeadersLayer`] (extract, ensure `x-request-id`, derive this hop's
-//!   span, keep it current, optional `x-request-id` / `traceresponse` echo);
+//! - [`server`]: [`TraceHeadersLayer`] (extract, ensure `x-request-id`, report this hop's
+//!   span when sampled, keep the trace current, optional `x-request-id` / `traceresponse`
+//!   echo);
 //! - [`client`]: [`PropagateTraceHeadersLayer`] (forward or instrument);
 //! - [`current`]: [`RequestTrace::current`], the application's baggage and fields
 //!   ([`RequestTrace::set_baggage`], [`RequestTrace::set_field`]),

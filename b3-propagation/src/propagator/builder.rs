@@ -43,7 +43,9 @@ impl PropagatorBuilder {
     }
 
     /// Whether to read the prefixed baggage headers (`baggage-*`, `ot-baggage-*`,
-    /// `uberctx-*`) besides W3C `baggage` (default: on). Finding them walks every header.
+    /// `uberctx-*`) besides W3C `baggage`, and to write each entry the application sets in
+    /// the prefixed form its inject set's peers read as well: `baggage-<key>` for B3,
+    /// `uberctx-<key>` for Jaeger (default: on). Finding them walks every header.
     pub fn prefixed_baggage(mut self, on: bool) -> Self {
         self.config.prefixed_baggage = on;
         self

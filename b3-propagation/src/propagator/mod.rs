@@ -136,4 +136,10 @@ impl Propagator {
     pub fn id_generator(&self) -> &dyn IdGenerator {
         &*self.config.ids
     }
+
+    /// Whether `x-request-id` is extracted and injected ([`PropagatorBuilder::request_id`]).
+    #[must_use]
+    pub fn propagates_request_id(&self) -> bool {
+        self.config.request_id
+    }
 }

@@ -17,7 +17,6 @@ pub(crate) fn header_of(e: &ParseError) -> &'static str {
         (Format::B3Multi, Some(Field::SpanId)) => "x-b3-spanid",
         (Format::B3Multi, Some(Field::ParentSpanId)) => "x-b3-parentspanid",
         (Format::B3Multi, Some(Field::Sampling)) => "x-b3-sampled",
-        (Format::B3Multi, Some(Field::Flags)) => "x-b3-flags",
         (f, _) => f.header_name(),
     }
 }

@@ -78,7 +78,9 @@ impl PropagateTraceHeadersLayer {
         self
     }
 
-    /// Use this propagator (its inject set decides the formats written in instrument mode).
+    /// Use this propagator: its inject set decides the formats a reported span is written in
+    /// (instrument mode); with nothing reported at this hop, the received context headers go
+    /// on as they came, whatever the inject set.
     #[must_use]
     pub fn propagator(self, propagator: Propagator) -> Self {
         self.update(|c| c.propagator = propagator)

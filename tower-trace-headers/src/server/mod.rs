@@ -1,5 +1,5 @@
-//! The server side: extract the caller's headers, ensure a request id, derive this hop's span
-//! and keep it current while the request is handled.
+//! The server side: extract the caller's headers, ensure a request id, report this hop's
+//! span when a tracer samples it, and keep the trace current while the request is handled.
 //!
 //! [`TraceHeadersLayer`] wraps any `Service<http::Request<B>>` (an axum `Router`, a hyper
 //! service, a tonic server). For every request it:
@@ -8,12 +8,15 @@
 //!    absent, their reasons are kept);
 //! 2. ensures a valid `x-request-id` — generating a UUIDv4 when it is absent, invalid or
 //!    untrusted — and writes it into the request, so handlers and logs see the one id;
-//! 3. derives this hop's span (shared or child semantics; a new trace when nothing came in);
+//! 3. with feature `opentelemetry` and a provider that samples, starts this hop's server span
+//!    (shared or child semantics; a new trace when nothing came in) — with nothing reported,
+//!    the hop has no span of its own and the caller's context goes on as it came (see
+//!    [What a hop sends when it reports nothing](crate#what-a-hop-sends-when-it-reports-nothing));
 //! 4. stores a [`RequestTrace`](crate::RequestTrace) in the request extensions and makes it
 //!    current for the inner service's future on every poll;
 //! 5. optionally echoes `x-request-id` and a W3C `traceresponse` on the response.
 //!
-//! With feature `opentelemetry` it also starts a server span (see [`crate::otel`]; named
+//! The server span is described in [`crate::otel`] (named
 //! `{method} {http.route}` with the route template [`TraceHeadersLayer::route`] finds, as
 //! [`crate::semconv`] says); with feature `tracing`, a `tracing` span carrying `trace_id`,
 //! `span_id` and `request_id`. Both end with the response body (see [`ResponseBody`]).

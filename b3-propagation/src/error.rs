@@ -211,7 +211,19 @@ impl fmt::Display for ParseError {
                 } else {
                     write!(f, "invalid byte 0x{byte:02x} at byte {index}")?;
                 }
-                if byte.is_ascii_uppercase() && byte.is_ascii_hexdigit() {
+                // Only the hex fields: an upper-case letter in a key or a value is not a hex
+                // digit in the wrong case.
+                let hex_field = matches!(
+                    self.field,
+                    Some(
+                        Field::TraceId
+                            | Field::SpanId
+                            | Field::ParentSpanId
+                            | Field::Version
+                            | Field::TraceFlags
+                    )
+                );
+                if hex_field && byte.is_ascii_uppercase() && byte.is_ascii_hexdigit() {
                     f.write_str(" (lower-case hex only)")?;
                 }
                 Ok(())
@@ -261,5 +273,26 @@ mod tests {
             "invalid x-request-id header: invalid byte 0x01 at byte 3"
         );
         assert_eq!(e.kind().as_str(), "invalid_character");
+    }
+
+    /// The "lower-case hex only" hint is for the hex fields alone: an upper-case letter in a
+    /// `tracestate` key or a baggage value is not a hex digit in the wrong case.
+    #[test]
+    fn the_hex_hint_is_for_hex_fields() {
+        let upper = ErrorKind::InvalidCharacter {
+            byte: b'F',
+            index: 0,
+        };
+        let e = ParseError::at(Format::TraceParent, Field::TraceId, upper);
+        assert!(e.to_string().ends_with("(lower-case hex only)"), "{e}");
+        for (format, field) in [
+            (Format::TraceState, Some(Field::Key)),
+            (Format::Baggage, Some(Field::Value)),
+            (Format::B3Single, Some(Field::Sampling)),
+            (Format::RequestId, None),
+        ] {
+            let e = ParseError::new(format, field, upper);
+            assert!(!e.to_string().contains("hex"), "{e}");
+        }
     }
 }

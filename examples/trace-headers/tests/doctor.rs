@@ -156,6 +156,65 @@ fn headers_dropped_by_order_names_order_and_only_order() {
     assert!(text.contains("change: order"), "{text}");
 }
 
+/// The same request without the trace order received (not yet flushed, or sampled away): its
+/// three calls are still one finding against order, which names no received trace and does
+/// not claim that no other trace carries the request id.
+#[test]
+fn headers_dropped_without_the_received_trace_is_one_finding() {
+    let fixture = std::fs::read_to_string(data("headers-dropped.json")).expect("fixture");
+    let spans: Vec<Value> = serde_json::from_str(&fixture).expect("an array of spans");
+    let received = "d098d452136dcc0b8ae5964e25fa9c3e";
+    let cut: Vec<Value> = spans
+        .into_iter()
+        .filter(|s| s["traceId"] != received)
+        .collect();
+    let spans = serde_json::to_string(&cut).expect("JSON");
+    let out = run_with(&["doctor", "--json", "-"], Some(spans.as_bytes()));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(code(&out), 1, "{report}");
+    assert_eq!(
+        (&report["traces"], &report["broken"]),
+        (&Value::from(3), &Value::from(1))
+    );
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 1, "{report}");
+    let f = &findings[0];
+    assert_eq!(
+        (&f["kind"], &f["service"]),
+        (&Value::from("headers-dropped"), &Value::from("order"))
+    );
+    assert_eq!(
+        f["trace_ids"].as_array().expect("trace_ids").len(),
+        3,
+        "{f}"
+    );
+    assert_eq!(f["span_ids"].as_array().expect("span_ids").len(), 3, "{f}");
+    let why = f["explanation"].as_str().expect("explanation");
+    for words in [
+        "In request 4c94190f…, order's 3 calls to item started new traces at order-sidecar's egress",
+        "order forwards x-request-id but not the trace headers",
+    ] {
+        assert!(why.contains(words), "{why:?} lacks {words:?}");
+    }
+    assert!(!why.contains("received trace"), "{why}");
+
+    // Alone, the first of them is still the trace of a request that shares its id with none.
+    let first: Vec<&Value> = cut
+        .iter()
+        .filter(|s| s["traceId"] == cut[0]["traceId"])
+        .collect();
+    let spans = serde_json::to_string(&first).expect("JSON");
+    let out = run_with(&["doctor", "--json", "-"], Some(spans.as_bytes()));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let why = report["findings"][0]["explanation"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.contains("no other trace carries its request id"),
+        "{report}"
+    );
+}
+
 #[test]
 fn span_ids_order_never_reported_name_order() {
     let (code, report) = doctor_json(&[&data("unreported-parent.json")]);

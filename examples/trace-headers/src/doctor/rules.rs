@@ -480,11 +480,18 @@ fn received(ctx: &Ctx<'_>, culprit: &str, earlier: &[usize]) -> Option<String> {
                 })
             })
     };
+    // Else the request's first trace, unless it begins at the culprit itself (then it is one
+    // of the culprit's own new traces, not what it received).
+    let begins_at_culprit = |t: usize| {
+        starts(ctx, t)
+            .first()
+            .is_some_and(|s| ctx.mesh.app_of(s.service) == culprit)
+    };
     let t = earlier
         .iter()
         .copied()
         .find(|&t| serves(t))
-        .or_else(|| earlier.first().copied())?;
+        .or_else(|| earlier.first().copied().filter(|&t| !begins_at_culprit(t)))?;
     ctx.traces.get(t).map(|tr| tr.id.clone())
 }
 
@@ -551,11 +558,19 @@ pub(crate) fn events(ctx: &Ctx<'_>, g: &Group) -> Vec<Event> {
             if pos == 0 && k == 0 {
                 // The request's own start; only a proxy's egress never is one.
                 if start.side() == Side::Client && ctx.mesh.is_proxy(start.service) {
-                    let app = ctx.mesh.app_of(start.service);
-                    let hop = ctx.mesh.hop(start.service, start.kind);
-                    let mut e = event(Kind::HeadersDropped, Case::Unlinked, app, hop, trace);
+                    let mut e = if g.traces.len() > 1 {
+                        // Other traces carry its request id: the app forwards the id, and
+                        // the trace it received is not in the data. This piece is one of
+                        // its calls like the later ones, with no received trace to name.
+                        split(ctx, start, &[], Kind::HeadersDropped, trace)
+                    } else {
+                        let app = ctx.mesh.app_of(start.service);
+                        let hop = ctx.mesh.hop(start.service, start.kind);
+                        let mut e = event(Kind::HeadersDropped, Case::Unlinked, app, hop, trace);
+                        e.callee = callee_of(ctx, start);
+                        e
+                    };
                     e.span = start.span.map(|s| s.id.clone());
-                    e.callee = callee_of(ctx, start);
                     out.push(e);
                 }
                 continue;

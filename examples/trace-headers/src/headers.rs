@@ -24,18 +24,21 @@ impl std::error::Error for MissingColon {}
 
 impl Headers {
     /// Add a `Name: value` line. The value is everything after the first `:` minus one
-    /// leading space, otherwise verbatim; a leading `> ` (from `curl -v`) is dropped.
+    /// leading space, otherwise verbatim (bytes, UTF-8 or not: the decoders judge them); a
+    /// leading `> ` (from `curl -v`) is dropped.
     ///
     /// # Errors
     ///
     /// [`MissingColon`] when the line has no `:`.
-    pub fn push_line(&mut self, line: &str) -> Result<(), MissingColon> {
-        let line = line.strip_prefix("> ").unwrap_or(line);
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(MissingColon(line.to_owned()));
+    pub fn push_line(&mut self, line: impl AsRef<[u8]>) -> Result<(), MissingColon> {
+        let line = line.as_ref();
+        let line = line.strip_prefix(b"> ").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Err(MissingColon(String::from_utf8_lossy(line).into_owned()));
         };
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        self.push(name.trim(), value.as_bytes());
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        self.push(String::from_utf8_lossy(name).trim(), value);
         Ok(())
     }
 
@@ -44,14 +47,17 @@ impl Headers {
         self.lines.push((name.to_ascii_lowercase(), value.to_vec()));
     }
 
-    /// Read `Name: value` lines (blank lines skipped, `> ` prefixes dropped; a trailing `\r`
-    /// as in pasted HTTP is removed). Lines without `:` (such as `curl -v`'s request line)
-    /// are returned for a warning.
-    pub fn push_text(&mut self, text: &str) -> Vec<String> {
+    /// Read `Name: value` lines (blank lines skipped, `> ` prefixes dropped; the `\r` of a
+    /// CRLF line end as in pasted HTTP is removed, and a leading UTF-8 byte order mark).
+    /// Lines without `:` (such as `curl -v`'s request line) are returned for a warning.
+    pub fn push_text(&mut self, text: impl AsRef<[u8]>) -> Vec<String> {
+        let text = text.as_ref();
+        let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
         let mut skipped = Vec::new();
-        for line in text.lines() {
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            if line.trim().is_empty() || line.trim() == ">" {
+        for line in text.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let blank = line.trim_ascii();
+            if blank.is_empty() || blank == b">" {
                 continue;
             }
             if let Err(MissingColon(l)) = self.push_line(line) {

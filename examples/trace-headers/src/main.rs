@@ -28,7 +28,7 @@ enum Command {
     /// Decode headers: context, tracestate, baggage, request id and why anything was rejected.
     Decode {
         /// A header, `Name: value` (repeatable; repeated names are separate field lines).
-        /// Bytes that are not UTF-8 reach the decoders as U+FFFD, as on stdin.
+        /// Values are bytes: what is not UTF-8 reaches the decoders as it is, as on stdin.
         #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
         headers: Vec<OsString>,
         /// Also read `Name: value` lines from stdin (`> ` prefixes from `curl -v` are dropped).
@@ -124,20 +124,19 @@ fn headers_from(args: &[OsString]) -> Result<Headers, ExitCode> {
     for a in args {
         // Header data is bytes (obs-text is legal in a value): not UTF-8 is the decoders' to
         // judge, as on stdin, not a usage error.
-        if let Err(e) = h.push_line(&a.to_string_lossy()) {
+        if let Err(e) = h.push_line(a.as_encoded_bytes()) {
             return Err(usage(&e.to_string()));
         }
     }
     Ok(h)
 }
 
-fn read_stdin() -> Result<String, ExitCode> {
+fn read_stdin() -> Result<Vec<u8>, ExitCode> {
     let mut bytes = Vec::new();
     std::io::stdin()
         .read_to_end(&mut bytes)
         .map_err(|e| usage(&format!("reading stdin: {e}")))?;
-    // Keep invalid UTF-8 visible to the codecs as U+FFFD rather than failing.
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok(bytes)
 }
 
 /// The doctor's options, from the command line.
@@ -220,7 +219,7 @@ fn run(cli: Cli) -> Result<(String, ExitCode), ExitCode> {
         }
         Command::Encode { format } => {
             let text = read_stdin()?;
-            let input: serde_json::Value = serde_json::from_str(&text)
+            let input: serde_json::Value = serde_json::from_slice(&text)
                 .map_err(|e| usage(&format!("stdin is not JSON: {e}")))?;
             ok(encode(&input, format.into()).map_err(|e| usage(&e.to_string()))?)
         }

@@ -13,7 +13,11 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_trace-headers"))
 }
 
-fn run(mut cmd: Command, stdin: Option<&str>) -> Value {
+fn run(cmd: Command, stdin: Option<&str>) -> Value {
+    run_bytes(cmd, stdin.map(str::as_bytes))
+}
+
+fn run_bytes(mut cmd: Command, stdin: Option<&[u8]>) -> Value {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -21,7 +25,7 @@ fn run(mut cmd: Command, stdin: Option<&str>) -> Value {
     {
         let mut input = child.stdin.take().expect("stdin");
         if let Some(s) = stdin {
-            input.write_all(s.as_bytes()).expect("write stdin");
+            input.write_all(s).expect("write stdin");
         }
     }
     let out = child.wait_with_output().expect("wait");
@@ -381,6 +385,48 @@ fn header_bytes_that_are_not_utf8_are_reported_not_fatal() {
     assert!(got["request_id"].is_null());
     let kinds = error_formats(&got);
     assert_eq!(kinds, vec!["request-id"]);
+    // The byte sent, where it was sent: not the first byte of a U+FFFD put in its place.
+    assert_eq!(
+        got["errors"][0]["message"], "invalid x-request-id header: invalid byte 0xff at byte 1",
+        "{got}"
+    );
+}
+
+/// On stdin too the bytes reach the decoders as they came: a value that is not UTF-8, a stray
+/// `\r` before a CRLF line end (one `\r` is the line end's, the other is the value's), and a
+/// UTF-8 byte order mark before the first line, which is no part of the first header's name.
+#[test]
+fn stdin_bytes_reach_the_decoders_as_they_came() {
+    let mut cmd = bin();
+    cmd.args(["decode", "--stdin"]);
+    let got = run_bytes(
+        cmd,
+        Some(
+            b"\xef\xbb\xbfb3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1\r\n\
+              x-request-id: a\xffb\r\n\
+              traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\r\n",
+        ),
+    );
+    assert_eq!(got["context"]["format"], "b3-single", "{got}");
+    let messages: Vec<&str> = got["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["message"].as_str().expect("message"))
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("x-request-id") && m.contains("0xff at byte 1")),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("invalid traceparent header")),
+        "{messages:#?}"
+    );
 }
 
 #[test]

@@ -99,6 +99,9 @@ pub struct ServerInterceptor {
 struct ServerConfig {
     propagator: Propagator,
     strict: bool,
+    /// The decision for a caller's ids without one; `None`: [`RequestTrace::new`]'s.
+    #[cfg(feature = "opentelemetry")]
+    deferred: Option<b3_propagation::Sampling>,
 }
 
 impl ServerInterceptor {
@@ -136,6 +139,20 @@ impl ServerInterceptor {
     pub fn is_strict(&self) -> bool {
         self.config.strict
     }
+
+    /// What this hop decides when the caller's trace ids arrive with no sampling decision
+    /// (B3 "deferred": no `x-b3-sampled`, or one an untrusted edge discarded), for the
+    /// OpenTelemetry spans the handler starts under them. Default
+    /// [`Sampling::Accept`](b3_propagation::Sampling::Accept), as `tower-trace-headers`'
+    /// [`TraceHeadersLayer::deferred_sampling`](tower_trace_headers::TraceHeadersLayer::deferred_sampling);
+    /// [`Sampling::Deny`](b3_propagation::Sampling::Deny) is what OpenTelemetry's
+    /// `ParentBased` sampler does with a remote parent that is not sampled.
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    #[must_use]
+    pub fn deferred_sampling(self, decision: b3_propagation::Sampling) -> Self {
+        self.update(|c| c.deferred = Some(decision))
+    }
 }
 
 impl Interceptor for ServerInterceptor {
@@ -164,7 +181,14 @@ impl Interceptor for ServerInterceptor {
         }
         // An interceptor reports no span: this hop is transparent, its calls name the
         // caller's span (or a span the handler opens).
-        extensions.insert(RequestTrace::new(cx));
+        #[cfg(feature = "opentelemetry")]
+        let trace = match config.deferred {
+            Some(decision) => RequestTrace::with_deferred_sampling(cx, decision),
+            None => RequestTrace::new(cx),
+        };
+        #[cfg(not(feature = "opentelemetry"))]
+        let trace = RequestTrace::new(cx);
+        extensions.insert(trace);
         Ok(Request::from_parts(
             MetadataMap::from_headers(headers),
             extensions,
@@ -227,6 +251,43 @@ mod tests {
         // A request id was generated and written back.
         let id = t.request_id().unwrap();
         assert_eq!(r.metadata().get("x-request-id").unwrap(), id.as_str());
+    }
+
+    /// A caller's ids without a decision: the OpenTelemetry parent the handler's spans start
+    /// under is sampled by default, and follows `deferred_sampling` when it is set, as the
+    /// server layer's does.
+    #[cfg(feature = "opentelemetry")]
+    #[test]
+    fn deferred_sampling_decides_the_handlers_parent() {
+        use opentelemetry::trace::TraceContextExt;
+        let ids = [
+            ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+            ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        ];
+        let sampled = |mut interceptor: ServerInterceptor| {
+            let r = interceptor.call(request(&ids)).unwrap();
+            let t = trace(&r);
+            assert_eq!(t.remote().unwrap().sampling(), Sampling::Deferred);
+            let cx = t.otel_context().expect("a remote parent");
+            let sc = cx.span().span_context().clone();
+            assert!(sc.is_remote() && sc.is_valid(), "{sc:?}");
+            assert_eq!(format!("{:032x}", sc.trace_id()), ids[0].1);
+            sc.is_sampled()
+        };
+        assert!(sampled(ServerInterceptor::new()));
+        assert!(sampled(
+            ServerInterceptor::new().deferred_sampling(Sampling::Accept)
+        ));
+        assert!(!sampled(
+            ServerInterceptor::new().deferred_sampling(Sampling::Deny)
+        ));
+        // A decision that came is the caller's, whatever the setting.
+        let r = ServerInterceptor::new()
+            .deferred_sampling(Sampling::Deny)
+            .call(request(&[ids[0], ids[1], ("x-b3-sampled", "1")]))
+            .unwrap();
+        let cx = trace(&r).otel_context().expect("a remote parent");
+        assert!(cx.span().span_context().is_sampled());
     }
 
     #[test]

@@ -150,6 +150,9 @@ impl RequestTrace {
     /// Wrap a request context. With feature `opentelemetry`, the OpenTelemetry context made
     /// current with it is its span as a remote parent, so spans the application starts
     /// inside join the trace.
+    ///
+    /// A caller's ids without a sampling decision (B3 "deferred") make a sampled parent
+    /// there; [`with_deferred_sampling`](Self::with_deferred_sampling) chooses otherwise.
     #[must_use]
     pub fn new(cx: RequestContext) -> Self {
         #[cfg(feature = "opentelemetry")]
@@ -160,6 +163,21 @@ impl RequestTrace {
             otel,
             None,
         )
+    }
+
+    /// [`new`](Self::new), with `decision` for a caller's ids that came without a sampling
+    /// decision (B3 "deferred": no `x-b3-sampled`, or one an untrusted edge discarded): the
+    /// OpenTelemetry parent made current is sampled for
+    /// [`Sampling::Accept`](b3_propagation::Sampling::Accept) and
+    /// [`Sampling::Debug`](b3_propagation::Sampling::Debug), not for the others, so a
+    /// `ParentBased` sampler follows it. What the server layer's
+    /// [`deferred_sampling`](crate::TraceHeadersLayer::deferred_sampling) sets for its traces.
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    #[must_use]
+    pub fn with_deferred_sampling(cx: RequestContext, decision: b3_propagation::Sampling) -> Self {
+        let otel = crate::otel::remote_parent(&cx, decision);
+        Self::build(cx, otel, None)
     }
 
     pub(crate) fn build(

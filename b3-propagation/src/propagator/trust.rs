@@ -8,7 +8,9 @@ pub enum InboundContext {
     Trust,
     /// Keep the ids, drop the sampling decision and debug flag (they become deferred).
     IgnoreSampling,
-    /// Ignore it: every request starts a new trace.
+    /// Ignore it: no request continues the caller's trace. A hop that reports a span starts
+    /// a new trace with it; one that reports nothing sends no context on (forward mode has
+    /// nothing received to re-send), so the next hop that reports a span starts it.
     Ignore,
 }
 

@@ -307,12 +307,31 @@ impl std::fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-fn field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
+/// The string at `key`: `None` when absent or `null`, an error when it is another type (a
+/// number where a string belongs is a mistake to report, not a field to ignore).
+fn field<'a>(v: &'a Value, key: &str) -> Result<Option<&'a str>, InputError> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(InputError(format!(
+            "`{key}`: expected a string, got {other}"
+        ))),
+    }
+}
+
+/// The array at `key`, as [`field`] reads strings.
+fn array<'a>(v: &'a Value, key: &str) -> Result<&'a [Value], InputError> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(other) => Err(InputError(format!(
+            "`{key}`: expected an array, got {other}"
+        ))),
+    }
 }
 
 fn parse_hex_field(v: &Value, key: &str, max: usize) -> Result<Option<u128>, InputError> {
-    let Some(s) = field(v, key) else {
+    let Some(s) = field(v, key)? else {
         return Ok(None);
     };
     if s.is_empty() || s.len() > max {
@@ -343,7 +362,7 @@ fn parse_input(v: &Value, f: Format) -> Result<EncodeInput, InputError> {
     if !v.is_object() {
         return Err(InputError("expected a JSON object".into()));
     }
-    let sampling = match field(v, "sampling") {
+    let sampling = match field(v, "sampling")? {
         None => Sampling::Deferred,
         Some(s) => s
             .parse()
@@ -352,10 +371,15 @@ fn parse_input(v: &Value, f: Format) -> Result<EncodeInput, InputError> {
     let trace = parse_hex_field(v, "trace_id", 32)?;
     let span = parse_hex_field(v, "span_id", 16)?;
     let parent = parse_hex_field(v, "parent_span_id", 16)?;
-    let is_64 = v
-        .get("trace_id_64bit")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let is_64 = match v.get("trace_id_64bit") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(InputError(format!(
+                "`trace_id_64bit`: expected true or false, got {other}"
+            )));
+        }
+    };
     let context = match (trace, span) {
         (Some(t), Some(s)) => {
             let trace_id = if is_64 && t >> 64 == 0 {
@@ -366,7 +390,7 @@ fn parse_input(v: &Value, f: Format) -> Result<EncodeInput, InputError> {
             .ok_or_else(|| InputError("`trace_id`: all zero".into()))?;
             let span_id = SpanId::from_u64(s as u64)
                 .ok_or_else(|| InputError("`span_id`: all zero".into()))?;
-            let flags = match field(v, "trace_flags") {
+            let flags = match field(v, "trace_flags")? {
                 Some(f) if f.len() <= 2 && f.bytes().all(|b| b.is_ascii_hexdigit()) => {
                     u8::from_str_radix(f, 16)
                         .map_err(|_| InputError(format!("`trace_flags`: not hex: {f:?}")))?
@@ -395,35 +419,41 @@ fn parse_input(v: &Value, f: Format) -> Result<EncodeInput, InputError> {
     };
     let mut baggage = Vec::new();
     let writes_baggage = matches!(f, Format::Baggage | Format::OtSpanContext);
-    for e in v
-        .get("baggage")
-        .and_then(Value::as_array)
-        .filter(|_| writes_baggage)
-        .into_iter()
-        .flatten()
-    {
-        let (Some(key), Some(value)) = (field(e, "key"), field(e, "value")) else {
-            return Err(InputError(
-                "`baggage` entries need `key` and `value`".into(),
-            ));
+    let entries = array(v, "baggage")?;
+    for e in entries.iter().filter(|_| writes_baggage) {
+        let bad = |why: String| InputError(format!("`baggage`: {why}"));
+        if !e.is_object() {
+            return Err(bad(format!("expected an entry object, got {e}")));
+        }
+        let (Some(key), Some(value)) = (field(e, "key")?, field(e, "value")?) else {
+            return Err(bad("entries need `key` and `value`".into()));
         };
+        // The rules `Baggage::set` applies to an application's entry: a token key, a value
+        // without control characters (what the encoder would otherwise skip in silence).
+        b3_propagation::Baggage::new()
+            .set(key, value)
+            .map_err(|e| bad(format!("{key:?}: {e}")))?;
         let mut entry = BaggageEntry::new(key, value);
-        for p in e
-            .get("properties")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(k) = field(p, "key") {
-                entry.properties.push(BaggageProperty {
-                    key: k.to_owned(),
-                    value: field(p, "value").map(str::to_owned),
-                });
+        for p in array(e, "properties")? {
+            let Some(k) = p
+                .is_object()
+                .then(|| field(p, "key"))
+                .transpose()?
+                .flatten()
+            else {
+                return Err(bad(format!("a property needs a `key`, got {p}")));
+            };
+            if k.is_empty() || http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                return Err(bad(format!("property key {k:?} is not a token")));
             }
+            entry.properties.push(BaggageProperty {
+                key: k.to_owned(),
+                value: field(p, "value")?.map(str::to_owned),
+            });
         }
         baggage.push(entry);
     }
-    let request_id = match field(v, "request_id") {
+    let request_id = match field(v, "request_id")? {
         Some(s) if f == Format::RequestId => Some(
             RequestId::parse(s.as_bytes()).map_err(|e| InputError(format!("`request_id`: {e}")))?,
         ),
@@ -571,6 +601,94 @@ pub const FORMATS: [Format; 8] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A field of the wrong type, or a baggage entry the encoder could not write, is an input
+    /// error (exit 2), not something left out in silence.
+    #[test]
+    fn encode_refuses_what_it_would_otherwise_ignore() {
+        let ctx = |extra: Value| {
+            let mut v = serde_json::json!({
+                "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                "span_id": "a2fb4a1d1a96d312",
+                "sampling": "accept",
+            });
+            for (k, x) in extra.as_object().expect("object") {
+                v[k] = x.clone();
+            }
+            v
+        };
+        for (extra, f, why) in [
+            (
+                serde_json::json!({"sampling": 1}),
+                Format::B3Single,
+                "`sampling`: expected a string",
+            ),
+            (
+                serde_json::json!({"trace_id_64bit": "yes"}),
+                Format::B3Single,
+                "`trace_id_64bit`",
+            ),
+            (
+                serde_json::json!({"trace_flags": 1}),
+                Format::TraceParent,
+                "`trace_flags`",
+            ),
+            (
+                serde_json::json!({"request_id": 5}),
+                Format::RequestId,
+                "`request_id`",
+            ),
+            (
+                serde_json::json!({"baggage": {"k": "v"}}),
+                Format::Baggage,
+                "`baggage`: expected an array",
+            ),
+            (
+                serde_json::json!({"baggage": ["k=v"]}),
+                Format::Baggage,
+                "expected an entry object",
+            ),
+            (
+                serde_json::json!({"baggage": [{"key": "bad key", "value": "v"}]}),
+                Format::Baggage,
+                "\"bad key\"",
+            ),
+            (
+                serde_json::json!({"baggage": [{"key": "k", "value": "a\u{1}b"}]}),
+                Format::OtSpanContext,
+                "`baggage`",
+            ),
+            (
+                serde_json::json!({"baggage": [{"key": "k", "value": "v", "properties": [{"value": "x"}]}]}),
+                Format::Baggage,
+                "a property needs a `key`",
+            ),
+            (
+                serde_json::json!({"baggage": [{"key": "k", "value": "v", "properties": [{"key": "p q"}]}]}),
+                Format::Baggage,
+                "not a token",
+            ),
+        ] {
+            let e = encode(&ctx(extra.clone()), f).expect_err(&extra.to_string());
+            assert!(e.0.contains(why), "{extra}: {e}");
+        }
+        // `null` stays "absent", as `decode` prints absent fields.
+        let ok = encode(
+            &ctx(serde_json::json!({"parent_span_id": null, "trace_flags": null, "baggage": null})),
+            Format::TraceParent,
+        )
+        .expect("nulls");
+        assert_eq!(
+            ok["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-a2fb4a1d1a96d312-01"
+        );
+        let ok = encode(
+            &ctx(serde_json::json!({"baggage": [{"key": "k", "value": "v w", "properties": [{"key": "p", "value": null}]}]})),
+            Format::Baggage,
+        )
+        .expect("a valid entry");
+        assert_eq!(ok["baggage"], "k=v%20w;p");
+    }
 
     #[test]
     fn encode_reads_each_tracestate_member_whole() {

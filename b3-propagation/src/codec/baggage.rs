@@ -261,6 +261,18 @@ pub fn decode_prefixed(name: &str, value: &[u8]) -> Option<Result<BaggageEntry, 
             .filter(|k| !k.is_empty())
             .map(|k| (*p, k))
     })?;
+    // A `HeaderMap` name is a token already; another carrier's may not be, and the key is
+    // written back as a member key and a header name.
+    if let Some(i) = key.bytes().position(|b| !is_tchar(b)) {
+        return Some(Err(ParseError::at(
+            FORMAT,
+            Field::Key,
+            ErrorKind::InvalidCharacter {
+                byte: key.as_bytes()[i],
+                index: i,
+            },
+        )));
+    }
     if let Some(i) = value.iter().position(|&b| !is_prefixed_octet(b)) {
         return Some(Err(ParseError::at(
             FORMAT,
@@ -470,6 +482,15 @@ mod tests {
     #[test]
     fn prefixed_rejects_control_bytes() {
         assert!(decode_prefixed("baggage-k", b"a\x01b").unwrap().is_err());
+        // A key that is not a token (possible in a carrier other than `HeaderMap`).
+        for name in ["uberctx-a=b,c", "baggage-a b", "ot-baggage-k\u{e9}"] {
+            let e = decode_prefixed(name, b"v").unwrap().unwrap_err();
+            assert_eq!(e.field(), Some(Field::Key), "{name}");
+            assert!(
+                matches!(e.kind(), ErrorKind::InvalidCharacter { .. }),
+                "{name}"
+            );
+        }
         assert!(decode_prefixed("baggage", b"x").is_none());
         assert!(decode_prefixed("baggage-", b"x").is_none());
         let e = decode_prefixed("OT-Baggage-UserId", b"x").unwrap().unwrap();

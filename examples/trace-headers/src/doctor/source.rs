@@ -21,13 +21,16 @@ pub enum Source {
 }
 
 impl Source {
-    /// Read a SOURCE argument: `-` is standard input, `http://…` and `https://…` a Zipkin
-    /// API (only `http` is supported), anything else a file.
+    /// Read a SOURCE argument: `-` is standard input, `http://…` and `https://…` (the scheme
+    /// in any case) a Zipkin API (only `http` is supported), anything else a file.
     #[must_use]
     pub fn from_arg(arg: &str) -> Source {
         if arg == "-" {
             Source::Stdin
-        } else if arg.starts_with("http://") || arg.starts_with("https://") {
+        } else if ["http://", "https://"].iter().any(|scheme| {
+            arg.get(..scheme.len())
+                .is_some_and(|a| a.eq_ignore_ascii_case(scheme))
+        }) {
             Source::Url(arg.to_owned())
         } else {
             Source::File(PathBuf::from(arg))
@@ -68,19 +71,33 @@ impl Default for Query {
 
 impl Query {
     /// The traces URL for a base URL. A URL whose path already names the API
-    /// (`…/api/v2/traces`) keeps its path; `limit` and `lookback` are added.
+    /// (`…/api/v2/traces`) keeps its path and query; `limit` and `lookback` are added unless
+    /// the query already gives them (the URL's own value wins).
     #[must_use]
     pub fn url(&self, base: &str) -> String {
         let base = base.trim_end_matches('/');
-        let (path, sep) = if base.contains("/api/v2/traces") {
-            (base.to_owned(), if base.contains('?') { '&' } else { '?' })
+        let mut url = if base.contains("/api/v2/traces") {
+            base.to_owned()
         } else {
-            (format!("{base}/api/v2/traces"), '?')
+            format!("{base}/api/v2/traces")
         };
-        format!(
-            "{path}{sep}limit={}&lookback={}",
-            self.limit, self.lookback_ms
-        )
+        let given = |key: &str| {
+            url.split_once('?')
+                .is_some_and(|(_, q)| q.split('&').any(|pair| pair.split('=').next() == Some(key)))
+        };
+        let missing: Vec<String> = [
+            ("limit", self.limit.to_string()),
+            ("lookback", self.lookback_ms.to_string()),
+        ]
+        .into_iter()
+        .filter(|(key, _)| !given(key))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+        if !missing.is_empty() {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&missing.join("&"));
+        }
+        url
     }
 }
 
@@ -211,6 +228,22 @@ mod tests {
         );
         assert_eq!(Source::from_arg("-"), Source::Stdin);
         assert!(matches!(Source::from_arg("http://x"), Source::Url(_)));
+        assert!(matches!(Source::from_arg("HTTP://x:9411"), Source::Url(_)));
+        assert!(matches!(Source::from_arg("http"), Source::File(_)));
+        // The URL's own `limit` or `lookback` wins; the other is still added.
+        assert_eq!(
+            q.url("http://z:9411/api/v2/traces?limit=3"),
+            "http://z:9411/api/v2/traces?limit=3&lookback=3600000"
+        );
+        assert_eq!(
+            q.url("http://z:9411/api/v2/traces?lookback=60000&limit=5"),
+            "http://z:9411/api/v2/traces?lookback=60000&limit=5"
+        );
+        // `endTs` is not `lookback`, nor `limitx` `limit`.
+        assert_eq!(
+            q.url("http://z:9411/api/v2/traces?limitx=1&endTs=5"),
+            "http://z:9411/api/v2/traces?limitx=1&endTs=5&limit=1000&lookback=3600000"
+        );
         assert!(matches!(Source::from_arg("spans.json"), Source::File(_)));
     }
 }

@@ -21,6 +21,35 @@ pub(crate) struct OnEnd {
     pub(crate) spans: Ending,
 }
 
+/// What a request started, held while the inner service's `call` runs: a `call` that
+/// panics (the panic caught above, as tower-http's `CatchPanic` does) ends it as failed,
+/// as a panic while the returned future is polled does; otherwise the SDK would export the
+/// span with no status and the request would go unmeasured. [`Self::called`] hands it on
+/// once `call` returned.
+pub(crate) struct Calling {
+    pub(crate) extras: crate::extras::Extras,
+    pub(crate) on_end: Option<Box<OnEnd>>,
+}
+
+impl Calling {
+    /// `call` returned: what it started goes on to the response future.
+    pub(crate) fn called(mut self) -> (crate::extras::Extras, Option<Box<OnEnd>>) {
+        (std::mem::take(&mut self.extras), self.on_end.take())
+    }
+}
+
+impl Drop for Calling {
+    fn drop(&mut self) {
+        // After `called` nothing is left, so a call made while another panic unwinds ends
+        // nothing here.
+        if std::thread::panicking()
+            && let Some(on_end) = OnEnd::with_spans(self.on_end.take(), self.extras.ending())
+        {
+            on_end.failed("panic");
+        }
+    }
+}
+
 impl OnEnd {
     /// What the server layer does at the end of `req`'s response, as `config` says (its spans
     /// come with the response head).

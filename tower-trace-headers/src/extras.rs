@@ -289,8 +289,12 @@ impl Ending {
             let state = self.state;
             let grpc = state.grpc_call.then(|| match (state.grpc, how) {
                 (Some(code), _) => code,
-                // Whoever read the body went away: CANCELLED.
-                (None, End::Dropped) => 1,
+                // Whoever read the body went away: CANCELLED, unless the HTTP status already
+                // said what the call is (a proxy's 503 page a gRPC client drops unread).
+                (None, End::Dropped) => state
+                    .status
+                    .and_then(crate::semconv::grpc_status_of_http)
+                    .unwrap_or(1),
                 // A response without a status: what a gRPC client reads from the HTTP
                 // status, else UNKNOWN.
                 (None, End::Complete | End::Failed) => state

@@ -342,8 +342,11 @@ impl Pending {
                 // As the spans read it (see `Extras::end`).
                 let status = match (status, end) {
                     (Some(code), _) => code,
-                    // Whoever read the body went away: CANCELLED.
-                    (None, End::Dropped) => 1,
+                    // Whoever read the body went away: CANCELLED, unless the HTTP status
+                    // already said what the call is.
+                    (None, End::Dropped) => http
+                        .and_then(crate::semconv::grpc_status_of_http)
+                        .unwrap_or(1),
                     // No status: what a gRPC client reads from the HTTP status, else UNKNOWN.
                     (None, End::Complete | End::Failed) => http
                         .and_then(crate::semconv::grpc_status_of_http)

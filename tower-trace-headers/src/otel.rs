@@ -250,6 +250,8 @@ struct Seen<'a> {
     forwarded_for: Option<&'a HeaderValue>,
     forwarded_host: Option<&'a HeaderValue>,
     forwarded_proto: Option<&'a HeaderValue>,
+    /// RFC 7239 `Forwarded`, read before the `X-Forwarded-*` headers.
+    forwarded: Option<&'a HeaderValue>,
 }
 
 /// Past this many header lines (every value counts), the six are looked up instead: the pass
@@ -266,6 +268,7 @@ impl<'a> Seen<'a> {
                 forwarded_for: headers.get(&X_FORWARDED_FOR),
                 forwarded_host: headers.get(&X_FORWARDED_HOST),
                 forwarded_proto: headers.get(&X_FORWARDED_PROTO),
+                forwarded: headers.get(http::header::FORWARDED),
             };
         }
         let mut seen = Seen::default();
@@ -273,6 +276,7 @@ impl<'a> Seen<'a> {
             // The length first: most names are none of these, and fail there.
             let slot = match name.as_str().len() {
                 4 if name == http::header::HOST => &mut seen.host,
+                9 if name == http::header::FORWARDED => &mut seen.forwarded,
                 10 if name == http::header::USER_AGENT => &mut seen.user_agent,
                 12 if name == http::header::CONTENT_TYPE => &mut seen.content_type,
                 15 if name == X_FORWARDED_FOR => &mut seen.forwarded_for,
@@ -290,6 +294,61 @@ impl<'a> Seen<'a> {
     fn text(value: Option<&'a HeaderValue>) -> Option<&'a str> {
         value.and_then(|v| v.to_str().ok())
     }
+
+    /// The `key` parameter (`for`, `host`, `proto`) of `Forwarded`'s first element: what the
+    /// proxy nearest the client saw.
+    fn forwarded(&self, key: &str) -> Option<&'a str> {
+        forwarded_param(Self::text(self.forwarded)?, key)
+    }
+}
+
+/// The `key` parameter of the first element of an RFC 7239 `Forwarded` value
+/// (`for=192.0.2.60;proto=http;by=203.0.113.43, for=198.51.100.17`), its quotes removed;
+/// `None` when absent or empty. Separators inside a quoted value do not split.
+fn forwarded_param<'v>(value: &'v str, key: &str) -> Option<&'v str> {
+    let mut quoted = false;
+    let mut start = 0;
+    for (i, b) in value
+        .bytes()
+        .enumerate()
+        .chain(std::iter::once((value.len(), b',')))
+    {
+        match b {
+            b'"' => quoted = !quoted,
+            b';' | b',' if !quoted => {
+                let pair = value[start..i].trim_ascii();
+                if let Some((k, v)) = pair.split_once('=')
+                    && k.trim_ascii().eq_ignore_ascii_case(key)
+                {
+                    let v = v.trim_ascii();
+                    let v = v
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(v);
+                    return Some(v).filter(|v| !v.is_empty());
+                }
+                if b == b',' {
+                    // The first element had no such parameter.
+                    return None;
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The address of a `Forwarded` `for=` node (`192.0.2.43:47011`, `[2001:db8::1]:4711`):
+/// the IP without brackets or port. `None` for `unknown` and an obfuscated `_name`, which
+/// name no address.
+fn forwarded_node(node: &str) -> Option<&str> {
+    let host = match node.strip_prefix('[') {
+        Some(rest) => rest.split_once(']')?.0,
+        None => node.split_once(':').map_or(node, |(h, _)| h),
+    };
+    (!host.is_empty() && !host.starts_with('_') && !host.eq_ignore_ascii_case("unknown"))
+        .then_some(host)
 }
 
 impl<'a> RequestInfo<'a> {
@@ -406,10 +465,14 @@ impl<'a> RequestInfo<'a> {
     }
 
     /// `url.scheme` on the server side: the request's (HTTP/2 `:scheme`), else the original
-    /// request's as a proxy tells it (`X-Forwarded-Proto`), else `http`.
+    /// request's as a proxy tells it (`Forwarded` `proto=`, else `X-Forwarded-Proto`), else
+    /// `http`.
     fn scheme(&self) -> &'static str {
         let forwarded = || {
-            let proto = self.headers.forwarded_proto?.as_bytes();
+            let proto = match self.headers.forwarded("proto") {
+                Some(p) => p.as_bytes(),
+                None => self.headers.forwarded_proto?.as_bytes(),
+            };
             if proto.eq_ignore_ascii_case(b"https") {
                 Some("https")
             } else if proto.eq_ignore_ascii_case(b"http") {
@@ -426,7 +489,7 @@ impl<'a> RequestInfo<'a> {
     }
 
     /// `server.address` / `server.port`. Server side: the original host a proxy names
-    /// (`X-Forwarded-Host`), else `:authority`, else `Host`. Client side: the request's URI,
+    /// (`Forwarded` `host=`, else `X-Forwarded-Host`), else `:authority`, else `Host`. Client side: the request's URI,
     /// else the address the layer was told, else `Host`, with the scheme's default port.
     fn server_attributes(&self, server: bool, attrs: &mut Vec<KeyValue>) {
         let header = |value: Option<&'a HeaderValue>| {
@@ -442,7 +505,10 @@ impl<'a> RequestInfo<'a> {
             80
         };
         let found = if server {
-            header(self.headers.forwarded_host)
+            self.headers
+                .forwarded("host")
+                .and_then(split_host_port)
+                .or_else(|| header(self.headers.forwarded_host))
                 .or(from_uri)
                 .or_else(|| header(self.headers.host))
                 .map(|(h, p)| (repeated(h), p))
@@ -462,12 +528,18 @@ impl<'a> RequestInfo<'a> {
         }
     }
 
-    /// `client.address` (the original client a proxy names, else the peer) and
-    /// `network.peer.*` (server side).
+    /// `client.address` (the original client a proxy names: `Forwarded` `for=`, else
+    /// `X-Forwarded-For`; else the peer) and `network.peer.*` (server side).
     fn client_attributes(&self, attrs: &mut Vec<KeyValue>) {
-        let forwarded = Seen::text(self.headers.forwarded_for)
-            .map(first_listed)
-            .filter(|v| !v.is_empty());
+        let forwarded = self
+            .headers
+            .forwarded("for")
+            .and_then(forwarded_node)
+            .or_else(|| {
+                Seen::text(self.headers.forwarded_for)
+                    .map(first_listed)
+                    .filter(|v| !v.is_empty())
+            });
         match (forwarded, self.peer) {
             (Some(client), _) => {
                 attrs.push(KeyValue::new(semconv::CLIENT_ADDRESS, client.to_owned()));
@@ -946,7 +1018,7 @@ mod tests {
     }
 
     /// The six values, as the one pass found them.
-    fn seen_values<'a>(seen: &Seen<'a>) -> [Option<&'a [u8]>; 6] {
+    fn seen_values<'a>(seen: &Seen<'a>) -> [Option<&'a [u8]>; 7] {
         [
             seen.content_type,
             seen.host,
@@ -954,12 +1026,13 @@ mod tests {
             seen.forwarded_for,
             seen.forwarded_host,
             seen.forwarded_proto,
+            seen.forwarded,
         ]
         .map(|v| v.map(HeaderValue::as_bytes))
     }
 
     /// The six values, as `HeaderMap::get` finds them.
-    fn lookups(headers: &HeaderMap) -> [Option<&[u8]>; 6] {
+    fn lookups(headers: &HeaderMap) -> [Option<&[u8]>; 7] {
         [
             headers.get(http::header::CONTENT_TYPE),
             headers.get(http::header::HOST),
@@ -967,14 +1040,17 @@ mod tests {
             headers.get(&X_FORWARDED_FOR),
             headers.get(&X_FORWARDED_HOST),
             headers.get(&X_FORWARDED_PROTO),
+            headers.get(http::header::FORWARDED),
         ]
         .map(|v| v.map(HeaderValue::as_bytes))
     }
 
-    /// The names the pass looks for, names of the same lengths, and (from index 12 on)
+    /// The names the pass looks for, names of the same lengths, and (from index 14 on)
     /// fillers, enough of them to push a map past [`SCAN_LINES`].
     fn pool_name(i: usize) -> HeaderName {
-        const NAMES: [&str; 12] = [
+        const NAMES: [&str; 14] = [
+            "forwarded",
+            "forwardex",
             "host",
             "user-agent",
             "content-type",
@@ -999,7 +1075,7 @@ mod tests {
         /// fallback) finds exactly what `HeaderMap::get` finds.
         #[test]
         fn one_pass_agrees_with_lookups(
-            entries in proptest::collection::vec((0usize..52, "[ -~]{0,12}"), 0..64)
+            entries in proptest::collection::vec((0usize..54, "[ -~]{0,12}"), 0..64)
         ) {
             let mut headers = HeaderMap::new();
             for (i, v) in entries {
@@ -1013,6 +1089,43 @@ mod tests {
         #[test]
         fn first_listed_is_split_and_trim(v in "[a-z0-9@:,\\[\\] \t+.]{0,24}") {
             proptest::prop_assert_eq!(first_listed(&v), v.split(',').next().unwrap_or(&v).trim());
+        }
+    }
+
+    #[test]
+    fn forwarded_parameters_of_the_first_element() {
+        let v =
+            r#"For="[2001:db8:cafe::17]:4711";proto=https;host=shop.example:8443, for=10.0.0.1"#;
+        assert_eq!(forwarded_param(v, "for"), Some("[2001:db8:cafe::17]:4711"));
+        assert_eq!(forwarded_param(v, "PROTO"), Some("https"));
+        assert_eq!(forwarded_param(v, "host"), Some("shop.example:8443"));
+        assert_eq!(forwarded_param(v, "by"), None);
+        // Only the first element counts: its proxy is the one nearest the client.
+        assert_eq!(
+            forwarded_param("for=192.0.2.60, proto=https", "proto"),
+            None
+        );
+        // A quoted `,` or `;` does not split.
+        assert_eq!(
+            forwarded_param(r#"host="a,b;c";for=1.2.3.4"#, "for"),
+            Some("1.2.3.4")
+        );
+        assert_eq!(forwarded_param("for=", "for"), None);
+        assert_eq!(forwarded_param("nonsense", "for"), None);
+        assert_eq!(forwarded_param("", "for"), None);
+
+        assert_eq!(forwarded_node("192.0.2.43:47011"), Some("192.0.2.43"));
+        assert_eq!(forwarded_node("192.0.2.43"), Some("192.0.2.43"));
+        assert_eq!(
+            forwarded_node("[2001:db8:cafe::17]:4711"),
+            Some("2001:db8:cafe::17")
+        );
+        assert_eq!(
+            forwarded_node("[2001:db8:cafe::17]"),
+            Some("2001:db8:cafe::17")
+        );
+        for hidden in ["unknown", "_hidden", "_SEVKISEK", "[", ""] {
+            assert_eq!(forwarded_node(hidden), None, "{hidden}");
         }
     }
 
@@ -1108,5 +1221,57 @@ mod tests {
             attr(semconv::USER_AGENT_ORIGINAL).as_deref(),
             Some("curl/8.5.0")
         );
+
+        // RFC 7239 `Forwarded` comes first, parameter by parameter; what it lacks or cannot
+        // name (an obfuscated client) falls back to the `X-Forwarded-*` header.
+        for (forwarded, client, host, port, scheme) in [
+            (
+                r#"for="[2001:db8::17]:4711";host=store.example;proto=http, for=10.0.0.2"#,
+                "2001:db8::17",
+                "store.example",
+                None,
+                "http",
+            ),
+            (
+                "for=_hidden;proto=https",
+                "203.0.113.9",
+                "shop.example",
+                Some("8443"),
+                "https",
+            ),
+            (
+                "by=10.0.0.1",
+                "203.0.113.9",
+                "shop.example",
+                Some("8443"),
+                "https",
+            ),
+        ] {
+            req.headers_mut()
+                .insert(http::header::FORWARDED, HeaderValue::from_static(forwarded));
+            let (_, attrs) = RequestInfo::of(&req).describe(SpanKind::Server);
+            let attr = |k: &str| {
+                attrs
+                    .iter()
+                    .find(|kv| kv.key.as_str() == k)
+                    .map(|kv| kv.value.to_string())
+            };
+            assert_eq!(
+                attr(semconv::CLIENT_ADDRESS).as_deref(),
+                Some(client),
+                "{forwarded}"
+            );
+            assert_eq!(
+                attr(semconv::SERVER_ADDRESS).as_deref(),
+                Some(host),
+                "{forwarded}"
+            );
+            assert_eq!(attr(semconv::SERVER_PORT).as_deref(), port, "{forwarded}");
+            assert_eq!(
+                attr(semconv::URL_SCHEME).as_deref(),
+                Some(scheme),
+                "{forwarded}"
+            );
+        }
     }
 }

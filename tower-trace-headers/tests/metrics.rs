@@ -228,6 +228,16 @@ fn grpc_app(
                 *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
                 r
             }
+            "/shop.v1.Shop/ProxyPage" => {
+                // The same with a text page, which a gRPC client drops unread.
+                let page = futures_util::stream::iter([
+                    Ok::<_, Infallible>(Bytes::from_static(b"upstream connect error ")),
+                    Ok(Bytes::from_static(b"or disconnect/reset before headers")),
+                ]);
+                let mut r = Response::new(Body::from_stream(page));
+                *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                r
+            }
             p if p.starts_with("/probe.v1.Unimplemented") => {
                 let mut r = Response::new(Body::empty());
                 r.headers_mut()
@@ -331,6 +341,16 @@ async fn grpc_calls_by_service_method_and_status_from_trailers_headers_or_cancel
         .await
         .unwrap();
     response.into_body().collect().await.unwrap();
+    // The same with a page the client reads a frame of and drops: still UNAVAILABLE (the
+    // HTTP status said so), not CANCELLED.
+    let response = svc
+        .clone()
+        .oneshot(grpc_request("/shop.v1.Shop/ProxyPage"))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    body.frame().await.unwrap().unwrap();
+    drop(body);
 
     let text = scrape(&registry);
     for (service, method, status, count) in [
@@ -342,7 +362,7 @@ async fn grpc_calls_by_service_method_and_status_from_trailers_headers_or_cancel
         // the service (`Unavailable`, 503 → UNAVAILABLE): any path gets those.
         ("_OTHER", "_OTHER", 12, 1),
         ("_OTHER", "_OTHER", 1, 2),
-        ("_OTHER", "_OTHER", 14, 1),
+        ("_OTHER", "_OTHER", 14, 2),
     ] {
         let line = format!(
             r#"rpc_server_call_duration_seconds_count{{rpc_system="grpc",rpc_service="{service}",rpc_method="{method}",rpc_grpc_status_code="{status}"}} {count}"#
@@ -640,5 +660,86 @@ async fn a_response_dropped_before_its_body_is_read_is_cancelled() {
         r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="_OTHER",rpc_method="_OTHER",rpc_grpc_status_code="14"} 1"#,
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+}
+
+/// A service whose `call` itself panics (before any future exists).
+#[derive(Clone)]
+struct PanicsInCall;
+
+impl tower::Service<Request<Body>> for PanicsInCall {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<Body>) -> Self::Future {
+        panic!("call panics");
+    }
+}
+
+/// A panic in the inner service's `call` (caught above, as tower-http's `CatchPanic` catches
+/// it) is a failure, on the server side (span and metrics) and the client side (span), as a
+/// panic while the future is polled is: not a span exported with no status, nor a request
+/// never measured.
+#[tokio::test]
+async fn a_panic_in_call_is_a_failure() {
+    use tower::Service as _;
+    use tower_trace_headers::PropagateTraceHeadersLayer;
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let (registry, metrics) = registry();
+    let mut server = ServiceBuilder::new()
+        .layer(
+            TraceHeadersLayer::new()
+                .tracer_provider(&provider)
+                .metrics(metrics),
+        )
+        .service(PanicsInCall);
+    let mut client = ServiceBuilder::new()
+        .layer(PropagateTraceHeadersLayer::instrument().tracer_provider(&provider))
+        .service(PanicsInCall);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        server.call(get_request("/p", "1"))
+    }));
+    assert!(caught.is_err());
+    // The client makes a span of its own under a reported one: the application's.
+    {
+        use opentelemetry::trace::{TraceContextExt as _, Tracer as _, TracerProvider as _};
+        let parent = provider.tracer("app").start("work");
+        let _app = opentelemetry::Context::current_with_span(parent).attach();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            client.call(Request::new(Body::empty()))
+        }));
+        assert!(caught.is_err());
+    }
+
+    let text = scrape(&registry);
+    let line = r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="",error_type="panic"} 1"#;
+    assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    let mut spans = exporter.get_finished_spans().unwrap();
+    spans.retain(|s| s.name != "work");
+    let mut kinds: Vec<String> = spans.iter().map(|s| format!("{:?}", s.span_kind)).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["Client", "Server"], "{spans:#?}");
+    for s in &spans {
+        let error = s
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "error.type")
+            .map(|kv| kv.value.as_str().into_owned());
+        assert_eq!(error.as_deref(), Some("panic"), "{s:#?}");
+        assert!(
+            matches!(s.status, opentelemetry::trace::Status::Error { .. }),
+            "{s:#?}"
+        );
     }
 }

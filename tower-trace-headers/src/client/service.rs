@@ -91,11 +91,16 @@ where
         };
         let added = std::mem::replace(req.extensions_mut(), extensions);
         req.extensions_mut().extend(added);
+        let calling = crate::body::Calling {
+            extras,
+            on_end: None,
+        };
         let future = {
             let _current = entered.as_ref().map(RequestTrace::enter);
-            let _extras = extras.enter();
+            let _extras = calling.extras.enter();
             self.inner.call(req)
         };
+        let (extras, _) = calling.called();
         ResponseFuture::new(future, entered, extras)
     }
 }

@@ -434,6 +434,12 @@ impl RequestTrace {
     }
 
     /// Run `f` with the current trace without cloning it.
+    ///
+    /// The thread's current trace is borrowed while `f` runs, so `f` must not make another
+    /// trace current: no [`enter`](Self::enter), no poll of a future wrapped with a trace or
+    /// of a server layer's future, no call through the client layer with a request that
+    /// carries a trace other than the current one. Those panic here; take
+    /// [`current`](Self::current) (a cheap clone) for such work.
     pub fn with_current<R>(f: impl FnOnce(Option<&RequestTrace>) -> R) -> R {
         CURRENT.with(|c| f(c.borrow().as_ref()))
     }
@@ -484,7 +490,10 @@ pub struct CurrentGuard {
 impl Drop for CurrentGuard {
     fn drop(&mut self) {
         let previous = self.previous.take();
-        CURRENT.with(|c| *c.borrow_mut() = previous);
+        // Dropped once the thread-local is free again: the last clone of a trace ends its
+        // OpenTelemetry context, and so may run a span processor that reads the current trace.
+        let left = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
+        drop(left);
     }
 }
 
@@ -809,6 +818,29 @@ mod tests {
             assert_eq!(RequestTrace::current().unwrap().span(), a.span());
         }
         assert!(RequestTrace::current().is_none());
+    }
+
+    /// The last clone of a trace is dropped by the guard that made it current, and its drop
+    /// runs code that reads the current trace (as a span processor ending the trace's span
+    /// does): the thread-local is free by then, and says the trace is gone.
+    #[cfg(feature = "opentelemetry")]
+    #[test]
+    fn the_last_clone_is_dropped_outside_the_borrow() {
+        struct ReadsCurrent(std::sync::Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for ReadsCurrent {
+            fn drop(&mut self) {
+                assert!(RequestTrace::current().is_none());
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cx = RequestContext::from_span(SpanContext::new_root(Sampling::Accept));
+        let otel = opentelemetry::Context::new().with_value(ReadsCurrent(dropped.clone()));
+        let trace = RequestTrace::build(cx, Some(otel), None);
+        let guard = trace.enter();
+        drop(trace);
+        drop(guard);
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     /// Polls `f` once, with a no-op waker.

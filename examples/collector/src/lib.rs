@@ -29,7 +29,8 @@
 //! (first-seen order) are dropped whole, never the trace the new span belongs to; a single
 //! trace larger than a bound loses its own oldest spans. New spans are never refused: the latest traces
 //! are the interesting ones in a live demo. Dropped spans are counted in
-//! [`Collector::dropped_spans`].
+//! [`Collector::dropped_spans`]. A span identical to one its trace holds (a sender's retry)
+//! is stored once, as Zipkin's storage does.
 //!
 //! # Query API (Zipkin v2 compatible)
 //!
@@ -38,9 +39,11 @@
 //! - `GET /api/v2/remoteServices?serviceName=`: remote service names, sorted;
 //! - `GET /api/v2/traces`: traces (arrays of spans), most recent first;
 //!   parameters `serviceName`, `spanName`, `remoteServiceName`,
-//!   `annotationQuery`, `minDuration`, `maxDuration`, `limit` (default 10),
-//!   and `endTs`/`lookback` (ms; a time window is applied only when one of
-//!   them is given);
+//!   `annotationQuery`, `minDuration`, `maxDuration` (only with
+//!   `minDuration`), `limit` (default 10), and `endTs`/`lookback` (ms; a time
+//!   window, on the trace's root timestamp, is applied only when one of them is
+//!   given). As in Zipkin, each criterion is met by some span of `serviceName`,
+//!   not necessarily the same span;
 //! - `GET /api/v2/trace/{traceId}`: one trace by 16- or 32-hex id, 404 if
 //!   unknown;
 //! - `GET /health`: 200 `ok`.
@@ -169,34 +172,38 @@ impl Collector {
 
     /// Validate, normalise and store spans given in Zipkin form (as if they
     /// had been posted to `/api/v2/spans`). All or nothing: on a malformed id
-    /// nothing is stored. Returns how many spans were stored.
+    /// nothing is stored. Returns how many spans were stored: a span identical to
+    /// one its trace holds already (a sender's retry) is stored once.
     pub fn ingest(&self, spans: Vec<ZipkinSpan>) -> Result<usize, IngestError> {
         let spans = spans
             .into_iter()
             .map(ids::normalize_span)
             .collect::<Result<Vec<_>, _>>()?;
-        let count = spans.len();
-        self.store_normalized(spans);
-        Ok(count)
+        Ok(self.store_normalized(spans))
     }
 
     /// Store spans whose ids are already normalised, then notify waiters and
-    /// subscribers.
-    pub(crate) fn store_normalized(&self, spans: Vec<ZipkinSpan>) {
+    /// subscribers of those stored (not of duplicates). Returns how many were stored.
+    pub(crate) fn store_normalized(&self, spans: Vec<ZipkinSpan>) -> usize {
         if spans.is_empty() {
-            return;
+            return 0;
         }
-        {
+        let stored: Vec<ZipkinSpan> = {
             let mut store = self.lock();
-            for span in &spans {
-                store.insert(span.clone());
-            }
-        }
-        for span in spans {
+            spans
+                .into_iter()
+                .filter(|span| store.insert(span.clone()))
+                .collect()
+        };
+        let count = stored.len();
+        for span in stored {
             // No receiver is not an error: nobody is printing live.
             let _ = self.inner.live.send(span);
         }
-        self.inner.changes.send_modify(|v| *v = v.wrapping_add(1));
+        if count > 0 {
+            self.inner.changes.send_modify(|v| *v = v.wrapping_add(1));
+        }
+        count
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 /// Spans held by a [`Collector`](super::Collector) are normalised: `trace_id`
 /// is 32 lower-case hex characters, `id` and `parent_id` 16 lower-case hex
 /// characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ZipkinSpan {
     /// Trace id, 32 lower-case hex characters once normalised.
@@ -96,6 +96,7 @@ impl ZipkinSpan {
             e.as_ref().map_or(0, |e| {
                 e.service_name.as_ref().map_or(0, String::len)
                     + e.ipv4.as_ref().map_or(0, String::len)
+                    + e.ipv6.as_ref().map_or(0, String::len)
             })
         };
         std::mem::size_of::<Self>()
@@ -150,7 +151,7 @@ pub enum SpanKind {
 }
 
 /// A network endpoint: the service, and optionally its address.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
     /// Service name, e.g. `frontend`.
@@ -159,13 +160,16 @@ pub struct Endpoint {
     /// IPv4 address in dotted-quad form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4: Option<String>,
+    /// IPv6 address (`::1`, `2001:db8::c001`), as Zipkin v2's `ipv6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<String>,
     /// Port; absent (or 0 on the wire) when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
 }
 
 /// A timestamped event within a span.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Annotation {
     /// Microseconds since the Unix epoch.
     #[serde(default, deserialize_with = "lenient_u64")]

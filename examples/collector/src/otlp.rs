@@ -134,6 +134,7 @@ fn convert_span(
         local_endpoint: Some(Endpoint {
             service_name: Some(service.to_owned()),
             ipv4: None,
+            ipv6: None,
             port: None,
         }),
         remote_endpoint,
@@ -216,10 +217,17 @@ fn remote_endpoint(attrs: &[KeyValue]) -> Option<Endpoint> {
         .iter()
         .find_map(|key| find_attr(attrs, key).map(any_to_tag))
         .filter(|s| !s.is_empty());
-    let ipv4 = IP_ATTRS
-        .iter()
-        .filter_map(|key| find_attr(attrs, key).map(any_to_tag))
-        .find(|s| s.parse::<Ipv4Addr>().is_ok());
+    let ips = || {
+        IP_ATTRS
+            .iter()
+            .filter_map(|key| find_attr(attrs, key).map(any_to_tag))
+    };
+    let ipv4 = ips().find(|s| s.parse::<Ipv4Addr>().is_ok());
+    let ipv6 = ipv4
+        .is_none()
+        .then(|| ips().find_map(|s| s.parse::<std::net::Ipv6Addr>().ok()))
+        .flatten()
+        .map(|ip| ip.to_string());
     let port = PORT_ATTRS.iter().find_map(|key| {
         let value = find_attr(attrs, key)?;
         match &value.value {
@@ -229,12 +237,13 @@ fn remote_endpoint(attrs: &[KeyValue]) -> Option<Endpoint> {
         }
         .filter(|p| *p != 0)
     });
-    if service_name.is_none() && ipv4.is_none() && port.is_none() {
+    if service_name.is_none() && ipv4.is_none() && ipv6.is_none() && port.is_none() {
         return None;
     }
     Some(Endpoint {
         service_name,
         ipv4,
+        ipv6,
         port,
     })
 }

@@ -77,6 +77,12 @@ impl TryFrom<TracesParams> for TraceQuery {
                 end_ms.saturating_mul(1_000).saturating_add(999),
             ))
         };
+        let min_duration = number("minDuration", p.min_duration)?;
+        let max_duration = number("maxDuration", p.max_duration)?;
+        // As Zipkin answers it.
+        if max_duration.is_some() && min_duration.is_none() {
+            return Err("maxDuration is only valid with minDuration".to_owned());
+        }
         let annotation_terms = non_empty(p.annotation_query)
             .map(|q| {
                 q.split(" and ")
@@ -95,8 +101,8 @@ impl TryFrom<TracesParams> for TraceQuery {
             span_name: non_empty(p.span_name).filter(|s| !s.eq_ignore_ascii_case("all")),
             remote_service_name: non_empty(p.remote_service_name),
             annotation_terms,
-            min_duration: number("minDuration", p.min_duration)?,
-            max_duration: number("maxDuration", p.max_duration)?,
+            min_duration,
+            max_duration,
             window,
             limit,
         })
@@ -114,50 +120,52 @@ fn eq_ci(a: Option<&str>, b: &str) -> bool {
 }
 
 impl TraceQuery {
-    /// Whether one span satisfies every span-level criterion.
-    fn span_matches(&self, span: &ZipkinSpan) -> bool {
-        self.service_name
-            .as_deref()
-            .is_none_or(|s| eq_ci(span.service(), s))
+    /// Whether a trace matches, as Zipkin's `QueryRequest.test` decides: the trace's time
+    /// (its root span's timestamp, else its earliest) falls in the window, and each criterion
+    /// is met by *some* span of `serviceName` (any span when none is given) — not
+    /// necessarily the same span for `spanName`, `remoteServiceName`, the duration and each
+    /// `annotationQuery` term.
+    fn trace_matches(&self, spans: &[&ZipkinSpan]) -> bool {
+        if let Some((begin, end)) = self.window {
+            let root = spans
+                .iter()
+                .find(|s| s.parent_id.is_none() && s.timestamp > 0)
+                .map(|s| s.timestamp);
+            let earliest = spans.iter().map(|s| s.timestamp).filter(|t| *t > 0).min();
+            match root.or(earliest) {
+                Some(t) if t >= begin && t <= end => {}
+                _ => return false,
+            }
+        }
+        let in_service = |s: &ZipkinSpan| {
+            self.service_name
+                .as_deref()
+                .is_none_or(|svc| eq_ci(s.service(), svc))
+        };
+        let candidates = || spans.iter().copied().filter(|s| in_service(s));
+        let duration_ok = |d: u64| {
+            self.min_duration.is_none_or(|min| d >= min)
+                && self.max_duration.is_none_or(|max| d <= max)
+        };
+        candidates().next().is_some()
             && self
                 .span_name
                 .as_deref()
-                .is_none_or(|n| span.name.eq_ignore_ascii_case(n))
+                .is_none_or(|n| candidates().any(|s| s.name.eq_ignore_ascii_case(n)))
             && self
                 .remote_service_name
                 .as_deref()
-                .is_none_or(|s| eq_ci(span.remote_service(), s))
-            && self.min_duration.is_none_or(|d| span.duration >= d)
-            && self.max_duration.is_none_or(|d| span.duration <= d)
-    }
-
-    fn trace_matches(&self, spans: &[&ZipkinSpan]) -> bool {
-        if let Some((begin, end)) = self.window
-            && !spans
-                .iter()
-                .any(|s| s.timestamp >= begin && s.timestamp <= end)
-        {
-            return false;
-        }
-        if !spans.iter().any(|s| self.span_matches(s)) {
-            return false;
-        }
-        self.annotation_terms.iter().all(|(key, value)| {
-            spans.iter().any(|s| {
-                let in_service = self
-                    .service_name
-                    .as_deref()
-                    .is_none_or(|svc| eq_ci(s.service(), svc));
-                in_service
-                    && match value {
-                        Some(v) => s.tags.get(key) == Some(v),
-                        None => {
-                            s.tags.contains_key(key)
-                                || s.annotations.iter().any(|a| a.value == *key)
-                        }
+                .is_none_or(|r| candidates().any(|s| eq_ci(s.remote_service(), r)))
+            && (self.min_duration.is_none() && self.max_duration.is_none()
+                || candidates().any(|s| duration_ok(s.duration)))
+            && self.annotation_terms.iter().all(|(key, value)| {
+                candidates().any(|s| match value {
+                    Some(v) => s.tags.get(key) == Some(v),
+                    None => {
+                        s.tags.contains_key(key) || s.annotations.iter().any(|a| a.value == *key)
                     }
+                })
             })
-        })
     }
 
     /// Matching traces, most recent first (by earliest span timestamp, then

@@ -2,6 +2,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 
 use super::model::ZipkinSpan;
 
@@ -14,14 +15,19 @@ use super::model::ZipkinSpan;
 /// dropped (the new span itself, if it alone is over the byte bound). New data
 /// is otherwise always kept: for a live demo the latest traces matter more
 /// than the first ones.
+///
+/// A span identical to one the trace holds (a sender's retry) is stored once, as Zipkin's
+/// own storage keeps a trace's spans in a set.
 #[derive(Debug)]
 pub(crate) struct Store {
     max_spans: usize,
     max_bytes: usize,
     /// What the spans held take, as [`ZipkinSpan::approx_bytes`] counts it.
     bytes: usize,
-    /// Trace id → spans with their arrival sequence number, in arrival order.
-    traces: HashMap<String, Vec<(u64, ZipkinSpan)>>,
+    /// Trace id → its spans.
+    traces: HashMap<String, TraceSpans>,
+    /// Hashes spans for the duplicate check.
+    hasher: RandomState,
     /// Trace ids in first-seen order (exactly the keys of `traces`).
     order: VecDeque<String>,
     span_count: usize,
@@ -36,6 +42,7 @@ impl Store {
             max_bytes,
             bytes: 0,
             traces: HashMap::new(),
+            hasher: RandomState::new(),
             order: VecDeque::new(),
             span_count: 0,
             dropped: 0,
@@ -43,19 +50,28 @@ impl Store {
         }
     }
 
-    /// Add one (already normalised) span, evicting as needed.
-    pub(crate) fn insert(&mut self, span: ZipkinSpan) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+    /// Add one (already normalised) span, evicting as needed. `false` when the trace already
+    /// holds an identical span (nothing changes).
+    pub(crate) fn insert(&mut self, span: ZipkinSpan) -> bool {
+        let hash = self.hasher.hash_one(&span);
         let trace_id = span.trace_id.clone();
-        self.bytes += span.approx_bytes();
+        let bytes = span.approx_bytes();
         match self.traces.entry(trace_id.clone()) {
-            Entry::Occupied(e) => e.into_mut().push((seq, span)),
+            Entry::Occupied(e) => {
+                let trace = e.into_mut();
+                if trace.holds(hash, &span) {
+                    return false;
+                }
+                trace.push(self.next_seq, hash, span);
+            }
             Entry::Vacant(e) => {
-                e.insert(vec![(seq, span)]);
+                e.insert(TraceSpans::default())
+                    .push(self.next_seq, hash, span);
                 self.order.push_back(trace_id.clone());
             }
         }
+        self.next_seq += 1;
+        self.bytes += bytes;
         self.span_count += 1;
 
         while self.span_count > self.max_spans || self.bytes > self.max_bytes {
@@ -66,56 +82,64 @@ impl Store {
             } else {
                 // Only the current trace is left and it alone is over the cap:
                 // drop its oldest span.
-                let Some(spans) = self.traces.get_mut(&trace_id) else {
+                let Some(trace) = self.traces.get_mut(&trace_id) else {
                     break;
                 };
-                if !spans.is_empty() {
-                    let (_, oldest) = spans.remove(0);
+                if let Some(oldest) = trace.pop_oldest() {
                     self.bytes -= oldest.approx_bytes();
                     self.span_count -= 1;
                     self.dropped += 1;
                 }
-                if spans.is_empty() {
+                if trace.spans.is_empty() {
                     self.traces.remove(&trace_id);
                     self.order.retain(|t| *t != trace_id);
                 }
             }
         }
+        true
     }
 
     fn remove_trace(&mut self, trace_id: &str) {
-        if let Some(spans) = self.traces.remove(trace_id) {
+        if let Some(trace) = self.traces.remove(trace_id) {
+            let spans = &trace.spans;
             self.span_count -= spans.len();
-            self.bytes -= spans.iter().map(|(_, s)| s.approx_bytes()).sum::<usize>();
+            self.bytes -= spans
+                .iter()
+                .map(|(_, _, s)| s.approx_bytes())
+                .sum::<usize>();
             self.dropped += spans.len() as u64;
         }
     }
 
     /// Every span, in arrival order.
     pub(crate) fn spans(&self) -> Vec<ZipkinSpan> {
-        let mut all: Vec<&(u64, ZipkinSpan)> = self.traces.values().flatten().collect();
-        all.sort_unstable_by_key(|(seq, _)| *seq);
-        all.into_iter().map(|(_, span)| span.clone()).collect()
+        let mut all: Vec<&(u64, u64, ZipkinSpan)> =
+            self.traces.values().flat_map(|t| &t.spans).collect();
+        all.sort_unstable_by_key(|(seq, _, _)| *seq);
+        all.into_iter().map(|(_, _, span)| span.clone()).collect()
     }
 
     /// The spans of one trace (normalised id), in arrival order.
     pub(crate) fn trace(&self, trace_id: &str) -> Option<Vec<ZipkinSpan>> {
         self.traces
             .get(trace_id)
-            .map(|spans| spans.iter().map(|(_, s)| s.clone()).collect())
+            .map(|t| t.spans.iter().map(|(_, _, s)| s.clone()).collect())
     }
 
     /// Every trace, oldest first, as (first-seen position, spans).
     pub(crate) fn traces(&self) -> impl Iterator<Item = (usize, Vec<&ZipkinSpan>)> + '_ {
         self.order.iter().enumerate().filter_map(|(i, id)| {
-            let spans = self.traces.get(id)?;
-            Some((i, spans.iter().map(|(_, s)| s).collect()))
+            let trace = self.traces.get(id)?;
+            Some((i, trace.spans.iter().map(|(_, _, s)| s).collect()))
         })
     }
 
     /// Every span, in no particular order.
     pub(crate) fn iter_spans(&self) -> impl Iterator<Item = &ZipkinSpan> + '_ {
-        self.traces.values().flatten().map(|(_, s)| s)
+        self.traces
+            .values()
+            .flat_map(|t| &t.spans)
+            .map(|(_, _, s)| s)
     }
 
     pub(crate) fn trace_ids(&self) -> Vec<String> {
@@ -128,6 +152,39 @@ impl Store {
 
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped
+    }
+}
+
+/// The spans of one trace, oldest first, and how many of them have each hash (to find an
+/// identical span without comparing against every one).
+#[derive(Debug, Default)]
+struct TraceSpans {
+    /// (arrival sequence number, hash, span), in arrival order.
+    spans: VecDeque<(u64, u64, ZipkinSpan)>,
+    hashes: HashMap<u64, u32>,
+}
+
+impl TraceSpans {
+    /// Whether an identical span is held (`hash` is `span`'s).
+    fn holds(&self, hash: u64, span: &ZipkinSpan) -> bool {
+        self.hashes.contains_key(&hash)
+            && self.spans.iter().any(|(_, h, s)| *h == hash && s == span)
+    }
+
+    fn push(&mut self, seq: u64, hash: u64, span: ZipkinSpan) {
+        *self.hashes.entry(hash).or_default() += 1;
+        self.spans.push_back((seq, hash, span));
+    }
+
+    fn pop_oldest(&mut self) -> Option<ZipkinSpan> {
+        let (_, hash, span) = self.spans.pop_front()?;
+        if let Entry::Occupied(mut e) = self.hashes.entry(hash) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+        Some(span)
     }
 }
 
@@ -182,6 +239,36 @@ mod tests {
         let names: Vec<String> = store.spans().into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["s3", "s4"]);
         assert_eq!(store.trace_ids(), vec![format!("{:032x}", 2)]);
+    }
+
+    #[test]
+    fn an_identical_span_is_stored_once() {
+        let mut store = Store::new(10, usize::MAX);
+        assert!(store.insert(span(1, 1)));
+        assert!(!store.insert(span(1, 1)), "a retry of the same span");
+        // Same id, another kind: Envoy's shared span (client and server halves) is two spans.
+        let mut server = span(1, 1);
+        server.kind = Some(crate::model::SpanKind::Server);
+        assert!(store.insert(server));
+        // The same span in another trace is another span.
+        let mut elsewhere = span(1, 1);
+        elsewhere.trace_id = format!("{:032x}", 2);
+        assert!(store.insert(elsewhere));
+        assert_eq!(store.span_count(), 3);
+        assert_eq!(store.dropped(), 0);
+    }
+
+    #[test]
+    fn a_span_evicted_from_its_trace_is_stored_again_when_resent() {
+        let mut store = Store::new(2, usize::MAX);
+        store.insert(span(1, 1));
+        store.insert(span(1, 2));
+        store.insert(span(1, 3));
+        assert_eq!(store.dropped(), 1);
+        assert!(store.insert(span(1, 1)), "no longer held");
+        assert!(!store.insert(span(1, 3)), "still held");
+        let names: Vec<String> = store.spans().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["s3", "s1"]);
     }
 
     #[test]

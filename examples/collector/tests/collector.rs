@@ -1101,6 +1101,75 @@ async fn subscribe_sees_every_ingested_span() {
 // Query API
 // ---------------------------------------------------------------------------
 
+/// A sender's retry stores nothing twice; an Envoy on IPv6 keeps its address.
+#[tokio::test]
+async fn a_retried_batch_is_stored_once_and_ipv6_endpoints_are_kept() {
+    let server = Server::default().await;
+    let trace = "000000000000000000000000000000f5";
+    let mut call = zipkin(
+        trace,
+        "00000000000000e2",
+        Some("00000000000000e1"),
+        "frontend",
+        "call",
+        10,
+    );
+    call["kind"] = json!("CLIENT");
+    call["remoteEndpoint"] = json!({"serviceName": "user", "ipv6": "2001:db8::c001", "port": 8080});
+    let payload = json!([
+        zipkin(trace, "00000000000000e1", None, "frontend", "get /", 5),
+        call
+    ]);
+    for _ in 0..2 {
+        assert_eq!(server.post_zipkin(&payload).await.status, 202);
+    }
+    let spans = server.get_json(&format!("/api/v2/trace/{trace}")).await;
+    let spans = spans.as_array().unwrap();
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    let call = span_by_id(spans, "00000000000000e2");
+    assert_eq!(call["remoteEndpoint"]["ipv6"], "2001:db8::c001");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_time_window_tests_a_traces_root_timestamp() {
+    let server = Server::default().await;
+    let trace = "000000000000000000000000000000f4";
+    let sec = 1_000_000u64; // µs
+    // A root at 100 s whose child is recorded at 200 s (a late callback).
+    let payload = json!([
+        zipkin(
+            trace,
+            "00000000000000d1",
+            None,
+            "frontend",
+            "get /",
+            100 * sec
+        ),
+        zipkin(
+            trace,
+            "00000000000000d2",
+            Some("00000000000000d1"),
+            "item",
+            "late",
+            200 * sec
+        ),
+    ]);
+    assert_eq!(server.post_zipkin(&payload).await.status, 202);
+    // As Zipkin: [150 s, 250 s] holds the child only, so not the trace; [50 s, 150 s] does.
+    assert_eq!(
+        server
+            .get_json("/api/v2/traces?endTs=250000&lookback=100000")
+            .await,
+        json!([])
+    );
+    let found = server
+        .get_json("/api/v2/traces?endTs=150000&lookback=100000")
+        .await;
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn query_api_lists_services_span_names_and_filters_traces() {
     let server = Server::default().await;
@@ -1266,7 +1335,30 @@ async fn query_api_lists_services_span_names_and_filters_traces() {
         3
     );
 
-    for bad in ["limit=abc", "limit=0", "minDuration=-1", "endTs=soon"] {
+    // As Zipkin's `QueryRequest.test`: each criterion is met by some span of the service,
+    // not all by one. Trace 1's frontend has `get /` (the root) and the 5 ms `get user`
+    // client span calling `user`.
+    for query in [
+        "serviceName=frontend&spanName=get%20/&remoteServiceName=user",
+        "serviceName=frontend&spanName=get%20/&minDuration=2000",
+    ] {
+        let found = server.get_json(&format!("/api/v2/traces?{query}")).await;
+        assert_eq!(ids(&found), [n1], "{query}");
+    }
+    // ...but within the service: `user`'s span does not call `user`.
+    assert_eq!(
+        server
+            .get_json("/api/v2/traces?serviceName=user&remoteServiceName=user")
+            .await,
+        json!([])
+    );
+    for bad in [
+        "limit=abc",
+        "limit=0",
+        "minDuration=-1",
+        "endTs=soon",
+        "maxDuration=10",
+    ] {
         let resp = server.get(&format!("/api/v2/traces?{bad}")).await;
         assert_eq!(resp.status, 400, "{bad}: {}", resp.text());
     }
@@ -1486,6 +1578,7 @@ fn from_otlp_maps_kinds_values_status_and_edge_cases() {
         Some(Endpoint {
             service_name: Some("item.mesh".to_owned()),
             ipv4: None,
+            ipv6: None,
             port: Some(9000),
         })
     );
@@ -1544,6 +1637,7 @@ fn zipkin_span_json_uses_zipkin_field_names_and_omits_empty_fields() {
         local_endpoint: Some(Endpoint {
             service_name: Some("svc".to_owned()),
             ipv4: Some("10.0.0.1".to_owned()),
+            ipv6: None,
             port: Some(80),
         }),
         remote_endpoint: None,

@@ -95,10 +95,17 @@ impl IntoResponse for Reject {
     }
 }
 
-/// Every payload error is a 400 whose reason is the error's `Display`.
+/// Every payload error is a 400 whose reason is the error's `Display`, but spans too large
+/// once converted, a 413.
 impl From<PayloadError> for Reject {
     fn from(err: PayloadError) -> Self {
-        Self::bad_request(err.to_string())
+        match err {
+            PayloadError::TooLarge { .. } => Self {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                reason: err.to_string(),
+            },
+            _ => Self::bad_request(err.to_string()),
+        }
     }
 }
 

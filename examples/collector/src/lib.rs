@@ -12,7 +12,9 @@
 //! Compressed bodies (`content-encoding` other than `identity`) get 415.
 //! Undecodable payloads, wrong content types and malformed ids get 400 with a
 //! short plain-text reason; nothing from such a request is stored. Bodies
-//! over [`CollectorConfig::max_body_bytes`] get 413, chunked or not.
+//! over [`CollectorConfig::max_body_bytes`] get 413, chunked or not, and so does an
+//! OTLP body whose spans would take more than [`DECODED_PER_BODY_BYTE`] times its size
+//! once converted (each span repeats its resource's service name).
 //!
 //! Everything is converted to one model, [`ZipkinSpan`] (see [`from_otlp`]
 //! for the OTLP mapping). The body parsers behind these routes,
@@ -68,7 +70,10 @@ use tokio::sync::{broadcast, watch};
 pub use ids::{IngestError, normalize_trace_id};
 pub use model::{Annotation, Endpoint, SpanKind, ZipkinSpan, zipkin_view};
 pub use otlp::from_otlp;
-pub use payload::{PayloadError, parse_otlp_json, parse_otlp_protobuf, parse_zipkin_json};
+pub use payload::{
+    DECODED_PER_BODY_BYTE, DECODED_SLACK, PayloadError, parse_otlp_json, parse_otlp_protobuf,
+    parse_zipkin_json,
+};
 
 use store::Store;
 

@@ -43,6 +43,35 @@ const UNKNOWN_SERVICE: &str = "unknown_service";
 /// span ids 8 bytes, neither all zero; an empty or all-zero parent id means
 /// "root span". Any malformed id fails the whole request.
 pub fn from_otlp(req: &ExportTraceServiceRequest) -> Result<Vec<ZipkinSpan>, IngestError> {
+    match convert(req, usize::MAX) {
+        Ok(spans) => Ok(spans),
+        Err(Refused::Ids(e)) => Err(e),
+        // Nothing is over an unbounded budget.
+        Err(Refused::TooLarge) => Ok(Vec::new()),
+    }
+}
+
+/// Why [`convert`] stopped.
+pub(crate) enum Refused {
+    Ids(IngestError),
+    /// The spans would take more than the budget (as [`ZipkinSpan::approx_bytes`] counts).
+    TooLarge,
+}
+
+impl From<IngestError> for Refused {
+    fn from(e: IngestError) -> Self {
+        Refused::Ids(e)
+    }
+}
+
+/// [`from_otlp`], stopping as soon as the spans made would take more than `budget` bytes:
+/// each span carries its resource's service name and its scope's name and version, so a
+/// small request naming a huge service for many spans would otherwise take gigabytes.
+pub(crate) fn convert(
+    req: &ExportTraceServiceRequest,
+    budget: usize,
+) -> Result<Vec<ZipkinSpan>, Refused> {
+    let mut used = 0usize;
     let mut out = Vec::new();
     for resource_spans in &req.resource_spans {
         let service = resource_spans
@@ -54,7 +83,12 @@ pub fn from_otlp(req: &ExportTraceServiceRequest) -> Result<Vec<ZipkinSpan>, Ing
             .unwrap_or_else(|| UNKNOWN_SERVICE.to_owned());
         for scope_spans in &resource_spans.scope_spans {
             for span in &scope_spans.spans {
-                out.push(convert_span(span, &service, scope_spans.scope.as_ref())?);
+                let span = convert_span(span, &service, scope_spans.scope.as_ref())?;
+                used = used.saturating_add(span.approx_bytes());
+                if used > budget {
+                    return Err(Refused::TooLarge);
+                }
+                out.push(span);
             }
         }
     }

@@ -16,7 +16,23 @@ use prost::Message;
 
 use super::ids::{IngestError, normalize_span};
 use super::model::ZipkinSpan;
-use super::otlp::from_otlp;
+use super::otlp::{Refused, convert};
+
+/// How much memory the spans of an OTLP body may take once converted, per byte of body
+/// (plus [`DECODED_SLACK`]): far above what real exporters send (a span of a few hundred
+/// bytes becomes one of a kilobyte or so), far below what a request repeating a huge
+/// service name for every span would make.
+pub const DECODED_PER_BODY_BYTE: usize = 16;
+
+/// The allowance every OTLP body gets besides [`DECODED_PER_BODY_BYTE`], so that small
+/// requests are never refused for their spans' fixed overhead.
+pub const DECODED_SLACK: usize = 1 << 20;
+
+/// The most an OTLP body of `len` bytes may take once converted.
+fn decoded_budget(len: usize) -> usize {
+    len.saturating_mul(DECODED_PER_BODY_BYTE)
+        .saturating_add(DECODED_SLACK)
+}
 
 /// Why [`parse_otlp_protobuf`], [`parse_otlp_json`] or [`parse_zipkin_json`]
 /// refused a request body. Nothing from a refused body is kept.
@@ -35,6 +51,12 @@ pub enum PayloadError {
     InvalidZipkinJson(String),
     /// The body decoded, but a trace, span or parent id is malformed.
     Ids(IngestError),
+    /// The spans of an OTLP body would take more than [`DECODED_PER_BODY_BYTE`] times its
+    /// size (plus [`DECODED_SLACK`]) once converted (the collector answers 413).
+    TooLarge {
+        /// The body's size.
+        body_bytes: usize,
+    },
 }
 
 impl fmt::Display for PayloadError {
@@ -44,6 +66,12 @@ impl fmt::Display for PayloadError {
             Self::InvalidOtlpJson(reason) => write!(f, "invalid OTLP JSON: {reason}"),
             Self::InvalidZipkinJson(reason) => write!(f, "invalid Zipkin v2 JSON: {reason}"),
             Self::Ids(err) => err.fmt(f),
+            Self::TooLarge { body_bytes } => write!(
+                f,
+                "the spans of this {body_bytes}-byte body would take more than {} bytes once \
+                 converted (each span repeats its resource's service name): send smaller batches",
+                decoded_budget(*body_bytes)
+            ),
         }
     }
 }
@@ -63,17 +91,29 @@ impl From<IngestError> for PayloadError {
     }
 }
 
+/// Convert a decoded OTLP request from a body of `body_bytes`, within its budget.
+fn from_request(
+    request: &ExportTraceServiceRequest,
+    body_bytes: usize,
+) -> Result<Vec<ZipkinSpan>, PayloadError> {
+    convert(request, decoded_budget(body_bytes)).map_err(|e| match e {
+        Refused::Ids(e) => PayloadError::Ids(e),
+        Refused::TooLarge => PayloadError::TooLarge { body_bytes },
+    })
+}
+
 /// Parse an OTLP/HTTP protobuf body (`application/x-protobuf`): an
 /// `ExportTraceServiceRequest`, converted with [`from_otlp`].
 ///
 /// # Errors
 ///
 /// [`PayloadError::InvalidOtlpProtobuf`] when the bytes do not decode,
-/// [`PayloadError::Ids`] when an id is malformed.
+/// [`PayloadError::Ids`] when an id is malformed, [`PayloadError::TooLarge`] when the
+/// spans would take too much memory.
 pub fn parse_otlp_protobuf(body: &[u8]) -> Result<Vec<ZipkinSpan>, PayloadError> {
     let request = ExportTraceServiceRequest::decode(body)
         .map_err(|e| PayloadError::InvalidOtlpProtobuf(e.to_string()))?;
-    Ok(from_otlp(&request)?)
+    from_request(&request, body.len())
 }
 
 /// Parse an OTLP/JSON body (`application/json` on `/v1/traces`, hex ids): an
@@ -82,11 +122,12 @@ pub fn parse_otlp_protobuf(body: &[u8]) -> Result<Vec<ZipkinSpan>, PayloadError>
 /// # Errors
 ///
 /// [`PayloadError::InvalidOtlpJson`] when the bytes do not decode,
-/// [`PayloadError::Ids`] when an id is malformed.
+/// [`PayloadError::Ids`] when an id is malformed, [`PayloadError::TooLarge`] when the
+/// spans would take too much memory.
 pub fn parse_otlp_json(body: &[u8]) -> Result<Vec<ZipkinSpan>, PayloadError> {
     let request = serde_json::from_slice::<ExportTraceServiceRequest>(body)
         .map_err(|e| PayloadError::InvalidOtlpJson(e.to_string()))?;
-    Ok(from_otlp(&request)?)
+    from_request(&request, body.len())
 }
 
 /// Parse a Zipkin v2 JSON body (`/api/v2/spans`): an array of spans, whose

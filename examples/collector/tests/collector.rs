@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use collector::{
-    Annotation, Collector, CollectorConfig, Endpoint, IngestError, SpanKind, ZipkinSpan, from_otlp,
-    normalize_trace_id,
+    Annotation, Collector, CollectorConfig, Endpoint, IngestError, PayloadError, SpanKind,
+    ZipkinSpan, from_otlp, normalize_trace_id,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -1128,6 +1128,41 @@ async fn a_retried_batch_is_stored_once_and_ipv6_endpoints_are_kept() {
     assert_eq!(spans.len(), 2, "{spans:?}");
     let call = span_by_id(spans, "00000000000000e2");
     assert_eq!(call["remoteEndpoint"]["ipv6"], "2001:db8::c001");
+    server.stop().await;
+}
+
+/// A small OTLP body naming a huge service for many spans would take gigabytes once each
+/// span carries the name: 413, nothing stored, and the collector keeps serving. An ordinary
+/// large batch is still taken.
+#[tokio::test]
+async fn an_otlp_body_that_would_blow_up_once_converted_is_413() {
+    let server = Server::default().await;
+    let trace = "0102030405060708090a0b0c0d0e0f11";
+    let spans = |n: u64| -> Vec<Span> {
+        (1..=n)
+            .map(|i| otlp_span(trace, &format!("{i:016x}"), "", "op", 2))
+            .collect()
+    };
+    let huge = otlp_request(&"s".repeat(256 * 1024), "scope", spans(3000)).encode_to_vec();
+    assert!(huge.len() < 512 * 1024, "{}", huge.len());
+    match collector::parse_otlp_protobuf(&huge) {
+        Err(e @ PayloadError::TooLarge { .. }) => {
+            assert!(e.to_string().contains("smaller batches"))
+        }
+        other => panic!("{:?}", other.map(|v| v.len())),
+    }
+    let resp = server
+        .post("/v1/traces", "application/x-protobuf", &huge)
+        .await;
+    assert_eq!(resp.status, 413, "{}", resp.text());
+    assert_eq!(server.collector.span_count(), 0);
+
+    let ordinary = otlp_request("frontend", "scope", spans(3000)).encode_to_vec();
+    let resp = server
+        .post("/v1/traces", "application/x-protobuf", &ordinary)
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(server.collector.span_count(), 3000);
     server.stop().await;
 }
 

@@ -1147,7 +1147,7 @@ async fn an_otlp_body_that_would_blow_up_once_converted_is_413() {
     assert!(huge.len() < 512 * 1024, "{}", huge.len());
     match collector::parse_otlp_protobuf(&huge) {
         Err(e @ PayloadError::TooLarge { .. }) => {
-            assert!(e.to_string().contains("smaller batches"))
+            assert!(e.to_string().contains("smaller batches"));
         }
         other => panic!("{:?}", other.map(|v| v.len())),
     }

@@ -116,26 +116,41 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
     Some(essence.to_ascii_lowercase())
 }
 
-/// 415 unless the body is sent without compression.
-fn check_identity_encoding(headers: &HeaderMap) -> Result<(), Reject> {
+/// How the body is compressed: not at all, or gzip (what OTLP/HTTP requires a receiver to
+/// take, and Zipkin's server takes); anything else is 415.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Identity,
+    Gzip,
+}
+
+fn content_encoding(headers: &HeaderMap) -> Result<Encoding, Reject> {
     let Some(value) = headers.get(CONTENT_ENCODING) else {
-        return Ok(());
+        return Ok(Encoding::Identity);
     };
     match value.to_str().map(str::trim) {
-        Ok(v) if v.is_empty() || v.eq_ignore_ascii_case("identity") => Ok(()),
+        Ok(v) if v.is_empty() || v.eq_ignore_ascii_case("identity") => Ok(Encoding::Identity),
+        Ok(v) if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") => {
+            Ok(Encoding::Gzip)
+        }
         other => Err(Reject {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
             reason: format!(
-                "unsupported content-encoding {:?}: send uncompressed bodies",
+                "unsupported content-encoding {:?}: send gzip or uncompressed bodies",
                 other.unwrap_or("(not ASCII)")
             ),
         }),
     }
 }
 
-/// The body, or 413 (over the size limit) / 400 (could not be read).
-fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Reject> {
-    body.map_err(|rejection| {
+/// The body, decompressed, or 413 (over the size limit, compressed or once decompressed) /
+/// 400 (could not be read, or not valid gzip).
+fn body_or_error(
+    body: Result<Bytes, BytesRejection>,
+    encoding: Encoding,
+    limit: usize,
+) -> Result<Bytes, Reject> {
+    let body = body.map_err(|rejection| {
         let status = rejection.status();
         let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
             "request body too large".to_owned()
@@ -143,7 +158,30 @@ fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Reject> {
             format!("cannot read request body: {rejection}")
         };
         Reject { status, reason }
-    })
+    })?;
+    match encoding {
+        Encoding::Identity => Ok(body),
+        Encoding::Gzip => gunzip(&body, limit),
+    }
+}
+
+/// Decompress a gzip body, reading at most one byte past `limit` (a small bomb costs no
+/// more than an honest body at the limit).
+fn gunzip(body: &[u8], limit: usize) -> Result<Bytes, Reject> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    flate2::read::MultiGzDecoder::new(body)
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|e| Reject::bad_request(format!("invalid gzip body: {e}")))?;
+    if out.len() > limit {
+        return Err(Reject {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            reason: format!("request body too large once decompressed (over {limit} bytes)"),
+        });
+    }
+    Ok(Bytes::from(out))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -152,42 +190,94 @@ enum OtlpEncoding {
     Json,
 }
 
+/// `google.rpc.Status`, the body OTLP/HTTP gives every 4xx and 5xx answer.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    /// The gRPC code.
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+/// A refusal as OTLP/HTTP answers it: a `Status` in the request's encoding (protobuf when
+/// it is unknown), the reason as its message.
+fn otlp_error(encoding: Option<OtlpEncoding>, reject: Reject) -> Response {
+    // The gRPC code each status stands for.
+    let code = match reject.status {
+        StatusCode::BAD_REQUEST => 3,            // INVALID_ARGUMENT
+        StatusCode::PAYLOAD_TOO_LARGE => 8,      // RESOURCE_EXHAUSTED
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
+        _ => 13,                                 // INTERNAL
+    };
+    match encoding {
+        Some(OtlpEncoding::Json) => {
+            let body = serde_json::json!({"code": code, "message": reject.reason});
+            (reject.status, [(CONTENT_TYPE, JSON)], body.to_string()).into_response()
+        }
+        Some(OtlpEncoding::Protobuf) | None => {
+            let body = RpcStatus {
+                code,
+                message: reject.reason,
+            };
+            (
+                reject.status,
+                [(CONTENT_TYPE, PROTOBUF)],
+                body.encode_to_vec(),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The OTLP encoding of a request, or 415.
+fn otlp_encoding(headers: &HeaderMap) -> Result<OtlpEncoding, Reject> {
+    let unsupported = |reason: String| Reject {
+        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        reason,
+    };
+    match media_type(headers).as_deref() {
+        Some(PROTOBUF | "application/protobuf") => Ok(OtlpEncoding::Protobuf),
+        Some(JSON) => Ok(OtlpEncoding::Json),
+        Some(other) => Err(unsupported(format!(
+            "unsupported content-type {other:?}: expected {PROTOBUF} or {JSON}"
+        ))),
+        None => Err(unsupported(format!(
+            "missing content-type: expected {PROTOBUF} or {JSON}"
+        ))),
+    }
+}
+
 async fn otlp_traces(
     State(collector): State<Collector>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Reject> {
-    check_identity_encoding(&headers)?;
-    let encoding = match media_type(&headers).as_deref() {
-        Some(PROTOBUF | "application/protobuf") => OtlpEncoding::Protobuf,
-        Some(JSON) => OtlpEncoding::Json,
-        Some(other) => {
-            return Err(Reject::bad_request(format!(
-                "unsupported content-type {other:?}: expected {PROTOBUF} or {JSON}"
-            )));
-        }
-        None => {
-            return Err(Reject::bad_request(format!(
-                "missing content-type: expected {PROTOBUF} or {JSON}"
-            )));
-        }
+) -> Response {
+    let encoding = otlp_encoding(&headers);
+    let known = encoding.as_ref().ok().copied();
+    let answer = async {
+        let encoding = encoding?;
+        let compression = content_encoding(&headers)?;
+        let body = body_or_error(body, compression, collector.config().max_body_bytes)?;
+        let spans = match encoding {
+            OtlpEncoding::Protobuf => parse_otlp_protobuf(&body)?,
+            OtlpEncoding::Json => parse_otlp_json(&body)?,
+        };
+        off_workers(&collector, move |c| c.store_normalized(spans)).await?;
+        Ok::<_, Reject>(match encoding {
+            OtlpEncoding::Protobuf => (
+                StatusCode::OK,
+                [(CONTENT_TYPE, PROTOBUF)],
+                ExportTraceServiceResponse::default().encode_to_vec(),
+            )
+                .into_response(),
+            // An empty ExportTraceServiceResponse in OTLP/JSON.
+            OtlpEncoding::Json => (StatusCode::OK, [(CONTENT_TYPE, JSON)], "{}").into_response(),
+        })
     };
-    let body = body_or_error(body)?;
-    let spans = match encoding {
-        OtlpEncoding::Protobuf => parse_otlp_protobuf(&body)?,
-        OtlpEncoding::Json => parse_otlp_json(&body)?,
-    };
-    off_workers(&collector, move |c| c.store_normalized(spans)).await?;
-    Ok(match encoding {
-        OtlpEncoding::Protobuf => (
-            StatusCode::OK,
-            [(CONTENT_TYPE, PROTOBUF)],
-            ExportTraceServiceResponse::default().encode_to_vec(),
-        )
-            .into_response(),
-        // An empty ExportTraceServiceResponse in OTLP/JSON.
-        OtlpEncoding::Json => (StatusCode::OK, [(CONTENT_TYPE, JSON)], "{}").into_response(),
-    })
+    answer
+        .await
+        .unwrap_or_else(|reject| otlp_error(known, reject))
 }
 
 async fn zipkin_spans(
@@ -195,22 +285,26 @@ async fn zipkin_spans(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, Reject> {
-    check_identity_encoding(&headers)?;
+    let compression = content_encoding(&headers)?;
     // Zipkin's own server reads anything without a protobuf type as JSON; be
     // a little stricter but accept a missing content-type (curl, scripts).
     match media_type(&headers).as_deref() {
         None | Some(JSON) => {}
         Some(other) => {
-            return Err(Reject::bad_request(format!(
-                "unsupported content-type {other:?}: expected {JSON} (Zipkin v2 JSON, Envoy HTTP_JSON)"
-            )));
+            return Err(Reject {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                reason: format!(
+                    "unsupported content-type {other:?}: expected {JSON} (Zipkin v2 JSON, Envoy HTTP_JSON)"
+                ),
+            });
         }
     }
-    let body = body_or_error(body)?;
+    let body = body_or_error(body, compression, collector.config().max_body_bytes)?;
     let spans = parse_zipkin_json(&body)?;
     off_workers(&collector, move |c| c.store_normalized(spans)).await?;
     Ok(StatusCode::ACCEPTED)
 }
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ServiceParam {

@@ -9,10 +9,14 @@
 //! - `POST /api/v2/spans`: a Zipkin v2 JSON array, as Envoy's Zipkin tracer
 //!   sends with `HTTP_JSON` (chunked bodies accepted). Answers 202.
 //!
-//! Compressed bodies (`content-encoding` other than `identity`) get 415.
-//! Undecodable payloads, wrong content types and malformed ids get 400 with a
-//! short plain-text reason; nothing from such a request is stored. Bodies
-//! over [`CollectorConfig::max_body_bytes`] get 413, chunked or not, and so does an
+//! Bodies may be gzip-compressed (`content-encoding: gzip`, which OTLP/HTTP requires a
+//! receiver to take); another `content-encoding`, or a content type other than those
+//! above, gets 415. Undecodable payloads and malformed ids get 400; nothing from such a
+//! request is stored. The reason is short plain text on the Zipkin route and, as OTLP/HTTP
+//! requires, a `google.rpc.Status` (protobuf, or JSON for a JSON request) on `/v1/traces`.
+//! Bodies
+//! over [`CollectorConfig::max_body_bytes`] get 413, chunked or not (a gzip body also once
+//! decompressed), and so does an
 //! OTLP body whose spans would take more than [`DECODED_PER_BODY_BYTE`] times its size
 //! once converted (each span repeats its resource's service name).
 //!

@@ -294,6 +294,22 @@ fn unhex(hex: &str) -> Vec<u8> {
         .collect()
 }
 
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    out.write_all(bytes).expect("in memory");
+    out.finish().expect("in memory")
+}
+
+/// `google.rpc.Status`, as an OTLP/HTTP client reads a refusal.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
 fn otlp_request(service: &str, scope: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
@@ -755,14 +771,14 @@ async fn malformed_payloads_are_refused_and_server_keeps_serving() {
             "/v1/traces",
             Some("text/plain"),
             b"{}".to_vec(),
-            400,
+            415,
             "unsupported content-type",
         ),
         (
             "/v1/traces",
             None,
             b"{}".to_vec(),
-            400,
+            415,
             "missing content-type",
         ),
         (
@@ -783,7 +799,7 @@ async fn malformed_payloads_are_refused_and_server_keeps_serving() {
             "/api/v2/spans",
             Some("application/x-protobuf"),
             b"\x0a\x00".to_vec(),
-            400,
+            415,
             "unsupported content-type",
         ),
     ];
@@ -813,26 +829,79 @@ async fn malformed_payloads_are_refused_and_server_keeps_serving() {
         );
         assert!(resp.text().contains(reason), "{path}: {}", resp.text());
     }
-    // Compressed bodies: 415 on both endpoints.
+    // OTLP/HTTP answers a refusal with a `google.rpc.Status` in the request's encoding.
+    let resp = send(
+        server.addr,
+        "POST",
+        "/v1/traces",
+        &[("content-type", "application/x-protobuf")],
+        Body::Full(&[0x0a, 0xff, 0xff]),
+    )
+    .await;
+    assert_eq!(resp.header("content-type"), Some("application/x-protobuf"));
+    let status = RpcStatus::decode(resp.body.as_slice()).expect("a Status");
+    assert_eq!(status.code, 3, "INVALID_ARGUMENT");
+    assert!(
+        status.message.starts_with("invalid OTLP protobuf"),
+        "{status:?}"
+    );
+    let resp = send(
+        server.addr,
+        "POST",
+        "/v1/traces",
+        &[("content-type", "application/json")],
+        Body::Full(b"not json"),
+    )
+    .await;
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    let status: Json = serde_json::from_slice(&resp.body).expect("JSON");
+    assert_eq!(status["code"], 3, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid OTLP JSON")
+    );
+
+    // Compression: gzip is taken (OTLP/HTTP requires it), anything else is 415, and a body
+    // that is not gzip is 400.
     for (path, content_type) in [
         ("/v1/traces", "application/x-protobuf"),
         ("/api/v2/spans", "application/json"),
     ] {
-        let resp = send(
-            server.addr,
-            "POST",
-            path,
-            &[("content-type", content_type), ("content-encoding", "gzip")],
-            Body::Full(b"\x1f\x8b\x08\x00"),
-        )
-        .await;
-        assert_eq!(resp.status, 415, "{path}: {}", resp.text());
-        assert!(resp.text().contains("gzip"), "{}", resp.text());
+        for (encoding, status, reason) in [("br", 415, "gzip"), ("gzip", 400, "invalid gzip")] {
+            let resp = send(
+                server.addr,
+                "POST",
+                path,
+                &[
+                    ("content-type", content_type),
+                    ("content-encoding", encoding),
+                ],
+                Body::Full(b"\x1f\x8b\x08\x00"),
+            )
+            .await;
+            assert_eq!(resp.status, status, "{path} {encoding}: {}", resp.text());
+            assert!(resp.text().contains(reason), "{}", resp.text());
+        }
     }
 
     // Nothing from a refused request was stored, and the server still works.
     assert_eq!(server.collector.span_count(), 0);
     let resp = server.post_zipkin(&json!([good])).await;
+    assert_eq!(resp.status, 202, "{}", resp.text());
+    // The same span gzipped is the same span: stored once.
+    let resp = send(
+        server.addr,
+        "POST",
+        "/api/v2/spans",
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "GZIP"),
+        ],
+        Body::Full(&gzip(json!([good]).to_string().as_bytes())),
+    )
+    .await;
     assert_eq!(resp.status, 202, "{}", resp.text());
     // An explicit identity encoding and a charset parameter are fine.
     let resp = send(
@@ -884,8 +953,44 @@ async fn oversized_bodies_get_413_chunked_or_not() {
         )
         .await;
         assert_eq!(resp.status, 413, "{path}: {}", resp.text());
-        assert_eq!(resp.text(), "request body too large");
+        assert!(
+            resp.text().contains("request body too large"),
+            "{}",
+            resp.text()
+        );
     }
+
+    // A gzip body under the limit that inflates past it (a bomb) is 413 too, and one that
+    // stays under it is taken.
+    let bomb = gzip(&vec![b' '; 1 << 18]);
+    assert!(bomb.len() < 1024, "{}", bomb.len());
+    for (path, content_type) in [
+        ("/api/v2/spans", "application/json"),
+        ("/v1/traces", "application/json"),
+    ] {
+        let resp = send(
+            server.addr,
+            "POST",
+            path,
+            &[("content-type", content_type), ("content-encoding", "gzip")],
+            Body::Full(&bomb),
+        )
+        .await;
+        assert_eq!(resp.status, 413, "{path}: {}", resp.text());
+        assert!(resp.text().contains("once decompressed"), "{}", resp.text());
+    }
+    let resp = send(
+        server.addr,
+        "POST",
+        "/v1/traces",
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ],
+        Body::Full(&gzip(b"{}")),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
 
     // A declared length over the limit is refused at once, before any body byte arrives.
     for path in ["/api/v2/spans", "/v1/traces"] {

@@ -1,5 +1,6 @@
 //! HTTP routes: OTLP/HTTP and Zipkin v2 ingestion, Zipkin v2 query API.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use axum::Json;
@@ -355,13 +356,22 @@ async fn distinct_names(
 ) -> Result<Json<Vec<String>>, Reject> {
     off_workers(collector, move |c| {
         let store = c.lock();
-        let names: BTreeSet<&str> = store
+        // Lower-cased, as Zipkin stores names: `Frontend` and `frontend` are one service
+        // (queries match names in any case).
+        let names: BTreeSet<Cow<'_, str>> = store
             .iter_spans()
             .filter(|s| param.as_ref().is_none_or(|p| p.matches(s)))
             .filter_map(name)
             .filter(|n| !n.is_empty())
+            .map(|n| {
+                if n.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Owned(n.to_ascii_lowercase())
+                } else {
+                    Cow::Borrowed(n)
+                }
+            })
             .collect();
-        Json(names.into_iter().map(str::to_owned).collect())
+        Json(names.into_iter().map(Cow::into_owned).collect())
     })
     .await
 }

@@ -103,7 +103,7 @@ fn from_request(
 }
 
 /// Parse an OTLP/HTTP protobuf body (`application/x-protobuf`): an
-/// `ExportTraceServiceRequest`, converted with [`from_otlp`].
+/// `ExportTraceServiceRequest`, converted with [`from_otlp`](crate::from_otlp).
 ///
 /// # Errors
 ///
@@ -117,7 +117,7 @@ pub fn parse_otlp_protobuf(body: &[u8]) -> Result<Vec<ZipkinSpan>, PayloadError>
 }
 
 /// Parse an OTLP/JSON body (`application/json` on `/v1/traces`, hex ids): an
-/// `ExportTraceServiceRequest`, converted with [`from_otlp`].
+/// `ExportTraceServiceRequest`, converted with [`from_otlp`](crate::from_otlp).
 ///
 /// # Errors
 ///

@@ -1223,14 +1223,31 @@ async fn a_retried_batch_is_stored_once_and_ipv6_endpoints_are_kept() {
     call["remoteEndpoint"] = json!({"serviceName": "user", "ipv6": "2001:db8::c001", "port": 8080});
     let payload = json!([
         zipkin(trace, "00000000000000e1", None, "frontend", "get /", 5),
-        call
+        call,
+        zipkin(
+            trace,
+            "00000000000000e3",
+            Some("00000000000000e2"),
+            "FrontEnd",
+            "Local",
+            11
+        ),
     ]);
     for _ in 0..2 {
         assert_eq!(server.post_zipkin(&payload).await.status, 202);
     }
     let spans = server.get_json(&format!("/api/v2/trace/{trace}")).await;
     let spans = spans.as_array().unwrap();
-    assert_eq!(spans.len(), 2, "{spans:?}");
+    assert_eq!(spans.len(), 3, "{spans:?}");
+    // Names are listed lower-cased, as Zipkin stores them: one service, not two.
+    assert_eq!(
+        server.get_json("/api/v2/services").await,
+        json!(["frontend"])
+    );
+    assert_eq!(
+        server.get_json("/api/v2/spans?serviceName=frontend").await,
+        json!(["call", "get /", "local"])
+    );
     let call = span_by_id(spans, "00000000000000e2");
     assert_eq!(call["remoteEndpoint"]["ipv6"], "2001:db8::c001");
     server.stop().await;

@@ -397,6 +397,11 @@ pub(crate) fn check_limits(entries: &[BaggageEntry]) -> Result<(), ParseError> {
 }
 
 /// Read `baggage` (all lines) and the prefixed headers of a carrier.
+///
+/// The prefixed entries (no specification limits them) are held to the W3C limits on their
+/// own: at most [`MAX_MEMBERS`] of them, joined as `key=value,…` in at most [`MAX_BYTES`];
+/// one that does not fit is dropped (reported as the first error, when none came before)
+/// and the next ones are still read.
 pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> (Baggage, Option<ParseError>) {
     let mut lines = carrier.get_all_values(&header::BAGGAGE);
     let (mut bag, mut dropped) = match (lines.next(), lines.next()) {
@@ -407,9 +412,26 @@ pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> (Baggage, Option<ParseErro
         },
         _ => decode_lines(carrier.get_all_values(&header::BAGGAGE)),
     };
+    let (mut count, mut bytes) = (0usize, 0usize);
     for (name, value) in carrier.iter_headers() {
         match decode_prefixed(name, value) {
-            Some(Ok(entry)) => bag.push(entry),
+            Some(Ok(entry)) => {
+                let next = bytes + entry.key.len() + 1 + entry.value.len() + usize::from(count > 0);
+                if count == MAX_MEMBERS || next > MAX_BYTES {
+                    let kind = if count == MAX_MEMBERS {
+                        ErrorKind::TooManyMembers { max: MAX_MEMBERS }
+                    } else {
+                        ErrorKind::TooLong {
+                            len: next,
+                            max: MAX_BYTES,
+                        }
+                    };
+                    dropped.get_or_insert(ParseError::new(FORMAT, None, kind));
+                    continue;
+                }
+                (count, bytes) = (count + 1, next);
+                bag.push(entry);
+            }
             Some(Err(e)) => {
                 dropped.get_or_insert(e);
             }
@@ -477,6 +499,37 @@ mod tests {
         ];
         assert_eq!(encode(&e).unwrap(), "ok=a%20b");
         assert!(encode(&e[..1]).is_none());
+    }
+
+    /// Prefixed entries are held to the W3C limits on their own: a value too large for
+    /// them is dropped (the next ones still read), and past 180 entries the rest are.
+    #[test]
+    fn prefixed_entries_are_bounded() {
+        let mut map = http::HeaderMap::new();
+        map.insert("baggage-a", HeaderValue::from_static("1"));
+        map.insert(
+            "baggage-huge",
+            HeaderValue::try_from("x".repeat(MAX_BYTES)).unwrap(),
+        );
+        map.insert("baggage-b", HeaderValue::from_static("2"));
+        let (bag, dropped) = extract(&map);
+        assert_eq!(bag.get("a"), Some("1"));
+        assert_eq!(bag.get("b"), Some("2"));
+        assert!(bag.get("huge").is_none());
+        let e = dropped.expect("reported");
+        assert!(matches!(e.kind(), ErrorKind::TooLong { .. }), "{e}");
+
+        let mut map = http::HeaderMap::new();
+        for i in 0..MAX_MEMBERS + 5 {
+            map.insert(
+                HeaderName::try_from(format!("uberctx-k{i}")).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        let (bag, dropped) = extract(&map);
+        assert_eq!(bag.len(), MAX_MEMBERS);
+        let e = dropped.expect("reported");
+        assert_eq!(e.kind(), ErrorKind::TooManyMembers { max: MAX_MEMBERS });
     }
 
     #[test]

@@ -21,27 +21,19 @@ pub(crate) struct OnEnd {
     pub(crate) spans: Ending,
 }
 
-/// What a request started, held while the inner service's `call` runs: a `call` that
-/// panics (the panic caught above, as tower-http's `CatchPanic` does) ends it as failed,
-/// as a panic while the returned future is polled does; otherwise the SDK would export the
-/// span with no status and the request would go unmeasured. [`Self::called`] hands it on
-/// once `call` returned.
-pub(crate) struct Calling {
-    pub(crate) extras: crate::extras::Extras,
-    pub(crate) on_end: Option<Box<OnEnd>>,
+/// What a request started, borrowed while the inner service's `call` runs: a `call` that
+/// panics (the panic caught above, as tower-http's `CatchPanic` does) ends it as failed when
+/// the guard is dropped unwinding, as a panic while the returned future is polled does;
+/// otherwise the SDK would export the span with no status and the request would go
+/// unmeasured. Dropped after a `call` that returned, it does nothing (a borrow, so nothing
+/// is moved on the way).
+pub(crate) struct FailOnUnwind<'a> {
+    pub(crate) extras: &'a mut crate::extras::Extras,
+    pub(crate) on_end: &'a mut Option<Box<OnEnd>>,
 }
 
-impl Calling {
-    /// `call` returned: what it started goes on to the response future.
-    pub(crate) fn called(mut self) -> (crate::extras::Extras, Option<Box<OnEnd>>) {
-        (std::mem::take(&mut self.extras), self.on_end.take())
-    }
-}
-
-impl Drop for Calling {
+impl Drop for FailOnUnwind<'_> {
     fn drop(&mut self) {
-        // After `called` nothing is left, so a call made while another panic unwinds ends
-        // nothing here.
         if std::thread::panicking()
             && let Some(on_end) = OnEnd::with_spans(self.on_end.take(), self.extras.ending())
         {

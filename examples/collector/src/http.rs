@@ -34,6 +34,10 @@ pub(crate) fn router(collector: Collector) -> Router {
         .route("/api/v2/remoteServices", get(remote_services))
         .route("/api/v2/traces", get(traces))
         .route("/api/v2/trace/{trace_id}", get(trace))
+        .route("/api/v2/traceMany", get(trace_many))
+        .route("/api/v2/dependencies", get(dependencies))
+        .route("/api/v2/autocompleteKeys", get(autocomplete_keys))
+        .route("/api/v2/autocompleteValues", get(autocomplete_values))
         .route("/health", get(health))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(
@@ -406,6 +410,93 @@ async fn trace(
         status: StatusCode::NOT_FOUND,
         reason: format!("trace {id} not found"),
     })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TraceManyParams {
+    trace_ids: Option<String>,
+}
+
+/// The traces of a comma-separated list of ids, in the order asked; unknown ones left out,
+/// a malformed one 400 (as Zipkin answers).
+async fn trace_many(
+    State(collector): State<Collector>,
+    Query(params): Query<TraceManyParams>,
+) -> Result<Json<Vec<Vec<ZipkinSpan>>>, Reject> {
+    let listed = params.trace_ids.unwrap_or_default();
+    let mut ids = Vec::new();
+    for id in listed.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+        let normal = normalize_trace_id(id).ok_or_else(|| {
+            Reject::bad_request(format!(
+                "invalid trace id {id:?}: expected 16 or 32 hex characters"
+            ))
+        })?;
+        if !ids.contains(&normal) {
+            ids.push(normal);
+        }
+    }
+    if ids.is_empty() {
+        return Err(Reject::bad_request(
+            "traceIds: expected a list of trace ids",
+        ));
+    }
+    off_workers(&collector, move |c| {
+        let store = c.lock();
+        Json(
+            ids.iter()
+                .filter_map(|id| store.trace(id).map(zipkin_view))
+                .collect(),
+        )
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DependencyParams {
+    end_ts: Option<String>,
+    lookback: Option<String>,
+}
+
+/// The service graph of the traces whose time falls in `[endTs - lookback, endTs]`.
+async fn dependencies(
+    State(collector): State<Collector>,
+    Query(params): Query<DependencyParams>,
+) -> Result<Json<Vec<crate::dependencies::DependencyLink>>, Reject> {
+    let end = crate::query::millis("endTs", params.end_ts)
+        .map_err(Reject::bad_request)?
+        .ok_or_else(|| Reject::bad_request("endTs is required"))?;
+    let lookback =
+        crate::query::millis("lookback", params.lookback).map_err(Reject::bad_request)?;
+    let (begin, end) = crate::query::window_us(end, lookback);
+    off_workers(&collector, move |c| {
+        let store = c.lock();
+        let traces = store.traces().map(|(_, spans)| spans).filter(|spans| {
+            crate::query::trace_time(spans).is_some_and(|t| t >= begin && t <= end)
+        });
+        Json(crate::dependencies::link(traces))
+    })
+    .await
+}
+
+async fn autocomplete_keys() -> Json<Vec<String>> {
+    Json(Vec::new())
+}
+
+#[derive(Debug, Deserialize)]
+struct AutocompleteParams {
+    key: Option<String>,
+}
+
+/// No key is configured for autocompletion: no values, as Zipkin answers for such a key.
+async fn autocomplete_values(
+    Query(params): Query<AutocompleteParams>,
+) -> Result<Json<Vec<String>>, Reject> {
+    match params.key.as_deref().map(str::trim) {
+        None | Some("") => Err(Reject::bad_request("key is required")),
+        Some(_) => Ok(Json(Vec::new())),
+    }
 }
 
 async fn health() -> &'static str {

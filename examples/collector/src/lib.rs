@@ -52,10 +52,17 @@
 //!   not necessarily the same span;
 //! - `GET /api/v2/trace/{traceId}`: one trace by 16- or 32-hex id, 404 if
 //!   unknown;
+//! - `GET /api/v2/traceMany?traceIds=a,b`: those of the traces held, in the order asked;
+//! - `GET /api/v2/dependencies?endTs=&lookback=`: the service graph of the traces in the
+//!   window (calls and failed calls between services, read from client and server spans as
+//!   Zipkin's dependency linker reads them);
+//! - `GET /api/v2/autocompleteKeys`, `GET /api/v2/autocompleteValues?key=`: empty (no tag
+//!   is configured for autocompletion), as the Zipkin UI expects them;
 //! - `GET /health`: 200 `ok`.
 
 #![forbid(unsafe_code)]
 
+mod dependencies;
 mod http;
 mod ids;
 mod model;

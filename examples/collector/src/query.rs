@@ -69,13 +69,8 @@ impl TryFrom<TracesParams> for TraceQuery {
         let window = if end_ts.is_none() && lookback.is_none() {
             None
         } else {
-            let end_ms = end_ts.unwrap_or_else(now_ms);
             // Zipkin: lookback defaults to endTs, i.e. everything before it.
-            let begin_ms = end_ms.saturating_sub(lookback.unwrap_or(end_ms));
-            Some((
-                begin_ms.saturating_mul(1_000),
-                end_ms.saturating_mul(1_000).saturating_add(999),
-            ))
+            Some(window_us(end_ts.unwrap_or_else(now_ms), lookback))
         };
         let min_duration = number("minDuration", p.min_duration)?;
         let max_duration = number("maxDuration", p.max_duration)?;
@@ -109,6 +104,31 @@ impl TryFrom<TracesParams> for TraceQuery {
     }
 }
 
+/// When a trace happened, as Zipkin reads it for a time window: its root span's timestamp,
+/// else its earliest (µs). `None` when no span has one.
+pub(crate) fn trace_time(spans: &[&ZipkinSpan]) -> Option<u64> {
+    let root = spans
+        .iter()
+        .find(|s| s.parent_id.is_none() && s.timestamp > 0)
+        .map(|s| s.timestamp);
+    root.or_else(|| spans.iter().map(|s| s.timestamp).filter(|t| *t > 0).min())
+}
+
+/// The window `[endTs - lookback, endTs]` in µs, from milliseconds as the API takes them
+/// (`lookback` defaults to `endTs`: everything before it).
+pub(crate) fn window_us(end_ms: u64, lookback_ms: Option<u64>) -> (u64, u64) {
+    let begin_ms = end_ms.saturating_sub(lookback_ms.unwrap_or(end_ms));
+    (
+        begin_ms.saturating_mul(1_000),
+        end_ms.saturating_mul(1_000).saturating_add(999),
+    )
+}
+
+/// A query parameter that is a number of milliseconds (empty: unset).
+pub(crate) fn millis(name: &str, v: Option<String>) -> Result<Option<u64>, String> {
+    number(name, v)
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -127,12 +147,7 @@ impl TraceQuery {
     /// `annotationQuery` term.
     fn trace_matches(&self, spans: &[&ZipkinSpan]) -> bool {
         if let Some((begin, end)) = self.window {
-            let root = spans
-                .iter()
-                .find(|s| s.parent_id.is_none() && s.timestamp > 0)
-                .map(|s| s.timestamp);
-            let earliest = spans.iter().map(|s| s.timestamp).filter(|t| *t > 0).min();
-            match root.or(earliest) {
+            match trace_time(spans) {
                 Some(t) if t >= begin && t <= end => {}
                 _ => return false,
             }

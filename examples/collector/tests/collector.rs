@@ -1288,6 +1288,96 @@ async fn an_otlp_body_that_would_blow_up_once_converted_is_413() {
     server.stop().await;
 }
 
+/// What the Zipkin UI asks besides traces: several traces at once, the service graph, and
+/// the autocompletion lists.
+#[tokio::test]
+async fn trace_many_dependencies_and_autocomplete_answer_as_zipkin() {
+    let server = Server::default().await;
+    let (t1, t2) = (
+        "100000000000000000000000000000a1",
+        "100000000000000000000000000000a2",
+    );
+    let sec = 1_000_000u64; // µs
+    let trace = |t: &str, ts: u64, failed: bool| {
+        let mut call = zipkin(
+            t,
+            "0000000000000002",
+            Some("0000000000000001"),
+            "frontend",
+            "call",
+            ts,
+        );
+        call["kind"] = json!("CLIENT");
+        let mut user = zipkin(
+            t,
+            "0000000000000003",
+            Some("0000000000000002"),
+            "user",
+            "get",
+            ts,
+        );
+        if failed {
+            user["tags"] = json!({"error": "boom"});
+        }
+        json!([
+            zipkin(t, "0000000000000001", None, "frontend", "get /", ts),
+            call,
+            user
+        ])
+    };
+    for (t, ts, failed) in [(t1, 100 * sec, false), (t2, 200 * sec, true)] {
+        assert_eq!(server.post_zipkin(&trace(t, ts, failed)).await.status, 202);
+    }
+
+    let many = server
+        .get_json(&format!(
+            "/api/v2/traceMany?traceIds={t2},00000000000000ff,{t1}"
+        ))
+        .await;
+    let ids: Vec<&str> = many
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t[0]["traceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [t2, t1],
+        "in the order asked, the unknown one left out"
+    );
+    for bad in ["", "?traceIds=", "?traceIds=nothex"] {
+        let resp = server.get(&format!("/api/v2/traceMany{bad}")).await;
+        assert_eq!(resp.status, 400, "{bad}: {}", resp.text());
+    }
+
+    let links = server
+        .get_json("/api/v2/dependencies?endTs=300000&lookback=300000")
+        .await;
+    assert_eq!(
+        links,
+        json!([{"parent": "frontend", "child": "user", "callCount": 2, "errorCount": 1}])
+    );
+    // Only the first trace's root falls in [50 s, 150 s].
+    let links = server
+        .get_json("/api/v2/dependencies?endTs=150000&lookback=100000")
+        .await;
+    assert_eq!(
+        links,
+        json!([{"parent": "frontend", "child": "user", "callCount": 1}])
+    );
+    assert_eq!(server.get("/api/v2/dependencies").await.status, 400);
+
+    assert_eq!(server.get_json("/api/v2/autocompleteKeys").await, json!([]));
+    assert_eq!(
+        server
+            .get_json("/api/v2/autocompleteValues?key=http.method")
+            .await,
+        json!([])
+    );
+    assert_eq!(server.get("/api/v2/autocompleteValues").await.status, 400);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn the_time_window_tests_a_traces_root_timestamp() {
     let server = Server::default().await;

@@ -91,16 +91,17 @@ where
         };
         let added = std::mem::replace(req.extensions_mut(), extensions);
         req.extensions_mut().extend(added);
-        let calling = crate::body::Calling {
-            extras,
-            on_end: None,
-        };
+        let mut extras = extras;
         let future = {
+            // Dropped last: a panicking `call` ends the call's span.
+            let unwinding = crate::body::FailOnUnwind {
+                extras: &mut extras,
+                on_end: &mut None,
+            };
             let _current = entered.as_ref().map(RequestTrace::enter);
-            let _extras = calling.extras.enter();
+            let _extras = unwinding.extras.enter();
             self.inner.call(req)
         };
-        let (extras, _) = calling.called();
         ResponseFuture::new(future, entered, extras)
     }
 }

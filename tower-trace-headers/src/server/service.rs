@@ -90,15 +90,19 @@ where
         let on_end = OnEnd::server(config, &req, route, &trace);
         req.extensions_mut().insert(trace.clone());
 
-        let calling = crate::body::Calling { extras, on_end };
+        let (mut extras, mut on_end) = (extras, on_end);
         // Moved into the thread-local for the call and back out: no reference count touched.
         let mut trace = Some(trace);
         let future = {
+            // Dropped last: a panicking `call` ends what the request started.
+            let unwinding = crate::body::FailOnUnwind {
+                extras: &mut extras,
+                on_end: &mut on_end,
+            };
             let _current = crate::current::MovedIn::new(&mut trace);
-            let _extras = calling.extras.enter();
+            let _extras = unwinding.extras.enter();
             self.inner.call(req)
         };
-        let (extras, on_end) = calling.called();
         ResponseFuture::new(future, trace, extras, config, on_end)
     }
 }

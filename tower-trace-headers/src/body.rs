@@ -28,13 +28,35 @@ pub(crate) struct OnEnd {
 /// unmeasured. Dropped after a `call` that returned, it does nothing (a borrow, so nothing
 /// is moved on the way).
 pub(crate) struct FailOnUnwind<'a> {
-    pub(crate) extras: &'a mut crate::extras::Extras,
-    pub(crate) on_end: &'a mut Option<Box<OnEnd>>,
+    extras: &'a mut crate::extras::Extras,
+    on_end: &'a mut Option<Box<OnEnd>>,
+    /// A call made while another panic unwinds (from a drop guard): only a panic of its own
+    /// counts.
+    already_panicking: bool,
+}
+
+impl<'a> FailOnUnwind<'a> {
+    pub(crate) fn new(
+        extras: &'a mut crate::extras::Extras,
+        on_end: &'a mut Option<Box<OnEnd>>,
+    ) -> Self {
+        FailOnUnwind {
+            extras,
+            on_end,
+            already_panicking: std::thread::panicking(),
+        }
+    }
+
+    /// What the call started, to enter around it.
+    pub(crate) fn extras(&self) -> &crate::extras::Extras {
+        self.extras
+    }
 }
 
 impl Drop for FailOnUnwind<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking()
+        if !self.already_panicking
+            && std::thread::panicking()
             && let Some(on_end) = OnEnd::with_spans(self.on_end.take(), self.extras.ending())
         {
             on_end.failed("panic");

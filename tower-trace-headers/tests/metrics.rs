@@ -743,3 +743,58 @@ async fn a_panic_in_call_is_a_failure() {
         );
     }
 }
+
+/// A call made while another panic unwinds (from a drop guard) is not taken for a panicking
+/// `call`: it goes out, and its span ends with its response.
+#[tokio::test]
+async fn a_call_made_while_unwinding_is_no_panic_of_its_own() {
+    use opentelemetry::trace::{TraceContextExt as _, Tracer as _, TracerProvider as _};
+    use tower::Service as _;
+    use tower_trace_headers::PropagateTraceHeadersLayer;
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let inner =
+        service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
+    let mut client = ServiceBuilder::new()
+        .layer(PropagateTraceHeadersLayer::instrument().tracer_provider(&provider))
+        .service(inner);
+
+    struct CallsOnDrop<'a, S: tower::Service<Request<Body>>> {
+        client: &'a mut S,
+        made: &'a mut Option<S::Future>,
+    }
+    impl<S: tower::Service<Request<Body>>> Drop for CallsOnDrop<'_, S> {
+        fn drop(&mut self) {
+            *self.made = Some(self.client.call(Request::new(Body::empty())));
+        }
+    }
+    let mut made = None;
+    {
+        let parent = provider.tracer("app").start("work");
+        let _app = opentelemetry::Context::current_with_span(parent).attach();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = CallsOnDrop {
+                client: &mut client,
+                made: &mut made,
+            };
+            panic!("the handler panics");
+        }));
+        assert!(caught.is_err());
+    }
+    let response = made.expect("the call was made").await.unwrap();
+    let _ = response.into_body().collect().await;
+    let spans = exporter.get_finished_spans().unwrap();
+    let call = spans
+        .iter()
+        .find(|s| s.span_kind == opentelemetry::trace::SpanKind::Client)
+        .expect("the call's span");
+    assert!(
+        !call
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == "error.type"),
+        "{call:#?}"
+    );
+}

@@ -412,33 +412,45 @@ pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> (Baggage, Option<ParseErro
         },
         _ => decode_lines(carrier.get_all_values(&header::BAGGAGE)),
     };
+    prefixed_headers(carrier, |_, read| match read {
+        Some(Ok(entry)) => bag.push(entry),
+        Some(Err(e)) => {
+            dropped.get_or_insert(e);
+        }
+        None => {}
+    });
+    (bag, dropped)
+}
+
+/// Every header of `carrier`, in order, as the prefixed baggage it is: `f(name, None)` for a
+/// header that is none, `Some(Ok(entry))` for an entry kept, `Some(Err(why))` for one
+/// refused ([`decode_prefixed`]) or over the limits [`extract`] holds the prefixed entries to
+/// (at most [`MAX_MEMBERS`], joined as `key=value,…` in at most [`MAX_BYTES`]).
+pub fn prefixed_headers<E: Extractor + ?Sized>(
+    carrier: &E,
+    mut f: impl FnMut(&str, Option<Result<BaggageEntry, ParseError>>),
+) {
     let (mut count, mut bytes) = (0usize, 0usize);
     for (name, value) in carrier.iter_headers() {
-        match decode_prefixed(name, value) {
-            Some(Ok(entry)) => {
-                let next = bytes + entry.key.len() + 1 + entry.value.len() + usize::from(count > 0);
-                if count == MAX_MEMBERS || next > MAX_BYTES {
-                    let kind = if count == MAX_MEMBERS {
-                        ErrorKind::TooManyMembers { max: MAX_MEMBERS }
-                    } else {
-                        ErrorKind::TooLong {
-                            len: next,
-                            max: MAX_BYTES,
-                        }
-                    };
-                    dropped.get_or_insert(ParseError::new(FORMAT, None, kind));
-                    continue;
-                }
-                (count, bytes) = (count + 1, next);
-                bag.push(entry);
+        let read = decode_prefixed(name, value).map(|read| {
+            let entry = read?;
+            let next = bytes + entry.key.len() + 1 + entry.value.len() + usize::from(count > 0);
+            if count == MAX_MEMBERS || next > MAX_BYTES {
+                let kind = if count == MAX_MEMBERS {
+                    ErrorKind::TooManyMembers { max: MAX_MEMBERS }
+                } else {
+                    ErrorKind::TooLong {
+                        len: next,
+                        max: MAX_BYTES,
+                    }
+                };
+                return Err(ParseError::new(FORMAT, None, kind));
             }
-            Some(Err(e)) => {
-                dropped.get_or_insert(e);
-            }
-            None => {}
-        }
+            (count, bytes) = (count + 1, next);
+            Ok(entry)
+        });
+        f(name, read);
     }
-    (bag, dropped)
 }
 
 /// Write `baggage` for the W3C entries and one prefixed header per prefixed entry. A prefixed

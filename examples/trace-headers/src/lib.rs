@@ -232,20 +232,18 @@ fn decode_all(h: &Headers, only: Option<Format>) -> Decode {
         if let Some(e) = dropped {
             out.errors.push(Issue::Parse(e));
         }
-        for (name, value) in h.iter_headers() {
-            match baggage::decode_prefixed(name, value) {
-                Some(Ok(entry)) => out.baggage.push(entry),
-                Some(Err(e)) => out.errors.push(Issue::Prefixed(name.to_owned(), Some(e))),
-                None => {
-                    if BaggagePrefix::ALL
-                        .iter()
-                        .any(|p| name.eq_ignore_ascii_case(p.as_str()))
-                    {
-                        out.errors.push(Issue::Prefixed(name.to_owned(), None));
-                    }
+        baggage::prefixed_headers(h, |name, read| match read {
+            Some(Ok(entry)) => out.baggage.push(entry),
+            Some(Err(e)) => out.errors.push(Issue::Prefixed(name.to_owned(), Some(e))),
+            None => {
+                if BaggagePrefix::ALL
+                    .iter()
+                    .any(|p| name.eq_ignore_ascii_case(p.as_str()))
+                {
+                    out.errors.push(Issue::Prefixed(name.to_owned(), None));
                 }
             }
-        }
+        });
     }
     if wanted(Format::OtSpanContext) {
         if let Some(d) = &out.context {
@@ -420,6 +418,9 @@ fn parse_input(v: &Value, f: Format) -> Result<EncodeInput, InputError> {
     let mut baggage = Vec::new();
     let writes_baggage = matches!(f, Format::Baggage | Format::OtSpanContext);
     let entries = array(v, "baggage")?;
+    // The W3C rules are `baggage`'s: `x-ot-span-context` carries its items as they came.
+    let w3c = f == Format::Baggage;
+    let mut within_limits = b3_propagation::Baggage::new();
     for e in entries.iter().filter(|_| writes_baggage) {
         let bad = |why: String| InputError(format!("`baggage`: {why}"));
         if !e.is_object() {
@@ -428,11 +429,14 @@ fn parse_input(v: &Value, f: Format) -> Result<EncodeInput, InputError> {
         let (Some(key), Some(value)) = (field(e, "key")?, field(e, "value")?) else {
             return Err(bad("entries need `key` and `value`".into()));
         };
-        // The rules `Baggage::set` applies to an application's entry: a token key, a value
-        // without control characters (what the encoder would otherwise skip in silence).
-        b3_propagation::Baggage::new()
-            .set(key, value)
-            .map_err(|e| bad(format!("{key:?}: {e}")))?;
+        // The rules `Baggage::set` applies to an application's entry — a token key, a value
+        // without control characters, the list within the W3C limits — which the encoder
+        // would otherwise meet by leaving entries out in silence.
+        if w3c {
+            within_limits
+                .set(key, value)
+                .map_err(|e| bad(format!("{key:?}: {e}")))?;
+        }
         let mut entry = BaggageEntry::new(key, value);
         for p in array(e, "properties")? {
             let Some(k) = p
@@ -443,7 +447,7 @@ fn parse_input(v: &Value, f: Format) -> Result<EncodeInput, InputError> {
             else {
                 return Err(bad(format!("a property needs a `key`, got {p}")));
             };
-            if k.is_empty() || http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            if w3c && (k.is_empty() || http::HeaderName::from_bytes(k.as_bytes()).is_err()) {
                 return Err(bad(format!("property key {k:?} is not a token")));
             }
             entry.properties.push(BaggageProperty {
@@ -655,8 +659,16 @@ mod tests {
             ),
             (
                 serde_json::json!({"baggage": [{"key": "k", "value": "a\u{1}b"}]}),
-                Format::OtSpanContext,
+                Format::Baggage,
                 "`baggage`",
+            ),
+            (
+                serde_json::json!({"baggage": [
+                    {"key": "a", "value": "x".repeat(5000)},
+                    {"key": "b", "value": "y".repeat(5000)},
+                ]}),
+                Format::Baggage,
+                "bytes",
             ),
             (
                 serde_json::json!({"baggage": [{"key": "k", "value": "v", "properties": [{"value": "x"}]}]}),
@@ -672,6 +684,13 @@ mod tests {
             let e = encode(&ctx(extra.clone()), f).expect_err(&extra.to_string());
             assert!(e.0.contains(why), "{extra}: {e}");
         }
+        // `x-ot-span-context` items are not W3C members: what `decode` gives, `encode` takes.
+        let ot = encode(
+            &ctx(serde_json::json!({"baggage": [{"key": "user id", "value": "a b"}]})),
+            Format::OtSpanContext,
+        )
+        .expect("an ot item need not be a W3C member");
+        assert!(ot.get("x-ot-span-context").is_some(), "{ot}");
         // `null` stays "absent", as `decode` prints absent fields.
         let ok = encode(
             &ctx(serde_json::json!({"parent_span_id": null, "trace_flags": null, "baggage": null})),
@@ -688,6 +707,24 @@ mod tests {
         )
         .expect("a valid entry");
         assert_eq!(ok["baggage"], "k=v%20w;p");
+    }
+
+    /// `decode` keeps the prefixed baggage the core's extract keeps: an entry over the limits
+    /// is reported, not listed.
+    #[test]
+    fn decode_holds_prefixed_baggage_to_the_cores_limits() {
+        let mut h = Headers::default();
+        h.push("baggage-big", "x".repeat(9000).as_bytes());
+        h.push("baggage-small", b"1");
+        let out = decode(&h, Some(Format::Baggage));
+        let keys: Vec<&str> = out["baggage"]
+            .as_array()
+            .expect("baggage")
+            .iter()
+            .map(|e| e["key"].as_str().expect("key"))
+            .collect();
+        assert_eq!(keys, ["small"], "{out}");
+        assert_eq!(out["errors"][0]["kind"], "too_long", "{out}");
     }
 
     #[test]

@@ -94,12 +94,10 @@ where
         let mut extras = extras;
         let future = {
             // Dropped last: a panicking `call` ends the call's span.
-            let unwinding = crate::body::FailOnUnwind {
-                extras: &mut extras,
-                on_end: &mut None,
-            };
+            let mut no_measure = None;
+            let unwinding = crate::body::FailOnUnwind::new(&mut extras, &mut no_measure);
             let _current = entered.as_ref().map(RequestTrace::enter);
-            let _extras = unwinding.extras.enter();
+            let _extras = unwinding.extras().enter();
             self.inner.call(req)
         };
         ResponseFuture::new(future, entered, extras)

@@ -95,12 +95,9 @@ where
         let mut trace = Some(trace);
         let future = {
             // Dropped last: a panicking `call` ends what the request started.
-            let unwinding = crate::body::FailOnUnwind {
-                extras: &mut extras,
-                on_end: &mut on_end,
-            };
+            let unwinding = crate::body::FailOnUnwind::new(&mut extras, &mut on_end);
             let _current = crate::current::MovedIn::new(&mut trace);
-            let _extras = unwinding.extras.enter();
+            let _extras = unwinding.extras().enter();
             self.inner.call(req)
         };
         ResponseFuture::new(future, trace, extras, config, on_end)

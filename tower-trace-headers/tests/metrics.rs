@@ -749,7 +749,6 @@ async fn a_panic_in_call_is_a_failure() {
 #[tokio::test]
 async fn a_call_made_while_unwinding_is_no_panic_of_its_own() {
     use opentelemetry::trace::{TraceContextExt as _, Tracer as _, TracerProvider as _};
-    use tower::Service as _;
     use tower_trace_headers::PropagateTraceHeadersLayer;
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()

@@ -25,59 +25,119 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// The calls of one trace, as (caller, callee, failed):
-/// - a server (or consumer) span is a call from the service of its client half (the span
-///   that shares its id), else of its parent span, else of its remote endpoint, to its own
-///   service;
-/// - a client (or producer) span that no server span answers (an uninstrumented callee) is
-///   a call from its service to its remote endpoint's.
+/// The calls of one trace, as (caller, callee, failed), as Zipkin's dependency linker reads
+/// them from the trace's tree:
+/// - a span's parent is the span its `parentId` names (the server half when a shared id has
+///   two), and a server half's is the client half sharing its id;
+/// - a client (or producer) span with children is left to them (the server side names the
+///   callee better); one without, and a span without a kind that names both sides, is a call
+///   from its service to its remote service;
+/// - a server (or consumer) span is a call from its remote service (the caller it saw), else
+///   from the service of its nearest ancestor with a kind, to its own service; a root server
+///   span with no remote service is no call;
+/// - a call fails when its span carries an `error` tag, or a server span's direct client
+///   parent does;
+/// - a client span whose nearest ancestor with a kind is another service's also makes the
+///   link from that service to it (a call whose server span is missing).
 ///
-/// A call from a service to itself is no edge.
+/// Messaging spans link their two sides only when both are known; a call from a service to
+/// itself is no edge.
 fn calls<'a>(spans: &[&'a ZipkinSpan]) -> Vec<(&'a str, &'a str, bool)> {
-    let mut by_id: HashMap<&str, Vec<&ZipkinSpan>> = HashMap::new();
-    for s in spans {
-        by_id.entry(s.id.as_str()).or_default().push(s);
-    }
-    let is_server = |s: &ZipkinSpan| matches!(s.kind, Some(SpanKind::Server | SpanKind::Consumer));
-    let is_client = |s: &ZipkinSpan| matches!(s.kind, Some(SpanKind::Client | SpanKind::Producer));
-    // Client spans some server span answers: the server half of a shared span, or a server
-    // child.
-    let answered = |client: &ZipkinSpan| {
-        by_id
-            .get(client.id.as_str())
-            .into_iter()
-            .flatten()
-            .any(|s| is_server(s))
-            || spans
-                .iter()
-                .any(|s| is_server(s) && s.parent_id.as_deref() == Some(client.id.as_str()))
-    };
-    let failed = |s: &ZipkinSpan| s.tags.contains_key("error");
-    let mut out = Vec::new();
-    for s in spans {
-        let own = s.service();
-        if is_server(s) {
-            let client_half = by_id
-                .get(s.id.as_str())
-                .into_iter()
-                .flatten()
-                .find(|c| is_client(c))
-                .and_then(|c| c.service());
-            let parent = || {
-                s.parent_id
-                    .as_deref()
-                    .and_then(|p| by_id.get(p))
-                    .and_then(|p| p.iter().find_map(|p| p.service()))
-            };
-            let caller = client_half.or_else(parent).or_else(|| s.remote_service());
-            if let (Some(caller), Some(callee)) = (caller, own) {
-                out.push((caller, callee, failed(s)));
+    let is_server = |s: &ZipkinSpan| s.kind == Some(SpanKind::Server);
+    let is_client = |s: &ZipkinSpan| s.kind == Some(SpanKind::Client);
+    // id → index, the server half winning a shared id; the client halves apart.
+    let mut by_id: HashMap<&str, usize> = HashMap::new();
+    let mut client_half: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in spans.iter().enumerate() {
+        if is_client(s) {
+            client_half.insert(s.id.as_str(), i);
+        }
+        match by_id.get(s.id.as_str()) {
+            Some(&j) if is_server(spans[j]) => {}
+            _ => {
+                by_id.insert(s.id.as_str(), i);
             }
-        } else if is_client(s)
-            && !answered(s)
-            && let (Some(caller), Some(callee)) = (own, s.remote_service())
+        }
+    }
+    let parent_of = |i: usize| -> Option<usize> {
+        let s = spans[i];
+        if is_server(s)
+            && let Some(&c) = client_half.get(s.id.as_str())
+            && c != i
         {
-            out.push((caller, callee, failed(s)));
+            return Some(c);
+        }
+        let p = *by_id.get(s.parent_id.as_deref()?)?;
+        // A span is not its own parent (a cycle in the data).
+        (p != i).then_some(p)
+    };
+    let parents: Vec<Option<usize>> = (0..spans.len()).map(parent_of).collect();
+    let mut has_children = vec![false; spans.len()];
+    for p in parents.iter().flatten() {
+        has_children[*p] = true;
+    }
+    // The nearest ancestor with a kind, at most as many steps as there are spans (cycles).
+    let remote_ancestor = |i: usize| -> Option<usize> {
+        let mut at = parents[i];
+        for _ in 0..spans.len() {
+            let a = at?;
+            if spans[a].kind.is_some() {
+                return Some(a);
+            }
+            at = parents[a];
+        }
+        None
+    };
+    let mut out = Vec::new();
+    for (i, s) in spans.iter().enumerate() {
+        let mut kind = s.kind;
+        if kind == Some(SpanKind::Client) && has_children[i] {
+            continue;
+        }
+        let (own, remote) = (s.service(), s.remote_service());
+        if kind.is_none() {
+            if own.is_none() || remote.is_none() {
+                continue;
+            }
+            kind = Some(SpanKind::Client);
+        }
+        let mut failed = s.tags.contains_key("error");
+        let (mut caller, callee) = match kind {
+            Some(SpanKind::Server | SpanKind::Consumer) => {
+                if parents[i].is_none() && remote.is_none() {
+                    continue;
+                }
+                (remote, own)
+            }
+            _ => (own, remote),
+        };
+        if matches!(kind, Some(SpanKind::Producer | SpanKind::Consumer)) {
+            if let (Some(caller), Some(callee)) = (caller, callee) {
+                out.push((caller, callee, failed));
+            }
+            continue;
+        }
+        if let Some(a) = remote_ancestor(i)
+            && let Some(ancestor) = spans[a].service()
+        {
+            if kind == Some(SpanKind::Client)
+                && let Some(own) = own
+                && ancestor != own
+            {
+                out.push((ancestor, own, false));
+            }
+            if kind == Some(SpanKind::Server) || caller.is_none() {
+                caller = Some(ancestor);
+            }
+            if !failed
+                && is_client(spans[a])
+                && s.parent_id.as_deref() == Some(spans[a].id.as_str())
+            {
+                failed = spans[a].tags.contains_key("error");
+            }
+        }
+        if let (Some(caller), Some(callee)) = (caller, callee) {
+            out.push((caller, callee, failed));
         }
     }
     out.retain(|(caller, callee, _)| !caller.eq_ignore_ascii_case(callee));
@@ -182,5 +242,46 @@ mod tests {
         let links = link([spans.iter().collect(), spans.iter().collect()]);
         assert_eq!(links[0].call_count, 2);
         assert!(link([vec![&spans[0]]]).is_empty());
+    }
+
+    /// The client's error counts for a call its server did not see fail (a timeout), and a
+    /// client span with children (a sidecar's egress span under the app's) is left to them.
+    #[test]
+    fn client_errors_count_and_a_client_with_children_is_left_to_them() {
+        use SpanKind::{Client, Server};
+        let root = span("01", None, "frontend", Some(Server));
+        let mut app_call = span("02", Some("01"), "frontend", Some(Client));
+        app_call.remote_endpoint = Some(Endpoint {
+            service_name: Some("127.0.0.1".to_owned()),
+            ..Endpoint::default()
+        });
+        app_call
+            .tags
+            .insert("error".to_owned(), "timeout".to_owned());
+        let egress = span("03", Some("02"), "frontend-sidecar", Some(Client));
+        let user = span("04", Some("03"), "user", Some(Server));
+        let spans = [root, app_call, egress, user];
+        let got: Vec<(String, String, u64, u64)> = link([spans.iter().collect()])
+            .into_iter()
+            .map(|l| (l.parent, l.child, l.call_count, l.error_count))
+            .collect();
+        // As Zipkin draws it: the server side names the call, from its nearest ancestor with
+        // a kind; no edge to the app call's `127.0.0.1`.
+        assert_eq!(
+            got,
+            [("frontend-sidecar".to_owned(), "user".to_owned(), 1, 0)]
+        );
+        // Without the sidecar, the server under the failed client call counts the error.
+        let direct = span("04", Some("02"), "user", Some(Server));
+        let spans = [spans[0].clone(), spans[1].clone(), direct];
+        let links = link([spans.iter().collect()]);
+        assert_eq!(
+            (
+                links[0].parent.as_str(),
+                links[0].child.as_str(),
+                links[0].error_count
+            ),
+            ("frontend", "user", 1)
+        );
     }
 }

@@ -50,11 +50,15 @@ pub(crate) fn router(collector: Collector) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok());
                 if declared.is_some_and(|n| n > limit as u64) {
-                    return Reject {
+                    let reject = Reject {
                         status: StatusCode::PAYLOAD_TOO_LARGE,
                         reason: "request body too large".to_owned(),
+                    };
+                    // OTLP/HTTP answers every refusal with a `Status`.
+                    if req.uri().path() == "/v1/traces" {
+                        return otlp_error(otlp_encoding(req.headers()).ok(), reject);
                     }
-                    .into_response();
+                    return reject.into_response();
                 }
                 next.run(req).await
             },
@@ -426,13 +430,14 @@ async fn trace_many(
 ) -> Result<Json<Vec<Vec<ZipkinSpan>>>, Reject> {
     let listed = params.trace_ids.unwrap_or_default();
     let mut ids = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for id in listed.split(',').map(str::trim).filter(|id| !id.is_empty()) {
         let normal = normalize_trace_id(id).ok_or_else(|| {
             Reject::bad_request(format!(
                 "invalid trace id {id:?}: expected 16 or 32 hex characters"
             ))
         })?;
-        if !ids.contains(&normal) {
+        if seen.insert(normal.clone()) {
             ids.push(normal);
         }
     }

@@ -155,32 +155,43 @@ impl Store {
     }
 }
 
-/// The spans of one trace, oldest first, and how many of them have each hash (to find an
-/// identical span without comparing against every one).
+/// The spans of one trace, oldest first, and for each hash how many of them have it and the
+/// latest that does (to find an identical span without comparing against every one).
 #[derive(Debug, Default)]
 struct TraceSpans {
     /// (arrival sequence number, hash, span), in arrival order.
     spans: VecDeque<(u64, u64, ZipkinSpan)>,
-    hashes: HashMap<u64, u32>,
+    /// Hash → (how many spans have it, the sequence number of the latest).
+    hashes: HashMap<u64, (u32, u64)>,
 }
 
 impl TraceSpans {
-    /// Whether an identical span is held (`hash` is `span`'s).
+    /// Whether an identical span is held (`hash` is `span`'s). The latest span with the hash
+    /// is found by its sequence number (the spans are in arrival order); only when that one
+    /// differs (two spans with one hash) are the others compared.
     fn holds(&self, hash: u64, span: &ZipkinSpan) -> bool {
-        self.hashes.contains_key(&hash)
-            && self.spans.iter().any(|(_, h, s)| *h == hash && s == span)
+        let Some(&(_, seq)) = self.hashes.get(&hash) else {
+            return false;
+        };
+        if let Ok(i) = self.spans.binary_search_by_key(&seq, |(s, _, _)| *s)
+            && self.spans[i].2 == *span
+        {
+            return true;
+        }
+        self.spans.iter().any(|(_, h, s)| *h == hash && s == span)
     }
 
     fn push(&mut self, seq: u64, hash: u64, span: ZipkinSpan) {
-        *self.hashes.entry(hash).or_default() += 1;
+        let entry = self.hashes.entry(hash).or_default();
+        *entry = (entry.0 + 1, seq);
         self.spans.push_back((seq, hash, span));
     }
 
     fn pop_oldest(&mut self) -> Option<ZipkinSpan> {
         let (_, hash, span) = self.spans.pop_front()?;
         if let Entry::Occupied(mut e) = self.hashes.entry(hash) {
-            *e.get_mut() -= 1;
-            if *e.get() == 0 {
+            e.get_mut().0 -= 1;
+            if e.get().0 == 0 {
                 e.remove();
             }
         }

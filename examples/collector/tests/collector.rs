@@ -992,7 +992,26 @@ async fn oversized_bodies_get_413_chunked_or_not() {
     .await;
     assert_eq!(resp.status, 200, "{}", resp.text());
 
-    // A declared length over the limit is refused at once, before any body byte arrives.
+    // A declared length over the limit is refused at once, before any body byte arrives
+    // (on the OTLP route with a `Status`, as every OTLP refusal).
+    let resp = send(
+        server.addr,
+        "POST",
+        "/v1/traces",
+        &[
+            ("content-type", "application/x-protobuf"),
+            ("content-length", "100000000"),
+        ],
+        Body::None,
+    )
+    .await;
+    assert_eq!(resp.status, 413, "{}", resp.text());
+    assert_eq!(resp.header("content-type"), Some("application/x-protobuf"));
+    let status = RpcStatus::decode(resp.body.as_slice()).expect("a Status");
+    assert_eq!(
+        (status.code, status.message.as_str()),
+        (8, "request body too large")
+    );
     for path in ["/api/v2/spans", "/v1/traces"] {
         let resp = send(
             server.addr,
@@ -1006,7 +1025,12 @@ async fn oversized_bodies_get_413_chunked_or_not() {
         )
         .await;
         assert_eq!(resp.status, 413, "{path}: {}", resp.text());
-        assert_eq!(resp.text(), "request body too large");
+        let expected = if path == "/v1/traces" {
+            r#"{"code":8,"message":"request body too large"}"#
+        } else {
+            "request body too large"
+        };
+        assert_eq!(resp.text(), expected);
     }
 
     // Still serving, and a body under the limit (chunked too) is fine.

@@ -96,8 +96,18 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// Validate and normalise the ids of a span received in Zipkin form.
 ///
 /// A parent id that is all zeros means "no parent" (as Zipkin itself treats
-/// it); any other malformed parent id is an error.
+/// it), and so does a parent id equal to the span's own (a cycle, which Zipkin
+/// undoes the same way); any other malformed parent id is an error. A port of 0
+/// is no port, as the model says.
 pub(crate) fn normalize_span(mut span: ZipkinSpan) -> Result<ZipkinSpan, IngestError> {
+    for endpoint in [&mut span.local_endpoint, &mut span.remote_endpoint]
+        .into_iter()
+        .flatten()
+    {
+        if endpoint.port == Some(0) {
+            endpoint.port = None;
+        }
+    }
     span.trace_id = normalize_trace_id(&span.trace_id)
         .ok_or_else(|| IngestError::InvalidTraceId(span.trace_id.clone()))?;
     span.id =
@@ -107,5 +117,8 @@ pub(crate) fn normalize_span(mut span: ZipkinSpan) -> Result<ZipkinSpan, IngestE
         Some(p) if p.len() == 16 && p.bytes().all(|b| b == b'0') => None,
         Some(p) => Some(normalize_span_id(&p).ok_or(IngestError::InvalidParentId(p))?),
     };
+    if span.parent_id.as_ref() == Some(&span.id) {
+        span.parent_id = None;
+    }
     Ok(span)
 }

@@ -28,8 +28,12 @@ pub struct ZipkinSpan {
     /// Parent span id; `None` for a root span.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
-    /// Operation name.
-    #[serde(default, deserialize_with = "null_as_default")]
+    /// Operation name (left out of the JSON when empty, as Zipkin does).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub name: String,
     /// Span kind; `None` for local (OpenTelemetry `INTERNAL`) spans.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -40,8 +40,9 @@ const UNKNOWN_SERVICE: &str = "unknown_service";
 ///   `network.peer.address`, …, `db.name`).
 ///
 /// Trace ids must be 16 bytes (8-byte ids are accepted too and left-padded),
-/// span ids 8 bytes, neither all zero; an empty or all-zero parent id means
-/// "root span". Any malformed id fails the whole request.
+/// span ids 8 bytes, neither all zero; an empty or all-zero parent id, or one
+/// equal to the span's own, means "root span". Any malformed id fails the whole
+/// request.
 pub fn from_otlp(req: &ExportTraceServiceRequest) -> Result<Vec<ZipkinSpan>, IngestError> {
     match convert(req, usize::MAX) {
         Ok(spans) => Ok(spans),
@@ -111,7 +112,9 @@ fn convert_span(
     } else {
         let parent_hex = hex(&span.parent_span_id);
         Some(normalize_span_id(&parent_hex).ok_or(IngestError::InvalidParentId(parent_hex))?)
-    };
+    }
+    // A span that names itself as parent is a root (a cycle; Zipkin undoes it the same way).
+    .filter(|p| *p != id);
 
     let kind = match OtlpKind::try_from(span.kind) {
         Ok(OtlpKind::Server) => Some(SpanKind::Server),

@@ -10,7 +10,7 @@ pub struct Headers {
     lines: Vec<(String, Vec<u8>)>,
 }
 
-/// A header line without a `:`.
+/// A header line without a `:`, or with nothing before it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MissingColon(pub String);
 
@@ -29,16 +29,20 @@ impl Headers {
     ///
     /// # Errors
     ///
-    /// [`MissingColon`] when the line has no `:`.
+    /// [`MissingColon`] when the line has no `:`, or no name before it.
     pub fn push_line(&mut self, line: impl AsRef<[u8]>) -> Result<(), MissingColon> {
         let line = line.as_ref();
         let line = line.strip_prefix(b"> ").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            return Err(MissingColon(String::from_utf8_lossy(line).into_owned()));
-        };
+        let missing = || MissingColon(String::from_utf8_lossy(line).into_owned());
+        let colon = line.iter().position(|&b| b == b':').ok_or_else(missing)?;
         let (name, value) = (&line[..colon], &line[colon + 1..]);
+        let name = String::from_utf8_lossy(name);
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(missing());
+        }
         let value = value.strip_prefix(b" ").unwrap_or(value);
-        self.push(String::from_utf8_lossy(name).trim(), value);
+        self.push(name, value);
         Ok(())
     }
 

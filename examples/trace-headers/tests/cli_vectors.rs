@@ -339,11 +339,10 @@ fn format_filter_and_usage_errors() {
     ] {
         assert!(got.get(key).is_some(), "{key} always present");
     }
-    let status = bin()
-        .args(["decode", "-H", "no colon"])
-        .status()
-        .expect("run");
-    assert_eq!(status.code(), Some(2));
+    for bad in ["no colon", ": no name", " : no name"] {
+        let status = bin().args(["decode", "-H", bad]).status().expect("run");
+        assert_eq!(status.code(), Some(2), "{bad}");
+    }
     let status = bin()
         .args(["encode", "--format", "nope"])
         .status()

@@ -97,15 +97,30 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 ///
 /// A parent id that is all zeros means "no parent" (as Zipkin itself treats
 /// it), and so does a parent id equal to the span's own (a cycle, which Zipkin
-/// undoes the same way); any other malformed parent id is an error. A port of 0
-/// is no port, as the model says.
+/// undoes the same way); any other malformed parent id is an error. In the
+/// endpoints, as Zipkin reads them, an empty name or address is none, a port of 0
+/// is no port, and an endpoint left with nothing is no endpoint.
 pub(crate) fn normalize_span(mut span: ZipkinSpan) -> Result<ZipkinSpan, IngestError> {
-    for endpoint in [&mut span.local_endpoint, &mut span.remote_endpoint]
-        .into_iter()
-        .flatten()
-    {
-        if endpoint.port == Some(0) {
-            endpoint.port = None;
+    for slot in [&mut span.local_endpoint, &mut span.remote_endpoint] {
+        if let Some(endpoint) = slot {
+            for text in [
+                &mut endpoint.service_name,
+                &mut endpoint.ipv4,
+                &mut endpoint.ipv6,
+            ] {
+                if text.as_deref() == Some("") {
+                    *text = None;
+                }
+            }
+            if endpoint.port == Some(0) {
+                endpoint.port = None;
+            }
+        }
+        if slot
+            .as_ref()
+            .is_some_and(|e| *e == crate::model::Endpoint::default())
+        {
+            *slot = None;
         }
     }
     span.trace_id = normalize_trace_id(&span.trace_id)

@@ -1275,8 +1275,8 @@ async fn a_retried_batch_is_stored_once_and_ipv6_endpoints_are_kept() {
     let call = span_by_id(spans, "00000000000000e2");
     assert_eq!(call["remoteEndpoint"]["ipv6"], "2001:db8::c001");
 
-    // As Zipkin reads them: a port of 0 is no port, an empty name no name, and a span that
-    // names itself as parent a root.
+    // As Zipkin reads them: a port of 0 is no port, an empty name no name (an endpoint with
+    // nothing else no endpoint), and a span that names itself as parent a root.
     let mut odd = zipkin(
         trace,
         "00000000000000e4",
@@ -1286,10 +1286,11 @@ async fn a_retried_batch_is_stored_once_and_ipv6_endpoints_are_kept() {
         12,
     );
     odd["localEndpoint"]["port"] = json!(0);
+    odd["remoteEndpoint"] = json!({"serviceName": "", "port": 0});
     assert_eq!(server.post_zipkin(&json!([odd])).await.status, 202);
     let spans = server.get_json(&format!("/api/v2/trace/{trace}")).await;
     let odd = span_by_id(spans.as_array().unwrap(), "00000000000000e4");
-    for absent in ["parentId", "name"] {
+    for absent in ["parentId", "name", "remoteEndpoint"] {
         assert!(odd.get(absent).is_none(), "{absent}: {odd}");
     }
     assert!(odd["localEndpoint"].get("port").is_none(), "{odd}");

@@ -140,13 +140,20 @@ async fn grpc_health_serving_until_drained_and_untraced() {
     assert!(log.lines().is_empty(), "not logged: {:?}", log.lines());
 
     health.drain();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let s = status(client.check(check("user.v1.UserService")).await.unwrap());
-        if s == not_serving {
-            break;
+    // The service by name and the server as a whole (what the kubelet's gRPC probe and
+    // `grpc_health_probe` ask by default) both turn NOT_SERVING.
+    for name in ["user.v1.UserService", ""] {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let s = status(client.check(check(name)).await.unwrap());
+            if s == not_serving {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name:?} still {s} after draining"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(Instant::now() < deadline, "still {s} after draining");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -79,10 +79,44 @@ pub struct ServiceArgs {
           default_value = crate::DEFAULT_FIELDS)]
     pub propagate_fields: Vec<String>,
     /// Of the propagated fields, those a client may set at the edge (as if from an
-    /// authenticating proxy in front of it); the others are dropped there.
-    #[arg(long, env = "MESH_EDGE_FIELDS", value_delimiter = ',',
-          default_value = crate::DEFAULT_EDGE_FIELDS)]
-    pub edge_fields: Vec<String>,
+    /// authenticating proxy in front of it); the others are dropped there. Default: `end-user`
+    /// when it is propagated, else none.
+    #[arg(long, env = "MESH_EDGE_FIELDS", value_delimiter = ',')]
+    pub edge_fields: Option<Vec<String>>,
+}
+
+/// An upstream service's address: an absolute `http://` or `https://` URL with a host (a
+/// bare `host:port` would be taken for a scheme and fail only when the first call is made).
+///
+/// # Errors
+///
+/// Anything else.
+pub fn upstream(value: &str) -> Result<String, String> {
+    let uri: http::Uri = value
+        .trim()
+        .parse()
+        .map_err(|e| format!("`{value}` is not a URL: {e}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(value.trim().to_owned()),
+        _ => Err(format!("`{value}`: expected http://host:port")),
+    }
+}
+
+/// A fraction, `0..=1`.
+///
+/// # Errors
+///
+/// A value that is not a number in that range (`NaN` included).
+pub fn fraction(value: &str) -> Result<f64, String> {
+    let f: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number"))?;
+    if (0.0..=1.0).contains(&f) {
+        Ok(f)
+    } else {
+        Err(format!("`{value}` is not in 0..=1"))
+    }
 }
 
 /// A flag that its environment variable may set: `1`, `true`, `yes`, `on` (any case) and the
@@ -134,7 +168,10 @@ impl ServiceArgs {
             propagator: Propagator::from_env()?
                 .to_builder()
                 .span_semantics(semantics)
-                .fields(crate::fields(&self.propagate_fields, &self.edge_fields)?)
+                .fields(crate::fields(
+                    &self.propagate_fields,
+                    self.edge_fields.as_deref(),
+                )?)
                 .build(),
             mode: match self.mode {
                 ModeArg::Forward => Mode::Forward,
@@ -220,11 +257,13 @@ pub struct FrontendArgs {
     /// The shared flags.
     #[command(flatten)]
     pub service: ServiceArgs,
-    /// The user service (behind Envoy: the sidecar's egress listener).
-    #[arg(long, env = "USER_ADDR", default_value = "http://127.0.0.1:8081")]
+    /// The user service, `http://host:port` (behind Envoy: the sidecar's egress listener).
+    #[arg(long, env = "USER_ADDR", default_value = "http://127.0.0.1:8081",
+          value_parser = upstream)]
     pub user: String,
-    /// The order service (behind Envoy: the sidecar's egress listener).
-    #[arg(long, env = "ORDER_ADDR", default_value = "http://127.0.0.1:8082")]
+    /// The order service, `http://host:port` (behind Envoy: the sidecar's egress listener).
+    #[arg(long, env = "ORDER_ADDR", default_value = "http://127.0.0.1:8082",
+          value_parser = upstream)]
     pub order: String,
 }
 
@@ -242,8 +281,9 @@ pub struct OrderArgs {
     /// The shared flags.
     #[command(flatten)]
     pub service: ServiceArgs,
-    /// The item service (behind Envoy: the sidecar's egress listener).
-    #[arg(long, env = "ITEM_ADDR", default_value = "http://127.0.0.1:8083")]
+    /// The item service, `http://host:port` (behind Envoy: the sidecar's egress listener).
+    #[arg(long, env = "ITEM_ADDR", default_value = "http://127.0.0.1:8083",
+          value_parser = upstream)]
     pub item: String,
 }
 
@@ -254,7 +294,7 @@ pub struct ItemArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
     /// Fraction (0..=1) of requests made slower: an injected tail-latency regression.
-    #[arg(long, env = "TAIL_FRACTION", default_value_t = 0.0)]
+    #[arg(long, env = "TAIL_FRACTION", default_value_t = 0.0, value_parser = fraction)]
     pub tail_fraction: f64,
     /// How much slower, in milliseconds.
     #[arg(long, env = "TAIL_MS", default_value_t = 80)]
@@ -289,42 +329,27 @@ impl ServiceCommand {
                 let f =
                     frontend::Frontend::new(opts.user_channel(&a.user)?, opts.channel(&a.order)?);
                 let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
+                // The address bound (`--listen 127.0.0.1:0` picks a port).
+                let local = listener.local_addr()?;
                 let server = frontend::serve(listener, f, opts.clone(), shutdown_signal());
-                run(
-                    "frontend",
-                    &opts,
-                    a.service.listen,
-                    a.service.admin_listen,
-                    server,
-                )
-                .await
+                run("frontend", &opts, local, a.service.admin_listen, server).await
             }
             ServiceCommand::User(a) => {
                 let opts = a.service.options("user")?;
                 let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
+                // The address bound (`--listen 127.0.0.1:0` picks a port).
+                let local = listener.local_addr()?;
                 let server = user::serve(listener, opts.clone(), shutdown_signal());
-                run(
-                    "user",
-                    &opts,
-                    a.service.listen,
-                    a.service.admin_listen,
-                    server,
-                )
-                .await
+                run("user", &opts, local, a.service.admin_listen, server).await
             }
             ServiceCommand::Order(a) => {
                 let opts = a.service.options("order")?;
                 let orders = order::Orders::new(opts.channel(&a.item)?);
                 let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
+                // The address bound (`--listen 127.0.0.1:0` picks a port).
+                let local = listener.local_addr()?;
                 let server = order::serve(listener, orders, opts.clone(), shutdown_signal());
-                run(
-                    "order",
-                    &opts,
-                    a.service.listen,
-                    a.service.admin_listen,
-                    server,
-                )
-                .await
+                run("order", &opts, local, a.service.admin_listen, server).await
             }
             ServiceCommand::Item(a) => {
                 let opts = a.service.options("item")?;
@@ -333,15 +358,10 @@ impl ServiceCommand {
                     std::time::Duration::from_millis(a.tail_ms),
                 );
                 let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
+                // The address bound (`--listen 127.0.0.1:0` picks a port).
+                let local = listener.local_addr()?;
                 let server = item::serve(listener, items, opts.clone(), shutdown_signal());
-                run(
-                    "item",
-                    &opts,
-                    a.service.listen,
-                    a.service.admin_listen,
-                    server,
-                )
-                .await
+                run("item", &opts, local, a.service.admin_listen, server).await
             }
         }
     }
@@ -370,6 +390,7 @@ where
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(admin) = admin {
         let listener = tokio::net::TcpListener::bind(admin).await?;
+        let admin = listener.local_addr()?;
         eprintln!("{name} health on http://{admin}/healthz, /readyz; metrics on /metrics");
         let app = opts.admin_router();
         tokio::spawn(serve::serve(
@@ -485,13 +506,71 @@ mod tests {
     }
 
     #[test]
+    fn upstream_addresses_and_fractions_are_checked_when_parsed() {
+        for good in [
+            "http://127.0.0.1:8081",
+            "https://order.mesh:443",
+            "http://[::1]:80",
+        ] {
+            assert_eq!(upstream(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "127.0.0.1:8081",
+            "order:8082",
+            "ftp://x:1",
+            "http://",
+            "",
+            "not a url",
+        ] {
+            assert!(upstream(bad).is_err(), "{bad}");
+        }
+        for (value, ok) in [
+            ("0", true),
+            ("0.1", true),
+            ("1", true),
+            ("NaN", false),
+            ("-3", false),
+            ("5", false),
+            ("x", false),
+        ] {
+            assert_eq!(fraction(value).is_ok(), ok, "{value}");
+        }
+        let parsed = Cli::try_parse_from(["svc", "--listen", "127.0.0.1:1"]);
+        assert!(parsed.is_ok());
+    }
+
+    #[test]
     fn propagated_fields_from_flags() {
         let cli = Cli::try_parse_from(["svc", "--listen", "127.0.0.1:1"]).unwrap();
         assert_eq!(cli.service.propagate_fields, ["end-user"]);
-        let fields =
-            crate::fields(&cli.service.propagate_fields, &cli.service.edge_fields).unwrap();
+        let fields = crate::fields(
+            &cli.service.propagate_fields,
+            cli.service.edge_fields.as_deref(),
+        )
+        .unwrap();
         assert_eq!(fields.len(), 1);
         assert!(fields[0].is_kept_at_edge());
+        // Propagated fields alone: the default edge field only if it is among them.
+        for (propagate, kept) in [("x-tenant-id", 0), ("end-user,x-tenant-id", 1), ("", 0)] {
+            let cli = Cli::try_parse_from([
+                "svc",
+                "--listen",
+                "127.0.0.1:1",
+                "--propagate-fields",
+                propagate,
+            ])
+            .unwrap();
+            let fields = crate::fields(
+                &cli.service.propagate_fields,
+                cli.service.edge_fields.as_deref(),
+            )
+            .unwrap_or_else(|e| panic!("{propagate}: {e}"));
+            assert_eq!(
+                fields.iter().filter(|f| f.is_kept_at_edge()).count(),
+                kept,
+                "{propagate}"
+            );
+        }
         let cli = Cli::try_parse_from([
             "svc",
             "--listen",
@@ -502,12 +581,15 @@ mod tests {
             "",
         ])
         .unwrap();
-        let fields =
-            crate::fields(&cli.service.propagate_fields, &cli.service.edge_fields).unwrap();
+        let fields = crate::fields(
+            &cli.service.propagate_fields,
+            cli.service.edge_fields.as_deref(),
+        )
+        .unwrap();
         assert_eq!(fields.len(), 2);
         assert!(fields.iter().all(|f| !f.is_kept_at_edge()));
         for (propagate, edge) in [("x-b3-spanid", ""), ("end-user", "x-tenant-id")] {
-            let err = crate::fields(&[propagate.to_owned()], &[edge.to_owned()]);
+            let err = crate::fields(&[propagate.to_owned()], Some(&[edge.to_owned()]));
             assert!(err.is_err(), "{propagate} / {edge}");
         }
     }

@@ -50,6 +50,12 @@ impl IntoResponse for Upstream {
         let status = match self.0.code() {
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::InvalidArgument => StatusCode::BAD_REQUEST,
+            // The upstream's deadline, or the channel's timeout (which tonic reports as
+            // CANCELLED with `TimeoutExpired`'s message): the gateway timed out.
+            Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            Code::Cancelled if self.0.message() == tonic::TimeoutExpired(()).to_string() => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             _ => StatusCode::BAD_GATEWAY,
         };
         (
@@ -171,4 +177,42 @@ pub async fn serve(
     let app = opts.admin_router().merge(router(frontend, &opts));
     let shutdown = opts.health.draining_on(shutdown);
     serve::serve(listener, app, opts.serve, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An upstream failure's HTTP status: a timeout (the upstream's deadline or the channel's
+    /// own, which tonic reports as CANCELLED) is 504, not 502.
+    #[test]
+    fn upstream_statuses() {
+        let timed_out = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        for (status, http) in [
+            (
+                tonic::Status::not_found("no order o-9"),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                tonic::Status::invalid_argument("id"),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                tonic::Status::deadline_exceeded("late"),
+                StatusCode::GATEWAY_TIMEOUT,
+            ),
+            (timed_out, StatusCode::GATEWAY_TIMEOUT),
+            (
+                tonic::Status::cancelled("the caller went away"),
+                StatusCode::BAD_GATEWAY,
+            ),
+            (
+                tonic::Status::unavailable("connection refused"),
+                StatusCode::BAD_GATEWAY,
+            ),
+        ] {
+            let message = status.message().to_owned();
+            assert_eq!(Upstream(status).into_response().status(), http, "{message}");
+        }
+    }
 }

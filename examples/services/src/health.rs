@@ -88,7 +88,9 @@ impl Health {
             )
     }
 
-    /// The gRPC health service for the service `S`, `SERVING` until this drains.
+    /// The gRPC health service for the service `S`, `SERVING` until this drains: `S` by
+    /// name, and the server as a whole (the empty name, what the kubelet's gRPC probe and
+    /// `grpc_health_probe` ask by default).
     pub async fn grpc<S: tonic::server::NamedService>(
         &self,
     ) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>
@@ -99,6 +101,9 @@ impl Health {
         tokio::spawn(async move {
             if draining.wait_for(|d| *d).await.is_ok() {
                 reporter.set_not_serving::<S>().await;
+                reporter
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
             }
         });
         service

@@ -56,7 +56,10 @@ impl ItemService for Items {
     async fn get_item(&self, request: Request<GetItemRequest>) -> Result<Response<Item>, Status> {
         let id = request.into_inner().id;
         let Some((_, name, price)) = CATALOGUE.iter().find(|(i, _, _)| *i == id) else {
-            return Err(Status::not_found(format!("no item {id}")));
+            return Err(Status::not_found(format!(
+                "no item {}",
+                crate::shown_id(&id)
+            )));
         };
         let mut delay = if id == "i-3" { self.slow } else { self.base };
         if let Some((fraction, extra)) = self.tail

@@ -154,6 +154,19 @@ impl tonic::service::Interceptor for UserInterceptor {
     }
 }
 
+/// An id as an error message shows it: at most 64 characters, then `…`. The message travels
+/// in the gRPC trailers, and an id of some kilobytes (a path parameter is whatever the client
+/// sent) would make them too large for the caller's HTTP/2 client, turning a "not found" into
+/// a protocol error.
+#[must_use]
+pub fn shown_id(id: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 64;
+    match id.char_indices().nth(MAX) {
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}…", &id[..end])),
+        None => std::borrow::Cow::Borrowed(id),
+    }
+}
+
 /// The header every service carries from each request to every call it makes, by default:
 /// `end-user` (Istio routes on it; `order`'s egress sends `end-user: jason` to item-v2).
 pub const DEFAULT_FIELDS: &str = "end-user";
@@ -163,14 +176,14 @@ pub const DEFAULT_FIELDS: &str = "end-user";
 pub const DEFAULT_EDGE_FIELDS: &str = "end-user";
 
 /// The propagated fields for `propagate` (header names), those in `edge` kept at an
-/// untrusted edge.
+/// untrusted edge (`None`: [`DEFAULT_EDGE_FIELDS`], those of them that are propagated).
 ///
 /// # Errors
 ///
-/// A name that cannot be a propagated field, or an edge field that is not propagated.
+/// A name that cannot be a propagated field, or an edge field given that is not propagated.
 pub fn fields(
     propagate: &[String],
-    edge: &[String],
+    edge: Option<&[String]>,
 ) -> Result<Vec<PropagatedField>, crate::cli::BoxError> {
     let names = |list: &[String]| -> Vec<String> {
         list.iter()
@@ -178,7 +191,15 @@ pub fn fields(
             .filter(|n| !n.is_empty())
             .collect()
     };
-    let (propagate, edge) = (names(propagate), names(edge));
+    let propagate = names(propagate);
+    let edge = match edge {
+        Some(edge) => names(edge),
+        None => DEFAULT_EDGE_FIELDS
+            .split(',')
+            .map(str::to_owned)
+            .filter(|n| propagate.contains(n))
+            .collect(),
+    };
     if let Some(stray) = edge.iter().find(|e| !propagate.contains(e)) {
         return Err(format!("edge field `{stray}` is not one of the propagated fields").into());
     }
@@ -470,6 +491,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A long id is cut in messages (they travel in gRPC trailers), on a character boundary.
+    #[test]
+    fn ids_are_shown_short() {
+        assert_eq!(shown_id("o-1"), "o-1");
+        let long = "é".repeat(20_000);
+        let shown = shown_id(&long);
+        assert_eq!(shown.chars().count(), 65);
+        assert!(shown.ends_with('…'));
+        assert_eq!(shown_id(&"x".repeat(64)), "x".repeat(64));
+    }
 
     #[tokio::test]
     async fn a_server_that_never_drains_is_stopped_after_the_drain_time() {

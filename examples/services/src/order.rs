@@ -90,7 +90,10 @@ impl OrderService for Orders {
     ) -> Result<Response<Order>, Status> {
         let id = request.into_inner().id;
         let Some((id, user, lines)) = ORDERS.iter().find(|(i, _, _)| *i == id) else {
-            return Err(Status::not_found(format!("no order {id}")));
+            return Err(Status::not_found(format!(
+                "no order {}",
+                crate::shown_id(&id)
+            )));
         };
         Ok(Response::new(self.price(id, user, lines).await?))
     }

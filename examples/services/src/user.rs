@@ -26,7 +26,10 @@ impl UserService for Users {
     async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
         let id = request.into_inner().id;
         let Some((_, name, email)) = USERS.iter().find(|(i, _, _)| *i == id) else {
-            return Err(Status::not_found(format!("no user {id}")));
+            return Err(Status::not_found(format!(
+                "no user {}",
+                crate::shown_id(&id)
+            )));
         };
         tokio::time::sleep(Duration::from_millis(3)).await;
         Ok(Response::new(User {

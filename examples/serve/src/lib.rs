@@ -516,6 +516,9 @@ pub async fn serve(
             // connection when the application drops the upgraded stream.
         });
     }
+    // No new connection during the drain: refused at once, not left in the backlog to be
+    // reset when the process exits.
+    drop(listener);
     let _ = stop.send(true);
     // Drained when every connection gave its permit back (every upgraded stream dropped).
     let _ = tokio::time::timeout(
@@ -822,6 +825,15 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let begun = Instant::now();
             let _ = stop.send(());
+            if !cooperates {
+                // While it drains, a new client is refused at once.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let refused = tokio::net::TcpStream::connect(addr).await;
+                assert!(
+                    refused.is_err(),
+                    "a connection was accepted during the drain"
+                );
+            }
             tokio::time::timeout(Duration::from_secs(5), server)
                 .await
                 .expect("serve returns")

@@ -87,6 +87,13 @@ async fn joined_mesh_run(config: MeshConfig, requests: usize) {
             let t = l["trace_id"].as_str().unwrap();
             assert!(trace.ends_with(t), "{rid}: access log trace {t} vs {trace}");
             assert_eq!(l["status"], 200);
+            // A gRPC hop's status, which an answered call sends in the trailers; none for HTTP.
+            let grpc = if l["service"] == "frontend" {
+                serde_json::Value::Null
+            } else {
+                serde_json::Value::from("0")
+            };
+            assert_eq!(l["grpc_status"], grpc, "{l}");
         }
     }
     // Every span of a request's trace: one trace id, its services all four.

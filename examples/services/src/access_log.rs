@@ -1,6 +1,10 @@
 //! JSON access logs: one line per request with time, service, version, method, route, status,
-//! duration, `x-request-id`, trace id and span id — the fields that join access logs to
-//! traces and to every other hop of the same request.
+//! gRPC status, duration, `x-request-id`, trace id and span id — the fields that join access
+//! logs to traces and to every other hop of the same request.
+//!
+//! A line is written when the response ends (its last frame read, or its body dropped), as
+//! Envoy writes its own: the duration covers the whole response, and a gRPC call's status,
+//! which a successful call sends in the trailers, is known.
 //!
 //! [`AccessLogLayer`] goes *inside* the trace-headers server layer, so it sees the request's
 //! [`RequestTrace`] (and its request id, generated there when the request had none).
@@ -366,8 +370,9 @@ struct Pending {
 impl<S, B, RB> Service<Request<B>> for AccessLogService<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
+    RB: http_body::Body,
 {
-    type Response = S::Response;
+    type Response = Response<AccessLogBody<RB>>;
     type Error = S::Error;
     type Future = AccessLogFuture<S::Future>;
 
@@ -421,44 +426,142 @@ impl<F> fmt::Debug for AccessLogFuture<F> {
 impl<F, RB, E> Future for AccessLogFuture<F>
 where
     F: Future<Output = Result<Response<RB>, E>>,
+    RB: http_body::Body,
 {
-    type Output = F::Output;
+    type Output = Result<Response<AccessLogBody<RB>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let out = ready!(this.inner.poll(cx));
-        if let Some(p) = this.pending.take() {
-            let (status, grpc_status) = match &out {
-                Ok(r) => (
-                    r.status().as_u16(),
-                    r.headers()
+        let pending = this.pending.take();
+        Poll::Ready(match out {
+            Ok(response) => {
+                let entry = pending.map(|p| {
+                    let grpc_status = response
+                        .headers()
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned),
-                ),
-                Err(_) => (500, None),
-            };
-            let span = p.trace.as_ref().and_then(|t| t.span());
-            let micros = p
-                .time
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros());
-            let line = json!({
-                "time_us": u64::try_from(micros).unwrap_or(u64::MAX),
-                "service": &*p.layer.service,
-                "version": &*p.layer.version,
-                "method": p.method,
-                "route": p.route,
-                "status": status,
-                "grpc_status": grpc_status,
-                "duration_ms": p.start.elapsed().as_secs_f64() * 1000.0,
-                "request_id": p.trace.as_ref().and_then(|t| t.request_id()).map(|r| r.as_str().to_owned()),
-                "trace_id": span.and_then(|s| s.trace_id()).map(|t| t.to_string()),
-                "span_id": span.and_then(|s| s.span_id()).map(|s| s.to_string()),
-            });
-            p.layer.log.write(line.to_string());
+                        .map(str::to_owned);
+                    Entry {
+                        pending: p,
+                        status: response.status().as_u16(),
+                        grpc_status,
+                    }
+                });
+                let ended = entry.is_some() && http_body::Body::is_end_stream(response.body());
+                let mut response = response.map(|inner| AccessLogBody { inner, entry });
+                if ended {
+                    // Nothing to read (a trailers-only gRPC answer, an empty body): ended now.
+                    if let Some(e) = response.body_mut().entry.take() {
+                        e.write();
+                    }
+                }
+                Ok(response)
+            }
+            Err(e) => {
+                if let Some(p) = pending {
+                    Entry {
+                        pending: p,
+                        status: 500,
+                        grpc_status: None,
+                    }
+                    .write();
+                }
+                Err(e)
+            }
+        })
+    }
+}
+
+/// A response's line, written when the response ends.
+struct Entry {
+    pending: Pending,
+    status: u16,
+    /// From the head (a trailers-only answer), else from the trailers.
+    grpc_status: Option<String>,
+}
+
+impl Entry {
+    fn write(self) {
+        let p = self.pending;
+        let span = p.trace.as_ref().and_then(|t| t.span());
+        let micros = p
+            .time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        let line = json!({
+            "time_us": u64::try_from(micros).unwrap_or(u64::MAX),
+            "service": &*p.layer.service,
+            "version": &*p.layer.version,
+            "method": p.method,
+            "route": p.route,
+            "status": self.status,
+            "grpc_status": self.grpc_status,
+            "duration_ms": p.start.elapsed().as_secs_f64() * 1000.0,
+            "request_id": p.trace.as_ref().and_then(|t| t.request_id()).map(|r| r.as_str().to_owned()),
+            "trace_id": span.and_then(|s| s.trace_id()).map(|t| t.to_string()),
+            "span_id": span.and_then(|s| s.span_id()).map(|s| s.to_string()),
+        });
+        p.layer.log.write(line.to_string());
+    }
+}
+
+pin_project! {
+    /// The response body of [`AccessLogService`]: the inner body, which writes the request's
+    /// line when it ends (its last frame read, or the body dropped before).
+    pub struct AccessLogBody<B> {
+        #[pin]
+        inner: B,
+        entry: Option<Entry>,
+    }
+
+    impl<B> PinnedDrop for AccessLogBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before its end (the client went away): the line still goes out.
+            if let Some(e) = this.project().entry.take() {
+                e.write();
+            }
         }
-        Poll::Ready(out)
+    }
+}
+
+impl<B> fmt::Debug for AccessLogBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessLogBody").finish_non_exhaustive()
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for AccessLogBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        if let Some(entry) = this.entry.as_mut()
+            && let Some(Ok(f)) = &frame
+            && let Some(trailers) = f.trailers_ref()
+            && let Some(code) = trailers.get("grpc-status").and_then(|v| v.to_str().ok())
+        {
+            entry.grpc_status = Some(code.to_owned());
+        }
+        if (frame.is_none() || this.inner.is_end_stream())
+            && let Some(e) = this.entry.take()
+        {
+            e.write();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

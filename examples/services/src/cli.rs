@@ -36,7 +36,7 @@ pub struct ServiceArgs {
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
     /// Forward or instrument outgoing calls.
-    #[arg(long, value_enum, env = "TRACE_MODE", default_value_t = ModeArg::Instrument)]
+    #[arg(long, value_enum, env = "TRACE_MODE", ignore_case = true, default_value_t = ModeArg::Instrument)]
     pub mode: ModeArg,
     /// Zipkin shared span context (server spans reuse the caller's span id). Alone, or with
     /// `true` / `false`.
@@ -537,6 +537,10 @@ mod tests {
         }
         let parsed = Cli::try_parse_from(["svc", "--listen", "127.0.0.1:1"]);
         assert!(parsed.is_ok());
+        // The mode in any case, as environment variables are often written.
+        let cli =
+            Cli::try_parse_from(["svc", "--listen", "127.0.0.1:1", "--mode", "Forward"]).unwrap();
+        assert!(matches!(cli.service.mode, ModeArg::Forward));
     }
 
     #[test]

@@ -241,7 +241,7 @@ pub(crate) struct ServerAddress {
 
 /// The request headers the span attributes read (the first value of each, as
 /// `HeaderMap::get` gives it), found in one pass over an ordinary map: a lookup each would
-/// hash every name and probe the map six times.
+/// hash every name and probe the map seven times.
 #[derive(Default)]
 struct Seen<'a> {
     content_type: Option<&'a HeaderValue>,
@@ -254,7 +254,7 @@ struct Seen<'a> {
     forwarded: Option<&'a HeaderValue>,
 }
 
-/// Past this many header lines (every value counts), the six are looked up instead: the pass
+/// Past this many header lines (every value counts), the seven are looked up instead: the pass
 /// costs at most this many steps, however many lines a request repeats.
 const SCAN_LINES: usize = 32;
 
@@ -1017,7 +1017,15 @@ mod tests {
         assert_ne!(g.new_span_id(), ot::SpanId::from(9), "cleared by the guard");
     }
 
-    /// The six values, as the one pass found them.
+    /// The value of attribute `key`, as text.
+    fn attribute(attrs: &[KeyValue], key: &str) -> Option<String> {
+        attrs
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    }
+
+    /// The seven values, as the one pass found them.
     fn seen_values<'a>(seen: &Seen<'a>) -> [Option<&'a [u8]>; 7] {
         [
             seen.content_type,
@@ -1031,7 +1039,7 @@ mod tests {
         .map(|v| v.map(HeaderValue::as_bytes))
     }
 
-    /// The six values, as `HeaderMap::get` finds them.
+    /// The seven values, as `HeaderMap::get` finds them.
     fn lookups(headers: &HeaderMap) -> [Option<&[u8]>; 7] {
         [
             headers.get(http::header::CONTENT_TYPE),
@@ -1201,12 +1209,7 @@ mod tests {
         let info = RequestInfo::of(&req);
         assert!(!info.is_grpc());
         let (_, attrs) = info.describe(SpanKind::Server);
-        let attr = |k: &str| {
-            attrs
-                .iter()
-                .find(|kv| kv.key.as_str() == k)
-                .map(|kv| kv.value.to_string())
-        };
+        let attr = |k: &str| attribute(&attrs, k);
         assert_eq!(
             attr(semconv::SERVER_ADDRESS).as_deref(),
             Some("shop.example")
@@ -1250,12 +1253,7 @@ mod tests {
             req.headers_mut()
                 .insert(http::header::FORWARDED, HeaderValue::from_static(forwarded));
             let (_, attrs) = RequestInfo::of(&req).describe(SpanKind::Server);
-            let attr = |k: &str| {
-                attrs
-                    .iter()
-                    .find(|kv| kv.key.as_str() == k)
-                    .map(|kv| kv.value.to_string())
-            };
+            let attr = |k: &str| attribute(&attrs, k);
             assert_eq!(
                 attr(semconv::CLIENT_ADDRESS).as_deref(),
                 Some(client),

@@ -541,14 +541,20 @@ impl<B: http_body::Body> http_body::Body for AccessLogBody<B> {
     ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        // Trailers are the last frame (hyper reads nothing after them), whatever the inner
+        // body says of its end.
+        let trailers = match &frame {
+            Some(Ok(f)) => f.trailers_ref(),
+            _ => None,
+        };
         if let Some(entry) = this.entry.as_mut()
-            && let Some(Ok(f)) = &frame
-            && let Some(trailers) = f.trailers_ref()
-            && let Some(code) = trailers.get("grpc-status").and_then(|v| v.to_str().ok())
+            && let Some(code) = trailers
+                .and_then(|t| t.get("grpc-status"))
+                .and_then(|v| v.to_str().ok())
         {
             entry.grpc_status = Some(code.to_owned());
         }
-        if (frame.is_none() || this.inner.is_end_stream())
+        if (frame.is_none() || trailers.is_some() || this.inner.is_end_stream())
             && let Some(e) = this.entry.take()
         {
             e.write();

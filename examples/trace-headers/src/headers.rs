@@ -53,7 +53,8 @@ impl Headers {
 
     /// Read `Name: value` lines (blank lines skipped, `> ` prefixes dropped; the `\r` of a
     /// CRLF line end as in pasted HTTP is removed, and a leading UTF-8 byte order mark).
-    /// Lines without `:` (such as `curl -v`'s request line) are returned for a warning.
+    /// Lines that are not `Name: value` (no `:`, such as `curl -v`'s request line, or no name
+    /// before it) are returned for a warning.
     pub fn push_text(&mut self, text: impl AsRef<[u8]>) -> Vec<String> {
         let text = text.as_ref();
         let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);

@@ -208,7 +208,9 @@ fn run(cli: Cli) -> Result<(String, ExitCode), ExitCode> {
             let mut h = headers_from(&headers)?;
             if stdin {
                 for skipped in h.push_text(&read_stdin()?) {
-                    eprintln!("trace-headers: skipped a line without ':': {skipped:?}");
+                    eprintln!(
+                        "trace-headers: skipped a line that is not 'Name: value': {skipped:?}"
+                    );
                 }
             }
             if text {

@@ -199,14 +199,16 @@ enum OtlpEncoding {
     Json,
 }
 
-/// `google.rpc.Status`, the body OTLP/HTTP gives every 4xx and 5xx answer.
+/// `google.rpc.Status`, the body OTLP/HTTP gives every 4xx and 5xx answer (in protobuf, or
+/// as JSON for a JSON request): what `POST /v1/traces` answers when it refuses a request.
 #[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    /// The gRPC code.
+pub struct RpcStatus {
+    /// The gRPC code (3 `INVALID_ARGUMENT`, 8 `RESOURCE_EXHAUSTED`, 13 `INTERNAL`).
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub code: i32,
+    /// Why, in words.
     #[prost(string, tag = "2")]
-    message: String,
+    pub message: String,
 }
 
 /// A refusal as OTLP/HTTP answers it: a `Status` in the request's encoding (protobuf when

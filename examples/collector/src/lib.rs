@@ -13,12 +13,11 @@
 //! receiver to take); another `content-encoding`, or a content type other than those
 //! above, gets 415. Undecodable payloads and malformed ids get 400; nothing from such a
 //! request is stored. The reason is short plain text on the Zipkin route and, as OTLP/HTTP
-//! requires, a `google.rpc.Status` (protobuf, or JSON for a JSON request) on `/v1/traces`.
-//! Bodies
-//! over [`CollectorConfig::max_body_bytes`] get 413, chunked or not (a gzip body also once
-//! decompressed), and so does an
-//! OTLP body whose spans would take more than [`DECODED_PER_BODY_BYTE`] times its size
-//! once converted (each span repeats its resource's service name).
+//! requires, a `google.rpc.Status` ([`RpcStatus`]: protobuf, or JSON for a JSON request) on
+//! `/v1/traces`. Bodies over [`CollectorConfig::max_body_bytes`] get 413, chunked or not
+//! (a gzip body also once decompressed), and so does an OTLP body whose spans would take
+//! more than [`DECODED_PER_BODY_BYTE`] times its size once converted (each span repeats its
+//! resource's service name).
 //!
 //! Everything is converted to one model, [`ZipkinSpan`] (see [`from_otlp`]
 //! for the OTLP mapping). The body parsers behind these routes,
@@ -78,6 +77,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
+pub use http::RpcStatus;
 pub use ids::{IngestError, normalize_trace_id};
 pub use model::{Annotation, Endpoint, SpanKind, ZipkinSpan, zipkin_view};
 pub use otlp::from_otlp;

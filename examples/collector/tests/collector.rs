@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use collector::{
-    Annotation, Collector, CollectorConfig, Endpoint, IngestError, PayloadError, SpanKind,
-    ZipkinSpan, from_otlp, normalize_trace_id,
+    Annotation, Collector, CollectorConfig, Endpoint, IngestError, PayloadError, RpcStatus,
+    SpanKind, ZipkinSpan, from_otlp, normalize_trace_id,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -299,15 +299,6 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     out.write_all(bytes).expect("in memory");
     out.finish().expect("in memory")
-}
-
-/// `google.rpc.Status`, as an OTLP/HTTP client reads a refusal.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
 }
 
 fn otlp_request(service: &str, scope: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {

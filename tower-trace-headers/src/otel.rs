@@ -433,7 +433,10 @@ impl<'a> RequestInfo<'a> {
             };
             attrs.push(KeyValue::new(semconv::URL_PATH, path));
             if let Some(q) = self.uri.query() {
-                attrs.push(KeyValue::new(semconv::URL_QUERY, q.to_owned()));
+                attrs.push(KeyValue::new(
+                    semconv::URL_QUERY,
+                    semconv::redact_query(q).into_owned(),
+                ));
             }
             attrs.push(KeyValue::new(semconv::URL_SCHEME, self.scheme()));
             self.server_attributes(true, &mut attrs);
@@ -567,12 +570,17 @@ impl<'a> RequestInfo<'a> {
     /// `url.full` on the client side, credentials redacted: the request's URI when absolute,
     /// else rebuilt from the server address the layer was told.
     fn url_full(&self) -> Option<String> {
-        let pq = self.uri.path_and_query().map_or("/", |p| p.as_str());
+        let path = self.uri.path();
+        let path = if path.is_empty() { "/" } else { path };
+        let query = self.uri.query().map(semconv::redact_query);
+        let (mark, query) = query.as_deref().map_or(("", ""), |q| ("?", q));
         if let (Some(scheme), Some(authority)) = (self.uri.scheme_str(), self.uri.authority()) {
             let authority = authority.as_str();
             return Some(match authority.rsplit_once('@') {
-                Some((_, host)) => format!("{scheme}://REDACTED:REDACTED@{host}{pq}"),
-                None => format!("{scheme}://{authority}{pq}"),
+                Some((_, host)) => {
+                    format!("{scheme}://REDACTED:REDACTED@{host}{path}{mark}{query}")
+                }
+                None => format!("{scheme}://{authority}{path}{mark}{query}"),
             });
         }
         let server = self.server?;
@@ -580,8 +588,8 @@ impl<'a> RequestInfo<'a> {
         let bracketed = host.contains(':');
         let (open, close) = if bracketed { ("[", "]") } else { ("", "") };
         Some(match server.port {
-            Some(port) => format!("http://{open}{host}{close}:{port}{pq}"),
-            None => format!("http://{open}{host}{close}{pq}"),
+            Some(port) => format!("http://{open}{host}{close}:{port}{path}{mark}{query}"),
+            None => format!("http://{open}{host}{close}{path}{mark}{query}"),
         })
     }
 }

@@ -11,14 +11,16 @@
 //!
 //! | span | name | attributes |
 //! |---|---|---|
-//! | HTTP server | `{method} {http.route}`, or `{method}` when no route is known (`HTTP` for a non-standard method) | `http.request.method` (`_OTHER` and `http.request.method_original` for a non-standard one), `url.path`, `url.query` (when present), `url.scheme` (the request's, else `Forwarded` `proto=` / `X-Forwarded-Proto`), `http.route` (when known), `http.response.status_code`, `network.protocol.version`, `server.address` / `server.port` (`Forwarded` `host=` / `X-Forwarded-Host`, else `:authority` or `Host`), `client.address` (`Forwarded` `for=` / `X-Forwarded-For`, else the peer), `network.peer.address` / `network.peer.port` (when the peer is known), `user_agent.original`, `error.type` (on errors) |
-//! | HTTP client | `{method}` | `http.request.method`, `url.full`, `server.address`, `server.port`, `http.response.status_code`, `network.protocol.version`, `error.type` (on errors) |
+//! | HTTP server | `{method} {http.route}`, or `{method}` when no route is known (`HTTP` for a non-standard method) | `http.request.method` (`_OTHER` and `http.request.method_original` for a non-standard one), `url.path`, `url.query` (when present; signed-URL values redacted, see [`redact_query`]), `url.scheme` (the request's, else `Forwarded` `proto=` / `X-Forwarded-Proto`), `http.route` (when known), `http.response.status_code`, `network.protocol.version`, `server.address` / `server.port` (`Forwarded` `host=` / `X-Forwarded-Host`, else `:authority` or `Host`), `client.address` (`Forwarded` `for=` / `X-Forwarded-For`, else the peer), `network.peer.address` / `network.peer.port` (when the peer is known), `user_agent.original`, `error.type` (on errors) |
+//! | HTTP client | `{method}` | `http.request.method`, `url.full` (user and password, and signed-URL query values, redacted), `server.address`, `server.port`, `http.response.status_code`, `network.protocol.version`, `error.type` (on errors) |
 //! | gRPC server | `package.Service/Method` | `rpc.system` (`grpc`), `rpc.service`, `rpc.method`, `rpc.grpc.status_code` (always, `0` included), `server.address` / `server.port`, `client.address`, `network.peer.address` / `network.peer.port` (when known) |
 //! | gRPC client | `package.Service/Method` | `rpc.system` (`grpc`), `rpc.service`, `rpc.method`, `rpc.grpc.status_code` (always), `server.address`, `server.port` |
 //!
 //! Span status: HTTP servers mark 5xx as errors, HTTP clients 4xx and 5xx; gRPC servers mark
 //! `UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`,
 //! gRPC clients every code but `OK`.
+
+use std::borrow::Cow;
 
 /// The version of the semantic conventions the spans follow.
 pub const VERSION: &str = "1.37.0";
@@ -72,6 +74,81 @@ pub const RPC_SERVICE: &str = "rpc.service";
 pub const RPC_METHOD: &str = "rpc.method";
 /// `rpc.grpc.status_code` (development, 1.37): the numeric gRPC status.
 pub const RPC_GRPC_STATUS_CODE: &str = "rpc.grpc.status_code";
+
+/// The query keys whose values [`redact_query`] replaces with `REDACTED`: the four the
+/// conventions list for `url.query` and `url.full` since 1.28 (`AWSAccessKeyId`, `Signature`,
+/// `sig`, `X-Goog-Signature`) and the three later versions add for AWS Signature Version 4
+/// (`X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`).
+pub const REDACTED_QUERY_KEYS: [&str; 7] = [
+    "AWSAccessKeyId",
+    "Signature",
+    "sig",
+    "X-Goog-Signature",
+    "X-Amz-Signature",
+    "X-Amz-Credential",
+    "X-Amz-Security-Token",
+];
+
+/// `query` (a URL's query, without its `?`) as the spans record it in `url.query` and
+/// `url.full`: the value of every parameter whose key is one of [`REDACTED_QUERY_KEYS`]
+/// (compared ignoring ASCII case, which only widens the conventions' list) replaced with
+/// `REDACTED`, the key and everything else kept as received. A query with no such parameter is
+/// returned as it is, without a copy.
+///
+/// ```
+/// use tower_trace_headers::semconv::redact_query;
+///
+/// assert_eq!(
+///     redact_query("X-Amz-Expires=60&X-Amz-Signature=0f3a9b&id=7"),
+///     "X-Amz-Expires=60&X-Amz-Signature=REDACTED&id=7"
+/// );
+/// assert_eq!(redact_query("sig"), "sig"); // no value to hide
+/// assert!(matches!(redact_query("page=2"), std::borrow::Cow::Borrowed("page=2")));
+/// ```
+#[must_use]
+pub fn redact_query(query: &str) -> Cow<'_, str> {
+    // The first parameter to redact, if any: most queries have none and are not copied.
+    let mut params = query.split('&');
+    let mut at = 0;
+    let Some(first) = params.find(|param| {
+        let found = redacts(param);
+        if !found {
+            at += param.len() + 1;
+        }
+        found
+    }) else {
+        return Cow::Borrowed(query);
+    };
+    let mut out = String::with_capacity(query.len());
+    out.push_str(&query[..at]);
+    push_redacted(&mut out, first);
+    for param in params {
+        out.push('&');
+        if redacts(param) {
+            push_redacted(&mut out, param);
+        } else {
+            out.push_str(param);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether `param` (`key=value`) has a value to redact.
+fn redacts(param: &str) -> bool {
+    param.split_once('=').is_some_and(|(key, value)| {
+        !value.is_empty()
+            && REDACTED_QUERY_KEYS
+                .iter()
+                .any(|k| k.len() == key.len() && k.eq_ignore_ascii_case(key))
+    })
+}
+
+/// `key=REDACTED` of a parameter [`redacts`] accepted.
+fn push_redacted(out: &mut String, param: &str) {
+    let key = param.split_once('=').map_or(param, |(key, _)| key);
+    out.push_str(key);
+    out.push_str("=REDACTED");
+}
 
 /// The `http.request.method` of `method`: a standard method as it is, anything else
 /// `_OTHER`.
@@ -150,6 +227,34 @@ pub(crate) fn grpc_status_of_http(status: http::StatusCode) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_query_hides_the_listed_values_only() {
+        for (query, want) in [
+            ("", ""),
+            ("a=1&b=2", "a=1&b=2"),
+            ("sig=x", "sig=REDACTED"),
+            ("a=1&Signature=abc%3D&b=2", "a=1&Signature=REDACTED&b=2"),
+            ("x-amz-signature=ff", "x-amz-signature=REDACTED"),
+            (
+                "AWSAccessKeyId=A&Expires=1&Signature=S",
+                "AWSAccessKeyId=REDACTED&Expires=1&Signature=REDACTED",
+            ),
+            (
+                "X-Goog-Signature=1&&sig=2&",
+                "X-Goog-Signature=REDACTED&&sig=REDACTED&",
+            ),
+            ("sig=a=b", "sig=REDACTED"),
+            // Nothing to hide: no value, or a key that only contains a listed one.
+            ("sig", "sig"),
+            ("sig=", "sig="),
+            ("signature2=x&xsig=y&sig_=z", "signature2=x&xsig=y&sig_=z"),
+            ("X-Amz-Date=20261207T000000Z", "X-Amz-Date=20261207T000000Z"),
+        ] {
+            assert_eq!(redact_query(query), want, "{query:?}");
+        }
+        assert!(matches!(redact_query("a=1&sig="), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn grpc_content_types_and_not_grpc_web() {

@@ -215,6 +215,40 @@ async fn http_spans_carry_what_the_stable_conventions_require_and_recommend() {
     assert!(!is_error(client_span));
 }
 
+/// A presigned URL's signature and credential never reach a span: the conventions' keys keep
+/// their names and lose their values in the server's `url.query` and the client's `url.full`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_url_values_are_redacted_on_both_sides() {
+    let exporter = InMemorySpanExporter::default();
+    let p = provider(&exporter);
+    let addr = http_server(&p).await;
+    let mut client = http_client(&p);
+    let query = "X-Amz-Credential=AKIAEXAMPLE%2F20261207&X-Amz-Expires=60&sig=c2VjcmV0&a=1";
+    let (status, _) = send(
+        &mut client,
+        Method::GET,
+        &format!("http://{addr}/orders/o-1?{query}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let spans = exporter.get_finished_spans().unwrap();
+    let kept = "X-Amz-Credential=REDACTED&X-Amz-Expires=60&sig=REDACTED&a=1";
+    check(
+        one(&spans, SpanKind::Server),
+        &[(semconv::URL_QUERY, Want::Str(kept))],
+    );
+    check(
+        one(&spans, SpanKind::Client),
+        &[(
+            semconv::URL_FULL,
+            Want::String(format!("http://{addr}/orders/o-1?{kept}")),
+        )],
+    );
+    let everything = format!("{spans:?}");
+    assert!(!everything.contains("AKIAEXAMPLE"), "{everything}");
+    assert!(!everything.contains("c2VjcmV0"), "{everything}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_errors_by_the_server_and_client_rules() {
     let exporter = InMemorySpanExporter::default();

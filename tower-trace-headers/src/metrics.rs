@@ -41,7 +41,9 @@
 //! after the first request of each), at most [`MAX_ROUTES`] routes and as many methods;
 //! beyond that they are recorded as `_OTHER`, and so is a path that is not
 //! `/package.Service/Method`. A gRPC method is kept only once a call to it answered with a
-//! status that shows the method exists — not UNIMPLEMENTED, nor what an authentication,
+//! `grpc-status` that shows the method exists (or panicked) — not a status read from the HTTP
+//! status of a response without one (a body limit's `413`, a proxy's `503`) or an error
+//! without a response, not UNIMPLEMENTED, nor what an authentication,
 //! rate-limiting, load-shedding, timeout or validating layer in front of the router answers
 //! for any path (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE,
 //! DEADLINE_EXCEEDED, CANCELLED, and INVALID_ARGUMENT, which `grpc-interceptor`'s strict
@@ -257,8 +259,9 @@ enum RpcName {
 /// answer for any path — CANCELLED (the client went away, a call dropped before its answer
 /// included), INVALID_ARGUMENT (a strict interceptor refusing malformed trace headers),
 /// DEADLINE_EXCEEDED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE, UNAUTHENTICATED. A
-/// method first seen with one of those is `_OTHER` until a call to it answers otherwise; from
-/// then on all its calls are its own.
+/// method first seen with one of those, or answered without a `grpc-status` at all (a status
+/// read from the HTTP status, an error without a response), is `_OTHER` until a call to it
+/// answers otherwise; from then on all its calls are its own.
 fn shows_a_method(status: u8) -> bool {
     !matches!(status, 1 | 3 | 4 | 7 | 8 | 12 | 14 | 16)
 }
@@ -339,6 +342,12 @@ impl Pending {
                 status,
                 http,
             } => {
+                // Whether the service itself answered with a gRPC status (or its code
+                // panicked, which a client cannot make happen on a path of its choosing): only
+                // then can the status show that the method exists. One read from the HTTP
+                // status (a body limit, a load shedder or a proxy in front of the router) or
+                // an error without a response says nothing of the method, whatever its code.
+                let answered = status.is_some() || error == Some("panic");
                 // As the spans read it (see `Extras::end`).
                 let status = match (status, end) {
                     (Some(code), _) => code,
@@ -354,7 +363,9 @@ impl Pending {
                 };
                 let method = match method {
                     RpcName::Known(name) => Some(name),
-                    RpcName::New(name) if shows_a_method(status) => inner.methods.get(&name),
+                    RpcName::New(name) if answered && shows_a_method(status) => {
+                        inner.methods.get(&name)
+                    }
                     RpcName::New(_) | RpcName::Other => None,
                 };
                 let labels = RpcLabels { method, status };

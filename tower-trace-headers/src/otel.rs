@@ -307,16 +307,31 @@ impl<'a> Seen<'a> {
 /// `None` when absent or empty. Separators inside a quoted value do not split.
 fn forwarded_param<'v>(value: &'v str, key: &str) -> Option<&'v str> {
     let mut quoted = false;
+    let mut escaped = false;
     let mut start = 0;
+    // Whether the element read so far had anything in it: an empty one (`, for=…`) is
+    // skipped, as RFC 7230 asks of list elements.
+    let mut element = false;
     for (i, b) in value
         .bytes()
         .enumerate()
         .chain(std::iter::once((value.len(), b',')))
     {
+        if quoted {
+            // Inside a quoted string: `\"` is a quote, not its end.
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
         match b {
-            b'"' => quoted = !quoted,
-            b';' | b',' if !quoted => {
+            b'"' => quoted = true,
+            b';' | b',' => {
                 let pair = value[start..i].trim_ascii();
+                element |= !pair.is_empty();
                 if let Some((k, v)) = pair.split_once('=')
                     && k.trim_ascii().eq_ignore_ascii_case(key)
                 {
@@ -327,7 +342,7 @@ fn forwarded_param<'v>(value: &'v str, key: &str) -> Option<&'v str> {
                         .unwrap_or(v);
                     return Some(v).filter(|v| !v.is_empty());
                 }
-                if b == b',' {
+                if b == b',' && element {
                     // The first element had no such parameter.
                     return None;
                 }
@@ -467,27 +482,23 @@ impl<'a> RequestInfo<'a> {
         (Cow::Borrowed(method), attrs)
     }
 
-    /// `url.scheme` on the server side: the request's (HTTP/2 `:scheme`), else the original
-    /// request's as a proxy tells it (`Forwarded` `proto=`, else `X-Forwarded-Proto`), else
-    /// `http`.
+    /// `url.scheme` on the server side: the original request's as a proxy tells it
+    /// (`Forwarded` `proto=`, else the first of `X-Forwarded-Proto`), else the request's
+    /// (HTTP/2 `:scheme`), else `http`, as the conventions ask ("the scheme of the original
+    /// client request, if known").
     fn scheme(&self) -> &'static str {
-        let forwarded = || {
-            let proto = match self.headers.forwarded("proto") {
-                Some(p) => p.as_bytes(),
-                None => self.headers.forwarded_proto?.as_bytes(),
-            };
-            if proto.eq_ignore_ascii_case(b"https") {
-                Some("https")
-            } else if proto.eq_ignore_ascii_case(b"http") {
-                Some("http")
-            } else {
-                None
-            }
+        let proto = match self.headers.forwarded("proto") {
+            Some(p) => Some(p),
+            None => Seen::text(self.headers.forwarded_proto).map(first_listed),
         };
+        match proto.map(str::as_bytes) {
+            Some(p) if p.eq_ignore_ascii_case(b"https") => return "https",
+            Some(p) if p.eq_ignore_ascii_case(b"http") => return "http",
+            _ => {}
+        }
         match self.uri.scheme_str() {
             Some("https") => "https",
-            Some(_) => "http",
-            None => forwarded().unwrap_or("http"),
+            _ => "http",
         }
     }
 
@@ -642,12 +653,12 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
 /// The first of a list header's comma-separated values, without surrounding blanks. For a
 /// header value's text (visible ASCII and tabs), the same as splitting and trimming `str`s.
 fn first_listed(value: &str) -> &str {
-    let end = value
-        .as_bytes()
-        .iter()
-        .position(|&b| b == b',')
-        .unwrap_or(value.len());
-    value[..end].trim_ascii()
+    // Empty elements (`, 203.0.113.9`) are skipped, as RFC 7230 asks of list elements.
+    value
+        .split(',')
+        .map(str::trim_ascii)
+        .find(|v| !v.is_empty())
+        .unwrap_or("")
 }
 
 fn to_remote(cx: &SpanContext, tracestate: &TraceState) -> Option<ot::SpanContext> {
@@ -1100,11 +1111,12 @@ mod tests {
             proptest::prop_assert_eq!(seen_values(&Seen::of(&headers)), lookups(&headers));
         }
 
-        /// `first_listed` is splitting at the first comma and trimming, for any header value's
-        /// text (commas and blanks made frequent).
+        /// `first_listed` is the first element that is not empty once trimmed, for any header
+        /// value's text (commas and blanks made frequent).
         #[test]
         fn first_listed_is_split_and_trim(v in "[a-z0-9@:,\\[\\] \t+.]{0,24}") {
-            proptest::prop_assert_eq!(first_listed(&v), v.split(',').next().unwrap_or(&v).trim());
+            let first = v.split(',').map(str::trim).find(|e| !e.is_empty()).unwrap_or("");
+            proptest::prop_assert_eq!(first_listed(&v), first);
         }
     }
 
@@ -1126,6 +1138,21 @@ mod tests {
             forwarded_param(r#"host="a,b;c";for=1.2.3.4"#, "for"),
             Some("1.2.3.4")
         );
+        // A quote escaped inside a quoted string does not end it.
+        assert_eq!(
+            forwarded_param(r#"ext="x\"y;z";for=192.0.2.60"#, "for"),
+            Some("192.0.2.60")
+        );
+        assert_eq!(
+            forwarded_param(r#"ext="x\\";for=192.0.2.60"#, "for"),
+            Some("192.0.2.60")
+        );
+        // Empty elements are skipped; the first element with something in it counts.
+        assert_eq!(
+            forwarded_param(" , ,for=192.0.2.60, for=10.0.0.1", "for"),
+            Some("192.0.2.60")
+        );
+        assert_eq!(forwarded_param(";, proto=https", "proto"), Some("https"));
         assert_eq!(forwarded_param("for=", "for"), None);
         assert_eq!(forwarded_param("nonsense", "for"), None);
         assert_eq!(forwarded_param("", "for"), None);
@@ -1159,6 +1186,8 @@ mod tests {
             first_listed(" shop.example:8443 , proxy"),
             "shop.example:8443"
         );
+        assert_eq!(first_listed(" , ,203.0.113.9, 10.0.0.1"), "203.0.113.9");
+        assert_eq!(first_listed(" , "), "");
     }
 
     #[test]
@@ -1279,5 +1308,49 @@ mod tests {
                 "{forwarded}"
             );
         }
+    }
+
+    /// `url.scheme` is the original client request's when a proxy tells it, before the
+    /// scheme of the request as it reached this hop (h2c behind a TLS-terminating proxy).
+    #[test]
+    fn the_original_scheme_comes_before_the_hops() {
+        let scheme = |uri: &'static str, headers: &[(&'static str, &'static str)]| {
+            let mut req = http::Request::builder().uri(uri);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let req = req.body(()).unwrap();
+            let (_, attrs) = RequestInfo::of(&req).describe(SpanKind::Server);
+            attribute(&attrs, semconv::URL_SCHEME)
+        };
+        let h2c = "http://frontend:8080/orders";
+        assert_eq!(scheme(h2c, &[]).as_deref(), Some("http"));
+        assert_eq!(
+            scheme("https://frontend/orders", &[]).as_deref(),
+            Some("https")
+        );
+        assert_eq!(scheme("/orders", &[]).as_deref(), Some("http"));
+        for headers in [
+            &[("x-forwarded-proto", "https")][..],
+            &[("x-forwarded-proto", "HTTPS, http")],
+            &[("x-forwarded-proto", " , https")],
+            &[("forwarded", "for=192.0.2.60;proto=https")],
+            &[("forwarded", "proto=https"), ("x-forwarded-proto", "http")],
+        ] {
+            assert_eq!(
+                scheme(h2c, headers).as_deref(),
+                Some("https"),
+                "{headers:?}"
+            );
+        }
+        // What names no scheme is ignored.
+        assert_eq!(
+            scheme("https://frontend/", &[("x-forwarded-proto", "wss")]).as_deref(),
+            Some("https")
+        );
+        assert_eq!(
+            scheme("https://frontend/", &[("x-forwarded-proto", "http")]).as_deref(),
+            Some("http")
+        );
     }
 }

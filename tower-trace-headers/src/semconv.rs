@@ -11,7 +11,7 @@
 //!
 //! | span | name | attributes |
 //! |---|---|---|
-//! | HTTP server | `{method} {http.route}`, or `{method}` when no route is known (`HTTP` for a non-standard method) | `http.request.method` (`_OTHER` and `http.request.method_original` for a non-standard one), `url.path`, `url.query` (when present; signed-URL values redacted, see [`redact_query`]), `url.scheme` (the request's, else `Forwarded` `proto=` / `X-Forwarded-Proto`), `http.route` (when known), `http.response.status_code`, `network.protocol.version`, `server.address` / `server.port` (`Forwarded` `host=` / `X-Forwarded-Host`, else `:authority` or `Host`), `client.address` (`Forwarded` `for=` / `X-Forwarded-For`, else the peer), `network.peer.address` / `network.peer.port` (when the peer is known), `user_agent.original`, `error.type` (on errors) |
+//! | HTTP server | `{method} {http.route}`, or `{method}` when no route is known (`HTTP` for a non-standard method) | `http.request.method` (`_OTHER` and `http.request.method_original` for a non-standard one), `url.path`, `url.query` (when present; signed-URL values redacted, see [`redact_query`]), `url.scheme` (`Forwarded` `proto=` / `X-Forwarded-Proto`, else the request's), `http.route` (when known), `http.response.status_code`, `network.protocol.version`, `server.address` / `server.port` (`Forwarded` `host=` / `X-Forwarded-Host`, else `:authority` or `Host`), `client.address` (`Forwarded` `for=` / `X-Forwarded-For`, else the peer), `network.peer.address` / `network.peer.port` (when the peer is known), `user_agent.original`, `error.type` (on errors) |
 //! | HTTP client | `{method}` | `http.request.method`, `url.full` (user and password, and signed-URL query values, redacted), `server.address`, `server.port`, `http.response.status_code`, `network.protocol.version`, `error.type` (on errors) |
 //! | gRPC server | `package.Service/Method` | `rpc.system` (`grpc`), `rpc.service`, `rpc.method`, `rpc.grpc.status_code` (always, `0` included), `server.address` / `server.port`, `client.address`, `network.peer.address` / `network.peer.port` (when known) |
 //! | gRPC client | `package.Service/Method` | `rpc.system` (`grpc`), `rpc.service`, `rpc.method`, `rpc.grpc.status_code` (always), `server.address`, `server.port` |
@@ -91,9 +91,10 @@ pub const REDACTED_QUERY_KEYS: [&str; 7] = [
 
 /// `query` (a URL's query, without its `?`) as the spans record it in `url.query` and
 /// `url.full`: the value of every parameter whose key is one of [`REDACTED_QUERY_KEYS`]
-/// (compared ignoring ASCII case, which only widens the conventions' list) replaced with
-/// `REDACTED`, the key and everything else kept as received. A query with no such parameter is
-/// returned as it is, without a copy.
+/// replaced with `REDACTED`, the key and everything else kept as received. Keys are compared
+/// as a server reads them — percent-decoded, ignoring ASCII case, which only widens the
+/// conventions' list — and parameters are split at `&` and at `;`, which some servers also
+/// take as a separator. A query with no such parameter is returned as it is, without a copy.
 ///
 /// ```
 /// use tower_trace_headers::semconv::redact_query;
@@ -102,52 +103,89 @@ pub const REDACTED_QUERY_KEYS: [&str; 7] = [
 ///     redact_query("X-Amz-Expires=60&X-Amz-Signature=0f3a9b&id=7"),
 ///     "X-Amz-Expires=60&X-Amz-Signature=REDACTED&id=7"
 /// );
+/// assert_eq!(redact_query("a=1;%73ig=c2VjcmV0"), "a=1;%73ig=REDACTED");
 /// assert_eq!(redact_query("sig"), "sig"); // no value to hide
 /// assert!(matches!(redact_query("page=2"), std::borrow::Cow::Borrowed("page=2")));
 /// ```
 #[must_use]
 pub fn redact_query(query: &str) -> Cow<'_, str> {
-    // The first parameter to redact, if any: most queries have none and are not copied.
-    let mut params = query.split('&');
-    let mut at = 0;
-    let Some(first) = params.find(|param| {
-        let found = redacts(param);
-        if !found {
-            at += param.len() + 1;
+    let mut out: Option<String> = None;
+    // `copied`: how much of `query` is in `out` already.
+    let mut copied = 0;
+    let mut start = 0;
+    for (i, b) in query
+        .bytes()
+        .enumerate()
+        .chain(std::iter::once((query.len(), b'&')))
+    {
+        if !matches!(b, b'&' | b';') {
+            continue;
         }
-        found
-    }) else {
-        return Cow::Borrowed(query);
-    };
-    let mut out = String::with_capacity(query.len());
-    out.push_str(&query[..at]);
-    push_redacted(&mut out, first);
-    for param in params {
-        out.push('&');
-        if redacts(param) {
-            push_redacted(&mut out, param);
-        } else {
-            out.push_str(param);
+        let param = &query[start..i];
+        if let Some((key, value)) = param.split_once('=')
+            && !value.is_empty()
+            && REDACTED_QUERY_KEYS.iter().any(|k| key_is(key, k))
+        {
+            // Most queries have nothing to hide and are never copied.
+            let out = out.get_or_insert_with(|| String::with_capacity(query.len()));
+            out.push_str(&query[copied..start]);
+            out.push_str(key);
+            out.push_str("=REDACTED");
+            copied = i;
         }
+        start = i + 1;
     }
-    Cow::Owned(out)
+    match out {
+        Some(mut out) => {
+            out.push_str(&query[copied..]);
+            Cow::Owned(out)
+        }
+        None => Cow::Borrowed(query),
+    }
 }
 
-/// Whether `param` (`key=value`) has a value to redact.
-fn redacts(param: &str) -> bool {
-    param.split_once('=').is_some_and(|(key, value)| {
-        !value.is_empty()
-            && REDACTED_QUERY_KEYS
-                .iter()
-                .any(|k| k.len() == key.len() && k.eq_ignore_ascii_case(key))
-    })
-}
-
-/// `key=REDACTED` of a parameter [`redacts`] accepted.
-fn push_redacted(out: &mut String, param: &str) {
-    let key = param.split_once('=').map_or(param, |(key, _)| key);
-    out.push_str(key);
-    out.push_str("=REDACTED");
+/// Whether the query key `raw` is `want` once percent-decoded (`+` a space), ignoring ASCII
+/// case.
+fn key_is(raw: &str, want: &str) -> bool {
+    let raw = raw.as_bytes();
+    let want = want.as_bytes();
+    // A key is never shorter than what it decodes to.
+    if raw.len() < want.len() {
+        return false;
+    }
+    let hex = |b: u8| (b as char).to_digit(16);
+    let (mut i, mut j) = (0, 0);
+    while i < raw.len() {
+        let byte = match raw[i] {
+            b'%' => match (
+                raw.get(i + 1).and_then(|&b| hex(b)),
+                raw.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    i += 3;
+                    // Two hex digits: below 256.
+                    u8::try_from(hi * 16 + lo).unwrap_or(0)
+                }
+                _ => {
+                    i += 1;
+                    b'%'
+                }
+            },
+            b'+' => {
+                i += 1;
+                b' '
+            }
+            b => {
+                i += 1;
+                b
+            }
+        };
+        if want.get(j).is_none_or(|w| !w.eq_ignore_ascii_case(&byte)) {
+            return false;
+        }
+        j += 1;
+    }
+    j == want.len()
 }
 
 /// The `http.request.method` of `method`: a standard method as it is, anything else
@@ -245,6 +283,17 @@ mod tests {
                 "X-Goog-Signature=REDACTED&&sig=REDACTED&",
             ),
             ("sig=a=b", "sig=REDACTED"),
+            // Keys as a server decodes them; `;` separates too.
+            (
+                "%73ig=x&X%2DAmz%2dSignature=y",
+                "%73ig=REDACTED&X%2DAmz%2dSignature=REDACTED",
+            ),
+            (
+                "a=1;sig=x;b=2&Signature=y",
+                "a=1;sig=REDACTED;b=2&Signature=REDACTED",
+            ),
+            ("%7=x&%=y&sig%=z&%zz=w", "%7=x&%=y&sig%=z&%zz=w"),
+            ("si+g=x&sig+=y", "si+g=x&sig+=y"),
             // Nothing to hide: no value, or a key that only contains a listed one.
             ("sig", "sig"),
             ("sig=", "sig="),

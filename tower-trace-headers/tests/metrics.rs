@@ -244,6 +244,17 @@ fn grpc_app(
                     .insert("grpc-status", HeaderValue::from_static("12"));
                 r
             }
+            p if p.starts_with("/probe.v1.TooLarge") || p.starts_with("/probe.v1.Invalid") => {
+                // A body limit (413) or a validating layer (400) in front of the router: an
+                // HTTP status and no gRPC status, for any path.
+                let mut r = Response::new(Body::empty());
+                *r.status_mut() = if p.starts_with("/probe.v1.TooLarge") {
+                    http::StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    http::StatusCode::BAD_REQUEST
+                };
+                r
+            }
             p if p.starts_with("/probe.v1.Strict") => {
                 // A strict interceptor in front of the router refusing a malformed header.
                 let mut r = Response::new(Body::empty());
@@ -402,7 +413,7 @@ async fn distinct_names_are_bounded() {
 #[tokio::test]
 async fn made_up_methods_take_no_room() {
     // A client probing more made-up paths than there is room for (each answered
-    // UNIMPLEMENTED), and malformed ones: the service's own methods keep their series, and no
+    // UNIMPLEMENTED, INVALID_ARGUMENT, or only an HTTP status), and malformed ones: the service's own methods keep their series, and no
     // two series carry the same labels.
     let (registry, metrics) = registry();
     let svc = grpc_app(metrics);
@@ -411,6 +422,14 @@ async fn made_up_methods_take_no_room() {
         drop(svc.clone().oneshot(grpc_request(&path)).await.unwrap());
         let path = format!("/probe.v1.Strict{i}/Get");
         drop(svc.clone().oneshot(grpc_request(&path)).await.unwrap());
+        // Read from the HTTP status, UNKNOWN (413) and INTERNAL (400) would show a method;
+        // the service never answered these with a gRPC status, so they show none.
+        let path = format!("/probe.v1.TooLarge{i}/Get");
+        let response = svc.clone().oneshot(grpc_request(&path)).await.unwrap();
+        response.into_body().collect().await.unwrap();
+        let path = format!("/probe.v1.Invalid{i}/Get");
+        let response = svc.clone().oneshot(grpc_request(&path)).await.unwrap();
+        response.into_body().collect().await.unwrap();
     }
     for path in ["/x", "/a/b/c", "/_OTHER/_OTHER", "//Get"] {
         drop(svc.clone().oneshot(grpc_request(path)).await.unwrap());
@@ -437,7 +456,14 @@ async fn made_up_methods_take_no_room() {
     labels.sort_unstable();
     labels.dedup();
     assert_eq!(labels.len(), all, "one series per label set: {series:#?}");
-    assert!(all <= 5, "{series:#?}");
+    assert!(all <= 7, "{series:#?}");
+    for status in [2, 13] {
+        let other = format!(
+            r#"rpc_service="_OTHER",rpc_method="_OTHER",rpc_grpc_status_code="{status}"}} {}"#,
+            MAX_ROUTES + 50
+        );
+        assert!(series.iter().any(|l| l.ends_with(&other)), "{series:#?}");
+    }
 }
 
 #[test]

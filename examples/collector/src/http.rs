@@ -105,7 +105,7 @@ impl IntoResponse for Reject {
 }
 
 /// Every payload error is a 400 whose reason is the error's `Display`, but spans too large
-/// once converted, a 413.
+/// once decoded or converted, a 413.
 impl From<PayloadError> for Reject {
     fn from(err: PayloadError) -> Self {
         match err {

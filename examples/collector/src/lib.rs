@@ -16,8 +16,9 @@
 //! requires, a `google.rpc.Status` ([`RpcStatus`]: protobuf, or JSON for a JSON request) on
 //! `/v1/traces`. Bodies over [`CollectorConfig::max_body_bytes`] get 413, chunked or not
 //! (a gzip body also once decompressed), and so does an OTLP body whose spans would take
-//! more than [`DECODED_PER_BODY_BYTE`] times its size once converted (each span repeats its
-//! resource's service name).
+//! more than [`DECODED_PER_BODY_BYTE`] times its size once decoded (bounded from its bytes
+//! before decoding: an empty span is two bytes of protobuf and a struct of a few hundred) or
+//! converted (each span repeats its resource's service name).
 //!
 //! Everything is converted to one model, [`ZipkinSpan`] (see [`from_otlp`]
 //! for the OTLP mapping). The body parsers behind these routes,
@@ -61,6 +62,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bound;
 mod dependencies;
 mod http;
 mod ids;

@@ -18,17 +18,17 @@ use super::ids::{IngestError, normalize_span};
 use super::model::ZipkinSpan;
 use super::otlp::{Refused, convert};
 
-/// How much memory the spans of an OTLP body may take once converted, per byte of body
-/// (plus [`DECODED_SLACK`]): far above what real exporters send (a span of a few hundred
-/// bytes becomes one of a kilobyte or so), far below what a request repeating a huge
-/// service name for every span would make.
+/// How much memory the spans of an OTLP body may take once decoded, and once converted, per
+/// byte of body (plus [`DECODED_SLACK`]): far above what real exporters send (a span of a
+/// few hundred bytes becomes one of a kilobyte or so), far below what a request repeating a
+/// huge service name for every span, or made of empty spans, would make.
 pub const DECODED_PER_BODY_BYTE: usize = 16;
 
 /// The allowance every OTLP body gets besides [`DECODED_PER_BODY_BYTE`], so that small
 /// requests are never refused for their spans' fixed overhead.
 pub const DECODED_SLACK: usize = 1 << 20;
 
-/// The most an OTLP body of `len` bytes may take once converted.
+/// The most an OTLP body of `len` bytes may take once decoded, and once converted.
 fn decoded_budget(len: usize) -> usize {
     len.saturating_mul(DECODED_PER_BODY_BYTE)
         .saturating_add(DECODED_SLACK)
@@ -52,7 +52,9 @@ pub enum PayloadError {
     /// The body decoded, but a trace, span or parent id is malformed.
     Ids(IngestError),
     /// The spans of an OTLP body would take more than [`DECODED_PER_BODY_BYTE`] times its
-    /// size (plus [`DECODED_SLACK`]) once converted (the collector answers 413).
+    /// size (plus [`DECODED_SLACK`]) once decoded (as bounded from its bytes before decoding:
+    /// an empty span is two bytes of protobuf and a struct of a few hundred) or once
+    /// converted (the collector answers 413).
     TooLarge {
         /// The body's size.
         body_bytes: usize,
@@ -69,7 +71,8 @@ impl fmt::Display for PayloadError {
             Self::TooLarge { body_bytes } => write!(
                 f,
                 "the spans of this {body_bytes}-byte body would take more than {} bytes once \
-                 converted (each span repeats its resource's service name): send smaller batches",
+                 decoded or converted (each span repeats its resource's service name): send \
+                 smaller batches",
                 decoded_budget(*body_bytes)
             ),
         }
@@ -88,6 +91,16 @@ impl std::error::Error for PayloadError {
 impl From<IngestError> for PayloadError {
     fn from(err: IngestError) -> Self {
         Self::Ids(err)
+    }
+}
+
+/// Refuse a body whose decoding would allocate more than its budget (`decoded`, as
+/// `crate::bound` counts it from the bytes), before it is decoded.
+fn within_budget(decoded: usize, body_bytes: usize) -> Result<(), PayloadError> {
+    if decoded > decoded_budget(body_bytes) {
+        Err(PayloadError::TooLarge { body_bytes })
+    } else {
+        Ok(())
     }
 }
 
@@ -111,6 +124,7 @@ fn from_request(
 /// [`PayloadError::Ids`] when an id is malformed, [`PayloadError::TooLarge`] when the
 /// spans would take too much memory.
 pub fn parse_otlp_protobuf(body: &[u8]) -> Result<Vec<ZipkinSpan>, PayloadError> {
+    within_budget(super::bound::otlp_protobuf(body), body.len())?;
     let request = ExportTraceServiceRequest::decode(body)
         .map_err(|e| PayloadError::InvalidOtlpProtobuf(e.to_string()))?;
     from_request(&request, body.len())
@@ -125,6 +139,7 @@ pub fn parse_otlp_protobuf(body: &[u8]) -> Result<Vec<ZipkinSpan>, PayloadError>
 /// [`PayloadError::Ids`] when an id is malformed, [`PayloadError::TooLarge`] when the
 /// spans would take too much memory.
 pub fn parse_otlp_json(body: &[u8]) -> Result<Vec<ZipkinSpan>, PayloadError> {
+    within_budget(super::bound::otlp_json(body), body.len())?;
     let request = serde_json::from_slice::<ExportTraceServiceRequest>(body)
         .map_err(|e| PayloadError::InvalidOtlpJson(e.to_string()))?;
     from_request(&request, body.len())

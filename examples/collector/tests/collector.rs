@@ -1325,6 +1325,61 @@ async fn an_otlp_body_that_would_blow_up_once_converted_is_413() {
     server.stop().await;
 }
 
+/// A body of empty messages (two bytes of protobuf, three of JSON, each a struct of a few
+/// hundred bytes once decoded) is refused from its bytes, before it is decoded: gzipped to a
+/// few kilobytes it would otherwise take half a gigabyte. One of the same size with real
+/// spans is taken.
+#[tokio::test]
+async fn a_body_of_empty_spans_is_413_before_it_is_decoded() {
+    let server = Server::default().await;
+    let n = 1_000_000;
+    // ExportTraceServiceRequest { resource_spans: [{ scope_spans: [{ spans: [{}; n] }] }] }
+    let spans = [0x12u8, 0x00].repeat(n);
+    let scope = [&[0x12][..], &varint(spans.len()), &spans].concat();
+    let protobuf = [&[0x0a][..], &varint(scope.len()), &scope].concat();
+    let json = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}{{}}]}}]}}]}}"#,
+        "{},".repeat(n)
+    );
+    for (content_type, body) in [
+        ("application/x-protobuf", protobuf.as_slice()),
+        ("application/json", json.as_bytes()),
+    ] {
+        let parsed = if content_type == "application/json" {
+            collector::parse_otlp_json(body)
+        } else {
+            collector::parse_otlp_protobuf(body)
+        };
+        assert!(
+            matches!(parsed, Err(PayloadError::TooLarge { .. })),
+            "{content_type}"
+        );
+        let packed = gzip(body);
+        assert!(packed.len() < 64 * 1024, "{}", packed.len());
+        let resp = send(
+            server.addr,
+            "POST",
+            "/v1/traces",
+            &[("content-type", content_type), ("content-encoding", "gzip")],
+            Body::Full(&packed),
+        )
+        .await;
+        assert_eq!(resp.status, 413, "{content_type}: {}", resp.text());
+    }
+    assert_eq!(server.collector.span_count(), 0);
+    server.stop().await;
+}
+
+fn varint(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while n >= 0x80 {
+        out.push(u8::try_from(n & 0x7f).unwrap_or_default() | 0x80);
+        n >>= 7;
+    }
+    out.push(u8::try_from(n).unwrap_or_default());
+    out
+}
+
 /// What the Zipkin UI asks besides traces: several traces at once, the service graph, and
 /// the autocompletion lists.
 #[tokio::test]

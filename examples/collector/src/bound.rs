@@ -1,0 +1,578 @@
+//! What decoding an OTLP body would allocate, bounded from above from its bytes alone, before
+//! it is decoded.
+//!
+//! Decoding makes a struct for every message, however small its encoding: an empty `Span` is
+//! two bytes of protobuf (`12 00`) or three of JSON (`{},`) and a struct of a few hundred
+//! bytes, so a 4 MiB body of them would take about half a gigabyte before a single id is
+//! checked. Each walk here follows the OTLP trace schema (the fields that hold messages, by
+//! number for protobuf and by name for JSON) without decoding anything, and adds up the body's
+//! length (every text decoded, at most) and, for every message that is an element of a
+//! repeated field, twice its struct's size (a vector may hold twice what it uses; a singular
+//! message is part of its parent's struct).
+//!
+//! OTLP/JSON costs more: `AnyValue` is deserialised through `serde(flatten)`, which first
+//! buffers the whole JSON value (every node of it, known or not) and then does it again for
+//! each `AnyValue` nested inside, so a node inside `n` nested `AnyValue`s counts `n` buffered
+//! copies besides its struct.
+//!
+//! A body the walk cannot follow (truncated, malformed, nested deeper than the decoders
+//! allow) is counted up to that point: the decoder fails there too, having allocated no more
+//! than what was counted.
+
+use std::mem::size_of;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+
+/// A string's, a vector's or a buffered JSON node's own size: three words.
+const HEADER: usize = 3 * size_of::<usize>();
+
+/// A JSON node buffered by `serde(flatten)` (serde's private `Content`, four words), and a
+/// vector's spare room for it.
+const BUFFERED: usize = 6 * size_of::<usize>();
+
+/// prost's recursion limit.
+const PROTOBUF_DEPTH: usize = 100;
+
+/// `serde_json`'s recursion limit.
+const JSON_DEPTH: usize = 128;
+
+/// The messages of an OTLP trace export that hold other messages or are held repeatedly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Msg {
+    Request,
+    ResourceSpans,
+    Resource,
+    EntityRef,
+    ScopeSpans,
+    Scope,
+    Span,
+    Event,
+    Link,
+    Status,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KvList,
+}
+
+impl Msg {
+    /// What one decoded instance takes, twice (a vector's spare room).
+    fn cost(self) -> usize {
+        2 * match self {
+            Msg::Request => size_of::<ExportTraceServiceRequest>(),
+            Msg::ResourceSpans => size_of::<ResourceSpans>(),
+            Msg::Resource => size_of::<Resource>(),
+            Msg::EntityRef => size_of::<EntityRef>(),
+            Msg::ScopeSpans => size_of::<ScopeSpans>(),
+            Msg::Scope => size_of::<InstrumentationScope>(),
+            Msg::Span => size_of::<Span>(),
+            Msg::Event => size_of::<Event>(),
+            Msg::Link => size_of::<Link>(),
+            Msg::Status => size_of::<Status>(),
+            Msg::KeyValue => size_of::<KeyValue>(),
+            Msg::AnyValue => size_of::<AnyValue>(),
+            Msg::ArrayValue => size_of::<ArrayValue>(),
+            Msg::KvList => size_of::<KeyValueList>(),
+        }
+    }
+
+    /// The message protobuf field `number` of `self` holds, if it holds one, and whether the
+    /// field is repeated (its messages are a vector's elements, each a struct of its own; a
+    /// singular message is a field inside its parent's struct).
+    fn field(self, number: u64) -> Option<(Msg, bool)> {
+        use Msg as M;
+        Some(match (self, number) {
+            (M::Request, 1) => (M::ResourceSpans, true),
+            (M::ResourceSpans, 1) => (M::Resource, false),
+            (M::ResourceSpans, 2) => (M::ScopeSpans, true),
+            (M::Resource | M::KvList, 1)
+            | (M::Scope | M::Event, 3)
+            | (M::Link, 4)
+            | (M::Span, 9) => (M::KeyValue, true),
+            (M::Resource, 3) => (M::EntityRef, true),
+            (M::ScopeSpans, 1) => (M::Scope, false),
+            (M::ScopeSpans, 2) => (M::Span, true),
+            (M::Span, 11) => (M::Event, true),
+            (M::Span, 13) => (M::Link, true),
+            (M::Span, 15) => (M::Status, false),
+            (M::KeyValue, 2) => (M::AnyValue, false),
+            (M::ArrayValue, 1) => (M::AnyValue, true),
+            (M::AnyValue, 5) => (M::ArrayValue, false),
+            (M::AnyValue, 6) => (M::KvList, false),
+            _ => return None,
+        })
+    }
+
+    /// The message the OTLP/JSON key `key` of `self` holds, if it holds one: the same fields
+    /// by their JSON names.
+    fn key(self, key: &[u8]) -> Option<(Msg, bool)> {
+        let number = match (self, key) {
+            (Msg::Request, b"resourceSpans")
+            | (Msg::ResourceSpans, b"resource")
+            | (Msg::Resource, b"attributes")
+            | (Msg::ScopeSpans, b"scope")
+            | (Msg::ArrayValue | Msg::KvList, b"values") => 1,
+            (Msg::ResourceSpans, b"scopeSpans")
+            | (Msg::ScopeSpans, b"spans")
+            | (Msg::KeyValue, b"value") => 2,
+            (Msg::Resource, b"entityRefs") | (Msg::Scope | Msg::Event, b"attributes") => 3,
+            (Msg::Link, b"attributes") => 4,
+            (Msg::AnyValue, b"arrayValue") => 5,
+            (Msg::AnyValue, b"kvlistValue") => 6,
+            (Msg::Span, b"attributes") => 9,
+            (Msg::Span, b"events") => 11,
+            (Msg::Span, b"links") => 13,
+            (Msg::Span, b"status") => 15,
+            _ => return None,
+        };
+        self.field(number)
+    }
+}
+
+/// Where a walk stopped early: the decoder fails at or before that point.
+struct Stop;
+
+/// An upper bound on what prost allocates decoding `body` as an `ExportTraceServiceRequest`.
+pub(crate) fn otlp_protobuf(body: &[u8]) -> usize {
+    let mut cost = body.len();
+    // A stop is counted up to where it happened.
+    let _ = protobuf_message(body, Msg::Request, 0, &mut cost);
+    cost
+}
+
+fn protobuf_message(mut buf: &[u8], msg: Msg, depth: usize, cost: &mut usize) -> Result<(), Stop> {
+    if depth > PROTOBUF_DEPTH {
+        return Err(Stop);
+    }
+    while !buf.is_empty() {
+        let tag = varint(&mut buf)?;
+        let number = tag >> 3;
+        match tag & 7 {
+            0 => {
+                varint(&mut buf)?;
+            }
+            1 => buf = buf.get(8..).ok_or(Stop)?,
+            5 => buf = buf.get(4..).ok_or(Stop)?,
+            2 => {
+                let len = usize::try_from(varint(&mut buf)?).map_err(|_| Stop)?;
+                let (field, rest) = buf.split_at_checked(len).ok_or(Stop)?;
+                buf = rest;
+                match msg.field(number) {
+                    Some((inner, repeated)) => {
+                        if repeated {
+                            *cost = cost.saturating_add(inner.cost());
+                        }
+                        protobuf_message(field, inner, depth + 1, cost)?;
+                    }
+                    // Text or bytes (a field's own, or an unknown one prost skips): at most
+                    // its length.
+                    None => *cost = cost.saturating_add(len),
+                }
+            }
+            3 => buf = protobuf_group(buf, number, depth + 1)?,
+            _ => return Err(Stop),
+        }
+    }
+    Ok(())
+}
+
+/// Skip a group of field `number` (an unknown field; prost skips it allocating nothing): what
+/// follows its end.
+fn protobuf_group(mut buf: &[u8], number: u64, depth: usize) -> Result<&[u8], Stop> {
+    if depth > PROTOBUF_DEPTH {
+        return Err(Stop);
+    }
+    loop {
+        let tag = varint(&mut buf)?;
+        match tag & 7 {
+            0 => {
+                varint(&mut buf)?;
+            }
+            1 => buf = buf.get(8..).ok_or(Stop)?,
+            5 => buf = buf.get(4..).ok_or(Stop)?,
+            2 => {
+                let len = usize::try_from(varint(&mut buf)?).map_err(|_| Stop)?;
+                buf = buf.get(len..).ok_or(Stop)?;
+            }
+            3 => buf = protobuf_group(buf, tag >> 3, depth + 1)?,
+            4 if tag >> 3 == number => return Ok(buf),
+            _ => return Err(Stop),
+        }
+    }
+}
+
+/// A protobuf varint (at most ten bytes).
+fn varint(buf: &mut &[u8]) -> Result<u64, Stop> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let (&byte, rest) = buf.split_first().ok_or(Stop)?;
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Ok(value);
+        }
+    }
+    Err(Stop)
+}
+
+/// An upper bound on what `serde_json` allocates deserialising `body` as an
+/// `ExportTraceServiceRequest`.
+pub(crate) fn otlp_json(body: &[u8]) -> usize {
+    let mut walk = Json {
+        body,
+        at: 0,
+        cost: body.len(),
+    };
+    // A stop is counted up to where it happened.
+    let _ = walk.value(Some((Msg::Request, false)), false, 0, 0);
+    walk.cost
+}
+
+struct Json<'a> {
+    body: &'a [u8],
+    at: usize,
+    cost: usize,
+}
+
+impl Json<'_> {
+    fn add(&mut self, n: usize) {
+        self.cost = self.cost.saturating_add(n);
+    }
+
+    fn peek(&mut self) -> Result<u8, Stop> {
+        while let Some(&b) = self.body.get(self.at) {
+            if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                return Ok(b);
+            }
+            self.at += 1;
+        }
+        Err(Stop)
+    }
+
+    fn eat(&mut self, want: u8) -> Result<(), Stop> {
+        if self.peek()? == want {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(Stop)
+        }
+    }
+
+    /// One JSON value: a `msg` when it is one (`repeated`: an element of a vector, a struct
+    /// of its own), `held` when it is a field of a message (its text is kept), inside
+    /// `buffered` nested `AnyValue`s.
+    fn value(
+        &mut self,
+        msg: Option<(Msg, bool)>,
+        held: bool,
+        buffered: usize,
+        depth: usize,
+    ) -> Result<(), Stop> {
+        self.add(BUFFERED.saturating_mul(buffered));
+        match self.peek()? {
+            b'{' => {
+                if depth >= JSON_DEPTH {
+                    return Err(Stop);
+                }
+                self.at += 1;
+                if let Some((m, true)) = msg {
+                    self.add(m.cost());
+                }
+                let msg = msg.map(|(m, _)| m);
+                // What an `AnyValue` holds is buffered once more.
+                let inner = buffered + usize::from(msg == Some(Msg::AnyValue));
+                if self.peek()? == b'}' {
+                    self.at += 1;
+                    return Ok(());
+                }
+                loop {
+                    let key = self.key(inner)?;
+                    self.eat(b':')?;
+                    let field = msg.and_then(|m| m.key(&key));
+                    self.value(field, msg.is_some(), inner, depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.at += 1,
+                        b'}' => {
+                            self.at += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(Stop),
+                    }
+                }
+            }
+            b'[' => {
+                if depth >= JSON_DEPTH {
+                    return Err(Stop);
+                }
+                self.at += 1;
+                if self.peek()? == b']' {
+                    self.at += 1;
+                    return Ok(());
+                }
+                loop {
+                    // The elements of a repeated field are its messages (or its texts).
+                    self.value(msg, held, buffered, depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.at += 1,
+                        b']' => {
+                            self.at += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(Stop),
+                    }
+                }
+            }
+            b'"' => {
+                let len = self.string(|_| {})?;
+                // A field's text is kept (a vector's element with a header of its own); an
+                // unknown field's is skipped; each buffered copy may own one.
+                if held {
+                    self.add(HEADER + len);
+                }
+                self.add(len.saturating_mul(buffered));
+                Ok(())
+            }
+            _ => {
+                // A number, `true`, `false` or `null`: read to its end.
+                let start = self.at;
+                while self
+                    .body
+                    .get(self.at)
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+                {
+                    self.at += 1;
+                }
+                if self.at == start { Err(Stop) } else { Ok(()) }
+            }
+        }
+    }
+
+    /// An object's key, unescaped (enough of it to compare with the schema's names), counted as
+    /// a buffered string inside `buffered` nested `AnyValue`s.
+    fn key(&mut self, buffered: usize) -> Result<Vec<u8>, Stop> {
+        if self.peek()? != b'"' {
+            return Err(Stop);
+        }
+        let mut key = Vec::new();
+        let len = self.string(|c| {
+            if key.len() < 32 {
+                // Non-ASCII never matches a schema name: any byte above ASCII will do.
+                key.push(u8::try_from(c).unwrap_or(0xff));
+            }
+        })?;
+        self.add(BUFFERED.saturating_add(len).saturating_mul(buffered));
+        Ok(key)
+    }
+
+    /// A string at `self.at` (its opening quote), each character handed to `each` unescaped;
+    /// its length as written.
+    fn string(&mut self, mut each: impl FnMut(u32)) -> Result<usize, Stop> {
+        let start = self.at;
+        self.at += 1;
+        loop {
+            let &b = self.body.get(self.at).ok_or(Stop)?;
+            self.at += 1;
+            match b {
+                b'"' => return Ok(self.at - start),
+                b'\\' => {
+                    let &e = self.body.get(self.at).ok_or(Stop)?;
+                    self.at += 1;
+                    each(match e {
+                        b'u' => {
+                            let hex = self.body.get(self.at..self.at + 4).ok_or(Stop)?;
+                            self.at += 4;
+                            let hex = std::str::from_utf8(hex).map_err(|_| Stop)?;
+                            u32::from_str_radix(hex, 16).map_err(|_| Stop)?
+                        }
+                        b'b' => 8,
+                        b'f' => 12,
+                        b'n' => 10,
+                        b'r' => 13,
+                        b't' => 9,
+                        other => u32::from(other),
+                    });
+                }
+                other => each(u32::from(other)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// A realistic request as the OTel SDK exports it: a bound far from the budget.
+    fn realistic() -> ExportTraceServiceRequest {
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.to_owned(),
+            value: Some(AnyValue {
+                value: Some(
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                        v.to_owned(),
+                    ),
+                ),
+            }),
+            ..Default::default()
+        };
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            parent_span_id: vec![3; 8],
+            name: "GET /orders/{id}".to_owned(),
+            kind: 2,
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 2,
+            attributes: vec![
+                kv("http.request.method", "GET"),
+                kv("url.path", "/orders/o-1"),
+                kv("http.route", "/orders/{id}"),
+                kv("server.address", "frontend"),
+                kv("user_agent.original", "curl/8.5.0"),
+            ],
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", "frontend")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span; 500],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn a_realistic_request_is_bounded_well_within_16_times_its_size() {
+        let request = realistic();
+        let protobuf = request.encode_to_vec();
+        let json = serde_json::to_vec(&request).unwrap();
+        for (what, len, bound) in [
+            ("protobuf", protobuf.len(), otlp_protobuf(&protobuf)),
+            ("json", json.len(), otlp_json(&json)),
+        ] {
+            assert!(bound > len, "{what}: {bound} for {len}");
+            assert!(bound < 10 * len, "{what}: {bound} for {len}");
+        }
+    }
+
+    #[test]
+    fn empty_spans_count_their_structs() {
+        let n = 100_000;
+        let mut protobuf = vec![0x0a];
+        let inner = [[0x12, 0x00].repeat(n)].concat();
+        let mut scope = vec![0x12];
+        push_varint(&mut scope, inner.len());
+        scope.extend(&inner);
+        let mut resource = Vec::new();
+        push_varint(&mut resource, scope.len());
+        resource.extend(&scope);
+        protobuf.extend(resource);
+        let decoded = ExportTraceServiceRequest::decode(protobuf.as_slice()).unwrap();
+        assert_eq!(decoded.resource_spans[0].scope_spans[0].spans.len(), n);
+        // Each two bytes a `Span` struct, twice.
+        assert!(otlp_protobuf(&protobuf) >= n * 2 * size_of::<Span>());
+
+        let json = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}{{}}]}}]}}]}}"#,
+            "{},".repeat(n)
+        );
+        let decoded: ExportTraceServiceRequest = serde_json::from_str(&json).unwrap();
+        assert_eq!(decoded.resource_spans[0].scope_spans[0].spans.len(), n + 1);
+        assert!(otlp_json(json.as_bytes()) >= (n + 1) * 2 * size_of::<Span>());
+        // The same with the key escaped, as serde reads it.
+        let escaped = json.replace("\"spans\"", r#""\u0073pans""#);
+        assert!(otlp_json(escaped.as_bytes()) >= (n + 1) * 2 * size_of::<Span>());
+    }
+
+    #[test]
+    fn nested_any_values_count_each_buffered_copy() {
+        let mut value = String::from(r#"{"stringValue":"x"}"#);
+        for _ in 0..30 {
+            value = format!(r#"{{"arrayValue":{{"values":[{value},{value}]}}}}"#);
+            if value.len() > 1 << 20 {
+                break;
+            }
+        }
+        let json = format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"k","value":{value}}}]}}}}]}}"#
+        );
+        let flat = format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"k","value":{}}}]}}}}]}}"#,
+            r#"{"stringValue":"x"}"#
+        );
+        assert!(otlp_json(json.as_bytes()) > 16 * json.len());
+        assert!(otlp_json(flat.as_bytes()) < 16 * flat.len());
+    }
+
+    #[test]
+    fn malformed_bodies_stop_where_they_break() {
+        for body in [
+            &b"\x0a\xff"[..],
+            b"\x0a\x05\x12",
+            b"\x0b\x0c",
+            b"\xff\xff\xff",
+        ] {
+            assert!(otlp_protobuf(body) >= body.len(), "{body:?}");
+        }
+        for body in [
+            "",
+            "{",
+            r#"{"resourceSpans":[{"#,
+            "[1,",
+            r#"{"a":"\u12"}"#,
+            "nul",
+        ] {
+            assert!(otlp_json(body.as_bytes()) >= body.len(), "{body:?}");
+        }
+        // Deeper than the decoders go: stopped, not a stack overflow.
+        let deep = "[".repeat(100_000);
+        assert!(otlp_json(deep.as_bytes()) >= deep.len());
+        // An attribute whose value nests arrays in arrays 200 deep: past prost's limit.
+        let mut value: Vec<u8> = Vec::new();
+        for _ in 0..200 {
+            let mut array = vec![0x0a];
+            push_varint(&mut array, value.len());
+            array.extend(value);
+            value = vec![0x2a];
+            push_varint(&mut value, array.len());
+            value.extend(array);
+        }
+        let mut nested = Vec::new();
+        for tag in [0x12, 0x0a, 0x0a, 0x0a] {
+            let mut outer = vec![tag];
+            push_varint(
+                &mut outer,
+                if nested.is_empty() {
+                    value.len()
+                } else {
+                    nested.len()
+                },
+            );
+            outer.extend(if nested.is_empty() { &value } else { &nested });
+            nested = outer;
+        }
+        assert!(ExportTraceServiceRequest::decode(nested.as_slice()).is_err());
+        assert!(otlp_protobuf(&nested) >= nested.len());
+    }
+
+    fn push_varint(out: &mut Vec<u8>, mut n: usize) {
+        while n >= 0x80 {
+            out.push(u8::try_from(n & 0x7f).unwrap() | 0x80);
+            n >>= 7;
+        }
+        out.push(u8::try_from(n).unwrap());
+    }
+}

@@ -477,6 +477,9 @@ async fn dependencies(
     let lookback =
         crate::query::millis("lookback", params.lookback).map_err(Reject::bad_request)?;
     let (begin, end) = crate::query::window_us(end, lookback);
+    // Zipkin's in-memory store compares the millisecond of a span's timestamp with `endTs`,
+    // so the whole last millisecond is in.
+    let end = end.saturating_add(999);
     off_workers(&collector, move |c| {
         let store = c.lock();
         let traces = store.traces().map(|(_, spans)| spans).filter(|spans| {

@@ -64,8 +64,8 @@ impl TryFrom<TracesParams> for TraceQuery {
             Some(0) => return Err("limit must be greater than 0".to_owned()),
             Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         };
-        let end_ts = number("endTs", p.end_ts)?;
-        let lookback = number("lookback", p.lookback)?;
+        let end_ts = millis("endTs", p.end_ts)?;
+        let lookback = millis("lookback", p.lookback)?;
         let window = if end_ts.is_none() && lookback.is_none() {
             None
         } else {
@@ -74,17 +74,30 @@ impl TryFrom<TracesParams> for TraceQuery {
         };
         let min_duration = number("minDuration", p.min_duration)?;
         let max_duration = number("maxDuration", p.max_duration)?;
-        // As Zipkin answers it.
-        if max_duration.is_some() && min_duration.is_none() {
-            return Err("maxDuration is only valid with minDuration".to_owned());
+        // As Zipkin's `QueryRequest` checks them.
+        match (min_duration, max_duration) {
+            (Some(0), _) => return Err("minDuration must be greater than 0".to_owned()),
+            (Some(min), Some(max)) if max < min => {
+                return Err(format!(
+                    "maxDuration ({max}) must not be less than minDuration ({min})"
+                ));
+            }
+            (None, Some(_)) => {
+                return Err("maxDuration is only valid with minDuration".to_owned());
+            }
+            _ => {}
         }
         let annotation_terms = non_empty(p.annotation_query)
             .map(|q| {
                 q.split(" and ")
                     .map(str::trim)
                     .filter(|t| !t.is_empty())
+                    // `key=` is `key`, as Zipkin reads it: a tag present or an annotation.
                     .map(|t| match t.split_once('=') {
-                        Some((k, v)) => (k.trim().to_owned(), Some(v.trim().to_owned())),
+                        Some((k, v)) if !v.trim().is_empty() => {
+                            (k.trim().to_owned(), Some(v.trim().to_owned()))
+                        }
+                        Some((k, _)) => (k.trim().to_owned(), None),
                         None => (t.to_owned(), None),
                     })
                     .collect()
@@ -115,18 +128,20 @@ pub(crate) fn trace_time(spans: &[&ZipkinSpan]) -> Option<u64> {
 }
 
 /// The window `[endTs - lookback, endTs]` in µs, from milliseconds as the API takes them
-/// (`lookback` defaults to `endTs`: everything before it).
+/// (`lookback` defaults to `endTs`: everything before it), as Zipkin's `QueryRequest.test`
+/// compares a trace's timestamp with it.
 pub(crate) fn window_us(end_ms: u64, lookback_ms: Option<u64>) -> (u64, u64) {
     let begin_ms = end_ms.saturating_sub(lookback_ms.unwrap_or(end_ms));
-    (
-        begin_ms.saturating_mul(1_000),
-        end_ms.saturating_mul(1_000).saturating_add(999),
-    )
+    (begin_ms.saturating_mul(1_000), end_ms.saturating_mul(1_000))
 }
 
-/// A query parameter that is a number of milliseconds (empty: unset).
+/// A query parameter that is a number of milliseconds (empty: unset), greater than 0 when set
+/// (Zipkin refuses `endTs` and `lookback` of 0).
 pub(crate) fn millis(name: &str, v: Option<String>) -> Result<Option<u64>, String> {
-    number(name, v)
+    match number(name, v)? {
+        Some(0) => Err(format!("{name} must be greater than 0")),
+        n => Ok(n),
+    }
 }
 
 fn now_ms() -> u64 {
@@ -204,5 +219,54 @@ impl TraceQuery {
             .take(self.limit)
             .map(|(_, _, spans)| spans.into_iter().cloned().collect())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(end_ts: &str, lookback: &str) -> TraceQuery {
+        TraceQuery::try_from(TracesParams {
+            end_ts: Some(end_ts.to_owned()),
+            lookback: Some(lookback.to_owned()),
+            ..TracesParams::default()
+        })
+        .unwrap()
+    }
+
+    /// As Zipkin's `QueryRequest.test`: a trace is in when its timestamp (µs) is within
+    /// `[(endTs - lookback) * 1000, endTs * 1000]`, not a microsecond after.
+    #[test]
+    fn the_window_ends_at_end_ts_exactly() {
+        let span = |timestamp| ZipkinSpan {
+            trace_id: "0000000000000000000000000000000a".to_owned(),
+            id: "000000000000000b".to_owned(),
+            parent_id: None,
+            name: "get".to_owned(),
+            kind: None,
+            timestamp,
+            duration: 1,
+            local_endpoint: None,
+            remote_endpoint: None,
+            tags: std::collections::BTreeMap::new(),
+            annotations: Vec::new(),
+            shared: false,
+            debug: false,
+        };
+        for (timestamp, end_ts, lookback, inside) in [
+            (1_000_000, "1000", "1", true),
+            (1_000_001, "1000", "1", false),
+            (1_000_500, "1000", "1000", false),
+            (999_000, "1000", "1", true),
+            (998_999, "1000", "1", false),
+        ] {
+            let s = span(timestamp);
+            assert_eq!(
+                query(end_ts, lookback).trace_matches(&[&s]),
+                inside,
+                "{timestamp} in {end_ts} - {lookback}"
+            );
+        }
     }
 }

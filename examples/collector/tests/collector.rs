@@ -1458,6 +1458,10 @@ async fn trace_many_dependencies_and_autocomplete_answer_as_zipkin() {
         json!([{"parent": "frontend", "child": "user", "callCount": 1}])
     );
     assert_eq!(server.get("/api/v2/dependencies").await.status, 400);
+    for bad in ["endTs=0", "endTs=150000&lookback=0"] {
+        let resp = server.get(&format!("/api/v2/dependencies?{bad}")).await;
+        assert_eq!(resp.status, 400, "{bad}: {}", resp.text());
+    }
 
     assert_eq!(server.get_json("/api/v2/autocompleteKeys").await, json!([]));
     assert_eq!(
@@ -1646,12 +1650,16 @@ async fn query_api_lists_services_span_names_and_filters_traces() {
             .await),
         [n2]
     );
-    assert_eq!(
-        ids(&server
-            .get_json("/api/v2/traces?annotationQuery=error")
-            .await),
-        [n2]
-    );
+    for query in ["error", "error=", "error%3D%20"] {
+        // `key=` is `key`, as Zipkin parses it.
+        assert_eq!(
+            ids(&server
+                .get_json(&format!("/api/v2/traces?annotationQuery={query}"))
+                .await),
+            [n2],
+            "{query}"
+        );
+    }
     assert_eq!(
         ids(&server.get_json("/api/v2/traces?minDuration=2000").await),
         [n1]
@@ -1697,6 +1705,11 @@ async fn query_api_lists_services_span_names_and_filters_traces() {
         "minDuration=-1",
         "endTs=soon",
         "maxDuration=10",
+        // As Zipkin's `QueryRequest` refuses them.
+        "endTs=0",
+        "lookback=0",
+        "minDuration=0",
+        "minDuration=10&maxDuration=5",
     ] {
         let resp = server.get(&format!("/api/v2/traces?{bad}")).await;
         assert_eq!(resp.status, 400, "{bad}: {}", resp.text());

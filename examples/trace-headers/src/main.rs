@@ -71,8 +71,14 @@ enum Command {
         /// Most traces to read from a Zipkin API.
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
-        /// How far back to read from a Zipkin API, in milliseconds.
-        #[arg(long = "lookback-ms", value_name = "MS", default_value_t = 3_600_000)]
+        /// How far back to read from a Zipkin API, in milliseconds (at least 1, as Zipkin
+        /// requires).
+        #[arg(
+            long = "lookback-ms",
+            value_name = "MS",
+            default_value_t = 3_600_000,
+            value_parser = clap::value_parser!(u64).range(1..)
+        )]
         lookback_ms: u64,
         /// How long to wait for a Zipkin API, in milliseconds.
         #[arg(long = "timeout-ms", value_name = "MS", default_value_t = 10_000)]

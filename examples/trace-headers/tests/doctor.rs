@@ -297,8 +297,13 @@ fn unreadable_input_exits_2_with_a_message() {
             stderr(&out)
         );
     }
-    // No source at all is a usage error.
+    // No source at all is a usage error, and so are a limit or a lookback of 0 (Zipkin
+    // refuses them).
     assert_eq!(code(&run(&["doctor"])), 2);
+    for zero in [["--limit", "0"], ["--lookback-ms", "0"]] {
+        let out = run(&["doctor", zero[0], zero[1], "http://127.0.0.1:9411"]);
+        assert_eq!(code(&out), 2, "{zero:?}: {}", stderr(&out));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::model::{SpanKind, ZipkinSpan};
+use super::model::{Endpoint, SpanKind, ZipkinSpan};
 
 /// One edge of the service graph, in Zipkin v2's `DependencyLink` shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,86 +25,327 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// The calls of one trace, as (caller, callee, failed), as Zipkin's dependency linker reads
-/// them from the trace's tree:
-/// - a span's parent is the span its `parentId` names (the server half when a shared id has
-///   two), and a server half's is the client half sharing its id;
+/// A span as the linker reads it: the parts of one span sent apart merged into one, as
+/// Zipkin's `Trace.merge` does.
+#[derive(Clone, Debug)]
+struct Part<'a> {
+    id: &'a str,
+    parent_id: Option<&'a str>,
+    kind: Option<SpanKind>,
+    shared: bool,
+    local: Local<'a>,
+    remote: Option<&'a str>,
+    error: bool,
+}
+
+/// A local endpoint as the tree tells spans apart by it (service, IPv4, IPv6, port).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct Local<'a> {
+    service: Option<&'a str>,
+    ipv4: Option<&'a str>,
+    ipv6: Option<&'a str>,
+    port: Option<u16>,
+}
+
+impl<'a> Local<'a> {
+    fn of(endpoint: Option<&'a Endpoint>) -> Self {
+        endpoint.map_or_else(Local::default, |e| Local {
+            service: e.service_name.as_deref(),
+            ipv4: e.ipv4.as_deref(),
+            ipv6: e.ipv6.as_deref(),
+            port: e.port,
+        })
+    }
+
+    fn is_none(&self) -> bool {
+        *self == Local::default()
+    }
+
+    /// Take `other`'s fields where they do not conflict (Zipkin's `EndpointTracker`): `false`
+    /// when one does, and `other` is another endpoint.
+    fn try_merge(&mut self, other: Local<'a>) -> bool {
+        fn fits<T: PartialEq>(a: Option<T>, b: Option<T>) -> bool {
+            a.is_none() || b.is_none() || a == b
+        }
+        if !(fits(self.service, other.service)
+            && fits(self.ipv4, other.ipv4)
+            && fits(self.ipv6, other.ipv6)
+            && fits(self.port, other.port))
+        {
+            return false;
+        }
+        self.service = self.service.or(other.service);
+        self.ipv4 = self.ipv4.or(other.ipv4);
+        self.ipv6 = self.ipv6.or(other.ipv6);
+        self.port = self.port.or(other.port);
+        true
+    }
+}
+
+impl<'a> Part<'a> {
+    fn of(s: &'a ZipkinSpan) -> Self {
+        Part {
+            id: &s.id,
+            parent_id: s.parent_id.as_deref(),
+            kind: s.kind,
+            shared: s.shared,
+            local: Local::of(s.local_endpoint.as_ref()),
+            remote: s.remote_service(),
+            error: s.tags.contains_key("error"),
+        }
+    }
+}
+
+/// The spans of a trace with the parts of each merged, as Zipkin's `Trace.merge`: sorted by
+/// id, then client before server (a shared server half last), then endpoint (none first); a
+/// span and the next with its id are one when neither or both are shared and their endpoints
+/// do not conflict. A server half after a client half of its id is shared even if it does not
+/// say so, and takes the client's parent when it has none.
+fn merge<'a>(spans: &[&'a ZipkinSpan]) -> Vec<Part<'a>> {
+    let mut parts: Vec<Part<'a>> = spans.iter().map(|s| Part::of(s)).collect();
+    let shared_order = |p: &Part<'_>| match (p.shared, p.kind) {
+        (true, _) => 2,
+        (false, Some(SpanKind::Client)) => 0,
+        (false, _) => 1,
+    };
+    let endpoint_order = |p: &Part<'a>| {
+        // No endpoint first; then by service, IPv4, IPv6, each present before absent.
+        let last = |v: Option<&'a str>| (v.is_none(), v);
+        (
+            !p.local.is_none(),
+            last(p.local.service),
+            last(p.local.ipv4),
+            last(p.local.ipv6),
+        )
+    };
+    parts.sort_by(|a, b| {
+        a.id.cmp(b.id)
+            .then(shared_order(a).cmp(&shared_order(b)))
+            .then_with(|| endpoint_order(a).cmp(&endpoint_order(b)))
+    });
+    let mut out: Vec<Part<'a>> = Vec::with_capacity(parts.len());
+    let mut parts = parts.into_iter().peekable();
+    while let Some(mut span) = parts.next() {
+        let mut local = span.local;
+        while let Some(next) = parts.peek() {
+            if next.id != span.id || next.shared != span.shared || !local.try_merge(next.local) {
+                break;
+            }
+            span.parent_id = span.parent_id.or(next.parent_id);
+            span.kind = span.kind.or(next.kind);
+            span.remote = span.remote.or(next.remote);
+            span.error |= next.error;
+            parts.next();
+        }
+        span.local = local;
+        if let Some(last) = out.last()
+            && last.id == span.id
+        {
+            if last.kind == Some(SpanKind::Client)
+                && span.kind == Some(SpanKind::Server)
+                && !span.shared
+            {
+                span.shared = true;
+            }
+            if span.shared && span.parent_id.is_none() {
+                span.parent_id = last.parent_id;
+            }
+        }
+        out.push(span);
+    }
+    out
+}
+
+/// How the tree finds a span: by id, or a shared server half by id and endpoint (two servers
+/// answering one client id are told apart by where they ran).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Key<'a> {
+    Id(&'a str),
+    Shared(&'a str, Local<'a>),
+}
+
+impl<'a> Key<'a> {
+    fn new(id: &'a str, shared: bool, local: Local<'a>) -> Self {
+        if shared {
+            Key::Shared(id, local)
+        } else {
+            Key::Id(id)
+        }
+    }
+}
+
+/// The trace's tree, as Zipkin's `SpanNode.Builder` builds it: `parent[i]` of each merged span,
+/// the first span without a parent as the root, and every span whose parent is not in the
+/// trace attached to the root (to a root that is no span when none is). Spans in a cycle are
+/// reachable from no root and are left out.
+struct Tree {
+    /// `None`: the root, or a span under a root that is no span (`root` is `None`).
+    parent: Vec<Option<usize>>,
+    /// The root span, if one is.
+    root: Option<usize>,
+    /// The spans reachable from the root, parents before children.
+    order: Vec<usize>,
+}
+
+impl Tree {
+    fn build(parts: &[Part<'_>]) -> Tree {
+        // Which key each span's parent is known by, in the order first indexed (an entry taken
+        // out is `None`; put again, it goes last).
+        let mut links = Links::default();
+        for p in parts {
+            let (key, parent) = if p.shared {
+                (Key::Shared(p.id, p.local), Some(Key::Id(p.id)))
+            } else {
+                (Key::Id(p.id), p.parent_id.map(Key::Id))
+            };
+            links.put(key, parent);
+        }
+        let mut node: HashMap<Key<'_>, usize> = HashMap::new();
+        let mut root = None;
+        for (i, p) in parts.iter().enumerate() {
+            let key = Key::new(p.id, p.shared, p.local);
+            let bare = if p.local.is_none() {
+                key
+            } else {
+                Key::new(p.id, p.shared, Local::default())
+            };
+            let parent = if p.shared {
+                Some(Key::Id(p.id))
+            } else if let Some(parent_id) = p.parent_id {
+                // The child of a shared server half on its own endpoint (local work under a
+                // server span sharing its client's id), else of the span with that id.
+                let shared = Key::Shared(parent_id, p.local);
+                if links.slot.contains_key(&shared) {
+                    links.put(bare, Some(shared));
+                    Some(shared)
+                } else {
+                    Some(Key::Id(parent_id))
+                }
+            } else {
+                None
+            };
+            if parent.is_none() && root.is_none() {
+                root = Some(i);
+                // The root has no parent to find.
+                links.remove(bare);
+            } else {
+                node.insert(key, i);
+                node.insert(bare, i);
+            }
+        }
+        let mut parent = vec![None; parts.len()];
+        let mut attached = vec![false; parts.len()];
+        for (key, of) in links.entries.iter().flatten() {
+            let Some(&child) = node.get(key) else {
+                continue;
+            };
+            let up = of.and_then(|k| node.get(&k).copied());
+            parent[child] = match up {
+                Some(p) if p != child => Some(p),
+                // A parent not in the trace: the root's child.
+                _ => root.filter(|&r| r != child),
+            };
+            attached[child] = true;
+        }
+        // Breadth first from the root: a span in a cycle is never reached.
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); parts.len()];
+        let mut tops = Vec::new();
+        for (i, p) in parent.iter().enumerate() {
+            match p {
+                Some(p) => children[*p].push(i),
+                None if attached[i] && Some(i) != root => tops.push(i),
+                None => {}
+            }
+        }
+        let mut order: Vec<usize> = root.into_iter().chain(tops).collect();
+        let mut next = 0;
+        while let Some(&at) = order.get(next) {
+            order.extend(children[at].iter().copied());
+            next += 1;
+        }
+        Tree {
+            parent,
+            root,
+            order,
+        }
+    }
+}
+
+/// Each span's key and its parent's, in the order first put (Zipkin's `spanToParent`).
+#[derive(Default)]
+struct Links<'a> {
+    entries: Vec<Option<(Key<'a>, Option<Key<'a>>)>>,
+    slot: HashMap<Key<'a>, usize>,
+}
+
+impl<'a> Links<'a> {
+    fn put(&mut self, key: Key<'a>, parent: Option<Key<'a>>) {
+        match self.slot.get(&key) {
+            Some(&i) => self.entries[i] = Some((key, parent)),
+            None => {
+                self.slot.insert(key, self.entries.len());
+                self.entries.push(Some((key, parent)));
+            }
+        }
+    }
+
+    fn remove(&mut self, key: Key<'a>) {
+        if let Some(i) = self.slot.remove(&key) {
+            self.entries[i] = None;
+        }
+    }
+}
+
+/// The calls of one trace, as (caller, callee, failed), as Zipkin's `DependencyLinker` reads
+/// them from the trace's tree (see [`merge`] and [`Tree`]):
 /// - a client (or producer) span with children is left to them (the server side names the
 ///   callee better); one without, and a span without a kind that names both sides, is a call
 ///   from its service to its remote service;
 /// - a server (or consumer) span is a call from its remote service (the caller it saw), else
-///   from the service of its nearest ancestor with a kind, to its own service; a root server
-///   span with no remote service is no call;
+///   from the service of its nearest ancestor with a kind, to its own service; the root span,
+///   if a server with no remote service, is no call;
 /// - a call fails when its span carries an `error` tag, or a server span's direct client
 ///   parent does;
 /// - a client span whose nearest ancestor with a kind is another service's also makes the
 ///   link from that service to it (a call whose server span is missing).
 ///
-/// Messaging spans link their two sides only when both are known; a call from a service to
-/// itself is no edge.
+/// Messaging spans link their two sides only when both are known.
 fn calls<'a>(spans: &[&'a ZipkinSpan]) -> Vec<(&'a str, &'a str, bool)> {
-    let is_server = |s: &ZipkinSpan| s.kind == Some(SpanKind::Server);
-    let is_client = |s: &ZipkinSpan| s.kind == Some(SpanKind::Client);
-    // id → index, the server half winning a shared id; the client halves apart.
-    let mut by_id: HashMap<&str, usize> = HashMap::new();
-    let mut client_half: HashMap<&str, usize> = HashMap::new();
-    for (i, s) in spans.iter().enumerate() {
-        if is_client(s) {
-            client_half.insert(s.id.as_str(), i);
-        }
-        match by_id.get(s.id.as_str()) {
-            Some(&j) if is_server(spans[j]) => {}
-            _ => {
-                by_id.insert(s.id.as_str(), i);
-            }
-        }
-    }
-    let parent_of = |i: usize| -> Option<usize> {
-        let s = spans[i];
-        if is_server(s)
-            && let Some(&c) = client_half.get(s.id.as_str())
-            && c != i
-        {
-            return Some(c);
-        }
-        let p = *by_id.get(s.parent_id.as_deref()?)?;
-        // A span is not its own parent (a cycle in the data).
-        (p != i).then_some(p)
-    };
-    let parents: Vec<Option<usize>> = (0..spans.len()).map(parent_of).collect();
-    let mut has_children = vec![false; spans.len()];
-    for p in parents.iter().flatten() {
+    let parts = merge(spans);
+    let tree = Tree::build(&parts);
+    let mut has_children = vec![false; parts.len()];
+    for p in tree.parent.iter().flatten() {
         has_children[*p] = true;
     }
-    // The nearest ancestor with a kind, at most as many steps as there are spans (cycles).
+    // The nearest ancestor with a kind (the tree has no cycle on the way to its root).
     let remote_ancestor = |i: usize| -> Option<usize> {
-        let mut at = parents[i];
-        for _ in 0..spans.len() {
-            let a = at?;
-            if spans[a].kind.is_some() {
+        let mut at = tree.parent[i];
+        while let Some(a) = at {
+            if parts[a].kind.is_some() {
                 return Some(a);
             }
-            at = parents[a];
+            at = tree.parent[a];
         }
         None
     };
     let mut out = Vec::new();
-    for (i, s) in spans.iter().enumerate() {
+    for &i in &tree.order {
+        let s = &parts[i];
         let mut kind = s.kind;
         if kind == Some(SpanKind::Client) && has_children[i] {
             continue;
         }
-        let (own, remote) = (s.service(), s.remote_service());
+        let (own, remote) = (s.local.service, s.remote);
         if kind.is_none() {
             if own.is_none() || remote.is_none() {
                 continue;
             }
             kind = Some(SpanKind::Client);
         }
-        let mut failed = s.tags.contains_key("error");
+        let mut failed = s.error;
         let (mut caller, callee) = match kind {
             Some(SpanKind::Server | SpanKind::Consumer) => {
-                if parents[i].is_none() && remote.is_none() {
+                if tree.root == Some(i) && remote.is_none() {
                     continue;
                 }
                 (remote, own)
@@ -118,11 +359,11 @@ fn calls<'a>(spans: &[&'a ZipkinSpan]) -> Vec<(&'a str, &'a str, bool)> {
             continue;
         }
         if let Some(a) = remote_ancestor(i)
-            && let Some(ancestor) = spans[a].service()
+            && let Some(ancestor) = parts[a].local.service
         {
             if kind == Some(SpanKind::Client)
                 && let Some(own) = own
-                && ancestor != own
+                && !ancestor.eq_ignore_ascii_case(own)
             {
                 out.push((ancestor, own, false));
             }
@@ -130,17 +371,16 @@ fn calls<'a>(spans: &[&'a ZipkinSpan]) -> Vec<(&'a str, &'a str, bool)> {
                 caller = Some(ancestor);
             }
             if !failed
-                && is_client(spans[a])
-                && s.parent_id.as_deref() == Some(spans[a].id.as_str())
+                && parts[a].kind == Some(SpanKind::Client)
+                && s.parent_id == Some(parts[a].id)
             {
-                failed = spans[a].tags.contains_key("error");
+                failed = parts[a].error;
             }
         }
         if let (Some(caller), Some(callee)) = (caller, callee) {
             out.push((caller, callee, failed));
         }
     }
-    out.retain(|(caller, callee, _)| !caller.eq_ignore_ascii_case(callee));
     out
 }
 
@@ -283,5 +523,114 @@ mod tests {
             ),
             ("frontend", "user", 1)
         );
+    }
+
+    fn links_of(spans: &[ZipkinSpan]) -> Vec<(String, String, u64, u64)> {
+        link([spans.iter().collect()])
+            .into_iter()
+            .map(|l| (l.parent, l.child, l.call_count, l.error_count))
+            .collect()
+    }
+
+    fn remote(span: &mut ZipkinSpan, service: &str) {
+        span.remote_endpoint = Some(Endpoint {
+            service_name: Some(service.to_owned()),
+            ..Endpoint::default()
+        });
+    }
+
+    fn edge(parent: &str, child: &str, calls: u64, errors: u64) -> (String, String, u64, u64) {
+        (parent.to_owned(), child.to_owned(), calls, errors)
+    }
+
+    /// Zipkin attaches a span whose parent is not in the trace (evicted, or never reported)
+    /// to the root: its caller is then the root's service.
+    #[test]
+    fn a_span_whose_parent_is_missing_hangs_from_the_root() {
+        use SpanKind::Server;
+        let root = span("01", None, "frontend", Some(Server));
+        let orphan = span("03", Some("02"), "backend", Some(Server));
+        assert_eq!(
+            links_of(&[root.clone(), orphan.clone()]),
+            [edge("frontend", "backend", 1, 0)]
+        );
+        // A second span without a parent hangs from the first too.
+        let second = span("04", None, "backend", Some(Server));
+        assert_eq!(
+            links_of(&[root, second]),
+            [edge("frontend", "backend", 1, 0)]
+        );
+        // No root at all: no caller to name.
+        assert!(links_of(&[orphan]).is_empty());
+    }
+
+    /// A shared span's parent is the span with its id (Zipkin's `producerLinksToServer_sameSpan`).
+    #[test]
+    fn a_shared_span_hangs_from_the_span_with_its_id() {
+        use SpanKind::{Producer, Server};
+        let producer = span("0a", None, "producer", Some(Producer));
+        let mut server = span("0a", None, "server", Some(Server));
+        server.shared = true;
+        assert_eq!(
+            links_of(&[server, producer]),
+            [edge("producer", "server", 1, 0)]
+        );
+    }
+
+    /// A call from a service to itself is an edge (Zipkin's `linksLoopbackSpans`).
+    #[test]
+    fn loopback_calls_are_links() {
+        use SpanKind::{Client, Server};
+        let mut root = span("01", None, "service", Some(Server));
+        remote(&mut root, "service");
+        assert_eq!(links_of(&[root]), [edge("service", "service", 1, 0)]);
+        let mut call = span("01", None, "Service", Some(Client));
+        remote(&mut call, "service");
+        assert_eq!(links_of(&[call]), [edge("service", "service", 1, 0)]);
+    }
+
+    /// A span sent in parts (the same id and endpoint) is one call: its error counts once.
+    #[test]
+    fn a_span_sent_in_parts_is_one_call() {
+        use SpanKind::{Client, Server};
+        let root = span("01", None, "frontend", Some(Server));
+        let mut call = span("02", Some("01"), "frontend", Some(Client));
+        remote(&mut call, "backend");
+        let mut failed = call.clone();
+        failed.tags.insert("error".to_owned(), "timeout".to_owned());
+        // The second part without its kind or remote: still the same span.
+        let mut late = span("02", Some("01"), "frontend", None);
+        late.tags
+            .insert("http.status_code".to_owned(), "504".to_owned());
+        assert_eq!(
+            links_of(&[root.clone(), call.clone(), failed, late]),
+            [edge("frontend", "backend", 1, 1)]
+        );
+        // Another endpoint with the same id is not merged in (its error would not count),
+        // but the tree, as Zipkin's, keeps one span per unshared id: the last in its order.
+        let mut other = span("02", Some("01"), "elsewhere", Some(Client));
+        remote(&mut other, "backend");
+        other.tags.insert("error".to_owned(), "true".to_owned());
+        assert_eq!(
+            links_of(&[root, other, call]),
+            [edge("frontend", "backend", 1, 0)]
+        );
+    }
+
+    /// A server half that does not say it is shared, after the client half of its id, is
+    /// read as shared (Zipkin backfills the flag), and spans in a cycle are left out.
+    #[test]
+    fn a_server_half_is_shared_and_cycles_are_left_out() {
+        use SpanKind::{Client, Server};
+        let root = span("01", None, "frontend", Some(Server));
+        let call = span("02", Some("01"), "frontend", Some(Client));
+        let server = span("02", Some("01"), "backend", Some(Server));
+        assert_eq!(
+            links_of(&[root.clone(), server, call]),
+            [edge("frontend", "backend", 1, 0)]
+        );
+        let a = span("0a", Some("0b"), "a", Some(Server));
+        let b = span("0b", Some("0a"), "b", Some(Server));
+        assert!(links_of(&[root, a, b]).is_empty());
     }
 }

@@ -33,8 +33,9 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 const HEADER: usize = 3 * size_of::<usize>();
 
 /// A JSON node buffered by `serde(flatten)` (serde's private `Content`, four words), and a
-/// vector's spare room for it.
-const BUFFERED: usize = 6 * size_of::<usize>();
+/// vector's spare room for it (serde_json gives no size hint: vectors grow by doubling). A
+/// map entry counts its key and its value.
+const BUFFERED: usize = size_of::<[usize; 8]>();
 
 /// prost's recursion limit.
 const PROTOBUF_DEPTH: usize = 100;
@@ -170,6 +171,11 @@ fn protobuf_message(mut buf: &[u8], msg: Msg, depth: usize, cost: &mut usize) ->
                         }
                         protobuf_message(field, inner, depth + 1, cost)?;
                     }
+                    // An element of a list of texts (`EntityRef`'s keys): a string of its
+                    // own, in a vector with spare room.
+                    None if msg == Msg::EntityRef && matches!(number, 3 | 4) => {
+                        *cost = cost.saturating_add(2 * HEADER + len);
+                    }
                     // Text or bytes (a field's own, or an unknown one prost skips): at most
                     // its length.
                     None => *cost = cost.saturating_add(len),
@@ -230,8 +236,19 @@ pub(crate) fn otlp_json(body: &[u8]) -> usize {
         cost: body.len(),
     };
     // A stop is counted up to where it happened.
-    let _ = walk.value(Some((Msg::Request, false)), false, 0, 0);
+    let _ = walk.value(Want::Message(Msg::Request, false), 0, 0);
     walk.cost
+}
+
+/// What serde makes of a JSON value where it stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Want {
+    /// A message: a singular field's, or (`true`) an element of a repeated field's vector.
+    Message(Msg, bool),
+    /// A repeated message field: an array of them.
+    Many(Msg),
+    /// Anything else: text, a number, a list of texts, a field serde skips.
+    Other,
 }
 
 struct Json<'a> {
@@ -264,27 +281,34 @@ impl Json<'_> {
         }
     }
 
-    /// One JSON value: a `msg` when it is one (`repeated`: an element of a vector, a struct
-    /// of its own), `held` when it is a field of a message (its text is kept), inside
-    /// `buffered` nested `AnyValue`s.
-    fn value(
-        &mut self,
-        msg: Option<(Msg, bool)>,
-        held: bool,
-        buffered: usize,
-        depth: usize,
-    ) -> Result<(), Stop> {
+    /// One JSON value, as `want` says serde reads it, inside `buffered` nested `AnyValue`s.
+    fn value(&mut self, want: Want, buffered: usize, depth: usize) -> Result<(), Stop> {
+        if buffered == 0 && want == Want::Other {
+            // Text, a number, a list of texts, or a field serde skips (with no depth limit).
+            return self.skip();
+        }
         self.add(BUFFERED.saturating_mul(buffered));
-        match self.peek()? {
-            b'{' => {
+        match (self.peek()?, want) {
+            // serde reads a struct from an array too, field by field: no exporter writes one,
+            // and the schema walk cannot follow it, so it is refused.
+            (b'[', Want::Message(..)) => {
+                self.cost = usize::MAX;
+                Err(Stop)
+            }
+            (b'{', Want::Message(..) | Want::Other) => {
                 if depth >= JSON_DEPTH {
                     return Err(Stop);
                 }
                 self.at += 1;
-                if let Some((m, true)) = msg {
-                    self.add(m.cost());
-                }
-                let msg = msg.map(|(m, _)| m);
+                let msg = match want {
+                    Want::Message(m, element) => {
+                        if element {
+                            self.add(m.cost());
+                        }
+                        Some(m)
+                    }
+                    _ => None,
+                };
                 // What an `AnyValue` holds is buffered once more.
                 let inner = buffered + usize::from(msg == Some(Msg::AnyValue));
                 if self.peek()? == b'}' {
@@ -294,8 +318,12 @@ impl Json<'_> {
                 loop {
                     let key = self.key(inner)?;
                     self.eat(b':')?;
-                    let field = msg.and_then(|m| m.key(&key));
-                    self.value(field, msg.is_some(), inner, depth + 1)?;
+                    let field = match msg.and_then(|m| m.key(&key)) {
+                        Some((m, true)) => Want::Many(m),
+                        Some((m, false)) => Want::Message(m, false),
+                        None => Want::Other,
+                    };
+                    self.value(field, inner, depth + 1)?;
                     match self.peek()? {
                         b',' => self.at += 1,
                         b'}' => {
@@ -306,18 +334,21 @@ impl Json<'_> {
                     }
                 }
             }
-            b'[' => {
+            (b'[', Want::Many(_) | Want::Other) => {
                 if depth >= JSON_DEPTH {
                     return Err(Stop);
                 }
                 self.at += 1;
+                let element = match want {
+                    Want::Many(m) => Want::Message(m, true),
+                    _ => Want::Other,
+                };
                 if self.peek()? == b']' {
                     self.at += 1;
                     return Ok(());
                 }
                 loop {
-                    // The elements of a repeated field are its messages (or its texts).
-                    self.value(msg, held, buffered, depth + 1)?;
+                    self.value(element, buffered, depth + 1)?;
                     match self.peek()? {
                         b',' => self.at += 1,
                         b']' => {
@@ -328,27 +359,57 @@ impl Json<'_> {
                     }
                 }
             }
-            b'"' => {
+            // Buffered, serde reads the types only later: anything else is buffered as it is.
+            (b'{', Want::Many(_)) if buffered > 0 => self.value(Want::Other, buffered, depth),
+            (b'"', _) => {
                 let len = self.string(|_| {})?;
-                // A field's text is kept (a vector's element with a header of its own); an
-                // unknown field's is skipped; each buffered copy may own one.
-                if held {
-                    self.add(HEADER + len);
-                }
-                self.add(len.saturating_mul(buffered));
+                // Kept as text, and each buffered copy may own one.
+                self.add((HEADER + len).saturating_add(len.saturating_mul(buffered)));
                 Ok(())
             }
-            _ => {
-                // A number, `true`, `false` or `null`: read to its end.
-                let start = self.at;
-                while self
-                    .body
-                    .get(self.at)
-                    .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-                {
+            (b'{', _) => Err(Stop),
+            _ => self.scalar(),
+        }
+    }
+
+    /// A number, `true`, `false` or `null`.
+    fn scalar(&mut self) -> Result<(), Stop> {
+        let start = self.at;
+        while self
+            .body
+            .get(self.at)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        {
+            self.at += 1;
+        }
+        if self.at == start { Err(Stop) } else { Ok(()) }
+    }
+
+    /// A value that holds no message, read to its end without recursion (serde skips an
+    /// unknown field with no depth limit): each text counted as kept, an element of a list
+    /// with a vector's spare room.
+    fn skip(&mut self) -> Result<(), Stop> {
+        let mut open = 0usize;
+        loop {
+            match self.peek()? {
+                b'{' | b'[' => {
+                    open += 1;
                     self.at += 1;
                 }
-                if self.at == start { Err(Stop) } else { Ok(()) }
+                b'}' | b']' => {
+                    open = open.checked_sub(1).ok_or(Stop)?;
+                    self.at += 1;
+                }
+                b'"' => {
+                    let len = self.string(|_| {})?;
+                    let header = if open > 0 { 2 * HEADER } else { HEADER };
+                    self.add(header + len);
+                }
+                b',' | b':' if open > 0 => self.at += 1,
+                _ => self.scalar()?,
+            }
+            if open == 0 {
+                return Ok(());
             }
         }
     }
@@ -517,6 +578,41 @@ mod tests {
         assert!(otlp_json(flat.as_bytes()) < 16 * flat.len());
     }
 
+    /// What serde accepts that the schema walk must not miss: a message written as an array
+    /// (refused outright), a deeply nested field serde skips before the spans (skipped without
+    /// a depth limit, as serde does), a list of texts.
+    #[test]
+    fn what_serde_also_reads_is_counted_or_refused() {
+        let n = 10_000;
+        let spans = format!("{}{{}}", "{},".repeat(n));
+        let as_array = format!(r#"[[{{"scopeSpans":[{{"spans":[{spans}]}}]}}]]"#);
+        let decoded: ExportTraceServiceRequest = serde_json::from_str(&as_array).unwrap();
+        assert_eq!(decoded.resource_spans[0].scope_spans[0].spans.len(), n + 1);
+        assert_eq!(otlp_json(as_array.as_bytes()), usize::MAX);
+        let key_value =
+            r#"{"resourceSpans":[{"resource":{"attributes":[["k",{"stringValue":"v"}]]}}]}"#;
+        assert_eq!(otlp_json(key_value.as_bytes()), usize::MAX);
+
+        let deep = format!(
+            r#"{{"x":{}{},"resourceSpans":[{{"scopeSpans":[{{"spans":[{spans}]}}]}}]}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let decoded: ExportTraceServiceRequest = serde_json::from_str(&deep).unwrap();
+        assert_eq!(decoded.resource_spans[0].scope_spans[0].spans.len(), n + 1);
+        assert!(otlp_json(deep.as_bytes()) >= (n + 1) * 2 * size_of::<Span>());
+
+        // `EntityRef`'s keys: each an empty string of two bytes, a `String` once decoded.
+        let keys = [0x1au8, 0x00].repeat(n);
+        let entity = [&[0x1a][..], &varint(keys.len()), &keys].concat();
+        let resource = [&[0x0a][..], &varint(entity.len()), &entity].concat();
+        let protobuf = [&[0x0a][..], &varint(resource.len()), &resource].concat();
+        let decoded = ExportTraceServiceRequest::decode(protobuf.as_slice()).unwrap();
+        let resource = decoded.resource_spans[0].resource.as_ref().unwrap();
+        assert_eq!(resource.entity_refs[0].id_keys.len(), n);
+        assert!(otlp_protobuf(&protobuf) >= n * 2 * HEADER);
+    }
+
     #[test]
     fn malformed_bodies_stop_where_they_break() {
         for body in [
@@ -566,6 +662,12 @@ mod tests {
         }
         assert!(ExportTraceServiceRequest::decode(nested.as_slice()).is_err());
         assert!(otlp_protobuf(&nested) >= nested.len());
+    }
+
+    fn varint(n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        push_varint(&mut out, n);
+        out
     }
 
     fn push_varint(out: &mut Vec<u8>, mut n: usize) {

@@ -48,9 +48,10 @@ struct Local<'a> {
 }
 
 impl<'a> Local<'a> {
-    fn of(endpoint: Option<&'a Endpoint>) -> Self {
+    /// `endpoint` with `service`, its name lower-cased.
+    fn of(endpoint: Option<&'a Endpoint>, service: Option<&'a str>) -> Self {
         endpoint.map_or_else(Local::default, |e| Local {
-            service: e.service_name.as_deref(),
+            service,
             ipv4: e.ipv4.as_deref(),
             ipv6: e.ipv6.as_deref(),
             port: e.port,
@@ -83,16 +84,30 @@ impl<'a> Local<'a> {
 }
 
 impl<'a> Part<'a> {
-    fn of(s: &'a ZipkinSpan) -> Self {
+    /// `s`, its service names lower-cased in `names` (as Zipkin stores them).
+    fn of(s: &'a ZipkinSpan, names: &'a Names) -> Self {
         Part {
             id: &s.id,
             parent_id: s.parent_id.as_deref(),
             kind: s.kind,
             shared: s.shared,
-            local: Local::of(s.local_endpoint.as_ref()),
-            remote: s.remote_service(),
+            local: Local::of(s.local_endpoint.as_ref(), names.0.as_deref()),
+            remote: names.1.as_deref(),
             error: s.tags.contains_key("error"),
         }
+    }
+}
+
+/// A span's local and remote service names, lower-cased (Zipkin lower-cases them when it
+/// takes a span in, so its tree and its links compare them so).
+struct Names(Option<String>, Option<String>);
+
+impl Names {
+    fn of(s: &ZipkinSpan) -> Self {
+        Names(
+            s.service().map(str::to_lowercase),
+            s.remote_service().map(str::to_lowercase),
+        )
     }
 }
 
@@ -101,8 +116,12 @@ impl<'a> Part<'a> {
 /// span and the next with its id are one when neither or both are shared and their endpoints
 /// do not conflict. A server half after a client half of its id is shared even if it does not
 /// say so, and takes the client's parent when it has none.
-fn merge<'a>(spans: &[&'a ZipkinSpan]) -> Vec<Part<'a>> {
-    let mut parts: Vec<Part<'a>> = spans.iter().map(|s| Part::of(s)).collect();
+fn merge<'a>(spans: &[&'a ZipkinSpan], names: &'a [Names]) -> Vec<Part<'a>> {
+    let mut parts: Vec<Part<'a>> = spans
+        .iter()
+        .zip(names)
+        .map(|(s, n)| Part::of(s, n))
+        .collect();
     let shared_order = |p: &Part<'_>| match (p.shared, p.kind) {
         (true, _) => 2,
         (false, Some(SpanKind::Client)) => 0,
@@ -126,6 +145,8 @@ fn merge<'a>(spans: &[&'a ZipkinSpan]) -> Vec<Part<'a>> {
     let mut out: Vec<Part<'a>> = Vec::with_capacity(parts.len());
     let mut parts = parts.into_iter().peekable();
     while let Some(mut span) = parts.next() {
+        // Zipkin reads the first part's kind and parent for the backfills below.
+        let (first_kind, first_parent) = (span.kind, span.parent_id);
         let mut local = span.local;
         while let Some(next) = parts.peek() {
             if next.id != span.id || next.shared != span.shared || !local.try_merge(next.local) {
@@ -142,12 +163,12 @@ fn merge<'a>(spans: &[&'a ZipkinSpan]) -> Vec<Part<'a>> {
             && last.id == span.id
         {
             if last.kind == Some(SpanKind::Client)
-                && span.kind == Some(SpanKind::Server)
+                && first_kind == Some(SpanKind::Server)
                 && !span.shared
             {
                 span.shared = true;
             }
-            if span.shared && span.parent_id.is_none() {
+            if span.shared && first_parent.is_none() && last.parent_id.is_some() {
                 span.parent_id = last.parent_id;
             }
         }
@@ -310,24 +331,26 @@ impl<'a> Links<'a> {
 ///   link from that service to it (a call whose server span is missing).
 ///
 /// Messaging spans link their two sides only when both are known.
-fn calls<'a>(spans: &[&'a ZipkinSpan]) -> Vec<(&'a str, &'a str, bool)> {
-    let parts = merge(spans);
+fn calls(spans: &[&ZipkinSpan]) -> Vec<(String, String, bool)> {
+    let names: Vec<Names> = spans.iter().map(|s| Names::of(s)).collect();
+    let parts = merge(spans, &names);
     let tree = Tree::build(&parts);
     let mut has_children = vec![false; parts.len()];
     for p in tree.parent.iter().flatten() {
         has_children[*p] = true;
     }
-    // The nearest ancestor with a kind (the tree has no cycle on the way to its root).
-    let remote_ancestor = |i: usize| -> Option<usize> {
-        let mut at = tree.parent[i];
-        while let Some(a) = at {
-            if parts[a].kind.is_some() {
-                return Some(a);
+    // The nearest ancestor with a kind of each span, found once, parents first.
+    let mut kinded: Vec<Option<usize>> = vec![None; parts.len()];
+    for &i in &tree.order {
+        kinded[i] = tree.parent[i].and_then(|p| {
+            if parts[p].kind.is_some() {
+                Some(p)
+            } else {
+                kinded[p]
             }
-            at = tree.parent[a];
-        }
-        None
-    };
+        });
+    }
+    let remote_ancestor = |i: usize| kinded[i];
     let mut out = Vec::new();
     for &i in &tree.order {
         let s = &parts[i];
@@ -354,7 +377,7 @@ fn calls<'a>(spans: &[&'a ZipkinSpan]) -> Vec<(&'a str, &'a str, bool)> {
         };
         if matches!(kind, Some(SpanKind::Producer | SpanKind::Consumer)) {
             if let (Some(caller), Some(callee)) = (caller, callee) {
-                out.push((caller, callee, failed));
+                out.push((caller.to_owned(), callee.to_owned(), failed));
             }
             continue;
         }
@@ -363,9 +386,9 @@ fn calls<'a>(spans: &[&'a ZipkinSpan]) -> Vec<(&'a str, &'a str, bool)> {
         {
             if kind == Some(SpanKind::Client)
                 && let Some(own) = own
-                && !ancestor.eq_ignore_ascii_case(own)
+                && ancestor != own
             {
-                out.push((ancestor, own, false));
+                out.push((ancestor.to_owned(), own.to_owned(), false));
             }
             if kind == Some(SpanKind::Server) || caller.is_none() {
                 caller = Some(ancestor);
@@ -378,7 +401,7 @@ fn calls<'a>(spans: &[&'a ZipkinSpan]) -> Vec<(&'a str, &'a str, bool)> {
             }
         }
         if let (Some(caller), Some(callee)) = (caller, callee) {
-            out.push((caller, callee, failed));
+            out.push((caller.to_owned(), callee.to_owned(), failed));
         }
     }
     out
@@ -392,9 +415,7 @@ pub(crate) fn link<'a>(
     let mut links: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
     for spans in traces {
         for (caller, callee, failed) in calls(&spans) {
-            let counts = links
-                .entry((caller.to_ascii_lowercase(), callee.to_ascii_lowercase()))
-                .or_default();
+            let counts = links.entry((caller, callee)).or_default();
             counts.0 += 1;
             counts.1 += u64::from(failed);
         }
@@ -632,5 +653,68 @@ mod tests {
         let a = span("0a", Some("0b"), "a", Some(Server));
         let b = span("0b", Some("0a"), "b", Some(Server));
         assert!(links_of(&[root, a, b]).is_empty());
+    }
+
+    /// Zipkin reads the first part's kind for the shared backfill: a server half sent first
+    /// without its kind, then with it, is not read as shared.
+    #[test]
+    fn the_backfills_read_the_first_part() {
+        use SpanKind::{Client, Server};
+        let root = span("01", None, "frontend", Some(Server));
+        let call = span("02", Some("01"), "frontend-sidecar", Some(Client));
+        let first = span("02", Some("01"), "backend", None);
+        let second = span("02", Some("01"), "backend", Some(Server));
+        assert_eq!(
+            links_of(&[root, call, first, second]),
+            [edge("frontend", "backend", 1, 0)]
+        );
+    }
+
+    /// Service names compare as Zipkin stores them, lower-cased: parts that differ only in
+    /// case are one span.
+    #[test]
+    fn service_names_compare_lower_cased() {
+        use SpanKind::{Client, Server};
+        let root = span("01", None, "frontend", Some(Server));
+        let mut first = span("02", Some("01"), "Frontend", Some(Client));
+        remote(&mut first, "Backend");
+        first.tags.insert("error".to_owned(), "true".to_owned());
+        let second = span("02", Some("01"), "frontend", None);
+        assert_eq!(
+            links_of(&[root, first, second]),
+            [edge("frontend", "backend", 1, 1)]
+        );
+        let mut accented = span("01", None, "ÉTÉ", Some(Server));
+        remote(&mut accented, "Été");
+        assert_eq!(links_of(&[accented]), [edge("été", "été", 1, 0)]);
+    }
+
+    /// A long chain of local spans above many calls: each call's nearest ancestor with a kind
+    /// is the chain's root (found once per span, parents first, not by walking the chain
+    /// again for each call).
+    #[test]
+    fn a_long_chain_of_local_spans_is_linked() {
+        use SpanKind::{Client, Server};
+        let n = 20_000;
+        let mut spans = vec![span("0000000000000001", None, "frontend", Some(Server))];
+        for i in 2..=n {
+            spans.push(span(
+                &format!("{i:016x}"),
+                Some(&format!("{:016x}", i - 1)),
+                "frontend",
+                None,
+            ));
+        }
+        for i in 1..=n {
+            let mut call = span(
+                &format!("{:016x}", n + i),
+                Some(&format!("{n:016x}")),
+                "frontend",
+                Some(Client),
+            );
+            remote(&mut call, "backend");
+            spans.push(call);
+        }
+        assert_eq!(links_of(&spans), [edge("frontend", "backend", n as u64, 0)]);
     }
 }

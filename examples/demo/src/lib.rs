@@ -189,8 +189,18 @@ impl LocalMesh {
     ///
     /// # Errors
     ///
-    /// When a port cannot be bound or an exporter cannot be built.
+    /// When a port cannot be bound or an exporter cannot be built, or when shared span
+    /// semantics meet forward mode with the apps' spans on (every server span would have the
+    /// same id).
     pub async fn start(config: MeshConfig) -> Result<Self, BoxError> {
+        if config.semantics == SpanSemantics::Shared
+            && config.mode == Mode::Forward
+            && config.app_spans
+        {
+            // Every server span would take the id the edge's caller sent (see
+            // `services::cli::FORWARD_SHARED`).
+            return Err(services::cli::FORWARD_SHARED.into());
+        }
         let (stop, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
 

@@ -152,6 +152,12 @@ async fn run(args: Cli) -> Result<demo::Summary, demo::BoxError> {
         })
         .await;
     }
+    if args.shared_span_context && mode == Mode::Forward && !args.no_app_spans {
+        // Without Envoy the apps' server spans are the trace: in forward mode every hop would
+        // send the caller's span id on, and with shared span context every server span would
+        // take it.
+        return Err(format!("{} (or add --envoy)", services::cli::FORWARD_SHARED).into());
+    }
     if args.processes {
         return run_processes(&args, mode).await;
     }

@@ -4,7 +4,10 @@
 //!
 //! A line is written when the response ends (its last frame read, or its body dropped), as
 //! Envoy writes its own: the duration covers the whole response, and a gRPC call's status,
-//! which a successful call sends in the trailers, is known.
+//! which a successful call sends in the trailers, is known. A request abandoned before its
+//! response (the client reset the stream or went away, a caller's timeout) still gets its
+//! line, with status `0` (no response, as Envoy logs it) and, for a gRPC call, the status its
+//! caller reads, `1` (CANCELLED).
 //!
 //! [`AccessLogLayer`] goes *inside* the trace-headers server layer, so it sees the request's
 //! [`RequestTrace`] (and its request id, generated there when the request had none).
@@ -365,6 +368,8 @@ struct Pending {
     method: String,
     route: String,
     trace: Option<RequestTrace>,
+    /// A gRPC call (`content-type: application/grpc…`).
+    grpc: bool,
 }
 
 impl<S, B, RB> Service<Request<B>> for AccessLogService<S>
@@ -400,6 +405,10 @@ where
             method: req.method().to_string(),
             route,
             trace: RequestTrace::from_request(&req).cloned(),
+            grpc: req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")),
         };
         AccessLogFuture {
             inner: self.inner.call(req),
@@ -414,6 +423,22 @@ pin_project! {
         #[pin]
         inner: F,
         pending: Option<Pending>,
+    }
+
+    impl<F> PinnedDrop for AccessLogFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before the response (the client reset the stream or went away): no
+            // response, and a gRPC caller reads CANCELLED.
+            if let Some(p) = this.project().pending.take() {
+                let grpc_status = p.grpc.then(|| "1".to_owned());
+                Entry {
+                    pending: p,
+                    status: 0,
+                    grpc_status,
+                }
+                .write();
+            }
+        }
     }
 }
 
@@ -667,6 +692,53 @@ mod tests {
         out.release();
         assert!(log.flush(Duration::from_secs(10)));
         assert_eq!(out.lines() as u64, n - dropped);
+    }
+
+    /// A request dropped before its response (the caller reset the stream, timed out) still
+    /// has its line: no response (`0`), and CANCELLED for a gRPC call.
+    #[tokio::test]
+    async fn a_request_abandoned_before_its_response_is_logged() {
+        use tower::ServiceExt as _;
+        let log = AccessLog::memory_with_capacity(8);
+        let never = tower::service_fn(|_: Request<()>| async {
+            std::future::pending::<Result<Response<String>, std::convert::Infallible>>().await
+        });
+        let svc = AccessLogLayer::new(log.clone(), "item", "v1").layer(never);
+        for (path, content_type) in [
+            ("/item.v1.ItemService/GetItem", "application/grpc"),
+            ("/orders/o-1", "text/plain"),
+        ] {
+            let req = Request::post(path)
+                .header(http::header::CONTENT_TYPE, content_type)
+                .body(())
+                .unwrap();
+            let gave_up =
+                tokio::time::timeout(Duration::from_millis(20), svc.clone().oneshot(req)).await;
+            assert!(gave_up.is_err());
+        }
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(
+            (
+                &lines[0]["route"],
+                &lines[0]["status"],
+                &lines[0]["grpc_status"]
+            ),
+            (
+                &json!("/item.v1.ItemService/GetItem"),
+                &json!(0),
+                &json!("1")
+            )
+        );
+        assert_eq!(
+            (&lines[1]["status"], &lines[1]["grpc_status"]),
+            (&json!(0), &serde_json::Value::Null)
+        );
+        assert!(lines[1]["duration_ms"].as_f64().unwrap() >= 20.0);
     }
 
     #[test]

@@ -153,6 +153,13 @@ impl ServiceArgs {
             self.otlp_endpoint.as_deref(),
             true,
         )?;
+        if self.shared_span_context
+            && matches!(self.mode, ModeArg::Forward)
+            && !self.no_spans
+            && telemetry.exports()
+        {
+            return Err(FORWARD_SHARED.into());
+        }
         let metrics = crate::metrics::Metrics::new(telemetry.service(), &self.service_version);
         let semantics = if self.shared_span_context {
             SpanSemantics::Shared
@@ -192,6 +199,13 @@ impl ServiceArgs {
         })
     }
 }
+
+/// Why a service that reports spans refuses shared span context in forward mode: its server
+/// span would take the span id its caller sent, and in forward mode its calls send that same
+/// id on, so every service's server span would have one id (and Zipkin would merge them).
+pub const FORWARD_SHARED: &str = "--shared-span-context with --mode forward: each service's \
+     server span would reuse the span id its caller sent, and forward mode sends that same id \
+     on, so every service's span would have one id; use --mode instrument, or --no-spans";
 
 /// With this variable set true (`1`, `true`, ...), a service also stops when its standard input
 /// closes: how a parent process (`demo --processes`) stops its children gracefully without
@@ -460,6 +474,36 @@ mod tests {
             .unwrap();
             assert_eq!(cli.service.shared_span_context, on, "{args:?}");
         }
+    }
+
+    /// Forward mode with shared span context would give every service's server span the id
+    /// the edge's caller sent: refused while spans are reported, allowed when they are not.
+    #[tokio::test]
+    async fn forward_mode_with_shared_span_context_needs_no_spans() {
+        let options = |mode: &str, extra: &[&str]| {
+            let cli = Cli::try_parse_from(
+                [
+                    "svc",
+                    "--listen",
+                    "127.0.0.1:1",
+                    "--mode",
+                    mode,
+                    "--shared-span-context",
+                    "--access-log",
+                    "off",
+                ]
+                .iter()
+                .chain(extra)
+                .copied(),
+            )
+            .unwrap();
+            cli.service.options("order").map(|_| ())
+        };
+        let otlp = ["--otlp-endpoint", "http://127.0.0.1:1"];
+        let refused = options("forward", &otlp).unwrap_err();
+        assert_eq!(refused.to_string(), FORWARD_SHARED);
+        options("forward", &[otlp[0], otlp[1], "--no-spans"]).unwrap();
+        options("instrument", &otlp).unwrap();
     }
 
     #[test]

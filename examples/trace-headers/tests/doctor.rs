@@ -307,6 +307,30 @@ fn unreadable_input_exits_2_with_a_message() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Two shapes real meshes produce that are one trace: Envoy's ingress span sharing its
+/// caller's id with no parent id, and an Envoy line naming a 128-bit trace and its low half.
+#[test]
+fn a_shared_half_and_a_low_half_are_one_trace() {
+    for args in [
+        vec![data("shared-half.json")],
+        vec![
+            data("low-half.json"),
+            "--access-log".to_owned(),
+            data("low-half.log"),
+        ],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, report) = doctor_json(&args);
+        assert_eq!(code, 0, "{args:?}: {report}");
+        assert_eq!(
+            (&report["traces"], &report["broken"]),
+            (&Value::from(1), &Value::from(0)),
+            "{args:?}: {report}"
+        );
+        assert_eq!(report["findings"], Value::Array(Vec::new()), "{report}");
+    }
+}
+
 #[test]
 fn access_logs_join_request_ids_to_traces() {
     // Apps only, no request id on their spans: order drops the trace headers, so each call

@@ -135,50 +135,13 @@ fn join(t: usize, rid: &str, sets: &mut Sets, nodes: &mut HashMap<String, usize>
     sets.union(t, node);
 }
 
-/// What makes two reports the same span.
-#[allow(clippy::type_complexity)]
-fn span_key(
-    s: &ZipkinSpan,
-) -> (
-    &str,
-    &str,
-    Option<&str>,
-    Option<collector::SpanKind>,
-    Option<&str>,
-    &str,
-    u64,
-    bool,
-) {
-    (
-        &s.trace_id,
-        &s.id,
-        s.service(),
-        s.kind,
-        s.parent_id.as_deref(),
-        &s.name,
-        s.timestamp,
-        s.shared,
-    )
-}
-
 /// Group the evidence into traces and requests, apply the rules, and count.
 #[must_use]
 pub fn analyse(evidence: &Evidence) -> Report {
     // The same span given twice (two overlapping sources) counts once; spans that differ in
     // anything are all kept, whatever their order.
-    let mut seen: HashMap<_, Vec<&ZipkinSpan>> = HashMap::new();
-    let spans: Vec<&ZipkinSpan> = evidence
-        .spans
-        .iter()
-        .filter(|s| {
-            let same = seen.entry(span_key(s)).or_default();
-            let new = !same.contains(s);
-            if new {
-                same.push(s);
-            }
-            new
-        })
-        .collect();
+    let mut seen: HashSet<&ZipkinSpan> = HashSet::new();
+    let spans: Vec<&ZipkinSpan> = evidence.spans.iter().filter(|s| seen.insert(s)).collect();
     let mut by_key: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     let mut children: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     let mut trace_index: HashMap<String, usize> = HashMap::new();
@@ -208,8 +171,18 @@ pub fn analyse(evidence: &Evidence) -> Report {
         }
     }
     let logs = evidence.logs.as_slice();
+    let span_traces: HashSet<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
     for (i, r) in logs.iter().enumerate() {
         for id in &r.trace_ids {
+            // Envoy logs a 128-bit trace's low half beside it (`trace_id` and
+            // `envoy_trace_id`): padded, that half is the same trace, unless spans carry it
+            // (a hop that cut the id to 64 bits: then the line joins both).
+            if let Some(low) = id.strip_prefix("0000000000000000")
+                && !span_traces.contains(id.as_str())
+                && r.trace_ids.iter().any(|o| o != id && o.ends_with(low))
+            {
+                continue;
+            }
             let t = trace_of(id, &mut traces);
             if let Some(tr) = traces.get_mut(t) {
                 tr.logs.push(i);

@@ -90,8 +90,23 @@ impl Start<'_> {
 /// its earliest span), earliest first; for a trace known only from access logs, its first
 /// line.
 fn starts<'a>(ctx: &Ctx<'a>, t: usize) -> Vec<Start<'a>> {
+    // A shared server half without a parent id (Envoy's ingress span in `shared_span_context`
+    // mode when the caller sent none) hangs under the span with its id, as Zipkin reads it
+    // (and reads a server span after a client span of its id as shared): no root of its own
+    // when another span of the trace has its id and a parent.
+    let parented: HashSet<&str> = ctx
+        .trace_spans(t)
+        .filter(|s| s.parent_id.is_some())
+        .map(|s| s.id.as_str())
+        .collect();
+    let half = |s: &ZipkinSpan| {
+        (s.shared || s.kind == Some(SpanKind::Server)) && parented.contains(s.id.as_str())
+    };
     let mut roots: BTreeMap<&str, &ZipkinSpan> = BTreeMap::new();
-    for s in ctx.trace_spans(t).filter(|s| s.parent_id.is_none()) {
+    for s in ctx
+        .trace_spans(t)
+        .filter(|s| s.parent_id.is_none() && !half(s))
+    {
         // Earliest first, a client side before a server side, then by name: whatever the
         // order of the input.
         let rank = |x: &ZipkinSpan| {
@@ -434,10 +449,17 @@ fn related_by_parents(ctx: &Ctx<'_>, a: &ZipkinSpan, b: &ZipkinSpan) -> bool {
 /// Whether a span of trace `t` answers the client span `c`: a child of it, or the server
 /// half sharing its id.
 fn answered(ctx: &Ctx<'_>, t: usize, c: &ZipkinSpan) -> bool {
-    ctx.trace_spans(t).any(|s| {
-        s.parent_id.as_deref() == Some(c.id.as_str())
-            || (s.id == c.id && s.kind == Some(SpanKind::Server))
-    })
+    // By the indexes, not a walk over the trace: this is asked of every running client span
+    // for every root a trace has.
+    let Some(trace) = ctx.traces.get(t).map(|tr| tr.id.as_str()) else {
+        return false;
+    };
+    ctx.children
+        .get(&(trace, c.id.as_str()))
+        .is_some_and(|v| !v.is_empty())
+        || ctx
+            .spans_with_id(trace, &c.id)
+            .any(|s| s.kind == Some(SpanKind::Server))
 }
 
 /// How inner a running span is: the latest start, then the shortest, then by name.

@@ -96,10 +96,15 @@ pub fn decision_only(sampling: Sampling) -> Option<ot::SpanContext> {
 impl SpanContext {
     /// The OTel span context for these ids (remote), or `None` for a sampling-only context.
     /// Accept and debug are sampled; debug also sets [`DEBUG_FLAG`]; deny and deferred are
-    /// not sampled.
+    /// not sampled; W3C's random-trace-id bit is carried as OTel's bit `0x02`.
     #[must_use]
     pub fn to_otel(&self, tracestate: &TraceState) -> Option<ot::SpanContext> {
-        let flags = trace_flags(self.sampling());
+        let mut flags = trace_flags(self.sampling());
+        if self.trace_flags().contains(crate::TraceFlags::RANDOM) {
+            // W3C's random-trace-id bit, which the SDK copies to a child's flags: it must go
+            // on in every `traceparent` of this trace id.
+            flags = flags | ot::TraceFlags::new(crate::TraceFlags::RANDOM.bits());
+        }
         let state = tracestate
             .header_value()
             .and_then(|v| v.to_str().ok())
@@ -119,7 +124,7 @@ impl SpanContext {
 
     /// Our span context for an OTel one, or `None` when it is invalid. A trace id whose high
     /// 64 bits are zero is taken as 64-bit; [`DEBUG_FLAG`] means debug, sampled accept, else
-    /// deny. (OTel has no parent id and no deferred state.)
+    /// deny; W3C's random-trace-id bit is kept. (OTel has no parent id and no deferred state.)
     #[must_use]
     pub fn from_otel(sc: &ot::SpanContext) -> Option<Self> {
         let bytes = sc.trace_id().to_bytes();
@@ -138,7 +143,12 @@ impl SpanContext {
         } else {
             Sampling::Deny
         };
-        Some(SpanContext::new(trace_id, span_id).with_sampling(sampling))
+        Some(
+            SpanContext::new(trace_id, span_id)
+                .with_sampling(sampling)
+                // The random-trace-id bit, kept (DEBUG_FLAG is not a W3C bit: masked out).
+                .with_trace_flags(crate::TraceFlags::new(flags.to_u8())),
+        )
     }
 }
 
@@ -267,13 +277,16 @@ impl OtelPropagator {
                 return Some(e);
             }
             let trace_id = e.trace_id()?;
-            ours = SpanContext::new(trace_id, ours.span_id()?).with_sampling(
-                if e.sampling() == Sampling::Debug && ours.sampling() != Sampling::Deny {
-                    Sampling::Debug
-                } else {
-                    ours.sampling()
-                },
-            );
+            ours = SpanContext::new(trace_id, ours.span_id()?)
+                .with_sampling(
+                    if e.sampling() == Sampling::Debug && ours.sampling() != Sampling::Deny {
+                        Sampling::Debug
+                    } else {
+                        ours.sampling()
+                    },
+                )
+                // The caller's random-trace-id bit goes on with its trace id.
+                .with_trace_flags(e.trace_flags());
         } else if let Some(e) = extracted
             && e.is_sampling_only()
             && e.sampling() == Sampling::Debug
@@ -373,6 +386,30 @@ mod tests {
         let out = inject(&p, &cx);
         assert_eq!(out["x-b3-parentspanid"], "0020000000000001");
         assert_eq!(out["x-b3-sampled"], "1");
+    }
+
+    #[test]
+    fn conversions_keep_the_random_flag() {
+        let cx = crate::codec::traceparent::decode(
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03",
+        )
+        .unwrap()
+        .context;
+        assert!(cx.trace_flags().contains(crate::TraceFlags::RANDOM));
+        let ot = cx.to_otel(&TraceState::new()).unwrap();
+        assert_eq!(ot.trace_flags().to_u8(), 0x03);
+        assert_eq!(SpanContext::from_otel(&ot).unwrap(), cx);
+        // B3 debug is OTel's 0x04, not a W3C bit: it does not come back as one.
+        let debug = ot::SpanContext::new(
+            ot.trace_id(),
+            ot.span_id(),
+            ot::TraceFlags::new(0x05),
+            true,
+            ot::TraceState::default(),
+        );
+        let back = SpanContext::from_otel(&debug).unwrap();
+        assert_eq!(back.sampling(), Sampling::Debug);
+        assert!(!back.trace_flags().contains(crate::TraceFlags::RANDOM));
     }
 
     #[test]

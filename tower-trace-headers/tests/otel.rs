@@ -450,6 +450,17 @@ fn the_otel_propagator_keeps_the_callers_decision_through_a_local_span() {
     assert_ne!(out["x-b3-spanid"], S);
     assert_eq!(out["x-b3-sampled"], "1");
     named.push(out["x-b3-spanid"].clone());
+    // A caller's random-trace-id flag goes on through the SDK's span (W3C: it MUST be set in
+    // every outgoing `traceparent` of the same trace id), sampled or not.
+    for (flags, want) in [("03", "03"), ("02", "02"), ("01", "01")] {
+        let out = through_a_span(&[("traceparent", &format!("00-{T}-{S}-{flags}"))]);
+        let sent = &out["traceparent"];
+        assert!(sent.starts_with(&format!("00-{T}-")), "{out:?}");
+        assert!(sent.ends_with(&format!("-{want}")), "{flags}: {out:?}");
+        if want == "03" || want == "01" {
+            named.push(sent[36..52].to_owned());
+        }
+    }
     // Every span named here was exported.
     let exported: Vec<String> = exporter
         .get_finished_spans()

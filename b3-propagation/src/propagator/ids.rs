@@ -25,6 +25,17 @@ pub trait IdGenerator: Send + Sync + fmt::Debug + 'static {
     fn new_trace_id(&self) -> TraceId;
     /// A new span id.
     fn new_span_id(&self) -> SpanId;
+
+    /// Whether at least the right-most 7 bytes of every trace id [`new_trace_id`] makes are
+    /// random, so that a new trace carries W3C's random-trace-id flag
+    /// ([`TraceFlags::RANDOM`](crate::TraceFlags::RANDOM)), which promises exactly that.
+    /// `false` unless a generator says so (sequential, time-based or test ids must not claim
+    /// it); [`RandomIdGenerator`] does.
+    ///
+    /// [`new_trace_id`]: IdGenerator::new_trace_id
+    fn trace_ids_are_random(&self) -> bool {
+        false
+    }
 }
 
 /// Random ids from a fast thread-local generator (seeded once per thread from the OS).
@@ -63,6 +74,12 @@ impl IdGenerator for RandomIdGenerator {
     fn new_span_id(&self) -> SpanId {
         SpanId::random()
     }
+
+    /// Both widths: a 64-bit id's eight bytes are random, and W3C asks that the flag be set
+    /// when the right-most seven are.
+    fn trace_ids_are_random(&self) -> bool {
+        true
+    }
 }
 
 impl Propagator {
@@ -96,10 +113,10 @@ impl Propagator {
         let trace_id = self.config.ids.new_trace_id();
         SpanContext::new(trace_id, self.config.ids.new_span_id())
             .with_sampling(sampling)
-            .with_trace_flags(if trace_id.is_64bit() {
-                crate::TraceFlags::default()
-            } else {
+            .with_trace_flags(if self.config.ids.trace_ids_are_random() {
                 crate::TraceFlags::RANDOM
+            } else {
+                crate::TraceFlags::default()
             })
     }
 }

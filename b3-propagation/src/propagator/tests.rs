@@ -763,3 +763,54 @@ fn an_untrusted_edge_forwards_no_copied_decision() {
     );
     assert_eq!(out["x-b3-traceid"], "80f198ee56343ba864fe8b2a57d3eff7");
 }
+
+/// A new trace carries W3C's random-trace-id flag only when its id generator says its ids are
+/// random (the flag promises at least the right-most 7 bytes are): the default generator, of
+/// either width, does; a sequential one does not.
+#[test]
+fn new_traces_are_flagged_random_only_by_a_random_generator() {
+    #[derive(Debug, Default)]
+    struct Sequential(std::sync::atomic::AtomicU64);
+    impl IdGenerator for Sequential {
+        fn new_trace_id(&self) -> crate::TraceId {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            crate::TraceId::from_u128(u128::from(n) << 64 | u128::from(n)).unwrap()
+        }
+        fn new_span_id(&self) -> crate::SpanId {
+            crate::SpanId::from_u64(7).unwrap()
+        }
+    }
+    let random = |p: &Propagator| {
+        [
+            p.new_root(Sampling::Accept),
+            p.server_span(None),
+            p.client_span(&SpanContext::sampling_only(Sampling::Accept)),
+        ]
+        .iter()
+        .all(|cx| cx.trace_flags().contains(crate::TraceFlags::RANDOM))
+    };
+    assert!(random(&Propagator::default()));
+    assert!(random(
+        &Propagator::builder()
+            .id_generator(RandomIdGenerator::with_64bit_trace_ids())
+            .build()
+    ));
+    let sequential = Propagator::builder()
+        .id_generator(Sequential::default())
+        .build();
+    let root = sequential.new_root(Sampling::Accept);
+    assert!(!root.trace_flags().contains(crate::TraceFlags::RANDOM));
+    assert!(!sequential.id_generator().trace_ids_are_random());
+    // A caller's flag still goes on: the generator only speaks for the traces it starts.
+    let caller = crate::codec::traceparent::decode(
+        b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03",
+    )
+    .unwrap()
+    .context;
+    assert!(
+        sequential
+            .client_span(&caller)
+            .trace_flags()
+            .contains(crate::TraceFlags::RANDOM)
+    );
+}

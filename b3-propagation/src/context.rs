@@ -138,11 +138,13 @@ impl SpanContext {
     }
 
     /// A new root context with a random 64-bit trace id (Envoy's `trace_id_128bit: false`
-    /// default), random span id, no parent.
+    /// default), random span id, no parent. It sets the W3C random-trace-id flag too: the
+    /// right-most 8 bytes of the id are random, and the spec asks for the flag then.
     #[must_use]
     pub fn new_root_64bit(sampling: Sampling) -> Self {
         let mut cx = SpanContext::new(TraceId::random_64bit(), SpanId::random());
         cx.sampling = sampling;
+        cx.random = true;
         cx
     }
 
@@ -245,7 +247,9 @@ impl SpanContext {
     }
 
     /// The W3C trace flags: sampled from [`sampling`](Self::sampling) (accept or debug), plus
-    /// the random bit when it was received or the trace id was generated here.
+    /// the random bit when it was received, or the trace was started here from random ids
+    /// ([`SpanContext::new_root`], [`SpanContext::new_root_64bit`], or a `Propagator` whose
+    /// id generator says its ids are random).
     #[must_use]
     pub const fn trace_flags(&self) -> TraceFlags {
         let sampled = matches!(self.sampling, Sampling::Accept | Sampling::Debug);

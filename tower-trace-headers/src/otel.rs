@@ -295,16 +295,17 @@ impl<'a> Seen<'a> {
         value.and_then(|v| v.to_str().ok())
     }
 
-    /// The `key` parameter (`for`, `host`, `proto`) of `Forwarded`'s first element: what the
-    /// proxy nearest the client saw.
+    /// The `key` parameter (`for`, `host`, `proto`) of `Forwarded`'s first non-empty element:
+    /// what the proxy nearest the client saw.
     fn forwarded(&self, key: &str) -> Option<&'a str> {
         forwarded_param(Self::text(self.forwarded)?, key)
     }
 }
 
-/// The `key` parameter of the first element of an RFC 7239 `Forwarded` value
+/// The `key` parameter of the first non-empty element of an RFC 7239 `Forwarded` value
 /// (`for=192.0.2.60;proto=http;by=203.0.113.43, for=198.51.100.17`), its quotes removed;
-/// `None` when absent or empty. Separators inside a quoted value do not split.
+/// `None` when absent or empty. Separators inside a quoted value do not split, and an escaped
+/// quote (`\"`) does not end one.
 fn forwarded_param<'v>(value: &'v str, key: &str) -> Option<&'v str> {
     let mut quoted = false;
     let mut escaped = false;
@@ -578,7 +579,8 @@ impl<'a> RequestInfo<'a> {
         }
     }
 
-    /// `url.full` on the client side, credentials redacted: the request's URI when absolute,
+    /// `url.full` on the client side, user and password and the values of
+    /// [`REDACTED_QUERY_KEYS`](semconv::REDACTED_QUERY_KEYS) redacted: the request's URI when absolute,
     /// else rebuilt from the server address the layer was told.
     fn url_full(&self) -> Option<String> {
         let path = self.uri.path();
@@ -650,8 +652,8 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
     Some((host, port))
 }
 
-/// The first of a list header's comma-separated values, without surrounding blanks. For a
-/// header value's text (visible ASCII and tabs), the same as splitting and trimming `str`s.
+/// The first non-empty of a list header's comma-separated values, without surrounding blanks
+/// (`""` when there is none).
 fn first_listed(value: &str) -> &str {
     // Empty elements (`, 203.0.113.9`) are skipped, as RFC 7230 asks of list elements.
     value
@@ -730,16 +732,10 @@ pub(crate) fn reported(
         Some(Sampling::Debug) => Sampling::Debug,
         _ => theirs.sampling(),
     };
-    let flags = like.map_or_else(
-        || {
-            if trace_id.is_64bit() {
-                b3_propagation::TraceFlags::default()
-            } else {
-                b3_propagation::TraceFlags::RANDOM
-            }
-        },
-        SpanContext::trace_flags,
-    );
+    // The request's flags when the span continues its trace; else the SDK's own (a root the
+    // SDK started: random-trace-id only if its id generator said so, which the default one
+    // does not, so nothing is claimed of ids a custom generator made).
+    let flags = like.map_or_else(|| theirs.trace_flags(), SpanContext::trace_flags);
     Some(
         SpanContext::new(trace_id, theirs.span_id()?)
             .with_sampling(sampling)

@@ -17,7 +17,8 @@
 //!
 //! A body the walk cannot follow (truncated, malformed, nested deeper than the decoders
 //! allow) is counted up to that point: the decoder fails there too, having allocated no more
-//! than what was counted.
+//! than what was counted. A message written as a JSON array, which serde reads but the walk
+//! cannot follow, is refused outright.
 
 use std::mem::size_of;
 

@@ -48,7 +48,7 @@ struct Local<'a> {
 }
 
 impl<'a> Local<'a> {
-    /// `endpoint` with `service`, its name lower-cased.
+    /// `endpoint` with `service` (lower-cased already, by [`Names`]).
     fn of(endpoint: Option<&'a Endpoint>, service: Option<&'a str>) -> Self {
         endpoint.map_or_else(Local::default, |e| Local {
             service,

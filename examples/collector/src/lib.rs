@@ -45,8 +45,9 @@
 //! - `GET /api/v2/remoteServices?serviceName=`: remote service names, sorted;
 //! - `GET /api/v2/traces`: traces (arrays of spans), most recent first;
 //!   parameters `serviceName`, `spanName`, `remoteServiceName`,
-//!   `annotationQuery`, `minDuration`, `maxDuration` (only with
-//!   `minDuration`), `limit` (default 10), and `endTs`/`lookback` (ms; a time
+//!   `annotationQuery` (`key=` means `key`), `minDuration` (above 0), `maxDuration` (only
+//!   with `minDuration`, and not below it), `limit` (default 10), and `endTs`/`lookback`
+//!   (ms, each above 0; a time
 //!   window, on the trace's root timestamp, is applied only when one of them is
 //!   given). As in Zipkin, each criterion is met by some span of `serviceName`,
 //!   not necessarily the same span;

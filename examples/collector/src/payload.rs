@@ -121,8 +121,9 @@ fn from_request(
 /// # Errors
 ///
 /// [`PayloadError::InvalidOtlpProtobuf`] when the bytes do not decode,
-/// [`PayloadError::Ids`] when an id is malformed, [`PayloadError::TooLarge`] when the
-/// spans would take too much memory.
+/// [`PayloadError::Ids`] when an id is malformed, [`PayloadError::TooLarge`] when decoding
+/// or converting the spans would take more than the budget (bounded from the bytes before
+/// decoding; a message written as a JSON array is refused so too).
 pub fn parse_otlp_protobuf(body: &[u8]) -> Result<Vec<ZipkinSpan>, PayloadError> {
     within_budget(super::bound::otlp_protobuf(body), body.len())?;
     let request = ExportTraceServiceRequest::decode(body)
@@ -136,8 +137,9 @@ pub fn parse_otlp_protobuf(body: &[u8]) -> Result<Vec<ZipkinSpan>, PayloadError>
 /// # Errors
 ///
 /// [`PayloadError::InvalidOtlpJson`] when the bytes do not decode,
-/// [`PayloadError::Ids`] when an id is malformed, [`PayloadError::TooLarge`] when the
-/// spans would take too much memory.
+/// [`PayloadError::Ids`] when an id is malformed, [`PayloadError::TooLarge`] when decoding
+/// or converting the spans would take more than the budget (bounded from the bytes before
+/// decoding; a message written as a JSON array is refused so too).
 pub fn parse_otlp_json(body: &[u8]) -> Result<Vec<ZipkinSpan>, PayloadError> {
     within_budget(super::bound::otlp_json(body), body.len())?;
     let request = serde_json::from_slice::<ExportTraceServiceRequest>(body)

@@ -36,8 +36,8 @@ pub(crate) struct TraceQuery {
     annotation_terms: Vec<(String, Option<String>)>,
     min_duration: Option<u64>,
     max_duration: Option<u64>,
-    /// Inclusive window on span timestamps, µs. Only applied when the caller
-    /// passed `endTs` or `lookback`.
+    /// Inclusive window on the trace's time (its root span's timestamp, else its earliest),
+    /// µs. Only applied when the caller passed `endTs` or `lookback`.
     window: Option<(u64, u64)>,
     limit: usize,
 }

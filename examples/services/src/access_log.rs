@@ -498,7 +498,8 @@ where
     }
 }
 
-/// A response's line, written when the response ends.
+/// A request's line, written when its response ends, or when it is abandoned before one
+/// (status 0).
 struct Entry {
     pending: Pending,
     status: u16,

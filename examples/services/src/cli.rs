@@ -39,7 +39,7 @@ pub struct ServiceArgs {
     #[arg(long, value_enum, env = "TRACE_MODE", ignore_case = true, default_value_t = ModeArg::Instrument)]
     pub mode: ModeArg,
     /// Zipkin shared span context (server spans reuse the caller's span id). Alone, or with
-    /// `true` / `false`.
+    /// `true` / `false`. Refused with `--mode forward` while spans are reported.
     #[arg(long, env = "SHARED_SPAN_CONTEXT", default_value_t = false,
           action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
           value_name = "BOOL", value_parser = env_flag)]
@@ -145,7 +145,9 @@ impl ServiceArgs {
     ///
     /// # Errors
     ///
-    /// An unknown propagator, an unusable exporter or access log path.
+    /// An unknown propagator, an unusable exporter or access log path, or
+    /// `--shared-span-context` with `--mode forward` while spans are reported
+    /// ([`FORWARD_SHARED`]).
     pub fn options(&self, service: &str) -> Result<ServiceOptions, BoxError> {
         let telemetry = Telemetry::new(
             service,

@@ -17,7 +17,8 @@ pub enum Kind {
     /// Spans name as parent a span of another trace of the same request: a hop changed the
     /// trace id but kept the parent span id.
     TraceIdChanged,
-    /// One trace has several roots (distinct span ids with no parent).
+    /// One trace has several roots (distinct span ids with no parent; a shared server half
+    /// under a span with its id is no root).
     MultipleRoots,
     /// One service reported different spans of one kind under one span id.
     DuplicateSpanId,

@@ -41,34 +41,55 @@ impl Frontend {
     }
 }
 
-/// An upstream failure, as JSON.
+/// An upstream failure, as JSON: `primary` when it answered the lookup the page is about (the
+/// path's own id), whose NOT_FOUND is the page's 404; any other lookup's NOT_FOUND (the user of
+/// an existing order) is the upstreams disagreeing, a 502.
 #[derive(Debug)]
-struct Upstream(tonic::Status);
+struct Upstream {
+    status: tonic::Status,
+    primary: bool,
+}
+
+impl Upstream {
+    /// A failure of a lookup the page is not about.
+    fn secondary(status: tonic::Status) -> Self {
+        Upstream {
+            status,
+            primary: false,
+        }
+    }
+}
 
 impl IntoResponse for Upstream {
     fn into_response(self) -> Response {
-        let status = match self.0.code() {
-            Code::NotFound => StatusCode::NOT_FOUND,
+        let status = match self.status.code() {
+            Code::NotFound if self.primary => StatusCode::NOT_FOUND,
             Code::InvalidArgument => StatusCode::BAD_REQUEST,
             // The upstream's deadline, or the channel's timeout (which tonic reports as
             // CANCELLED with `TimeoutExpired`'s message): the gateway timed out.
             Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-            Code::Cancelled if self.0.message() == tonic::TimeoutExpired(()).to_string() => {
+            Code::Cancelled if self.status.message() == tonic::TimeoutExpired(()).to_string() => {
                 StatusCode::GATEWAY_TIMEOUT
             }
             _ => StatusCode::BAD_GATEWAY,
         };
         (
             status,
-            Json(json!({"error": self.0.message(), "code": format!("{:?}", self.0.code())})),
+            Json(json!({
+                "error": self.status.message(),
+                "code": format!("{:?}", self.status.code()),
+            })),
         )
             .into_response()
     }
 }
 
 impl From<tonic::Status> for Upstream {
-    fn from(s: tonic::Status) -> Self {
-        Upstream(s)
+    fn from(status: tonic::Status) -> Self {
+        Upstream {
+            status,
+            primary: true,
+        }
     }
 }
 
@@ -96,7 +117,7 @@ async fn user_page(f: &Frontend, id: String) -> Result<Json<Value>, Upstream> {
         orders.list_orders(ListOrdersRequest { user_id: id }),
     );
     let user = user?.into_inner();
-    let list = list?.into_inner();
+    let list = list.map_err(Upstream::secondary)?.into_inner();
     Ok(Json(json!({
         "user": user_json(&user),
         "orders": list.orders.iter().map(order_json).collect::<Vec<_>>(),
@@ -124,7 +145,8 @@ async fn order(State(f): State<Frontend>, Path(id): Path<String>) -> Result<Json
         .get_user(GetUserRequest {
             id: order.user_id.clone(),
         })
-        .await?
+        .await
+        .map_err(Upstream::secondary)?
         .into_inner();
     Ok(Json(
         json!({"order": order_json(&order), "user": user_json(&user)}),
@@ -212,7 +234,19 @@ mod tests {
             ),
         ] {
             let message = status.message().to_owned();
-            assert_eq!(Upstream(status).into_response().status(), http, "{message}");
+            assert_eq!(
+                Upstream::from(status).into_response().status(),
+                http,
+                "{message}"
+            );
         }
+        // NOT_FOUND from a lookup the page is not about (the user of an existing order): the
+        // upstreams disagree, a 502, not the page's 404.
+        assert_eq!(
+            Upstream::secondary(tonic::Status::not_found("no user u-9"))
+                .into_response()
+                .status(),
+            StatusCode::BAD_GATEWAY
+        );
     }
 }

@@ -167,6 +167,16 @@ fn otel_members(tracestate: &TraceState) -> ot::TraceState {
 #[derive(Clone, Debug)]
 struct Extracted(SpanContext);
 
+/// `cx` with `received`, the caller's span context as a request brought it (a sampling-only
+/// decision, or none: [`SpanContext::sampling_only`]), kept for [`OtelPropagator`] as the
+/// contexts it extracts itself keep theirs: when the span current in `cx` is one no tracer
+/// reports (a sampler dropped it), the propagator sends `received` on instead of naming that
+/// span. The Tower layers attach it to the context they make current for a dropped server span.
+#[must_use]
+pub fn with_received(cx: &Context, received: SpanContext) -> Context {
+    cx.with_value(Extracted(received))
+}
+
 /// Adapts an OTel extractor to ours.
 struct FromOtel<'a>(&'a dyn OtelExtractor);
 
@@ -248,7 +258,9 @@ impl OtelPropagator {
 
     /// The span context to inject for an OTel context: the extracted one when the current
     /// span *is* it; otherwise the current span, keeping the extracted trace's 64-bit width
-    /// and debug flag; a sampling-only extracted context when there is no valid span.
+    /// and debug flag; a sampling-only extracted context when there is no valid span. A local
+    /// span no tracer reports (not sampled) is never named: the extracted context of its
+    /// trace goes on instead, else its decision alone (`Deny`, no ids).
     #[must_use]
     pub fn span_context_for(cx: &Context) -> Option<SpanContext> {
         let extracted = cx.get::<Extracted>().map(|e| e.0);
@@ -295,6 +307,11 @@ impl OtelPropagator {
             // A trace started here under a caller's `b3: d`: debug goes on (the SDK's flags
             // carry only "sampled").
             ours = ours.with_sampling(Sampling::Debug);
+        }
+        if !sc.is_sampled() && !sc.is_remote() {
+            // A span started here that a sampler dropped, with no caller's span of its trace
+            // to send instead: its decision goes on, not its ids (nobody reports them).
+            return Some(SpanContext::sampling_only(Sampling::Deny));
         }
         Some(ours)
     }

@@ -955,8 +955,13 @@ pub(crate) fn server_span(
     if !is_reported(&server.cx.span()) {
         // A sampler dropped it: transparent, with the sampler's decision for a deferred caller
         // (a caller's own decision passes untouched). The dropped span stays current, so the
-        // application's spans follow the decision.
-        let cx = Some(server.cx.clone());
+        // application's spans follow the decision, with what the caller sent beside it, so
+        // that `OtelPropagator` sends that on instead of naming a span nobody reports (a root
+        // dropped here: its decision alone).
+        let received = remote
+            .copied()
+            .unwrap_or(SpanContext::sampling_only(Sampling::Deny));
+        let cx = Some(b3_propagation::otel::with_received(&server.cx, received));
         return ServerSpan {
             span: Some(server),
             cx,

@@ -475,3 +475,147 @@ fn the_otel_propagator_keeps_the_callers_decision_through_a_local_span() {
         );
     }
 }
+
+/// A sampler that drops server spans it decides itself and samples every other span: a
+/// ratio sampler at its worst, deterministically.
+#[derive(Clone, Debug)]
+struct DropServerSpans;
+
+impl opentelemetry_sdk::trace::ShouldSample for DropServerSpans {
+    fn should_sample(
+        &self,
+        _: Option<&opentelemetry::Context>,
+        _: opentelemetry::trace::TraceId,
+        _: &str,
+        kind: &SpanKind,
+        _: &[opentelemetry::KeyValue],
+        _: &[opentelemetry::trace::Link],
+    ) -> opentelemetry_sdk::trace::SamplingResult {
+        use opentelemetry_sdk::trace::SamplingDecision;
+        opentelemetry_sdk::trace::SamplingResult {
+            decision: if *kind == SpanKind::Server {
+                SamplingDecision::Drop
+            } else {
+                SamplingDecision::RecordAndSample
+            },
+            attributes: Vec::new(),
+            trace_state: opentelemetry::trace::TraceState::default(),
+        }
+    }
+}
+
+/// One request through a server layer whose handler injects the current OpenTelemetry
+/// context with `OtelPropagator` (as `opentelemetry-http` or a message producer would) and
+/// makes one call through the client layer: what each of the two sent.
+async fn dropped_server_span(
+    sampler: impl opentelemetry_sdk::trace::ShouldSample + 'static,
+    received: &[(&'static str, &'static str)],
+) -> (Echo, HeaderMap, Vec<SpanData>) {
+    use opentelemetry::propagation::TextMapPropagator;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .with_sampler(sampler)
+        .build();
+    let injected: Arc<Mutex<Echo>> = Arc::default();
+    let sent: Arc<Mutex<HeaderMap>> = Arc::default();
+    let client = ServiceBuilder::new()
+        .layer(PropagateTraceHeadersLayer::instrument().tracer_provider(&provider))
+        .service(tower::service_fn({
+            let sent = sent.clone();
+            move |req: Request<Empty<Bytes>>| {
+                *sent.lock().unwrap() = req.headers().clone();
+                async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Empty::<Bytes>::new()))
+                }
+            }
+        }));
+    let handler = tower::service_fn({
+        let injected = injected.clone();
+        move |_: Request<Empty<Bytes>>| {
+            let injected = injected.clone();
+            let client = client.clone();
+            async move {
+                let propagator = b3_propagation::otel::OtelPropagator::new(Propagator::default());
+                let mut out: HashMap<String, String> = HashMap::new();
+                propagator.inject_context(&opentelemetry::Context::current(), &mut out);
+                *injected.lock().unwrap() = out.into_iter().collect();
+                let call = Request::get("http://backend/next")
+                    .body(Empty::new())
+                    .unwrap();
+                let _ = client.oneshot(call).await;
+                Ok::<_, std::convert::Infallible>(http::Response::new(Empty::<Bytes>::new()))
+            }
+        }
+    });
+    let server = ServiceBuilder::new()
+        .layer(TraceHeadersLayer::new().tracer_provider(&provider))
+        .service(handler);
+    let mut req = Request::get("http://frontend/").body(Empty::new()).unwrap();
+    for (k, v) in received {
+        req.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    let response = server.oneshot(req).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let _ = provider.force_flush();
+    let spans = exporter.get_finished_spans().unwrap();
+    let injected = injected.lock().unwrap().clone();
+    let sent = sent.lock().unwrap().clone();
+    (injected, sent, spans)
+}
+
+/// A server span a sampler dropped is named by nobody: the application's `OtelPropagator`
+/// sends the caller's context on, as the client layer does, and a root dropped here sends
+/// its decision alone and starts no client span of a trace of its own per call.
+#[tokio::test]
+async fn a_dropped_server_span_is_named_by_nobody() {
+    use opentelemetry_sdk::trace::Sampler;
+    const T: &str = "80f198ee56343ba864fe8b2a57d3eff7";
+    const S: &str = "e457b5a2e4d86bd1";
+    let exported = |spans: &[SpanData]| -> Vec<String> {
+        spans
+            .iter()
+            .map(|s| s.span_context.span_id().to_string())
+            .collect()
+    };
+
+    // A sampled caller; the server span dropped by a sampler that ignores the parent (a
+    // ratio sampler on its own). The client span is reported, under the caller's span.
+    let (injected, sent, spans) = dropped_server_span(
+        DropServerSpans,
+        &[
+            ("x-b3-traceid", T),
+            ("x-b3-spanid", S),
+            ("x-b3-sampled", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(injected["x-b3-traceid"], T, "{injected:?}");
+    assert_eq!(
+        injected["x-b3-spanid"], S,
+        "the caller's span: {injected:?}"
+    );
+    assert_eq!(injected["x-b3-sampled"], "1", "{injected:?}");
+    assert_eq!(spans.len(), 1, "the client span only: {spans:#?}");
+    assert_eq!(spans[0].span_kind, SpanKind::Client);
+    assert_eq!(spans[0].parent_span_id.to_string(), S);
+    let named = sent["x-b3-spanid"].to_str().unwrap();
+    assert_eq!(exported(&spans), [named]);
+
+    // No caller; the root dropped by a parent-based sampler. The application's propagator
+    // sends the decision alone; the call starts no trace of its own and names nobody.
+    let (injected, sent, spans) =
+        dropped_server_span(Sampler::ParentBased(Box::new(DropServerSpans)), &[]).await;
+    assert_eq!(
+        injected.get("x-b3-sampled").map(String::as_str),
+        Some("0"),
+        "{injected:?}"
+    );
+    assert!(!injected.contains_key("x-b3-spanid"), "{injected:?}");
+    assert!(!injected.contains_key("traceparent"), "{injected:?}");
+    assert!(spans.is_empty(), "{spans:#?}");
+    assert!(sent.get("x-b3-spanid").is_none(), "{sent:?}");
+    assert!(sent.get("traceparent").is_none(), "{sent:?}");
+}

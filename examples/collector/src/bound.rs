@@ -156,15 +156,10 @@ fn protobuf_message(mut buf: &[u8], msg: Msg, depth: usize, cost: &mut usize) ->
         let tag = varint(&mut buf)?;
         let number = tag >> 3;
         match tag & 7 {
-            0 => {
-                varint(&mut buf)?;
-            }
-            1 => buf = buf.get(8..).ok_or(Stop)?,
-            5 => buf = buf.get(4..).ok_or(Stop)?,
+            0 | 1 | 5 => skip_scalar(tag, &mut buf)?,
             2 => {
-                let len = usize::try_from(varint(&mut buf)?).map_err(|_| Stop)?;
-                let (field, rest) = buf.split_at_checked(len).ok_or(Stop)?;
-                buf = rest;
+                let field = len_delimited(&mut buf)?;
+                let len = field.len();
                 match msg.field(number) {
                     Some((inner, repeated)) => {
                         if repeated {
@@ -198,20 +193,39 @@ fn protobuf_group(mut buf: &[u8], number: u64, depth: usize) -> Result<&[u8], St
     loop {
         let tag = varint(&mut buf)?;
         match tag & 7 {
-            0 => {
-                varint(&mut buf)?;
-            }
-            1 => buf = buf.get(8..).ok_or(Stop)?,
-            5 => buf = buf.get(4..).ok_or(Stop)?,
+            0 | 1 | 5 => skip_scalar(tag, &mut buf)?,
             2 => {
-                let len = usize::try_from(varint(&mut buf)?).map_err(|_| Stop)?;
-                buf = buf.get(len..).ok_or(Stop)?;
+                len_delimited(&mut buf)?;
             }
             3 => buf = protobuf_group(buf, tag >> 3, depth + 1)?,
             4 if tag >> 3 == number => return Ok(buf),
             _ => return Err(Stop),
         }
     }
+}
+
+/// Skip the value of a varint (`0`), 64-bit (`1`) or 32-bit (`5`) field whose tag is `tag`.
+fn skip_scalar(tag: u64, buf: &mut &[u8]) -> Result<(), Stop> {
+    match tag & 7 {
+        0 => varint(buf).map(|_| ()),
+        1 => {
+            *buf = buf.get(8..).ok_or(Stop)?;
+            Ok(())
+        }
+        5 => {
+            *buf = buf.get(4..).ok_or(Stop)?;
+            Ok(())
+        }
+        _ => Err(Stop),
+    }
+}
+
+/// A length-delimited field's bytes, `buf` moved past them.
+fn len_delimited<'b>(buf: &mut &'b [u8]) -> Result<&'b [u8], Stop> {
+    let len = usize::try_from(varint(buf)?).map_err(|_| Stop)?;
+    let (field, rest) = buf.split_at_checked(len).ok_or(Stop)?;
+    *buf = rest;
+    Ok(field)
 }
 
 /// A protobuf varint (at most ten bytes).

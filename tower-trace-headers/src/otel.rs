@@ -583,17 +583,24 @@ impl<'a> RequestInfo<'a> {
     /// [`REDACTED_QUERY_KEYS`](semconv::REDACTED_QUERY_KEYS) redacted: the request's URI when absolute,
     /// else rebuilt from the server address the layer was told.
     fn url_full(&self) -> Option<String> {
-        let path = self.uri.path();
-        let path = if path.is_empty() { "/" } else { path };
-        let query = self.uri.query().map(semconv::redact_query);
-        let (mark, query) = query.as_deref().map_or(("", ""), |q| ("?", q));
+        let pq = self.uri.path_and_query().map_or("/", |p| p.as_str());
+        // A query with a value to hide (rare): the path and the redacted query.
+        let redacted = match self.uri.query().map(semconv::redact_query) {
+            Some(Cow::Owned(query)) => {
+                let path = self.uri.path();
+                Some(format!(
+                    "{}?{query}",
+                    if path.is_empty() { "/" } else { path }
+                ))
+            }
+            _ => None,
+        };
+        let pq = redacted.as_deref().unwrap_or(pq);
         if let (Some(scheme), Some(authority)) = (self.uri.scheme_str(), self.uri.authority()) {
             let authority = authority.as_str();
             return Some(match authority.rsplit_once('@') {
-                Some((_, host)) => {
-                    format!("{scheme}://REDACTED:REDACTED@{host}{path}{mark}{query}")
-                }
-                None => format!("{scheme}://{authority}{path}{mark}{query}"),
+                Some((_, host)) => format!("{scheme}://REDACTED:REDACTED@{host}{pq}"),
+                None => format!("{scheme}://{authority}{pq}"),
             });
         }
         let server = self.server?;
@@ -601,8 +608,8 @@ impl<'a> RequestInfo<'a> {
         let bracketed = host.contains(':');
         let (open, close) = if bracketed { ("[", "]") } else { ("", "") };
         Some(match server.port {
-            Some(port) => format!("http://{open}{host}{close}:{port}{path}{mark}{query}"),
-            None => format!("http://{open}{host}{close}{path}{mark}{query}"),
+            Some(port) => format!("http://{open}{host}{close}:{port}{pq}"),
+            None => format!("http://{open}{host}{close}{pq}"),
         })
     }
 }
@@ -655,6 +662,14 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
 /// The first non-empty of a list header's comma-separated values, without surrounding blanks
 /// (`""` when there is none).
 fn first_listed(value: &str) -> &str {
+    // The usual value, one element, found with one byte search.
+    let first = match value.as_bytes().iter().position(|&b| b == b',') {
+        None => return value.trim_ascii(),
+        Some(end) => value[..end].trim_ascii(),
+    };
+    if !first.is_empty() {
+        return first;
+    }
     // Empty elements (`, 203.0.113.9`) are skipped, as RFC 7230 asks of list elements.
     value
         .split(',')

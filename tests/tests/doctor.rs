@@ -23,7 +23,11 @@ async fn local(broken: Option<Service>) -> DoctorCheck {
     mesh.flush().await;
     let collector = mesh.collector.clone().unwrap();
     if broken.is_none() {
-        demo::collected(&collector, &outcomes, Duration::from_secs(10)).await;
+        let ids = outcomes.iter().filter_map(|o| o.trace_id.as_deref());
+        assert!(
+            demo::wait_joined(&collector, ids, Duration::from_secs(10)).await,
+            "every request's trace joined before the doctor reads them"
+        );
     }
     let check = DoctorCheck::run(
         &collector.spans(),
@@ -43,6 +47,12 @@ fn names(check: &DoctorCheck) -> BTreeSet<String> {
 async fn a_whole_mesh_gets_found_nothing() {
     let check = local(None).await;
     assert!(names(&check).is_empty(), "{check}");
+    // The doctor read all twelve requests, one trace each: "nothing" is not for want of data.
+    assert_eq!(
+        (check.report.requests, check.report.traces),
+        (12, 12),
+        "{check}"
+    );
     assert_eq!(check.report.broken, 0, "{check}");
     assert!(check.as_expected());
     assert!(

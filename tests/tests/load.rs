@@ -37,6 +37,12 @@ async fn bounded_load(mode: Mode, shared_span_context: bool, requests: usize) {
     );
     assert_eq!((summary.ok, summary.failed), (requests, 0), "{summary}");
     assert_eq!(summary.joined, requests, "{summary}");
+    assert_eq!(
+        run.memory.len(),
+        4,
+        "one reading per service: {:?}",
+        run.memory
+    );
     for m in &run.memory {
         if cfg!(target_os = "linux") {
             let growth = m.growth().unwrap();

@@ -578,6 +578,11 @@ async fn hostile_requests_through_the_edge(mode: Mode) {
         // Sampling is the edge's decision, never the client's: downstream carries the same
         // sampling state as for the same request without the client's sampling and debug.
         let (_, baseline) = edge.call(&without_sampling(&h.headers)).await;
+        assert_eq!(
+            (seen.len(), baseline.len()),
+            (2, 2),
+            "{what}: both calls went on"
+        );
         for ((service, m), (_, base)) in seen.iter().zip(&baseline) {
             assert_eq!(
                 downstream_sampling(m),
@@ -705,9 +710,20 @@ async fn hostile_requests_through_the_running_mesh() {
             );
         }
         if h.client_trace {
-            // Reported spans of the client's trace (see the ignored test below: today there
-            // are none) never carry the client's debug flag.
-            assert!(collector.trace(&trace).iter().all(|s| !s.debug), "{what}");
+            // The client's trace: every service reports its spans in it (their root is the
+            // client's own span, which nobody here reports), none carrying the client's debug
+            // flag.
+            let reached = collector
+                .wait_until(TIMEOUT, |c| {
+                    let spans = c.trace(&trace);
+                    SERVICES
+                        .iter()
+                        .all(|svc| spans.iter().any(|s| s.service() == Some(*svc)))
+                })
+                .await;
+            let spans = collector.trace(&trace);
+            assert!(reached, "{what}: {spans:?}");
+            assert!(spans.iter().all(|s| !s.debug), "{what}");
             continue;
         }
         // A fresh trace (including when the client said "don't sample": `b3: 0`,

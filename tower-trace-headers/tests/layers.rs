@@ -278,6 +278,8 @@ async fn thousand_concurrent_requests_do_not_cross_talk() {
             let resp = client.request(req).await.unwrap();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
             let seen: Vec<Echo> = serde_json::from_slice(&body).unwrap();
+            // `n=2`: b's echoes of the two calls and of the spawned one, then a's own.
+            assert_eq!(seen.len(), 4, "request {i}: {seen:?}");
             for at_b in &seen[..seen.len() - 1] {
                 assert_eq!(at_b["x-b3-traceid"], trace_id, "cross-talk on request {i}");
                 assert_eq!(at_b["x-request-id"], format!("rid-{i}"));

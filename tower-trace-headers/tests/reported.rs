@@ -310,6 +310,7 @@ async fn calls_inside_a_tracing_span_are_its_children() {
             "under the app's span"
         );
     }
+    assert_eq!(seen.len(), 2, "both calls reached b: {seen:?}");
     for at_b in &seen {
         // The calls ran concurrently: match by span id.
         let client = clients

@@ -747,6 +747,12 @@ fn istio_resources_have_the_expected_shape() {
     let provider = &op["spec"]["meshConfig"]["extensionProviders"][0];
     assert_eq!(provider["name"], "jaeger-zipkin");
     assert_eq!(provider["zipkin"]["port"], 9411);
+    // The injected proxy outlives the app's delay, drain and span flush (Istio's default
+    // is 5 s; the app's shutdown takes up to 5 + 10 s and a flush).
+    assert_eq!(
+        op["spec"]["meshConfig"]["defaultConfig"]["terminationDrainDuration"],
+        "20s"
+    );
 
     // Canary weights follow the topology.
     let mut t = MeshTopology::kubernetes();

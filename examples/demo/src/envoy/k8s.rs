@@ -844,6 +844,10 @@ fn istio_operator(t: &MeshTopology) -> Value {
         "spec": {
             "meshConfig": {
                 "enableTracing": true,
+                // The injected proxy outlives the app's shutdown (readiness delay, drain,
+                // span flush), as the Envoy sidecars' 20 s `preStop` does in the plain
+                // manifests: Istio's default is 5 s.
+                "defaultConfig": {"terminationDrainDuration": "20s"},
                 "extensionProviders": [{
                     "name": "jaeger-zipkin",
                     "zipkin": {

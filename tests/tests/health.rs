@@ -42,7 +42,11 @@ async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
         .await
         .unwrap();
     let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    // Bounded: a server that never closes fails the test instead of hanging it.
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_string(&mut out))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
     out
 }
 
@@ -51,10 +55,15 @@ async fn frontend_health_readiness_and_slow_clients() {
     let log = AccessLog::memory();
     let opts = options(&log, Duration::from_millis(500));
     let health = opts.health.clone();
-    // Upstreams that do not exist: readiness must not follow them.
+    // Upstreams that do not exist (a loopback port bound, then let go): readiness must not
+    // follow them.
+    let nowhere = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
     let f = frontend::Frontend::new(
-        opts.user_channel("http://127.0.0.1:9").unwrap(),
-        opts.channel("http://127.0.0.1:9").unwrap(),
+        opts.user_channel(&nowhere).unwrap(),
+        opts.channel(&nowhere).unwrap(),
     );
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();

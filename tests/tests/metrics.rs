@@ -19,7 +19,11 @@ async fn get(addr: SocketAddr, path: &str) -> (String, String) {
         .await
         .unwrap();
     let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    // Bounded: a server that never closes fails the test instead of hanging it.
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_string(&mut out))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap();
     (head.to_ascii_lowercase(), body.to_owned())
 }

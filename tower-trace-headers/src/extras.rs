@@ -143,22 +143,22 @@ impl Extras {
                 ),
                 None => (
                     trace.and_then(|t| {
-                        let span = |c: &&opentelemetry::Context| {
-                            opentelemetry::trace::TraceContextExt::span(*c)
-                                .span_context()
-                                .clone()
-                        };
+                        use opentelemetry::trace::TraceContextExt as _;
+                        let remote =
+                            |c: &&opentelemetry::Context| c.span().span_context().is_remote();
+                        let valid =
+                            |c: &&opentelemetry::Context| c.span().span_context().is_valid();
                         // The caller's span as the server side made it current (with its
                         // decision for a deferred caller), else as received; with no caller's
                         // span, a root a sampler dropped here, so that a parent-based sampler
                         // drops the call's span too instead of starting a trace per call.
                         t.otel_context()
-                            .filter(|c| span(c).is_remote())
+                            .filter(remote)
                             .cloned()
                             .or_else(|| {
                                 crate::otel::remote_parent(t, b3_propagation::Sampling::Accept)
                             })
-                            .or_else(|| t.otel_context().filter(|c| span(c).is_valid()).cloned())
+                            .or_else(|| t.otel_context().filter(valid).cloned())
                     }),
                     trace.and_then(|t| t.span()).and_then(|s| s.span_id()),
                     trace.and_then(|t| t.span()),

@@ -981,9 +981,12 @@ pub(crate) fn server_span(
         // application's spans follow the decision, with what the caller sent beside it, so
         // that `OtelPropagator` sends that on instead of naming a span nobody reports (a root
         // dropped here: its decision alone).
-        let received = remote
-            .copied()
-            .unwrap_or(SpanContext::sampling_only(Sampling::Deny));
+        // A deferred caller's decision is this sampler's, as the request's trace records it.
+        let received = match cx.remote() {
+            Some(r) if r.sampling() == Sampling::Deferred => r.with_sampling(Sampling::Deny),
+            Some(r) => *r,
+            None => SpanContext::sampling_only(Sampling::Deny),
+        };
         let cx = Some(b3_propagation::otel::with_received(&server.cx, received));
         return ServerSpan {
             span: Some(server),

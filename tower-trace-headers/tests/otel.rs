@@ -604,6 +604,25 @@ async fn a_dropped_server_span_is_named_by_nobody() {
     let named = sent["x-b3-spanid"].to_str().unwrap();
     assert_eq!(exported(&spans), [named]);
 
+    // A caller that left the decision to this hop (ids, no sampled flag): the sampler's
+    // drop is the decision, and the application's propagator and the client layer send the
+    // caller's span with the same one.
+    let (injected, sent, spans) =
+        dropped_server_span(DropServerSpans, &[("x-b3-traceid", T), ("x-b3-spanid", S)]).await;
+    assert_eq!(injected["x-b3-spanid"], S, "{injected:?}");
+    assert_eq!(
+        injected.get("x-b3-sampled").map(String::as_str),
+        Some("0"),
+        "{injected:?}"
+    );
+    assert_eq!(spans.len(), 1, "the client span only: {spans:#?}");
+    let named = sent["x-b3-spanid"].to_str().unwrap();
+    assert_eq!(exported(&spans), [named]);
+    assert_eq!(
+        sent["x-b3-sampled"], "1",
+        "the reported client span: {sent:?}"
+    );
+
     // No caller; the root dropped by a parent-based sampler. The application's propagator
     // sends the decision alone; the call starts no trace of its own and names nobody.
     let (injected, sent, spans) =

@@ -255,6 +255,21 @@ pub(crate) fn otlp_json(body: &[u8]) -> usize {
     walk.cost
 }
 
+/// An object's key, unescaped, as far as it can be a schema name (no allocation per key).
+#[derive(Default)]
+struct Key {
+    bytes: [u8; 16],
+    /// `usize::MAX`: longer than any schema name.
+    len: usize,
+}
+
+impl Key {
+    /// The key, or nothing that matches a name when it is longer than any.
+    fn name(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(b"-")
+    }
+}
+
 /// What serde makes of a JSON value where it stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Want {
@@ -333,7 +348,7 @@ impl Json<'_> {
                 loop {
                     let key = self.key(inner)?;
                     self.eat(b':')?;
-                    let field = match msg.and_then(|m| m.key(&key)) {
+                    let field = match msg.and_then(|m| m.key(key.name())) {
                         Some((m, true)) => Want::Many(m),
                         Some((m, false)) => Want::Message(m, false),
                         None => Want::Other,
@@ -431,15 +446,19 @@ impl Json<'_> {
 
     /// An object's key, unescaped (enough of it to compare with the schema's names), counted as
     /// a buffered string inside `buffered` nested `AnyValue`s.
-    fn key(&mut self, buffered: usize) -> Result<Vec<u8>, Stop> {
+    fn key(&mut self, buffered: usize) -> Result<Key, Stop> {
         if self.peek()? != b'"' {
             return Err(Stop);
         }
-        let mut key = Vec::new();
+        let mut key = Key::default();
         let len = self.string(|c| {
-            if key.len() < 32 {
+            if let Some(slot) = key.bytes.get_mut(key.len) {
                 // Non-ASCII never matches a schema name: any byte above ASCII will do.
-                key.push(u8::try_from(c).unwrap_or(0xff));
+                *slot = u8::try_from(c).unwrap_or(0xff);
+                key.len += 1;
+            } else {
+                // Longer than any schema name: never one.
+                key.len = usize::MAX;
             }
         })?;
         self.add(BUFFERED.saturating_add(len).saturating_mul(buffered));

@@ -9,6 +9,10 @@
 //! - a client that keeps a handler waiting on its request body longer than
 //!   [`ServeOptions::body_read_timeout`] in all fails that request (the handler reading it gets an error: `400` from axum's
 //!   extractors) instead of holding it open byte by byte;
+//! - a client that stops taking its response (reads nothing, or grants an HTTP/2 stream no
+//!   window) for [`ServeOptions::send_timeout`] loses its connection, so it cannot hold the
+//!   connection's place, the handler's response and its memory for ever; a client that reads
+//!   slowly but steadily, and a handler that takes its time between frames, are not cut;
 //! - a connection with no request in flight is closed gracefully after
 //!   [`ServeOptions::idle_timeout`] (HTTP/1 keep-alive connections sooner: the header-read
 //!   timeout bounds the wait for their next request), and HTTP/2 peers that stop answering
@@ -74,6 +78,12 @@ pub struct ServeOptions {
     /// How long, in all, a request's body may keep its handler waiting for the client's bytes
     /// (the time the handler spends between reads does not count). Default 30 s.
     pub body_read_timeout: Duration,
+    /// How long a connection's responses may wait on their client with no progress at all
+    /// (no frame taken by any of them: a client that stops reading, or an HTTP/2 client that
+    /// grants no window) before the connection is dropped, as nginx's `send_timeout` does.
+    /// Only the time hyper holds a frame it cannot send counts: a handler that takes its time
+    /// to produce the next frame does not. Default 30 s.
+    pub send_timeout: Duration,
     /// How long a connection may stay open with no request in flight (HTTP/2 mostly: HTTP/1
     /// waits at most the header-read timeout). Default 60 s.
     pub idle_timeout: Duration,
@@ -90,6 +100,7 @@ impl Default for ServeOptions {
         ServeOptions {
             header_read_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
             drain_timeout: Duration::from_secs(10),
@@ -105,6 +116,12 @@ struct Activity {
     last_ms: AtomicU64,
     /// Whether a request ever came.
     served: AtomicBool,
+    /// Responses whose last frame (or head) hyper holds and has not come back for more from:
+    /// they wait on the client.
+    on_client: AtomicUsize,
+    /// Counts every frame a response hands hyper and every time hyper comes back for more:
+    /// unchanged while every response waiting on the client stays stuck.
+    progress: AtomicU64,
 }
 
 impl Activity {
@@ -114,7 +131,14 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
             served: AtomicBool::new(false),
+            on_client: AtomicUsize::new(0),
+            progress: AtomicU64::new(0),
         }
+    }
+
+    /// The progress count while a response waits on the client, `None` while none does.
+    fn waiting_on_client(&self) -> Option<u64> {
+        (self.on_client.load(Ordering::Acquire) > 0).then(|| self.progress.load(Ordering::Acquire))
     }
 
     /// When the connection falls idle for good, as the options say; `None` while a request is
@@ -127,25 +151,61 @@ impl Activity {
             return Some(self.started + options.header_read_timeout);
         }
         let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
-        Some(self.started + last + options.idle_timeout)
+        Some(after(after(self.started, last), options.idle_timeout))
     }
 }
 
-/// One request in flight on a connection; its end when dropped (the response head sent, or
-/// the request abandoned).
-struct InFlight(Arc<Activity>);
+/// `at + d`, or a time too far to matter when that cannot be told (a bound of
+/// `Duration::MAX` means no bound, not a panic).
+fn after(at: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    at.checked_add(d.min(FAR)).unwrap_or(at)
+}
+
+/// One request in flight on a connection; its end when dropped (the response ended, or the
+/// request abandoned). Also whether its response waits on the client.
+struct InFlight {
+    activity: Arc<Activity>,
+    on_client: bool,
+}
 
 impl InFlight {
     fn new(activity: &Arc<Activity>) -> Self {
         activity.served.store(true, Ordering::Release);
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(Arc::clone(activity))
+        InFlight {
+            activity: Arc::clone(activity),
+            on_client: false,
+        }
+    }
+
+    /// The response handed hyper something to send (its head, a frame): it waits on the
+    /// client until hyper comes back for more.
+    fn handed(&mut self) {
+        let a = &self.activity;
+        if !self.on_client {
+            self.on_client = true;
+            a.on_client.fetch_add(1, Ordering::AcqRel);
+        }
+        a.progress.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Hyper came back for more: what was handed went out (or into a window the client
+    /// granted).
+    fn resumed(&mut self) {
+        if self.on_client {
+            self.on_client = false;
+            let a = &self.activity;
+            a.on_client.fetch_sub(1, Ordering::AcqRel);
+            a.progress.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let a = &self.0;
+        self.resumed();
+        let a = &self.activity;
         let ms = u64::try_from(a.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         a.last_ms.fetch_max(ms, Ordering::AcqRel);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -248,11 +308,12 @@ impl<B> TimedBody<B> {
 }
 
 pin_project! {
-    /// A response body that keeps its request counted as in flight until it is dropped.
+    /// A response body that keeps its request counted as in flight until it is dropped, and
+    /// tells the connection when hyper holds a frame of it that the client has not taken.
     struct HeldBody<B> {
         #[pin]
         inner: B,
-        _request: InFlight,
+        request: InFlight,
     }
 }
 
@@ -264,7 +325,13 @@ impl<B: Body> Body for HeldBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        this.request.resumed();
+        let frame = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &frame {
+            this.request.handed();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -436,15 +503,18 @@ pub async fn serve(
                     axum::http::Request::from_parts(parts, axum::body::Body::new(body))
                 })
                 .map_future(move |answer| {
-                    let request = InFlight::new(&in_flight);
+                    let mut request = InFlight::new(&in_flight);
                     async move {
                         // In flight until its response body has ended (a streamed response, a
                         // long download, server-sent events): the connection is not idle then.
                         answer.await.map(|response| {
+                            // The head is handed to hyper: until it asks for the body, the
+                            // response waits on the client.
+                            request.handed();
                             response.map(|body| {
                                 axum::body::Body::new(HeldBody {
                                     inner: body,
-                                    _request: request,
+                                    request,
                                 })
                             })
                         })
@@ -476,12 +546,34 @@ pub async fn serve(
                 .max(Duration::from_millis(100));
             if *stopping.borrow_and_update() {
                 conn.as_mut().graceful_shutdown();
-                close_by = Some((Instant::now() + options.drain_timeout, true));
+                close_by = Some((after(Instant::now(), options.drain_timeout), true));
             }
+            // Since when the responses waiting on the client made no progress (and the
+            // progress count then).
+            let mut stuck: Option<(u64, Instant)> = None;
             loop {
+                let now = Instant::now();
+                let stuck_until = match (activity.waiting_on_client(), stuck) {
+                    (None, _) => {
+                        stuck = None;
+                        None
+                    }
+                    (Some(count), Some((was, since))) if count == was => {
+                        Some(after(since, options.send_timeout))
+                    }
+                    (Some(count), _) => {
+                        stuck = Some((count, now));
+                        Some(after(now, options.send_timeout))
+                    }
+                };
+                if stuck_until.is_some_and(|t| t <= now) {
+                    // The client took nothing for the send timeout: drop the connection,
+                    // its responses and its place.
+                    break;
+                }
                 // Looked at again at least every `grace`: a request that ends moves the
                 // deadline (the idle timeout may be shorter than the first request's).
-                let next_look = Instant::now() + grace;
+                let next_look = stuck_until.map_or(now + grace, |t| t.min(now + grace));
                 let idle = activity
                     .idle_deadline(&options)
                     .map_or(next_look, |d| d.min(next_look));
@@ -492,7 +584,7 @@ pub async fn serve(
                     changed = stopping.changed(), if !hard => {
                         if changed.is_err() || *stopping.borrow() {
                             conn.as_mut().graceful_shutdown();
-                            close_by = Some((Instant::now() + options.drain_timeout, true));
+                            close_by = Some((after(Instant::now(), options.drain_timeout), true));
                         }
                     }
                     () = tokio::time::sleep_until(idle), if !closing => {
@@ -504,7 +596,11 @@ pub async fn serve(
                             close_by = Some((Instant::now() + grace, false));
                         }
                     }
-                    () = tokio::time::sleep_until(drop_at), if closing => {
+                    // Woken at `next_look` too: a stuck response is dropped during a drain.
+                    () = tokio::time::sleep_until(drop_at.min(next_look)), if closing => {
+                        if Instant::now() < drop_at {
+                            continue;
+                        }
                         if hard || activity.in_flight.load(Ordering::Acquire) == 0 {
                             break;
                         }
@@ -852,6 +948,189 @@ mod tests {
                 assert!(took >= Duration::from_millis(1900), "{took:?}");
             }
         }
+    }
+
+    /// The size of [`big`]'s body: more than loopback's socket buffers hold.
+    const BIG: usize = 64 << 20;
+
+    /// A router whose `/big` streams [`BIG`] bytes, 64 KiB a frame, and `/` answers `ok`.
+    fn big() -> Router {
+        static CHUNK: [u8; 64 << 10] = [b'x'; 64 << 10];
+        Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/big",
+                axum::routing::get(|| async {
+                    let chunks = futures_util::stream::iter(
+                        std::iter::repeat_n(bytes::Bytes::from_static(&CHUNK), BIG / CHUNK.len())
+                            .map(Ok::<_, std::convert::Infallible>),
+                    );
+                    axum::body::Body::from_stream(chunks)
+                }),
+            )
+    }
+
+    /// Bounds for the send-timeout tests: 300 ms without progress, looked at every 300 ms, one
+    /// connection at a time.
+    fn stall_bounds() -> ServeOptions {
+        ServeOptions {
+            send_timeout: Duration::from_millis(300),
+            header_read_timeout: Duration::from_millis(300),
+            max_connections: 1,
+            ..ServeOptions::default()
+        }
+    }
+
+    /// A plain `GET /` on a new HTTP/1 connection is answered within `within`.
+    async fn served_within(addr: std::net::SocketAddr, within: Duration) -> bool {
+        let attempt = async {
+            let mut next = tokio::net::TcpStream::connect(addr).await.ok()?;
+            next.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut answer = Vec::new();
+            next.read_to_end(&mut answer).await.ok()?;
+            Some(answer.starts_with(b"HTTP/1.1 200"))
+        };
+        tokio::time::timeout(within, attempt)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_http1_client_that_stops_reading_loses_its_connection_and_place() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(serve(
+            listener,
+            big(),
+            stall_bounds(),
+            std::future::pending(),
+        ));
+        let mut stalled = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stalled
+            .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut head = [0u8; 12];
+        stalled.read_exact(&mut head).await.expect("read");
+        assert_eq!(&head, b"HTTP/1.1 200");
+        // It reads nothing more. Its connection held the only place; once dropped, another
+        // client is served (without the send timeout: never, as long as it stalls).
+        let begun = Instant::now();
+        assert!(
+            served_within(addr, Duration::from_secs(10)).await,
+            "not served within 10 s of a stalled client"
+        );
+        let took = begun.elapsed();
+        assert!(took >= Duration::from_millis(250), "{took:?}");
+        // What was on its way arrives, then the end: cut short of the whole body.
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut rest))
+            .await
+            .expect("closed");
+        // A reset (the server dropped unsent data) is a close as well.
+        if read.is_ok() {
+            assert!(rest.len() < BIG, "the whole body arrived: {}", rest.len());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_http2_client_that_grants_no_window_loses_its_connection_and_place() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(serve(
+            listener,
+            big(),
+            stall_bounds(),
+            std::future::pending(),
+        ));
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("handshake");
+        // The client's connection keeps running (answers pings, reads the socket); only the
+        // response's body is never read, so its stream's window is never granted again.
+        let conn = tokio::spawn(conn);
+        let request = axum::http::Request::get(format!("http://{addr}/big"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let response = send.send_request(request).await.expect("response");
+        assert_eq!(response.status(), 200);
+        assert!(
+            served_within(addr, Duration::from_secs(10)).await,
+            "not served within 10 s of a stalled HTTP/2 client"
+        );
+        // Its connection was dropped by the server.
+        tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .expect("the client's connection ended")
+            .expect("joined")
+            .ok();
+        drop(response);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_steady_reader_and_a_slow_handler_are_not_cut() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // `/stream`: ten chunks 150 ms apart, each longer than the send timeout.
+        let app = big().route(
+            "/stream",
+            axum::routing::get(|| async {
+                axum::body::Body::from_stream(futures_util_stream(10, Duration::from_millis(150)))
+            }),
+        );
+        let options = ServeOptions {
+            send_timeout: Duration::from_millis(100),
+            header_read_timeout: Duration::from_millis(100),
+            ..ServeOptions::default()
+        };
+        tokio::spawn(serve(listener, app, options, std::future::pending()));
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+            .await
+            .expect("ends")
+            .expect("read");
+        let text = String::from_utf8_lossy(&answer);
+        assert_eq!(text.matches("chunk \r\n").count(), 10, "{text}");
+        assert!(text.ends_with("0\r\n\r\n"), "ended, not cut: {text}");
+        // The whole of `/big`, read 1 MiB at a time with 40 ms pauses: the socket drains a
+        // little at a time, but never stops for the send timeout.
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /big HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut taken = 0;
+            while taken < buf.len() {
+                let n = tokio::time::timeout_at(deadline, conn.read(&mut buf[taken..]))
+                    .await
+                    .expect("within 60 s")
+                    .expect("read");
+                if n == 0 {
+                    break;
+                }
+                taken += n;
+            }
+            total += taken;
+            if taken < buf.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        // Head, chunk sizes and the last chunk besides the body.
+        assert!(total > BIG, "cut after {total} bytes");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -334,6 +334,9 @@ pub struct RequestContext {
     pub(crate) remote: Option<SpanContext>,
     pub(crate) local: Option<SpanContext>,
     pub(crate) source: Option<ContextFormat>,
+    /// This hop's decision for a trace that starts here with no span of its own to name (a
+    /// root a sampler dropped): the calls carry it alone.
+    pub(crate) decided: Option<crate::Sampling>,
     pub(crate) tracestate: TraceState,
     pub(crate) request_id: Option<RequestId>,
     rest: OnceLock<Rest>,
@@ -355,6 +358,7 @@ impl RequestContext {
             remote: remote.map(|(s, _)| s),
             local: None,
             source: remote.map(|(_, f)| f),
+            decided: None,
             tracestate,
             request_id,
             rest: rest.map_or_else(OnceLock::new, OnceLock::from),
@@ -373,6 +377,7 @@ impl RequestContext {
         decide: impl FnOnce(&Captured) -> Decided,
     ) {
         self.local = None;
+        self.decided = None;
         self.rest = OnceLock::new();
         let pending = self.pending.insert(Pending {
             captured: Captured::default(),
@@ -465,6 +470,7 @@ impl fmt::Debug for RequestContext {
             .field("remote", &self.remote)
             .field("local", &self.local)
             .field("source", &self.source)
+            .field("decided", &self.decided)
             .field("tracestate", &self.tracestate)
             .field("request_id", &self.request_id)
             .field("baggage", &rest.baggage)
@@ -525,18 +531,59 @@ impl RequestContext {
         self.local = Some(span);
     }
 
-    /// Record this hop's decision for a caller's context that arrived without one
-    /// ([`Sampling::Deferred`](crate::Sampling::Deferred)): the caller's ids travel on with
-    /// this decision (re-encoded, since the received headers no longer say it). A caller's own
-    /// decision is never overridden: this is a no-op unless the caller deferred.
+    /// Record this hop's sampling decision.
+    ///
+    /// - For a caller's context that arrived without one
+    ///   ([`Sampling::Deferred`](crate::Sampling::Deferred)): the caller's ids travel on with
+    ///   this decision (re-encoded, since the received headers no longer say it).
+    /// - For a trace that starts here (nothing received) while this hop names no span of its
+    ///   own (a root a sampler dropped): the calls carry the decision alone, with no ids
+    ///   (`x-b3-sampled: 0`, `b3: 0`; `traceparent` and `uber-trace-id` cannot say it without
+    ///   ids, so they send nothing), so that the hops below follow it instead of starting
+    ///   traces of their own (Envoy honours `b3: 0`: a new trace, not sampled). A span of this hop's
+    ///   ([`set_local`](Self::set_local)) is named instead, with its own decision.
+    ///
+    /// A caller's own decision is never overridden: this is a no-op when the caller decided
+    /// (or sent only its decision), and for [`Sampling::Deferred`](crate::Sampling::Deferred).
+    ///
+    /// ```
+    /// use b3_propagation::{Propagator, RequestContext, Sampling};
+    /// use http::HeaderMap;
+    ///
+    /// let propagator = Propagator::default();
+    /// let mut cx = RequestContext::new(); // no caller: a trace that starts here
+    /// cx.decide_sampling(Sampling::Deny); // and a sampler dropped it
+    /// assert_eq!(cx.sampling(), Sampling::Deny);
+    ///
+    /// let mut outgoing = HeaderMap::new();
+    /// propagator.forward(&cx, &mut outgoing);
+    /// assert_eq!(outgoing["x-b3-sampled"], "0"); // the decision, no ids
+    /// assert!(!outgoing.contains_key("x-b3-spanid"));
+    /// ```
     pub fn decide_sampling(&mut self, sampling: crate::Sampling) {
-        if let Some(remote) = &mut self.remote
-            && remote.sampling() == crate::Sampling::Deferred
-            && sampling != crate::Sampling::Deferred
-        {
-            *remote = remote.with_sampling(sampling);
-            self.rest_mut().received.context_verbatim = false;
+        if sampling == crate::Sampling::Deferred {
+            return;
         }
+        match &mut self.remote {
+            Some(remote) if remote.sampling() == crate::Sampling::Deferred => {
+                *remote = remote.with_sampling(sampling);
+                self.rest_mut().received.context_verbatim = false;
+            }
+            Some(_) => {}
+            None => self.decided = Some(sampling),
+        }
+    }
+
+    /// The request's sampling decision at this hop: this hop's span's, else the caller's (as
+    /// this hop [decided](Self::decide_sampling) it for a caller that deferred), else this
+    /// hop's decision for a trace that starts here without a span of its own;
+    /// [`Sampling::Deferred`](crate::Sampling::Deferred) when nobody decided.
+    #[must_use]
+    pub fn sampling(&self) -> crate::Sampling {
+        self.span()
+            .map(|s| s.sampling())
+            .or(self.decided)
+            .unwrap_or(crate::Sampling::Deferred)
     }
 
     /// Which format the caller's context came from.

@@ -637,4 +637,11 @@ async fn a_dropped_server_span_is_named_by_nobody() {
     assert!(spans.is_empty(), "{spans:#?}");
     assert!(sent.get("x-b3-spanid").is_none(), "{sent:?}");
     assert!(sent.get("traceparent").is_none(), "{sent:?}");
+    // The client layer sends the root's decision too, so the next hop (an Envoy sidecar, a
+    // parent-based sampler) drops the trace instead of starting one of its own.
+    assert_eq!(
+        sent.get("x-b3-sampled").map(|v| v.as_bytes()),
+        Some(&b"0"[..]),
+        "the root's decision: {sent:?}"
+    );
 }

@@ -128,7 +128,9 @@ impl Propagator {
     /// received, the context is encoded instead, in the formats it arrived in (else the inject
     /// set): the caller's ids, or this hop's span for a trace that starts here (no ids
     /// received, or only a sampling decision: dropped by the trust policy, or kept with a
-    /// [local](RequestContext::local) span to name, in the decision's formats). Any other span-context
+    /// [local](RequestContext::local) span to name, in the decision's formats), and with no
+    /// span to name, the caller's decision alone or this hop's for a trace that starts here
+    /// (see [`RequestContext::decide_sampling`]). Any other span-context
     /// header the carrier held is removed first (see [`Injector::remove_context_headers`]): a
     /// call carries only what the decoder accepted.
     pub fn forward<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
@@ -166,8 +168,14 @@ impl Propagator {
                 (Some(remote), _) => self.inject_span_formats(&remote, formats, cx, carrier),
                 (None, Some(local)) => self.inject_span_formats(local, formats, cx, carrier),
                 (None, None) => {
-                    if let Some(remote) = &cx.remote {
-                        self.inject_span_formats(remote, formats, cx, carrier);
+                    // A caller's decision alone, else this hop's for a trace that starts
+                    // here with no span to name (a root a sampler dropped): the next hops
+                    // follow it.
+                    let decision = cx
+                        .remote
+                        .or_else(|| cx.decided.map(SpanContext::sampling_only));
+                    if let Some(decision) = &decision {
+                        self.inject_span_formats(decision, formats, cx, carrier);
                     }
                 }
             }

@@ -8,6 +8,7 @@ use crate::codec::grpc_trace_bin::is_base64;
 use crate::context::SpanContext;
 use crate::error::ErrorKind;
 use crate::header;
+use crate::request_context::RequestContext;
 
 fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -813,4 +814,56 @@ fn new_traces_are_flagged_random_only_by_a_random_generator() {
             .trace_flags()
             .contains(crate::TraceFlags::RANDOM)
     );
+}
+
+#[test]
+fn a_root_decision_travels_alone_and_never_overrides_a_caller() {
+    let p = Propagator::builder()
+        .inject([ContextFormat::B3Single, ContextFormat::TraceParent])
+        .build();
+    // A root dropped here: the decision alone, in the formats that can say it.
+    let mut cx = RequestContext::new();
+    assert_eq!(cx.sampling(), Sampling::Deferred);
+    cx.decide_sampling(Sampling::Deny);
+    assert_eq!(cx.sampling(), Sampling::Deny);
+    assert!(cx.span().is_none(), "no span to name");
+    let mut out = HeaderMap::new();
+    p.forward(&cx, &mut out);
+    assert_eq!(out["b3"], "0", "{out:?}");
+    assert!(!out.contains_key("traceparent"), "{out:?}");
+    // A span of this hop's wins over the decision.
+    let root = SpanContext::new_root(Sampling::Accept);
+    cx.set_local(root);
+    let mut out = HeaderMap::new();
+    p.forward(&cx, &mut out);
+    assert_eq!(out["b3"], b3_single::encode(&root).expect("ids"), "{out:?}");
+
+    // A caller's own decision, or its decision alone, is never overridden; "deferred" decides
+    // nothing.
+    for received in [
+        &[
+            ("x-b3-traceid", "463ac35c9f6413ad"),
+            ("x-b3-spanid", "a2fb4a1d1a96d312"),
+            ("x-b3-sampled", "1"),
+        ][..],
+        &[("b3", "1")][..],
+    ] {
+        let mut cx = p.extract(&map(received));
+        cx.decide_sampling(Sampling::Deny);
+        assert_eq!(cx.sampling(), Sampling::Accept, "{received:?}");
+        let mut out = HeaderMap::new();
+        p.forward(&cx, &mut out);
+        assert!(!out.values().any(|v| v == "0"), "{received:?}: {out:?}");
+    }
+    let mut cx = RequestContext::new();
+    cx.decide_sampling(Sampling::Deferred);
+    let mut out = HeaderMap::new();
+    p.forward(&cx, &mut out);
+    assert!(!out.contains_key("b3"), "{out:?}");
+
+    // An extract into a context that held a decision starts afresh.
+    let mut cx = RequestContext::new();
+    cx.decide_sampling(Sampling::Deny);
+    p.extract_into(&HeaderMap::new(), &mut cx);
+    assert_eq!(cx.sampling(), Sampling::Deferred);
 }

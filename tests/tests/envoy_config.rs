@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -504,12 +504,11 @@ fn the_kubernetes_prometheus_config_passes_promtool_and_scrapes_every_pod() {
     std::fs::write(&file, serde_yaml_ng::to_string(&checkable).unwrap()).unwrap();
     let promtool = demo::prometheus::promtool_binary()
         .unwrap_or_else(|e| panic!("provisioning promtool: {e}"));
-    let out = Command::new(&promtool)
-        .args(["check", "config"])
-        .arg(&file)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run promtool");
+    let out = demo::bounded::run(
+        Command::new(&promtool).args(["check", "config"]).arg(&file),
+        Duration::from_secs(120),
+    )
+    .expect("run promtool (within 2 minutes)");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         out.status.success(),
@@ -579,19 +578,25 @@ fn kubernetes_manifests_pass_kubernetes_validate_offline() {
     files.push(root.join("deploy/k8s/istio/10-apps.yaml"));
     files.sort();
     assert!(files.len() >= 8, "{files:?}");
-    // Any network use would go through a proxy that is not there.
-    let out = Command::new(&tool)
-        .args(["--strict", "-k", KUBERNETES_VALIDATE_K8S_VERSION])
-        .args(&files)
-        .env("HTTP_PROXY", "http://127.0.0.1:9")
-        .env("HTTPS_PROXY", "http://127.0.0.1:9")
-        .env("http_proxy", "http://127.0.0.1:9")
-        .env("https_proxy", "http://127.0.0.1:9")
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kubernetes-validate");
+    // Any network use would go through a proxy that is not there: a loopback port just
+    // freed (refused), not a well-known one something might serve.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let proxy = format!("http://{closed}");
+    let out = demo::bounded::run(
+        Command::new(&tool)
+            .args(["--strict", "-k", KUBERNETES_VALIDATE_K8S_VERSION])
+            .args(&files)
+            .env("HTTP_PROXY", &proxy)
+            .env("HTTPS_PROXY", &proxy)
+            .env("http_proxy", &proxy)
+            .env("https_proxy", &proxy)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy"),
+        Duration::from_secs(300),
+    )
+    .expect("run kubernetes-validate (within 5 minutes)");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -17,10 +17,20 @@ fn sigterm_stops_the_collector() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the collector");
-    // It says where it listens once it does.
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    stderr.read_line(&mut line).expect("read");
+    // It says where it listens once it does (read on a thread: a collector that hangs before
+    // saying it fails the test in 30 s instead of stalling it).
+    let stderr = child.stderr.take().expect("stderr");
+    let (said, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stderr).read_line(&mut line);
+        let _ = said.send(line);
+    });
+    let Ok(line) = heard.recv_timeout(Duration::from_secs(30)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the collector said nothing within 30 s");
+    };
     assert!(line.contains("listening on http://127.0.0.1:"), "{line}");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

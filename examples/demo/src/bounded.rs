@@ -1,6 +1,6 @@
-//! Running a provisioning command (`apt-get`, `pip`, `dpkg-deb`, `--version`) with a time
-//! bound: a network that hangs fails the set-up with a message instead of stalling a test run
-//! until CI's own limit.
+//! Running a command (`apt-get`, `pip`, `dpkg-deb`, `--version`, a validator a test runs) with
+//! a time bound: a network or a tool that hangs fails the set-up or the test with a message
+//! instead of stalling a run until CI's own limit.
 
 use std::io::{self, Read};
 use std::process::{Command, Output, Stdio};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// The output of `command` (stdin closed, stdout and stderr captured), or `TimedOut` once it
 /// has run longer than `limit` (it is killed then).
-pub(crate) fn run(command: &mut Command, limit: Duration) -> io::Result<Output> {
+pub fn run(command: &mut Command, limit: Duration) -> io::Result<Output> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -76,20 +76,20 @@ pub(crate) fn run(command: &mut Command, limit: Duration) -> io::Result<Output> 
 
 /// [`run`] with the bound every provisioning command gets: ten minutes (a `pip` download
 /// on a slow index, `apt-get update` on a slow mirror).
-pub(crate) fn provision(command: &mut Command) -> io::Result<Output> {
+pub fn provision(command: &mut Command) -> io::Result<Output> {
     run(command, Duration::from_secs(600))
 }
 
 /// A command's stdout then stderr, trimmed, as text: its last 4 000 bytes, where `pip`,
 /// `apt-get` and `dpkg-deb` say what went wrong.
-pub(crate) fn output_text(out: &Output) -> String {
+pub fn output_text(out: &Output) -> String {
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     tail(text.trim(), 4000).to_owned()
 }
 
 /// The last `max` bytes of `text` (on a character boundary).
-pub(crate) fn tail(text: &str, max: usize) -> &str {
+pub fn tail(text: &str, max: usize) -> &str {
     let start = text.len().saturating_sub(max);
     let start = (start..text.len())
         .find(|&i| text.is_char_boundary(i))

@@ -14,7 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
-mod bounded;
+pub mod bounded;
 pub mod doctor_check;
 pub mod envoy;
 pub mod envoy_mesh;

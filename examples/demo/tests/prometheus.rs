@@ -526,12 +526,13 @@ fn promtool_accepts_the_generated_config() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("prometheus.yml");
     std::fs::write(&file, seed_config().to_yaml().unwrap()).unwrap();
-    let out = std::process::Command::new(promtool)
-        .args(["check", "config"])
-        .arg(&file)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = demo::bounded::run(
+        std::process::Command::new(promtool)
+            .args(["check", "config"])
+            .arg(&file),
+        std::time::Duration::from_secs(120),
+    )
+    .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         out.status.success(),

@@ -9,7 +9,14 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// The time-bounded command runner the demo provisions with (shared by path: the demo crate
+/// depends on this one).
+#[path = "../../demo/src/bounded.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod bounded;
 
 /// The four services and their binaries, as Cargo built them for this test.
 const SERVICES: [(&str, &str); 4] = [
@@ -38,11 +45,11 @@ fn target_dir() -> PathBuf {
         .map_or_else(|| workspace_root().join("target"), Path::to_path_buf)
 }
 
+/// `command`'s output; a command still running after ten minutes (an `apt-get` on a hung
+/// mirror, a build that stalls) is stopped and fails the test.
 fn run(command: &mut Command) -> Output {
     let shown = format!("{command:?}");
-    command
-        .stdin(Stdio::null())
-        .output()
+    bounded::run(command, Duration::from_secs(600))
         .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"))
 }
 
@@ -55,11 +62,11 @@ fn text(out: &Output) -> String {
 }
 
 fn works(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .is_ok_and(|out| out.status.success())
+    bounded::run(
+        Command::new(program).arg("--version"),
+        Duration::from_secs(60),
+    )
+    .is_ok_and(|out| out.status.success())
 }
 
 /// `BUILDAH`, else `buildah` on `PATH`, else Debian's package installed once under a lock

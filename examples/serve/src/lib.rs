@@ -9,12 +9,13 @@
 //! - a client that keeps a handler waiting on its request body longer than
 //!   [`ServeOptions::body_read_timeout`] in all fails that request (the handler reading it gets an error: `400` from axum's
 //!   extractors) instead of holding it open byte by byte;
-//! - a client that stops taking its response (reads nothing, or grants an HTTP/2 stream no
-//!   window) for [`ServeOptions::send_timeout`] loses its connection, so it cannot hold the
-//!   connection's place, the handler's response and its memory for ever; a client that reads
-//!   slowly but steadily, and a handler that takes its time between frames, are not cut;
-//! - a connection with no request in flight is closed gracefully after
-//!   [`ServeOptions::idle_timeout`] (HTTP/1 keep-alive connections sooner: the header-read
+//! - a client that takes nothing of its responses (reads nothing, or grants HTTP/2 no window)
+//!   for [`ServeOptions::send_timeout`] loses its connection, so it cannot hold the
+//!   connection's place, the handlers' responses and their memory for ever; a client that
+//!   reads slowly but steadily, and a handler that takes its time between frames, are not
+//!   cut (see the option for what an HTTP/2 client can still hold);
+//! - a connection with no request in flight (and no response bytes still going out) is closed
+//!   gracefully after [`ServeOptions::idle_timeout`] (HTTP/1 keep-alive connections sooner: the header-read
 //!   timeout bounds the wait for their next request), and HTTP/2 peers that stop answering
 //!   pings are dropped;
 //! - at most [`ServeOptions::max_connections`] connections are open at once (further ones wait
@@ -78,11 +79,19 @@ pub struct ServeOptions {
     /// How long, in all, a request's body may keep its handler waiting for the client's bytes
     /// (the time the handler spends between reads does not count). Default 30 s.
     pub body_read_timeout: Duration,
-    /// How long a connection's responses may wait on their client with no progress at all
-    /// (no frame taken by any of them: a client that stops reading, or an HTTP/2 client that
-    /// grants no window) before the connection is dropped, as nginx's `send_timeout` does.
-    /// Only the time hyper holds a frame it cannot send counts: a handler that takes its time
-    /// to produce the next frame does not. Default 30 s.
+    /// How long a connection may wait on its client with no progress at all before it is
+    /// dropped, as nginx's `send_timeout`: while hyper holds response bytes the client makes
+    /// no room for (it stops reading; an HTTP/2 client grants no window), no byte goes out
+    /// and no response's frame is taken. Every byte written restarts the clock, so a slow
+    /// but steady reader is never cut, however large the response or its frames; the time a
+    /// handler takes to produce its next frame does not count. Like nginx's, the bound is
+    /// per connection: an HTTP/2 stream granted no window lasts as long as the client keeps
+    /// other streams of the connection moving (HTTP/2's limit on concurrent streams bounds
+    /// those), and one whose whole body hyper has taken waits out the idle timeout instead
+    /// (nothing is left to write). A stalled client is noticed once its socket's buffers are full (for a
+    /// trickle of server-sent events, that can take long). Checked at least every
+    /// `min(header_read_timeout, idle_timeout)`, so a connection is dropped up to that much
+    /// later. Zero turns the bound off. Default 30 s.
     pub send_timeout: Duration,
     /// How long a connection may stay open with no request in flight (HTTP/2 mostly: HTTP/1
     /// waits at most the header-read timeout). Default 60 s.
@@ -119,8 +128,12 @@ struct Activity {
     /// Responses whose last frame (or head) hyper holds and has not come back for more from:
     /// they wait on the client.
     on_client: AtomicUsize,
-    /// Counts every frame a response hands hyper and every time hyper comes back for more:
-    /// unchanged while every response waiting on the client stays stuck.
+    /// A write to the socket waits: hyper holds bytes the client has not made room for
+    /// (also once the response that wrote them has ended).
+    writing: AtomicBool,
+    /// Counts every frame a response hands hyper, every time hyper comes back for more, and
+    /// every write that sends bytes or starts to wait: unchanged while everything that waits
+    /// on the client stays stuck.
     progress: AtomicU64,
 }
 
@@ -132,13 +145,16 @@ impl Activity {
             last_ms: AtomicU64::new(0),
             served: AtomicBool::new(false),
             on_client: AtomicUsize::new(0),
+            writing: AtomicBool::new(false),
             progress: AtomicU64::new(0),
         }
     }
 
-    /// The progress count while a response waits on the client, `None` while none does.
+    /// The progress count while something waits on the client (a response's frame, or a
+    /// write), `None` while nothing does.
     fn waiting_on_client(&self) -> Option<u64> {
-        (self.on_client.load(Ordering::Acquire) > 0).then(|| self.progress.load(Ordering::Acquire))
+        (self.on_client.load(Ordering::Acquire) > 0 || self.writing.load(Ordering::Acquire))
+            .then(|| self.progress.load(Ordering::Acquire))
     }
 
     /// When the connection falls idle for good, as the options say; `None` while a request is
@@ -235,9 +251,36 @@ impl Stopping {
 /// A connection's stream with its place under the connection bound: the place is given back
 /// when the stream is dropped, which for an upgraded connection (WebSocket) is when the
 /// application drops the upgraded stream, not when hyper hands it over.
+///
+/// It also tells the connection's [`Activity`] how its writes fare: a write the client's
+/// window (TCP or HTTP/2's connection window, as the socket shows it) keeps waiting, and every
+/// byte that goes out.
 struct Bounded {
     stream: TcpStream,
+    activity: Arc<Activity>,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Bounded {
+    /// Note what a write came to: `Pending` waits on the client; bytes written are progress
+    /// (a flush that is done says nothing: a socket's is, always, whatever hyper still holds).
+    #[inline]
+    fn wrote(&self, result: &Poll<std::io::Result<usize>>) {
+        let a = &self.activity;
+        match result {
+            Poll::Pending => {
+                if !a.writing.swap(true, Ordering::AcqRel) {
+                    a.progress.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            Poll::Ready(Ok(0)) => {}
+            Poll::Ready(Ok(_)) => {
+                a.writing.store(false, Ordering::Release);
+                a.progress.fetch_add(1, Ordering::AcqRel);
+            }
+            Poll::Ready(Err(_)) => a.writing.store(false, Ordering::Release),
+        }
+    }
 }
 
 impl AsyncRead for Bounded {
@@ -256,7 +299,9 @@ impl AsyncWrite for Bounded {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.wrote(&result);
+        result
     }
 
     fn poll_write_vectored(
@@ -264,7 +309,9 @@ impl AsyncWrite for Bounded {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.wrote(&result);
+        result
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -528,6 +575,7 @@ pub async fn serve(
                 .serve_connection_with_upgrades(
                     TokioIo::new(Bounded {
                         stream,
+                        activity: Arc::clone(&activity),
                         _permit: permit,
                     }),
                     service,
@@ -551,19 +599,22 @@ pub async fn serve(
             // Since when the responses waiting on the client made no progress (and the
             // progress count then).
             let mut stuck: Option<(u64, Instant)> = None;
+            // Zero: no send timeout.
+            let send_timeout = (!options.send_timeout.is_zero()).then_some(options.send_timeout);
             loop {
                 let now = Instant::now();
-                let stuck_until = match (activity.waiting_on_client(), stuck) {
+                let waiting = send_timeout.and_then(|_| activity.waiting_on_client());
+                let stuck_until = match (waiting, stuck) {
                     (None, _) => {
                         stuck = None;
                         None
                     }
                     (Some(count), Some((was, since))) if count == was => {
-                        Some(after(since, options.send_timeout))
+                        send_timeout.map(|t| after(since, t))
                     }
                     (Some(count), _) => {
                         stuck = Some((count, now));
-                        Some(after(now, options.send_timeout))
+                        send_timeout.map(|t| after(now, t))
                     }
                 };
                 if stuck_until.is_some_and(|t| t <= now) {
@@ -601,7 +652,12 @@ pub async fn serve(
                         if Instant::now() < drop_at {
                             continue;
                         }
-                        if hard || activity.in_flight.load(Ordering::Acquire) == 0 {
+                        // Not while a response is in flight, nor while its last bytes still go
+                        // out to a client that takes them (the send timeout bounds one that
+                        // does not).
+                        let busy = activity.in_flight.load(Ordering::Acquire) > 0
+                            || activity.waiting_on_client().is_some() && send_timeout.is_some();
+                        if hard || !busy {
                             break;
                         }
                         close_by = Some((Instant::now() + grace, false));
@@ -953,11 +1009,27 @@ mod tests {
     /// The size of [`big`]'s body: more than loopback's socket buffers hold.
     const BIG: usize = 64 << 20;
 
-    /// A router whose `/big` streams [`BIG`] bytes, 64 KiB a frame, and `/` answers `ok`.
+    /// A router whose `/big` streams [`BIG`] bytes, 64 KiB a frame, `/full` answers them in
+    /// one frame, `/chunky` half of them in 8 MiB frames, and `/` answers `ok`.
     fn big() -> Router {
         static CHUNK: [u8; 64 << 10] = [b'x'; 64 << 10];
         Router::new()
             .route("/", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/full",
+                axum::routing::get(|| async { bytes::Bytes::from(vec![b'x'; BIG]) }),
+            )
+            .route(
+                "/chunky",
+                axum::routing::get(|| async {
+                    let chunk = bytes::Bytes::from(vec![b'x'; 8 << 20]);
+                    let chunks = futures_util::stream::iter(
+                        std::iter::repeat_n(chunk, BIG / 2 / (8 << 20))
+                            .map(Ok::<_, std::convert::Infallible>),
+                    );
+                    axum::body::Body::from_stream(chunks)
+                }),
+            )
             .route(
                 "/big",
                 axum::routing::get(|| async {
@@ -1001,6 +1073,14 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_http1_client_that_stops_reading_loses_its_connection_and_place() {
+        // Streamed, and in one frame (hyper has taken the whole body, and the request has
+        // ended, long before the bytes are out).
+        for path in ["/big", "/full"] {
+            stops_reading(path).await;
+        }
+    }
+
+    async fn stops_reading(path: &str) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(serve(
@@ -1011,7 +1091,7 @@ mod tests {
         ));
         let mut stalled = tokio::net::TcpStream::connect(addr).await.expect("connect");
         stalled
-            .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+            .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
             .await
             .expect("write");
         let mut head = [0u8; 12];
@@ -1022,10 +1102,10 @@ mod tests {
         let begun = Instant::now();
         assert!(
             served_within(addr, Duration::from_secs(10)).await,
-            "not served within 10 s of a stalled client"
+            "{path}: not served within 10 s of a stalled client"
         );
         let took = begun.elapsed();
-        assert!(took >= Duration::from_millis(250), "{took:?}");
+        assert!(took >= Duration::from_millis(250), "{path}: {took:?}");
         // What was on its way arrives, then the end: cut short of the whole body.
         let mut rest = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut rest))
@@ -1033,7 +1113,11 @@ mod tests {
             .expect("closed");
         // A reset (the server dropped unsent data) is a close as well.
         if read.is_ok() {
-            assert!(rest.len() < BIG, "the whole body arrived: {}", rest.len());
+            assert!(
+                rest.len() < BIG,
+                "{path}: the whole body arrived: {}",
+                rest.len()
+            );
         }
     }
 
@@ -1074,7 +1158,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_slow_steady_reader_and_a_slow_handler_are_not_cut() {
+    async fn a_slow_handler_is_not_cut() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         // `/stream`: ten chunks 150 ms apart, each longer than the send timeout.
@@ -1102,35 +1186,55 @@ mod tests {
         let text = String::from_utf8_lossy(&answer);
         assert_eq!(text.matches("chunk \r\n").count(), 10, "{text}");
         assert!(text.ends_with("0\r\n\r\n"), "ended, not cut: {text}");
-        // The whole of `/big`, read 1 MiB at a time with 40 ms pauses: the socket drains a
-        // little at a time, but never stops for the send timeout.
-        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        conn.write_all(b"GET /big HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_steady_reader_is_not_cut() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // A send timeout and an idle timeout far below the time each response takes to read.
+        let options = ServeOptions {
+            send_timeout: Duration::from_millis(300),
+            header_read_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(300),
+            ..ServeOptions::default()
+        };
+        tokio::spawn(serve(listener, big(), options, std::future::pending()));
+        // Each response read 1 MiB at a time, 50 ms apart (about 20 MB/s): the socket drains a
+        // little at a time and never stops for the send timeout. An 8 MiB frame takes 400 ms to
+        // go out; the one-frame body's request ends long before its bytes do.
+        for path in ["/big", "/full", "/chunky"] {
+            let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            conn.write_all(
+                format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+            )
             .await
             .expect("write");
-        let mut total = 0usize;
-        let mut buf = vec![0u8; 1 << 20];
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut taken = 0;
-            while taken < buf.len() {
-                let n = tokio::time::timeout_at(deadline, conn.read(&mut buf[taken..]))
-                    .await
-                    .expect("within 60 s")
-                    .expect("read");
-                if n == 0 {
+            let mut total = 0usize;
+            let mut buf = vec![0u8; 1 << 20];
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let mut taken = 0;
+                while taken < buf.len() {
+                    let n = tokio::time::timeout_at(deadline, conn.read(&mut buf[taken..]))
+                        .await
+                        .expect("within 60 s")
+                        .expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    taken += n;
+                }
+                total += taken;
+                if taken < buf.len() {
                     break;
                 }
-                taken += n;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            total += taken;
-            if taken < buf.len() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(40)).await;
+            // The head (and chunk sizes) besides the body.
+            let body = if path == "/chunky" { BIG / 2 } else { BIG };
+            assert!(total > body, "{path}: cut after {total} bytes");
         }
-        // Head, chunk sizes and the last chunk besides the body.
-        assert!(total > BIG, "cut after {total} bytes");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -537,14 +537,18 @@ impl RequestContext {
     ///   ([`Sampling::Deferred`](crate::Sampling::Deferred)): the caller's ids travel on with
     ///   this decision (re-encoded, since the received headers no longer say it).
     /// - For a trace that starts here (nothing received) while this hop names no span of its
-    ///   own (a root a sampler dropped): the calls carry the decision alone, with no ids
-    ///   (`x-b3-sampled: 0`, `b3: 0`; `traceparent` and `uber-trace-id` cannot say it without
-    ///   ids, so they send nothing), so that the hops below follow it instead of starting
-    ///   traces of their own (Envoy honours `b3: 0`: a new trace, not sampled). A span of this hop's
+    ///   own (a root a sampler dropped): the calls carry the decision alone, with no ids, in
+    ///   the B3 formats of the inject set (`x-b3-sampled: 0`, `b3: 0`; `traceparent`,
+    ///   `uber-trace-id` and `grpc-trace-bin` cannot say it without ids, so they send
+    ///   nothing), and the Tower layers make it the OpenTelemetry parent of the request's
+    ///   spans. Peers that read a B3 decision without ids follow it instead of starting traces
+    ///   of their own: Envoy (a new trace, not sampled), Brave, this crate;
+    ///   `opentelemetry-propagator-b3` ignores it. A span of this hop's
     ///   ([`set_local`](Self::set_local)) is named instead, with its own decision.
     ///
-    /// A caller's own decision is never overridden: this is a no-op when the caller decided
-    /// (or sent only its decision), and for [`Sampling::Deferred`](crate::Sampling::Deferred).
+    /// The first decision stands: a caller's own (or its decision alone) is never
+    /// overridden, a later call changes nothing, and
+    /// [`Sampling::Deferred`](crate::Sampling::Deferred) decides nothing.
     ///
     /// ```
     /// use b3_propagation::{Propagator, RequestContext, Sampling};
@@ -570,7 +574,9 @@ impl RequestContext {
                 self.rest_mut().received.context_verbatim = false;
             }
             Some(_) => {}
-            None => self.decided = Some(sampling),
+            None => {
+                self.decided.get_or_insert(sampling);
+            }
         }
     }
 

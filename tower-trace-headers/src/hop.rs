@@ -25,9 +25,9 @@
 //! A hop that reports nothing and received no context sends no span id at all (the request
 //! id, baggage and fields still travel): the next hop that reports — an Envoy sidecar — starts
 //! the trace. A root that a sampler dropped here (the server layer with a tracer, no caller)
-//! sends its decision alone (`x-b3-sampled: 0`, `b3: 0`; see
-//! [`RequestContext::decide_sampling`]), so the hops below drop the trace too instead of
-//! starting their own.
+//! sends its decision alone in the B3 formats of the inject set (`x-b3-sampled: 0`, `b3: 0`;
+//! see [`RequestContext::decide_sampling`]), so the hops below that read it (Envoy, Brave,
+//! this library) drop the trace too instead of starting their own.
 //!
 //! **Shared span semantics.** A callee with shared span semantics (Envoy's
 //! `shared_span_context`, [`SpanSemantics::Shared`](b3_propagation::SpanSemantics::Shared))

@@ -721,7 +721,10 @@ pub(crate) fn is_reported(span: &opentelemetry::trace::SpanRef<'_>) -> bool {
 /// caller that sent only its sampling decision (`b3: 0`, `x-b3-sampled: 1` alone), a context
 /// that carries just the decision (see [`decision_only`]).
 pub(crate) fn remote_parent(cx: &RequestContext, deferred: Sampling) -> Option<Context> {
-    let span = cx.span()?;
+    // No span at all: this hop's decision for a trace that starts here, if it made one.
+    let Some(span) = cx.span() else {
+        return decision_only(cx.sampling());
+    };
     let span = match span.sampling() {
         Sampling::Deferred => span.with_sampling(deferred),
         _ => span,

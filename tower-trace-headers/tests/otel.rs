@@ -645,3 +645,44 @@ async fn a_dropped_server_span_is_named_by_nobody() {
         "the root's decision: {sent:?}"
     );
 }
+
+/// Work outside any request (a job, a queue consumer) that decided not to trace: its context
+/// carries the decision alone, and under it the client layer neither reports a span (a
+/// parent-based sampler follows the decision) nor names one, and sends the decision on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_decision_made_by_the_application_is_followed_and_sent() {
+    use b3_propagation::{RequestContext, Sampling};
+    use opentelemetry_sdk::trace::Sampler;
+    use std::sync::{Arc, Mutex};
+    use tower_trace_headers::{FutureExt as _, RequestTrace};
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+        .build();
+    let sent: Arc<Mutex<HeaderMap>> = Arc::default();
+    let client = ServiceBuilder::new()
+        .layer(PropagateTraceHeadersLayer::instrument().tracer_provider(&provider))
+        .service(tower::service_fn({
+            let sent = sent.clone();
+            move |req: Request<Empty<Bytes>>| {
+                *sent.lock().unwrap() = req.headers().clone();
+                async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Empty::<Bytes>::new()))
+                }
+            }
+        }));
+    let mut cx = RequestContext::new();
+    cx.decide_sampling(Sampling::Deny);
+    let trace = RequestTrace::new(cx);
+    let call = Request::get("http://backend/next")
+        .body(Empty::new())
+        .unwrap();
+    client.oneshot(call).with_trace(trace).await.unwrap();
+    let _ = provider.force_flush();
+    let spans = exporter.get_finished_spans().unwrap();
+    assert!(spans.is_empty(), "the decision was followed: {spans:#?}");
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent["x-b3-sampled"], "0", "{sent:?}");
+    assert!(!sent.contains_key("x-b3-spanid"), "{sent:?}");
+}

@@ -826,6 +826,8 @@ fn a_root_decision_travels_alone_and_never_overrides_a_caller() {
     assert_eq!(cx.sampling(), Sampling::Deferred);
     cx.decide_sampling(Sampling::Deny);
     assert_eq!(cx.sampling(), Sampling::Deny);
+    cx.decide_sampling(Sampling::Accept);
+    assert_eq!(cx.sampling(), Sampling::Deny, "the first decision stands");
     assert!(cx.span().is_none(), "no span to name");
     let mut out = HeaderMap::new();
     p.forward(&cx, &mut out);

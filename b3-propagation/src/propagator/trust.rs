@@ -9,8 +9,10 @@ pub enum InboundContext {
     /// Keep the ids, drop the sampling decision and debug flag (they become deferred).
     IgnoreSampling,
     /// Ignore it: no request continues the caller's trace. A hop that reports a span starts
-    /// a new trace with it; one that reports nothing sends no context on (forward mode has
-    /// nothing received to re-send), so the next hop that reports a span starts it.
+    /// a new trace with it; one that reports nothing sends no ids on (forward mode has
+    /// nothing received to re-send), so the next hop that reports a span starts it, unless
+    /// a sampler here dropped the new trace: then its decision goes on alone (see
+    /// [`RequestContext::decide_sampling`](crate::RequestContext::decide_sampling)).
     Ignore,
 }
 

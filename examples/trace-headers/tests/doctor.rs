@@ -648,6 +648,104 @@ fn a_call_reached_only_counts_while_the_application_it_reached_runs() {
     assert_eq!(culprit_at(spans, "item"), "frontend");
 }
 
+/// One host's clock a millisecond behind: order's server span began 200 µs into the frontend's
+/// call that lost the trace headers, but order's clock stamps it 422 µs before the front
+/// proxy's root. The request still entered at the front proxy: the frontend is named for
+/// order's trace, and the front proxy restarted nothing.
+#[test]
+fn a_callee_whose_clock_is_behind_does_not_start_the_request() {
+    let spans = std::fs::read_to_string(data("clock-skew.json")).expect("fixture");
+    let (code, report) = doctor_json(&[&data("clock-skew.json")]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        (&report["requests"], &report["traces"], &report["broken"]),
+        (&Value::from(1), &Value::from(2), &Value::from(1))
+    );
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 1, "{report}");
+    let f = &findings[0];
+    assert_eq!(
+        (&f["kind"], &f["service"]),
+        (&Value::from("headers-dropped"), &Value::from("frontend"))
+    );
+    assert_eq!(
+        f["trace_ids"],
+        serde_json::json!([
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "00000000000000005b8efff798038103"
+        ])
+    );
+    assert_eq!(f["span_ids"], serde_json::json!(["5b8efff798038103"]));
+    let why = f["explanation"].as_str().expect("explanation");
+    assert!(
+        why.starts_with(
+            "frontend received trace 4bf92f35… (request 3d48b776…) and its call to order \
+             arrived at order without trace headers"
+        ),
+        "{why}"
+    );
+
+    // Without the edge's span the frontend is where the request began: order's trace is still
+    // the frontend's call, not order's caller the frontend.
+    let edge = spans
+        .lines()
+        .find(|l| l.contains(r#""front-proxy""#))
+        .expect("the edge's span");
+    let no_edge = spans
+        .replace(&format!("{edge}\n"), "")
+        .replace(r#""parentId":"a3ce929d0e0e4736","#, "");
+    assert_eq!(culprit_at(&no_edge, "order"), "frontend");
+
+    // Without the frontend's client span nothing names order's caller, but the request entered
+    // at the edge: a break named after order, not an edge restart.
+    let client = spans
+        .lines()
+        .find(|l| l.contains(r#""CLIENT""#))
+        .expect("the client span");
+    let no_client = spans.replace(&format!("{client}\n"), "");
+    let out = run_with(&["doctor", "--json", "-"], Some(no_client.as_bytes()));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(self::code(&out), 1, "{report}");
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 1, "{report}");
+    assert_eq!(
+        (&findings[0]["kind"], &findings[0]["service"]),
+        (&Value::from("headers-dropped"), &Value::from("order"))
+    );
+}
+
+/// Envoy flushes its spans in batches: the front proxy's span of `GET /orders/o-2` has not
+/// reached the collector. Its child, frontend-sidecar's ingress, names a parent nobody
+/// reported; the front proxy is that ingress's parent in the other request, so the edge's span
+/// is what is missing, not a client's span outside the mesh.
+#[test]
+fn an_edge_span_missing_from_one_request_is_unreported_not_a_clients() {
+    let fixture = std::fs::read_to_string(data("joined.json")).expect("fixture");
+    let mut traces: Vec<Vec<Value>> = serde_json::from_str(&fixture).expect("an array of traces");
+    for trace in &mut traces {
+        trace.retain(|s| s["id"] != "f4481f2e4586a2b7");
+    }
+    let input = serde_json::to_string(&traces).expect("JSON");
+    let out = run_with(&["doctor", "--json", "-"], Some(input.as_bytes()));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(code(&out), 1, "{report}");
+    assert_eq!(
+        (&report["requests"], &report["broken"]),
+        (&Value::from(2), &Value::from(1))
+    );
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 1, "{report}");
+    let f = &findings[0];
+    assert_eq!(
+        (&f["kind"], &f["service"]),
+        (
+            &Value::from("unreported-parent"),
+            &Value::from("front-proxy")
+        )
+    );
+    assert_eq!(f["span_ids"], serde_json::json!(["e8531c88a53b0534"]));
+}
+
 #[test]
 fn decode_text_names_the_exact_header_and_why_one_was_ignored() {
     let out = run(&[

@@ -45,7 +45,8 @@ pub(crate) struct Trace {
     pub(crate) start: u64,
 }
 
-/// One request: its traces in the order they began, and its request id.
+/// One request: its traces in the order the request went through them
+/// ([`rules::order_traces`]), and its request id.
 #[derive(Debug)]
 pub(crate) struct Group {
     pub(crate) traces: Vec<usize>,
@@ -258,6 +259,9 @@ pub fn analyse(evidence: &Evidence) -> Report {
         timed_callers,
     };
     for g in &mut groups {
+        // The groups stay in the order they began (sorted above); within one, the traces
+        // that provably continue another go after the others, whatever the clocks say.
+        rules::order_traces(&ctx, g);
         g.request_id = primary_request_id(&ctx, g);
     }
 

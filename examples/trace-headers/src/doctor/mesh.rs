@@ -36,6 +36,8 @@ pub(crate) struct Mesh {
     proxies: HashSet<String>,
     edges: HashSet<String>,
     apps: HashMap<String, String>,
+    /// Service → the edge whose span is the parent of one of its server spans in the data.
+    fronted: BTreeMap<String, String>,
 }
 
 /// The words of a service name: `istio-ingressgateway.istio-system` → `istio`,
@@ -167,6 +169,31 @@ impl Mesh {
                 }
             }
         }
+        // The edge in front of a service: its span the parent of the service's server span
+        // somewhere in the data (the first edge by name, whatever the order of the spans).
+        for s in spans {
+            let name = service_of(s);
+            if s.kind != Some(SpanKind::Server) || mesh.edges.contains(name) {
+                continue;
+            }
+            for p in s
+                .parent_id
+                .as_deref()
+                .map(|p| related(s, p))
+                .unwrap_or_default()
+            {
+                let edge = service_of(p);
+                if mesh.edges.contains(edge) {
+                    let slot = mesh
+                        .fronted
+                        .entry(name.to_owned())
+                        .or_insert_with(|| edge.to_owned());
+                    if edge < slot.as_str() {
+                        edge.clone_into(slot);
+                    }
+                }
+            }
+        }
         for (proxy, apps) in votes {
             if mesh.edges.contains(proxy) {
                 // An edge proxy fronts the mesh, not one application: it stands for itself.
@@ -210,6 +237,12 @@ impl Mesh {
     /// Whether `service` is the mesh's edge.
     pub(crate) fn is_edge(&self, service: &str) -> bool {
         self.edges.contains(service)
+    }
+
+    /// The edge seen in front of `service` elsewhere in the data (its span the parent of one
+    /// of `service`'s server spans).
+    pub(crate) fn edge_in_front_of(&self, service: &str) -> Option<&str> {
+        self.fronted.get(service).map(String::as_str)
     }
 
     /// The application that must change for what `service` did: the application behind a

@@ -1,6 +1,7 @@
 //! The rules: which spans show a break, who must change, and how to say it.
 //!
-//! Each rule looks at one request (a [`Group`] of traces in the order they began) and emits
+//! Each rule looks at one request (a [`Group`] of traces in the order the request went through
+//! them, [`order_traces`]) and emits
 //! [`Event`]s, one per symptom span; [`explain`](super::explain) adds the events of one kind,
 //! culprit and hop up into a finding. The rules, in words, are in `examples/trace-headers/DOCTOR.md`.
 
@@ -173,6 +174,111 @@ fn has_server(ctx: &Ctx<'_>, t: usize) -> bool {
                 r.format != LogFormat::EnvoyText && r.listener.as_deref() != Some("egress")
             })
         })
+}
+
+/// Put a request's traces in the order the request went through them. A trace that provably
+/// continues another trace of the request goes after every trace that does not; time (the
+/// earliest timestamp, then the id) orders the rest, as before. A trace continues another when
+/// it begins
+/// - at a proxy's egress: the application behind it received the request elsewhere;
+/// - at a server span of an application other than the edge that fits (by duration) in a
+///   client span of another application, in another trace, that nothing answered (that call
+///   arrived somewhere unlinked), or in a span or access-log line of the edge in another trace
+///   (the request entered there).
+///
+/// Durations, unlike timestamps, do not depend on which host's clock took them: a callee whose
+/// clock is a millisecond behind its caller's no longer starts the request.
+pub(crate) fn order_traces(ctx: &Ctx<'_>, g: &mut Group) {
+    if g.traces.len() < 2 {
+        return;
+    }
+    // (trace, application, duration) of the client spans nothing answered, and (trace,
+    // duration) of the edge's spans and access-log lines.
+    let mut calls: Vec<(usize, &str, u64)> = Vec::new();
+    let mut edges: Vec<(usize, u64)> = Vec::new();
+    for &u in &g.traces {
+        for s in ctx.trace_spans(u) {
+            if ctx.mesh.is_edge(service_of(s)) {
+                edges.push((u, s.duration));
+            }
+            if s.kind == Some(SpanKind::Client) && !answered(ctx, u, s) {
+                calls.push((u, ctx.mesh.app_of(service_of(s)), s.duration));
+            }
+        }
+        let logs = ctx.traces.get(u).into_iter().flat_map(|tr| tr.logs.iter());
+        for r in logs.filter_map(|i| ctx.logs.get(*i)) {
+            if r.listener.as_deref() != Some("egress")
+                && r.service.as_deref().is_some_and(|s| ctx.mesh.is_edge(s))
+            {
+                edges.push((u, r.duration_us));
+            }
+        }
+    }
+    // A server span lasting `inner` may sit in a span lasting `outer` (0: not known).
+    let fits = |inner: u64, outer: u64| inner == 0 || outer == 0 || inner <= outer;
+    let continues = |t: usize| {
+        let Some(s) = starts(ctx, t).into_iter().next() else {
+            return false;
+        };
+        match s.side() {
+            Side::Client => ctx.mesh.is_proxy(s.service),
+            Side::Local => false,
+            Side::Server if ctx.mesh.is_edge(s.service) => false,
+            Side::Server => {
+                let me = ctx.mesh.app_of(s.service);
+                let lasted = s.span.map_or(0, |x| x.duration);
+                calls
+                    .iter()
+                    .any(|&(u, app, d)| u != t && app != me && fits(lasted, d))
+                    || edges.iter().any(|&(u, d)| u != t && fits(lasted, d))
+            }
+        }
+    };
+    g.traces.sort_by_cached_key(|&t| {
+        let (start, id) = ctx
+            .traces
+            .get(t)
+            .map(|tr| (tr.start, tr.id.clone()))
+            .unwrap_or_default();
+        (continues(t), start, id)
+    });
+}
+
+/// The caller of a server span that began before anything of its callers ran: only a clock
+/// behind theirs explains it. The application with a client span in `callers` that nothing
+/// answered, that began after `start` and lasted at least as long (the call `start` may have
+/// answered): one naming `start`'s application (remote service) or RPC first, then the earliest.
+/// `None` without such a call.
+fn early_caller(ctx: &Ctx<'_>, start: &Start<'_>, callers: &[usize]) -> Option<String> {
+    if start.ts == 0 {
+        return None;
+    }
+    let me = ctx.mesh.app_of(start.service);
+    let lasted = start.span.map_or(0, |s| s.duration);
+    let rpc = start.span.and_then(rpc_of);
+    let mut best: Option<((bool, u64, &str), &str)> = None;
+    for &t in callers {
+        for c in ctx.trace_spans(t) {
+            let app = ctx.mesh.app_of(service_of(c));
+            if c.kind != Some(SpanKind::Client)
+                || c.timestamp <= start.ts
+                || app == me
+                || (lasted > 0 && c.duration > 0 && lasted > c.duration)
+                || answered(ctx, t, c)
+            {
+                continue;
+            }
+            let named = c
+                .remote_service()
+                .is_some_and(|n| ctx.mesh.callee_name(n) == me)
+                || (rpc.is_some() && rpc_of(c) == rpc);
+            let key = (!named, c.timestamp, service_of(c));
+            if best.is_none_or(|(k, _)| key < k) {
+                best = Some((key, app));
+            }
+        }
+    }
+    best.map(|(_, app)| app.to_owned())
 }
 
 /// The application whose span in `traces` was running when `start` began, leaving out
@@ -685,7 +791,9 @@ fn split(ctx: &Ctx<'_>, start: &Start<'_>, callers: &[usize], kind: Kind, trace:
     let hop = ctx.mesh.hop(start.service, start.kind);
     match start.side() {
         Side::Server => {
-            let (case, culprit, rivals) = match caller_and_rivals(ctx, start, callers) {
+            let found = caller_and_rivals(ctx, start, callers)
+                .or_else(|| early_caller(ctx, start, callers).map(|c| (c, Vec::new())));
+            let (case, culprit, rivals) = match found {
                 Some((c, rivals)) => (Case::AtServer, c, rivals),
                 None => (Case::CallerUnknown, start.service.to_owned(), Vec::new()),
             };
@@ -788,10 +896,19 @@ fn orphans(
                             e.rivals = rivals;
                             e
                         }
-                        None if is_entry(ctx, &start, g) => {
-                            event(Kind::ClientParent, Case::ByPosition, svc, hop, trace)
-                        }
-                        None => event(Kind::UnreportedParent, Case::CallerUnknown, svc, hop, trace),
+                        None => match ctx.mesh.edge_in_front_of(svc) {
+                            // Elsewhere the edge's span is this service's parent: here it is
+                            // the edge's span that is missing (not flushed), not a client's.
+                            Some(edge) => {
+                                event(Kind::UnreportedParent, Case::AtServer, edge, hop, trace)
+                            }
+                            None if is_entry(ctx, &start, g) => {
+                                event(Kind::ClientParent, Case::ByPosition, svc, hop, trace)
+                            }
+                            None => {
+                                event(Kind::UnreportedParent, Case::CallerUnknown, svc, hop, trace)
+                            }
+                        },
                     },
                 }
             };

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use futures_util::future::try_join_all;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use super::{ServiceOptions, TracedChannel};
 use crate::pb::item::v1::GetItemRequest;
@@ -61,7 +61,8 @@ impl Orders {
             async move {
                 let it = client
                     .get_item(GetItemRequest { id: item })
-                    .await?
+                    .await
+                    .map_err(item_failed)?
                     .into_inner();
                 Ok::<_, Status>(LineItem {
                     item_id: it.id,
@@ -79,6 +80,26 @@ impl Orders {
             total_cents: items.iter().map(|l| l.price_cents).sum(),
             items,
         })
+    }
+}
+
+/// What `order` answers when a call to `item` fails. A dependency's code is not this
+/// service's to pass on (gRPC's status-code guidance): an item the order names that `item`
+/// does not know, or an id it refuses, is this service's fault (`INTERNAL`), not its caller's
+/// (`NOT_FOUND` would read as "no such order", `INVALID_ARGUMENT` as a bad request). An
+/// `item` that is down, busy or late keeps its code (`UNAVAILABLE`, `RESOURCE_EXHAUSTED`,
+/// `DEADLINE_EXCEEDED`, and `CANCELLED`, which is how tonic reports its own timeout), so
+/// callers retry or time out as they would for this service.
+fn item_failed(status: Status) -> Status {
+    match status.code() {
+        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded | Code::Cancelled => {
+            status
+        }
+        code => Status::internal(format!(
+            "item answered {}: {}",
+            code.description(),
+            crate::shown_id(status.message())
+        )),
     }
 }
 
@@ -130,4 +151,78 @@ pub async fn serve(
         .add_service(OrderServiceServer::new(orders))
         .serve_with_incoming_shutdown(super::incoming(listener), signal);
     super::stop_by(server, cut_off).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::item::v1::Item;
+    use crate::pb::item::v1::item_service_server::{ItemService, ItemServiceServer};
+
+    /// An item service that answers every call with one status.
+    struct Failing(Code);
+
+    #[tonic::async_trait]
+    impl ItemService for Failing {
+        async fn get_item(&self, _: Request<GetItemRequest>) -> Result<Response<Item>, Status> {
+            Err(Status::new(self.0, "no item i-1"))
+        }
+    }
+
+    #[tokio::test]
+    async fn items_codes_are_translated_not_passed_through() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (code_tx, code_rx) = tokio::sync::watch::channel(Code::NotFound);
+        // One server whose answer the test changes between calls.
+        struct Switching(tokio::sync::watch::Receiver<Code>);
+        #[tonic::async_trait]
+        impl ItemService for Switching {
+            async fn get_item(&self, r: Request<GetItemRequest>) -> Result<Response<Item>, Status> {
+                let code = *self.0.borrow();
+                Failing(code).get_item(r).await
+            }
+        }
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ItemServiceServer::new(Switching(code_rx)))
+                .serve_with_incoming(crate::incoming(listener)),
+        );
+        let opts = crate::ServiceOptions {
+            spans: false,
+            ..crate::ServiceOptions::from_env(crate::telemetry::Telemetry::disabled("order"))
+                .expect("options")
+        };
+        let orders = Orders::new(opts.channel(&format!("http://{addr}")).expect("channel"));
+        for (item, order) in [
+            (Code::NotFound, Code::Internal),
+            (Code::InvalidArgument, Code::Internal),
+            (Code::PermissionDenied, Code::Internal),
+            (Code::Unavailable, Code::Unavailable),
+            (Code::DeadlineExceeded, Code::DeadlineExceeded),
+            (Code::ResourceExhausted, Code::ResourceExhausted),
+        ] {
+            code_tx.send(item).expect("send");
+            let answer = orders
+                .get_order(Request::new(GetOrderRequest {
+                    id: "o-1".to_owned(),
+                }))
+                .await
+                .expect_err("item fails");
+            assert_eq!(answer.code(), order, "item answered {item:?}: {answer:?}");
+            if order == Code::Internal {
+                assert!(answer.message().contains("no item i-1"), "{answer:?}");
+            }
+        }
+        // An order that does not exist is still `NOT_FOUND`: that one is this service's.
+        let missing = orders
+            .get_order(Request::new(GetOrderRequest {
+                id: "o-9".to_owned(),
+            }))
+            .await
+            .expect_err("no order");
+        assert_eq!(missing.code(), Code::NotFound);
+    }
 }

@@ -716,19 +716,42 @@ fn a_callee_whose_clock_is_behind_does_not_start_the_request() {
 
 /// Envoy flushes its spans in batches: the front proxy's span of `GET /orders/o-2` has not
 /// reached the collector. Its child, frontend-sidecar's ingress, names a parent nobody
-/// reported; the front proxy is that ingress's parent in the other request, so the edge's span
-/// is what is missing, not a client's span outside the mesh.
+/// reported. With the front proxy's access-log line of that request (the edge saw it; it fronts
+/// the frontend in the other request), the edge's span is what is missing; without it, a
+/// client may have called the frontend directly with its own context (noted, not counted).
 #[test]
 fn an_edge_span_missing_from_one_request_is_unreported_not_a_clients() {
     let fixture = std::fs::read_to_string(data("joined.json")).expect("fixture");
-    let mut traces: Vec<Vec<Value>> = serde_json::from_str(&fixture).expect("an array of traces");
+    let mut traces: Vec<Value> = serde_json::from_str(&fixture).expect("an array of traces");
     for trace in &mut traces {
-        trace.retain(|s| s["id"] != "f4481f2e4586a2b7");
+        if let Some(spans) = trace.as_array_mut() {
+            spans.retain(|s| s["id"] != "f4481f2e4586a2b7");
+        }
     }
     let input = serde_json::to_string(&traces).expect("JSON");
-    let out = run_with(&["doctor", "--json", "-"], Some(input.as_bytes()));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(code(&out), 1, "{report}");
+    let dir = std::env::temp_dir().join(format!("doctor-edge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let spans = dir.join("spans.json");
+    std::fs::write(&spans, &input).expect("write");
+    let log = dir.join("edge.log");
+    std::fs::write(
+        &log,
+        concat!(
+            r#"{"authority":"shop.example.com","duration_ms":16,"listener":"edge","method":"GET","#,
+            r#""path":"/orders/o-2","protocol":"HTTP/1.1","proxy":"front-proxy","#,
+            r#""request_id":"fab3bc9d-88fb-94fa-84c3-5ca0f6415b28","status":200,"#,
+            r#""time":"2026-12-06T22:05:34.643Z","trace_id":"51a48c691ab3cc18f4481f2e4586a2b7","#,
+            r#""upstream_cluster":"frontend"}"#,
+            "\n"
+        ),
+    )
+    .expect("write");
+    let (code, report) = doctor_json(&[
+        "--access-log",
+        &log.display().to_string(),
+        &spans.display().to_string(),
+    ]);
+    assert_eq!(code, 1, "{report}");
     assert_eq!(
         (&report["requests"], &report["broken"]),
         (&Value::from(2), &Value::from(1))
@@ -744,6 +767,88 @@ fn an_edge_span_missing_from_one_request_is_unreported_not_a_clients() {
         )
     );
     assert_eq!(f["span_ids"], serde_json::json!(["e8531c88a53b0534"]));
+
+    // The spans alone: nothing shows the edge saw this request.
+    let (code, report) = doctor_json(&[&spans.display().to_string()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{report}");
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 1, "{report}");
+    assert_eq!(
+        (&findings[0]["kind"], &findings[0]["service"]),
+        (
+            &Value::from("client-parent"),
+            &Value::from("frontend-sidecar")
+        )
+    );
+}
+
+/// A caller that gave up (its call timed out, or it answered at once and left the work to
+/// its callee) is still the caller: the frontend's 1 s call to order, unanswered, holds the
+/// start of order's trace, which goes on for 8 s with a call to an outside service of its own.
+/// The frontend's short trace fits inside that call, but the call names `stripe`, and the
+/// frontend called out while order's trace began: the frontend is named, not order.
+#[test]
+fn a_caller_that_timed_out_is_still_the_caller() {
+    let spans = r#"[
+{"traceId":"1f0e2d3c4b5a69788796a5b4c3d2e1f0","id":"1f0e2d3c4b5a6978","name":"POST /checkout","kind":"SERVER","timestamp":1796594734000000,"duration":1010000,"localEndpoint":{"serviceName":"frontend"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+{"traceId":"1f0e2d3c4b5a69788796a5b4c3d2e1f0","id":"8796a5b4c3d2e1f0","parentId":"1f0e2d3c4b5a6978","name":"POST","kind":"CLIENT","timestamp":1796594734000100,"duration":1000000,"localEndpoint":{"serviceName":"frontend"},"remoteEndpoint":{"serviceName":"order"}},
+{"traceId":"5b8efff7980381035b8efff798038103","id":"5b8efff798038103","name":"POST /orders","kind":"SERVER","timestamp":1796594734005000,"duration":8100000,"localEndpoint":{"serviceName":"order"},"tags":{"http.request.header.x-request-id":"3d48b776-a796-92d9-8cd9-55cf73e43c5e"}},
+{"traceId":"5b8efff7980381035b8efff798038103","id":"00f067aa0ba902b7","parentId":"5b8efff798038103","name":"POST","kind":"CLIENT","timestamp":1796594734006000,"duration":8000000,"localEndpoint":{"serviceName":"order"},"remoteEndpoint":{"serviceName":"stripe"}}
+]"#;
+    assert_eq!(culprit_at(spans, "order"), "frontend");
+    let out = run_with(&["doctor", "--json", "-"], Some(spans.as_bytes()));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let f = &broken_findings(&report)[0];
+    assert_eq!(
+        f["trace_ids"][0], "1f0e2d3c4b5a69788796a5b4c3d2e1f0",
+        "{report}"
+    );
+    assert_eq!(f["span_ids"], serde_json::json!(["5b8efff798038103"]));
+}
+
+/// A partner traced outside the mesh calls the edge, which starts a trace of its own (as an
+/// edge that trusts no client does), in under a millisecond: Envoy logs `0`. A duration of 0 ms
+/// is under one millisecond, not "any length": the partner's 2.5 ms span does not fit in it,
+/// so the request began at the partner, and the edge restarted the trace (noted, not counted).
+#[test]
+fn a_zero_millisecond_edge_line_does_not_swallow_the_client() {
+    let spans = r#"[
+{"traceId":"7a1c44e0b9d2f3a58e6b0c1d2e3f4a5b","id":"7a1c44e0b9d2f3a5","name":"GET /sync","kind":"SERVER","timestamp":1796594734820000,"duration":2500,"localEndpoint":{"serviceName":"partner"},"tags":{"http.request.header.x-request-id":"4c94190f-d385-907b-b87a-d677620d19c3"}},
+{"traceId":"7a1c44e0b9d2f3a58e6b0c1d2e3f4a5b","id":"8e6b0c1d2e3f4a5b","parentId":"7a1c44e0b9d2f3a5","name":"GET","kind":"CLIENT","timestamp":1796594734821000,"duration":900,"localEndpoint":{"serviceName":"partner"},"remoteEndpoint":{"serviceName":"front-proxy"}},
+{"traceId":"d098d452136dcc0b8ae5964e25fa9c3e","id":"8ae5964e25fa9c3e","name":"frontend","kind":"SERVER","timestamp":1796594734821100,"duration":700,"localEndpoint":{"serviceName":"front-proxy"},"tags":{"component":"proxy","guid:x-request-id":"4c94190f-d385-907b-b87a-d677620d19c3"}}
+]"#;
+    let dir = std::env::temp_dir().join(format!("doctor-zero-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("spans.json");
+    std::fs::write(&file, spans).expect("write");
+    let log = dir.join("edge.log");
+    std::fs::write(
+        &log,
+        concat!(
+            r#"{"proxy":"front-proxy","listener":"edge","#,
+            r#""request_id":"4c94190f-d385-907b-b87a-d677620d19c3","#,
+            r#""trace_id":"d098d452136dcc0b8ae5964e25fa9c3e","#,
+            r#""time":"2026-12-06T22:05:34.821Z","duration_ms":0}"#,
+            "\n"
+        ),
+    )
+    .expect("write");
+    let (code, report) = doctor_json(&[
+        "--access-log",
+        &log.display().to_string(),
+        &file.display().to_string(),
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{report}");
+    assert!(broken_findings(&report).is_empty(), "{report}");
+    let kinds: Vec<&Value> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| &f["kind"])
+        .collect();
+    assert_eq!(kinds, [&Value::from("edge-restart")], "{report}");
 }
 
 #[test]

@@ -176,79 +176,138 @@ fn has_server(ctx: &Ctx<'_>, t: usize) -> bool {
         })
 }
 
+/// The edge in front of `service` (its span the parent of one of `service`'s server spans
+/// somewhere in the data) when an access-log line of that edge (not its egress) shows the
+/// request `g`: then the edge saw it, and a span of `service` without its parent lost the
+/// edge's span. `None` otherwise: a client may reach `service` directly as well.
+fn edge_shown<'c>(ctx: &'c Ctx<'_>, g: &Group, service: &str) -> Option<&'c str> {
+    let edge = ctx.mesh.edge_in_front_of(service)?;
+    let logged = g.traces.iter().any(|&u| {
+        ctx.traces
+            .get(u)
+            .into_iter()
+            .flat_map(|tr| tr.logs.iter())
+            .filter_map(|i| ctx.logs.get(*i))
+            .any(|r| r.listener.as_deref() != Some("egress") && r.service.as_deref() == Some(edge))
+    });
+    logged.then_some(edge)
+}
+
 /// Put a request's traces in the order the request went through them. A trace that provably
 /// continues another trace of the request goes after every trace that does not; time (the
 /// earliest timestamp, then the id) orders the rest, as before. A trace continues another when
 /// it begins
 /// - at a proxy's egress: the application behind it received the request elsewhere;
 /// - at a server span of an application other than the edge that fits (by duration) in a
-///   client span of another application, in another trace, that nothing answered (that call
-///   arrived somewhere unlinked), or in a span or access-log line of the edge in another trace
-///   (the request entered there).
+///   client span of another application, in another trace, that nothing answered and that
+///   names no other callee (that call arrived somewhere unlinked), or in a span or access-log
+///   line of the edge in another trace (the request entered there) — unless it made a call
+///   itself, nothing answered, inside which another trace began: then it is a caller (a
+///   caller that timed out, or answered early, while its callee worked on).
 ///
 /// Durations, unlike timestamps, do not depend on which host's clock took them: a callee whose
-/// clock is a millisecond behind its caller's no longer starts the request.
+/// clock is a millisecond behind its caller's no longer starts the request. A duration not
+/// known (0) proves nothing.
 pub(crate) fn order_traces(ctx: &Ctx<'_>, g: &mut Group) {
     if g.traces.len() < 2 {
         return;
     }
-    // (trace, application, duration) of the client spans nothing answered, and (trace,
-    // duration) of the edge's spans and access-log lines.
-    let mut calls: Vec<(usize, &str, u64)> = Vec::new();
+    // The client spans nothing answered, by trace; the edge's spans and access-log lines, by
+    // trace, with the longest the request can have taken there.
+    let mut calls: Vec<(usize, &ZipkinSpan)> = Vec::new();
     let mut edges: Vec<(usize, u64)> = Vec::new();
     for &u in &g.traces {
         for s in ctx.trace_spans(u) {
-            if ctx.mesh.is_edge(service_of(s)) {
+            if ctx.mesh.is_edge(service_of(s)) && s.duration > 0 {
                 edges.push((u, s.duration));
             }
             if s.kind == Some(SpanKind::Client) && !answered(ctx, u, s) {
-                calls.push((u, ctx.mesh.app_of(service_of(s)), s.duration));
+                calls.push((u, s));
             }
         }
         let logs = ctx.traces.get(u).into_iter().flat_map(|tr| tr.logs.iter());
         for r in logs.filter_map(|i| ctx.logs.get(*i)) {
-            if r.listener.as_deref() != Some("egress")
-                && r.service.as_deref().is_some_and(|s| ctx.mesh.is_edge(s))
+            if r.listener.as_deref() == Some("egress")
+                || !r.service.as_deref().is_some_and(|s| ctx.mesh.is_edge(s))
             {
-                edges.push((u, r.duration_us));
+                continue;
             }
+            let bound = match r.format {
+                // Envoy logs whole milliseconds, cut down: `0` is under one.
+                LogFormat::EnvoyJson | LogFormat::EnvoyText => r.duration_us + 999,
+                _ if r.duration_us > 0 => r.duration_us,
+                _ => continue,
+            };
+            edges.push((u, bound));
         }
     }
-    // A server span lasting `inner` may sit in a span lasting `outer` (0: not known).
-    let fits = |inner: u64, outer: u64| inner == 0 || outer == 0 || inner <= outer;
-    let continues = |t: usize| {
-        let Some(s) = starts(ctx, t).into_iter().next() else {
-            return false;
-        };
-        match s.side() {
-            Side::Client => ctx.mesh.is_proxy(s.service),
-            Side::Local => false,
-            Side::Server if ctx.mesh.is_edge(s.service) => false,
-            Side::Server => {
-                let me = ctx.mesh.app_of(s.service);
-                let lasted = s.span.map_or(0, |x| x.duration);
-                calls
-                    .iter()
-                    .any(|&(u, app, d)| u != t && app != me && fits(lasted, d))
-                    || edges.iter().any(|&(u, d)| u != t && fits(lasted, d))
-            }
+    let firsts: Vec<(usize, Option<Start<'_>>)> = g
+        .traces
+        .iter()
+        .map(|&t| (t, starts(ctx, t).into_iter().next()))
+        .collect();
+    // A server span lasting `inner` may sit in a span lasting `outer`.
+    let fits = |inner: u64, outer: u64| inner > 0 && outer > 0 && inner <= outer;
+    let continues = |t: usize, s: &Start<'_>| match s.side() {
+        Side::Client => ctx.mesh.is_proxy(s.service),
+        Side::Local => false,
+        Side::Server if ctx.mesh.is_edge(s.service) => false,
+        Side::Server => {
+            let me = ctx.mesh.app_of(s.service);
+            let lasted = s.span.map_or(0, |x| x.duration);
+            let rpc = s.span.and_then(rpc_of);
+            // A call of its own, unanswered, inside which another trace began on a server.
+            let called = calls.iter().any(|&(u, c)| {
+                u == t
+                    && c.timestamp > 0
+                    && firsts.iter().any(|(v, f)| {
+                        *v != t
+                            && f.as_ref().is_some_and(|f| {
+                                f.side() == Side::Server
+                                    && f.ts >= c.timestamp
+                                    && f.ts <= c.timestamp.saturating_add(c.duration)
+                            })
+                    })
+            });
+            !called
+                && (calls.iter().any(|&(u, c)| {
+                    u != t
+                        && ctx.mesh.app_of(service_of(c)) != me
+                        && may_call(ctx, c, me, rpc.as_deref())
+                        && fits(lasted, c.duration)
+                }) || edges.iter().any(|&(u, d)| u != t && fits(lasted, d)))
         }
     };
-    g.traces.sort_by_cached_key(|&t| {
-        let (start, id) = ctx
-            .traces
-            .get(t)
-            .map(|tr| (tr.start, tr.id.clone()))
-            .unwrap_or_default();
-        (continues(t), start, id)
-    });
+    let keys: HashMap<usize, (bool, u64, String)> = firsts
+        .iter()
+        .map(|(t, first)| {
+            let (start, id) = ctx
+                .traces
+                .get(*t)
+                .map(|tr| (tr.start, tr.id.clone()))
+                .unwrap_or_default();
+            let later = first.as_ref().is_some_and(|s| continues(*t, s));
+            (*t, (later, start, id))
+        })
+        .collect();
+    g.traces.sort_by(|a, b| keys.get(a).cmp(&keys.get(b)));
+}
+
+/// Whether `call` (a client span) may be the call that reached application `me` (serving
+/// `rpc`): not when it names another callee (its remote service, or an RPC of its own).
+fn may_call(ctx: &Ctx<'_>, call: &ZipkinSpan, me: &str, rpc: Option<&str>) -> bool {
+    let other_callee = call
+        .remote_service()
+        .is_some_and(|n| ctx.mesh.callee_name(n) != me);
+    let other_rpc = rpc.is_some_and(|r| rpc_of(call).is_some_and(|c| c != r));
+    !other_callee && !other_rpc
 }
 
 /// The caller of a server span that began before anything of its callers ran: only a clock
 /// behind theirs explains it. The application with a client span in `callers` that nothing
-/// answered, that began after `start` and lasted at least as long (the call `start` may have
-/// answered): one naming `start`'s application (remote service) or RPC first, then the earliest.
-/// `None` without such a call.
+/// answered, that names no other callee, that began after `start` and lasted at least as long
+/// (the call `start` may have answered): one naming `start`'s application (remote service) or
+/// RPC first, then the earliest. `None` without such a call.
 fn early_caller(ctx: &Ctx<'_>, start: &Start<'_>, callers: &[usize]) -> Option<String> {
     if start.ts == 0 {
         return None;
@@ -263,15 +322,15 @@ fn early_caller(ctx: &Ctx<'_>, start: &Start<'_>, callers: &[usize]) -> Option<S
             if c.kind != Some(SpanKind::Client)
                 || c.timestamp <= start.ts
                 || app == me
-                || (lasted > 0 && c.duration > 0 && lasted > c.duration)
+                || lasted == 0
+                || c.duration == 0
+                || lasted > c.duration
+                || !may_call(ctx, c, me, rpc.as_deref())
                 || answered(ctx, t, c)
             {
                 continue;
             }
-            let named = c
-                .remote_service()
-                .is_some_and(|n| ctx.mesh.callee_name(n) == me)
-                || (rpc.is_some() && rpc_of(c) == rpc);
+            let named = c.remote_service().is_some() || (rpc.is_some() && rpc_of(c) == rpc);
             let key = (!named, c.timestamp, service_of(c));
             if best.is_none_or(|(k, _)| key < k) {
                 best = Some((key, app));
@@ -896,19 +955,16 @@ fn orphans(
                             e.rivals = rivals;
                             e
                         }
-                        None => match ctx.mesh.edge_in_front_of(svc) {
-                            // Elsewhere the edge's span is this service's parent: here it is
-                            // the edge's span that is missing (not flushed), not a client's.
+                        None if is_entry(ctx, &start, g) => match edge_shown(ctx, g, svc) {
+                            // The edge that fronts this service elsewhere in the data logged
+                            // this very request: its span is what is missing (not flushed, or
+                            // not reported), not a client's outside the mesh.
                             Some(edge) => {
                                 event(Kind::UnreportedParent, Case::AtServer, edge, hop, trace)
                             }
-                            None if is_entry(ctx, &start, g) => {
-                                event(Kind::ClientParent, Case::ByPosition, svc, hop, trace)
-                            }
-                            None => {
-                                event(Kind::UnreportedParent, Case::CallerUnknown, svc, hop, trace)
-                            }
+                            None => event(Kind::ClientParent, Case::ByPosition, svc, hop, trace),
                         },
+                        None => event(Kind::UnreportedParent, Case::CallerUnknown, svc, hop, trace),
                     },
                 }
             };

@@ -51,7 +51,7 @@ use std::fmt;
 use b3_propagation::carrier::{Extractor, Injector};
 use b3_propagation::codec::grpc_trace_bin;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tonic::metadata::{KeyAndValueRef, MetadataMap};
+use tonic::metadata::MetadataMap;
 
 /// Whether `name` is binary metadata (gRPC: the name ends in `-bin`).
 #[inline]
@@ -61,8 +61,9 @@ fn is_binary(name: &str) -> bool {
 
 /// Reads tracing headers from a [`MetadataMap`]. See the [module docs](self).
 ///
-/// `-bin` metadata is read in its encoded (base64) form. [`Extractor::get_value`] copies the
-/// value: tonic 0.14 gives no way to share a `MetadataValue`'s bytes.
+/// `-bin` metadata is read in its encoded (base64) form. It reads through the `HeaderMap`
+/// under the metadata: a forwarded value is shared, not copied, and the propagator finds
+/// every tracing header in one pass ([`Extractor::as_header_map`]).
 #[derive(Clone, Copy)]
 pub struct MetadataExtractor<'a>(&'a MetadataMap);
 
@@ -95,65 +96,46 @@ impl fmt::Debug for MetadataExtractor<'_> {
     }
 }
 
-/// The first value of `name` in `map`, encoded.
+/// The `HeaderMap` under `map`: every value as it came on the wire (`-bin` ones base64, as
+/// gRPC sends them), shared.
 #[inline]
-fn get<'a>(map: &'a MetadataMap, name: &HeaderName) -> Option<&'a [u8]> {
-    let key = name.as_str();
-    if is_binary(key) {
-        map.get_bin(key).map(|v| v.as_encoded_bytes())
-    } else {
-        map.get(key).map(|v| v.as_encoded_bytes())
-    }
-}
-
-/// Every value of `name` in `map`, encoded.
-fn get_all<'a>(
-    map: &'a MetadataMap,
-    name: &HeaderName,
-) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-    let key = name.as_str();
-    let (ascii, binary) = if is_binary(key) {
-        (None, Some(map.get_all_bin(key).iter()))
-    } else {
-        (Some(map.get_all(key).iter()), None)
-    };
-    ascii
-        .into_iter()
-        .flatten()
-        .map(|v| v.as_encoded_bytes())
-        .chain(binary.into_iter().flatten().map(|v| v.as_encoded_bytes()))
-}
-
-/// Every entry of `map` as `(name, encoded value)`.
-fn iter(map: &MetadataMap) -> impl Iterator<Item = (&str, &[u8])> {
-    map.iter().map(|entry| match entry {
-        KeyAndValueRef::Ascii(k, v) => (k.as_str(), v.as_encoded_bytes()),
-        KeyAndValueRef::Binary(k, v) => (k.as_str(), v.as_encoded_bytes()),
-    })
+fn headers(map: &MetadataMap) -> &HeaderMap {
+    map.as_ref()
 }
 
 impl<'m> Extractor for MetadataExtractor<'m> {
     #[inline]
     fn get(&self, name: &HeaderName) -> Option<&[u8]> {
-        get(self.0, name)
+        Extractor::get(headers(self.0), name)
     }
 
     fn get_all_values<'a>(
         &'a self,
         name: &HeaderName,
     ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'm> {
-        get_all(self.0, name)
+        Extractor::get_all_values(headers(self.0), name)
+    }
+
+    #[inline]
+    fn get_value(&self, name: &HeaderName) -> Option<HeaderValue> {
+        Extractor::get_value(headers(self.0), name)
     }
 
     fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        iter(self.0)
+        Extractor::iter_headers(headers(self.0))
+    }
+
+    #[inline]
+    fn as_header_map(&self) -> Option<&HeaderMap> {
+        Some(headers(self.0))
     }
 }
 
 /// Writes tracing headers into a [`MetadataMap`]. See the [module docs](self).
 ///
-/// Writes never copy or allocate: the `HeaderName` and `HeaderValue` given are stored as
-/// they are (`set` replaces every value the name had). A value set under a `-bin` name is
+/// Writes never copy a value: the `HeaderName` and `HeaderValue` given are stored as they are
+/// (`set` replaces every value the name had), and the propagator's size hint reserves room
+/// for them once ([`Injector::reserve`]). A value set under a `-bin` name is
 /// written verbatim and must be base64 as gRPC reads it (padded or not); any other value
 /// removes the name instead, since the peer would fail the call on it.
 ///
@@ -205,18 +187,28 @@ impl fmt::Debug for MetadataInjector<'_> {
 impl<'m> Extractor for MetadataInjector<'m> {
     #[inline]
     fn get(&self, name: &HeaderName) -> Option<&[u8]> {
-        get(self.0, name)
+        Extractor::get(headers(self.0), name)
     }
 
     fn get_all_values<'a>(
         &'a self,
         name: &HeaderName,
     ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'm> {
-        get_all(self.0, name)
+        Extractor::get_all_values(headers(self.0), name)
+    }
+
+    #[inline]
+    fn get_value(&self, name: &HeaderName) -> Option<HeaderValue> {
+        Extractor::get_value(headers(self.0), name)
     }
 
     fn iter_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        iter(self.0)
+        Extractor::iter_headers(headers(self.0))
+    }
+
+    #[inline]
+    fn as_header_map(&self) -> Option<&HeaderMap> {
+        Some(headers(self.0))
     }
 }
 
@@ -249,6 +241,13 @@ impl Injector for MetadataInjector<'_> {
         self.headers_mut(|h| h.remove(name));
     }
 
+    fn reserve(&mut self, additional: usize) {
+        // Past the map's size limit the values are set one by one (and refused there).
+        self.headers_mut(|h| {
+            let _ = h.try_reserve(additional);
+        });
+    }
+
     fn remove_context_headers(&mut self) {
         // One conversion for all of them.
         self.headers_mut(Injector::remove_context_headers);
@@ -264,7 +263,39 @@ mod tests {
         Baggage, ContextFormat, OpaqueHeader, Propagator, RequestContext, RequestId, Sampling,
         SpanContext,
     };
-    use tonic::metadata::MetadataValue;
+    use tonic::metadata::{KeyAndValueRef, MetadataValue};
+
+    /// The extractor reads the `HeaderMap` under the metadata: a forwarded value is the
+    /// received one, shared (not a copy), and the propagator gets the map for its one-pass
+    /// capture.
+    #[test]
+    fn reads_share_the_received_values() {
+        let mut map = MetadataMap::new();
+        map.insert("x-b3-traceid", "463ac35c9f6413ad".parse().expect("ascii"));
+        map.insert_bin(
+            "grpc-trace-bin",
+            MetadataValue::from_bytes(&[
+                0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+            ]),
+        );
+        let ex = MetadataExtractor::new(&map);
+        assert!(std::ptr::eq(
+            ex.as_header_map().expect("the map"),
+            AsRef::<HeaderMap>::as_ref(&map)
+        ));
+        for name in [header::X_B3_TRACE_ID, header::GRPC_TRACE_BIN] {
+            let got = ex.get_value(&name).expect("present");
+            let held = AsRef::<HeaderMap>::as_ref(&map)
+                .get(&name)
+                .expect("present");
+            assert_eq!(
+                got.as_bytes().as_ptr(),
+                held.as_bytes().as_ptr(),
+                "{name}: shared"
+            );
+            assert_eq!(ex.get(&name), Some(held.as_bytes()), "{name}: encoded form");
+        }
+    }
 
     /// Every header the core knows, and prefixed baggage.
     fn all_headers() -> Vec<HeaderName> {

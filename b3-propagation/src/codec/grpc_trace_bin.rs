@@ -101,7 +101,16 @@ pub fn decode_bytes(b: &[u8]) -> Result<SpanContext, ParseError> {
         return Err(err(Some(Field::Version), ErrorKind::InvalidVersion));
     }
     let (mut trace, mut span, mut options) = (None, None, None);
+    // Fields come in the order they were defined, each once (BinaryEncoding.md: decoding
+    // reads them in that order and stops at the first field it does not expect); a field id
+    // that does not follow the last one ends decoding like an unknown one, as OpenCensus's
+    // decoders read it (they never take a repeated or earlier field).
+    let mut last: Option<u8> = None;
     while let Some((&id, tail)) = rest.split_first() {
+        if last.is_some_and(|l| id <= l) {
+            break;
+        }
+        last = Some(id);
         let (field, len) = match id {
             0 => (Field::TraceId, 16),
             1 => (Field::SpanId, 8),
@@ -192,5 +201,33 @@ mod tests {
             ErrorKind::MissingField
         );
         assert_eq!(decode(b"!!").unwrap_err().kind(), ErrorKind::InvalidBase64);
+    }
+
+    /// Fields in their defined order, each once: a repeated or earlier field ends decoding
+    /// (the first trace id stands; a span id before the trace id leaves the trace id missing).
+    #[test]
+    fn fields_come_in_order_once() {
+        let t1 = [0x4b; 16];
+        let t2 = [0x11; 16];
+        let span = [0x34; 8];
+        let mut repeated = vec![0, 0];
+        repeated.extend_from_slice(&t1);
+        repeated.push(1);
+        repeated.extend_from_slice(&span);
+        repeated.push(0);
+        repeated.extend_from_slice(&t2);
+        let cx = decode_bytes(&repeated).expect("the fields before the repeat");
+        assert_eq!(cx.trace_id(), TraceId::from_bytes(t1));
+        assert_eq!(cx.sampling(), Sampling::Deferred);
+
+        let mut backwards = vec![0, 1];
+        backwards.extend_from_slice(&span);
+        backwards.push(0);
+        backwards.extend_from_slice(&t1);
+        let e = decode_bytes(&backwards).unwrap_err();
+        assert_eq!(
+            (e.kind(), e.field()),
+            (ErrorKind::MissingField, Some(Field::TraceId))
+        );
     }
 }

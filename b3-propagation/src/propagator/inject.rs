@@ -25,7 +25,7 @@ impl Propagator {
         carrier.remove_context_headers();
         carrier.reserve(span_formats_len(formats) + self.rest_len(cx));
         self.inject_span_formats(span, formats, cx, carrier);
-        self.inject_rest(cx, carrier);
+        self.inject_rest(cx, formats, carrier);
     }
 
     /// Write `span` in each of `formats` (with `cx`'s `tracestate` beside `traceparent`): the
@@ -97,7 +97,15 @@ impl Propagator {
         request_id + baggage + rest.fields.len()
     }
 
-    fn inject_rest<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
+    /// The request id, baggage, opaque headers and fields, after the span formats `written`
+    /// (which own their headers: a received `grpc-trace-bin` kept as an opaque value does not
+    /// replace the one written for this call's span).
+    fn inject_rest<I: Injector + ?Sized>(
+        &self,
+        cx: &RequestContext,
+        written: FormatSet,
+        carrier: &mut I,
+    ) {
         let c = &self.config;
         if c.request_id
             && let Some(id) = &cx.request_id
@@ -108,7 +116,11 @@ impl Propagator {
         if c.baggage && !rest.baggage.is_empty() {
             codec::baggage::inject_with(&rest.baggage, self.app_baggage_prefixes(), carrier);
         }
+        let own_bin = written.contains(ContextFormat::GrpcTraceBin);
         for (name, value) in cx.received_opaque() {
+            if own_bin && *name == header::GRPC_TRACE_BIN {
+                continue;
+            }
             carrier.set(name, value.clone());
         }
         for (name, value) in &rest.fields {
@@ -141,7 +153,7 @@ impl Propagator {
         // decision alone would start another trace at the next hop).
         let trace_starts_here =
             cx.local.is_some() && cx.remote.is_some_and(|s| s.is_sampling_only());
-        if r.context_verbatim && !r.formats.is_empty() && !trace_starts_here {
+        let written = if r.context_verbatim && !r.formats.is_empty() && !trace_starts_here {
             carrier.reserve(span_formats_len(r.formats) + self.rest_len(cx));
             for (name, value) in cx.received_context_values() {
                 carrier.set(name, value.clone());
@@ -154,6 +166,7 @@ impl Propagator {
             {
                 carrier.set(&header::TRACESTATE, ts.clone());
             }
+            r.formats
         } else {
             let formats = if r.formats.is_empty() {
                 self.config.inject
@@ -179,8 +192,9 @@ impl Propagator {
                     }
                 }
             }
-        }
-        self.inject_rest(cx, carrier);
+            formats
+        };
+        self.inject_rest(cx, written, carrier);
     }
 }
 

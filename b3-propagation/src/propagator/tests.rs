@@ -4,7 +4,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::*;
 use crate::codec::b3_single;
-use crate::codec::grpc_trace_bin::is_base64;
+use crate::codec::grpc_trace_bin::{self, is_base64};
 use crate::context::SpanContext;
 use crate::error::ErrorKind;
 use crate::header;
@@ -868,4 +868,58 @@ fn a_root_decision_travels_alone_and_never_overrides_a_caller() {
     cx.decide_sampling(Sampling::Deny);
     p.extract_into(&HeaderMap::new(), &mut cx);
     assert_eq!(cx.sampling(), Sampling::Deferred);
+}
+
+/// A `grpc-trace-bin` received but not extracted is kept as an opaque value; when the inject
+/// set writes `grpc-trace-bin` for this call's span, the received one does not replace it (two
+/// spans, even two traces, in one call). Without `grpc-trace-bin` in the inject set it is
+/// forwarded as it came.
+#[test]
+fn a_received_grpc_trace_bin_does_not_replace_the_one_written() {
+    let caller = grpc_trace_bin::encode(&SpanContext::new_root(Sampling::Accept)).expect("ids");
+    let mut received = map(&[
+        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-sampled", "1"),
+    ]);
+    received.insert(header::GRPC_TRACE_BIN, caller.clone());
+    let ours = SpanContext::new_root(Sampling::Accept);
+    let with_bin = Propagator::builder()
+        .inject([ContextFormat::B3Multi, ContextFormat::GrpcTraceBin])
+        .build();
+    let cx = with_bin.extract(&received);
+    assert!(
+        !cx.received_formats().contains(ContextFormat::GrpcTraceBin),
+        "kept as an opaque value, not extracted"
+    );
+    let mut out = HeaderMap::new();
+    with_bin.inject(&ours, &cx, &mut out);
+    assert_eq!(
+        out[header::GRPC_TRACE_BIN],
+        grpc_trace_bin::encode(&ours).expect("ids"),
+        "{out:?}"
+    );
+    assert_eq!(out.get_all(header::GRPC_TRACE_BIN).iter().count(), 1);
+
+    // A trace that starts here, forwarded: the span this hop names, in both formats.
+    let mut only_bin = HeaderMap::new();
+    only_bin.insert(header::GRPC_TRACE_BIN, caller.clone());
+    let mut cx = with_bin.extract(&only_bin);
+    cx.set_local(ours);
+    let mut out = HeaderMap::new();
+    with_bin.forward(&cx, &mut out);
+    assert_eq!(
+        out[header::GRPC_TRACE_BIN],
+        grpc_trace_bin::encode(&ours).expect("ids"),
+        "{out:?}"
+    );
+
+    // Not in the inject set: forwarded as it came.
+    let plain = Propagator::builder()
+        .inject([ContextFormat::B3Multi])
+        .build();
+    let cx = plain.extract(&received);
+    let mut out = HeaderMap::new();
+    plain.inject(&ours, &cx, &mut out);
+    assert_eq!(out[header::GRPC_TRACE_BIN], caller, "{out:?}");
 }

@@ -204,6 +204,11 @@ impl ServerMetrics {
                 method,
                 status: None,
                 http: None,
+                // The request's HTTP labels, should the answer not be gRPC's.
+                as_http: (
+                    method_label(req.method()),
+                    route.map(|r| self.inner.routes.get(r)),
+                ),
             }
         } else {
             Kind::Http {
@@ -241,6 +246,8 @@ enum Kind {
         status: Option<u8>,
         /// The response's HTTP status, for a response without a gRPC status.
         http: Option<StatusCode>,
+        /// The HTTP method and route labels, for an answer that is not gRPC's.
+        as_http: (&'static str, Option<Option<Arc<str>>>),
     },
 }
 
@@ -287,14 +294,35 @@ pub(crate) enum End {
 
 impl Pending {
     /// The response head is known.
+    ///
+    /// A request that said it was a gRPC call (its `content-type`) counts as one only if the
+    /// answer is gRPC's too (a gRPC `content-type` or a `grpc-status`): the client chooses the
+    /// request's headers, and an HTTP route answered in JSON stays in the HTTP metrics, however
+    /// the request was labelled.
     pub(crate) fn response(&mut self, status: StatusCode, headers: &HeaderMap) {
         match &mut self.kind {
             Kind::Http { status: s, .. } => *s = status.as_u16(),
             Kind::Rpc {
-                status: s, http, ..
+                status: s,
+                http,
+                as_http,
+                ..
             } => {
+                let code = grpc_status(headers);
+                if code.is_none()
+                    && !crate::semconv::is_grpc_content_type(
+                        headers.get(http::header::CONTENT_TYPE),
+                    )
+                {
+                    self.kind = Kind::Http {
+                        method: as_http.0,
+                        route: as_http.1.take(),
+                        status: status.as_u16(),
+                    };
+                    return;
+                }
                 *http = Some(status);
-                if let Some(code) = grpc_status(headers) {
+                if let Some(code) = code {
                     *s = Some(code);
                 }
             }
@@ -318,6 +346,10 @@ impl Pending {
     /// Record the request; `error` names the type of the error it failed with, if any.
     pub(crate) fn record(self, end: End, error: Option<&'static str>) {
         let seconds = self.start.elapsed().as_secs_f64();
+        // An exemplar says when it was taken: a bucket keeps its last one for the life of the
+        // process, and one without a time is stamped with the scrape that first reads it (so
+        // an old trace, long expired, would show as now after a Prometheus restart).
+        let at = self.exemplar.as_ref().map(|_| std::time::SystemTime::now());
         let inner = &self.metrics.inner;
         match self.kind {
             Kind::Http {
@@ -335,12 +367,13 @@ impl Pending {
                 inner
                     .http
                     .get_or_create(&labels)
-                    .observe(seconds, self.exemplar, None);
+                    .observe(seconds, self.exemplar, at);
             }
             Kind::Rpc {
                 method,
                 status,
                 http,
+                ..
             } => {
                 // Whether the service itself answered with a gRPC status (or its code
                 // panicked, which a client cannot make happen on a path of its choosing): only
@@ -372,7 +405,7 @@ impl Pending {
                 inner
                     .rpc
                     .get_or_create(&labels)
-                    .observe(seconds, self.exemplar, None);
+                    .observe(seconds, self.exemplar, at);
             }
         }
     }

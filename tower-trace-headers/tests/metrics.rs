@@ -126,11 +126,18 @@ async fn http_requests_by_method_route_template_and_status_with_the_trace_as_exe
         .copied()
         .collect();
     assert!(!exemplars.is_empty(), "{text}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     for line in &exemplars {
         assert!(
             line.contains(&format!("# {{trace_id=\"{TRACE}\"}}")),
             "the exemplar names the sampled trace, and no span of ours: {line}"
         );
+        // `# {labels} value timestamp`: when it was taken (seconds since the epoch).
+        let taken: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((now - 60.0..=now).contains(&taken), "{line}");
     }
     assert!(
         !text.contains("0af7651916cd43dd8448eb211c80319c"),
@@ -821,5 +828,33 @@ async fn a_call_made_while_unwinding_is_no_panic_of_its_own() {
             .iter()
             .any(|kv| kv.key.as_str() == "error.type"),
         "{call:#?}"
+    );
+}
+
+/// A client labelling an HTTP request as a gRPC call (`content-type: application/grpc`) does
+/// not move it out of the HTTP metrics: the answer is not gRPC's (no gRPC `content-type`, no
+/// `grpc-status`), so it counts as the HTTP request it was, under its route and status.
+#[tokio::test]
+async fn a_grpc_content_type_on_an_http_route_is_still_an_http_request() {
+    let (registry, metrics) = registry();
+    let app = app(TraceHeadersLayer::new().without_spans().metrics(metrics));
+    for path in ["/users/1", "/nowhere"] {
+        let mut req = get_request(path, "1");
+        req.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        send(&app, req).await;
+    }
+    let text = scrape(&registry);
+    for line in [
+        r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/users/{id}",http_response_status_code="200"} 1"#,
+        r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="",http_response_status_code="404"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+    assert!(
+        !text.contains("rpc_server_call_duration_seconds_count"),
+        "no gRPC call was answered: {text}"
     );
 }

@@ -300,7 +300,7 @@ impl AppsSetup {
         );
         let s = shutdown();
         tasks.spawn(async move {
-            let _ = frontend::serve(front_l, f, front_o, s).await;
+            let _ = frontend::serve_behind_admin(front_l, f, front_o, s).await;
         });
         Ok(telemetry)
     }

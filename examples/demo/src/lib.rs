@@ -331,7 +331,7 @@ impl LocalMesh {
                     o.channel(&format!("http://{order}"))?,
                 );
                 tokio::spawn(async move {
-                    let _ = frontend::serve(listener, f, o, shutdown).await;
+                    let _ = frontend::serve_behind_admin(listener, f, o, shutdown).await;
                 })
             }
         };

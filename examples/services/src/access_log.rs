@@ -387,7 +387,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let path = req.uri().path();
-        if crate::UNTRACED_PATHS.iter().any(|p| path.starts_with(p)) {
+        if crate::is_untraced(path) {
             // Health checks and scrapes are not requests of the service.
             return AccessLogFuture {
                 inner: self.inner.call(req),

@@ -347,7 +347,23 @@ impl ServiceCommand {
                 let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
                 // The address bound (`--listen 127.0.0.1:0` picks a port).
                 let local = listener.local_addr()?;
-                let server = frontend::serve(listener, f, opts.clone(), shutdown_signal());
+                // With an admin listener, the metrics are served there only: the frontend's
+                // own port is the one clients reach.
+                let server = if a.service.admin_listen.is_some() {
+                    futures_util::future::Either::Left(frontend::serve_behind_admin(
+                        listener,
+                        f,
+                        opts.clone(),
+                        shutdown_signal(),
+                    ))
+                } else {
+                    futures_util::future::Either::Right(frontend::serve(
+                        listener,
+                        f,
+                        opts.clone(),
+                        shutdown_signal(),
+                    ))
+                };
                 run("frontend", &opts, local, a.service.admin_listen, server).await
             }
             ServiceCommand::User(a) => {

@@ -184,7 +184,9 @@ pub fn router(frontend: Frontend, opts: &ServiceOptions) -> Router {
         .layer(opts.dispatch_layer())
 }
 
-/// Serve the frontend on `listener` until `shutdown` completes.
+/// Serve the frontend on `listener` until `shutdown` completes, with its health checks
+/// (`/healthz`, `/readyz`) and its metrics (`/metrics`) on the same port: for a frontend
+/// without an admin listener. With one, use [`serve_behind_admin`].
 ///
 /// # Errors
 ///
@@ -197,6 +199,26 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Health and metrics outside the traced routes: not traced, not logged, not counted.
     let app = opts.admin_router().merge(router(frontend, &opts));
+    let shutdown = opts.health.draining_on(shutdown);
+    serve::serve(listener, app, opts.serve, shutdown).await
+}
+
+/// [`serve`] for a frontend whose admin listener serves its metrics
+/// ([`ServiceOptions::admin_router`]): its own port, which clients reach (through the edge
+/// proxy, the ingress gateway), answers the health checks but not `/metrics`, whose routes,
+/// versions, latencies and exemplar trace ids of other users' requests are not theirs to read
+/// (and whose scrapes are neither logged nor traced).
+///
+/// # Errors
+///
+/// When the server fails.
+pub async fn serve_behind_admin(
+    listener: tokio::net::TcpListener,
+    frontend: Frontend,
+    opts: ServiceOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = opts.health.router().merge(router(frontend, &opts));
     let shutdown = opts.health.draining_on(shutdown);
     serve::serve(listener, app, opts.serve, shutdown).await
 }

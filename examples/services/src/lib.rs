@@ -256,6 +256,17 @@ pub const UNTRACED_PATHS: [&str; 4] = [
     health::GRPC_HEALTH_PREFIX,
 ];
 
+/// Whether `path` is one of the [`UNTRACED_PATHS`] (or below one), matched at a segment
+/// boundary as the server layer's `skip_paths` matches them: `/healthzX` is a route like
+/// any other, logged and traced.
+#[must_use]
+pub fn is_untraced(path: &str) -> bool {
+    UNTRACED_PATHS.iter().any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || p.ends_with('/') || rest.starts_with('/'))
+    })
+}
+
 impl ServiceOptions {
     /// Options for `service` with the propagator of `OTEL_PROPAGATORS` (default otherwise) and
     /// the [default fields](default_fields), instrument mode, spans on.
@@ -491,6 +502,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Health checks and scrapes are untraced, and only they: a route whose name merely starts
+    /// the same way is the application's.
+    #[test]
+    fn untraced_paths_match_whole_segments() {
+        for path in [
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/grpc.health.v1.Health/Check",
+        ] {
+            assert!(is_untraced(path), "{path}");
+        }
+        for path in ["/healthzX", "/metricsdump", "/readyz-report", "/orders/o-1"] {
+            assert!(!is_untraced(path), "{path}");
+        }
+    }
 
     /// A long id is cut in messages (they travel in gRPC trailers), on a character boundary.
     #[test]

@@ -103,10 +103,14 @@ impl TraceHeadersLayer {
         self.update(|c| c.trace_response = on)
     }
 
-    /// Pass requests whose path starts with one of these prefixes straight to the inner
-    /// service, untouched: no extract, no span, no request id, no trace current. For the
-    /// requests that are not part of any trace — health checks
-    /// (`/grpc.health.v1.Health/`, `/healthz`), metrics scrapes (`/metrics`).
+    /// Pass requests under one of these paths straight to the inner service, untouched: no
+    /// extract, no span, no request id, no trace current. For the requests that are not part
+    /// of any trace — health checks (`/grpc.health.v1.Health/`, `/healthz`), metrics scrapes
+    /// (`/metrics`).
+    ///
+    /// A path matches at a segment boundary: `/healthz` matches `/healthz` and
+    /// `/healthz/ready`, not `/healthzX` (a route of the application, traced as any other);
+    /// one ending in `/` matches every path below it (`/grpc.health.v1.Health/Check`).
     #[must_use]
     pub fn skip_paths<I, P>(self, prefixes: I) -> Self
     where

@@ -69,11 +69,7 @@ where
         let config = &*self.config;
         if !config.skip_paths.is_empty() {
             let path = req.uri().path();
-            if config
-                .skip_paths
-                .iter()
-                .any(|p| path.starts_with(p.as_str()))
-            {
+            if config.skip_paths.iter().any(|p| under(path, p)) {
                 return ResponseFuture::untouched(self.inner.call(req));
             }
         }
@@ -109,5 +105,44 @@ impl RequestTrace {
     #[must_use]
     pub fn from_request<B>(req: &Request<B>) -> Option<&RequestTrace> {
         req.extensions().get::<RequestTrace>()
+    }
+}
+
+/// Whether `path` is `prefix` or below it, at a segment boundary (see
+/// [`TraceHeadersLayer::skip_paths`](super::TraceHeadersLayer::skip_paths)).
+#[inline]
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::under;
+
+    #[test]
+    fn skipped_paths_match_at_segment_boundaries() {
+        for (path, prefix, skipped) in [
+            ("/healthz", "/healthz", true),
+            ("/healthz/ready", "/healthz", true),
+            ("/healthzX", "/healthz", false),
+            ("/healthz", "/healthz/", false),
+            (
+                "/grpc.health.v1.Health/Check",
+                "/grpc.health.v1.Health/",
+                true,
+            ),
+            (
+                "/grpc.health.v1.HealthX/Check",
+                "/grpc.health.v1.Health/",
+                false,
+            ),
+            ("/metrics", "/metrics", true),
+            ("/metricsdump", "/metrics", false),
+            ("/", "/", true),
+            ("/anything", "/", true),
+        ] {
+            assert_eq!(under(path, prefix), skipped, "{path} under {prefix}");
+        }
     }
 }

@@ -203,7 +203,7 @@ pub async fn serve(
     serve::serve(listener, app, opts.serve, shutdown).await
 }
 
-/// [`serve`] for a frontend whose admin listener serves its metrics
+/// [`serve()`] for a frontend whose admin listener serves its metrics
 /// ([`ServiceOptions::admin_router`]): its own port, which clients reach (through the edge
 /// proxy, the ingress gateway), answers the health checks but not `/metrics`, whose routes,
 /// versions, latencies and exemplar trace ids of other users' requests are not theirs to read

@@ -370,6 +370,23 @@ struct Pending {
     trace: Option<RequestTrace>,
     /// A gRPC call (`content-type: application/grpc…`).
     grpc: bool,
+    /// The service (or its response body) panicked: a gRPC caller reads UNKNOWN.
+    panicked: bool,
+}
+
+/// Marks the request as panicked when a poll of the service's future or body unwinds: the
+/// future (a task's) is dropped only once the panic has been caught, when nothing says it
+/// panicked any more.
+struct MarkOnUnwind<'a>(Option<&'a mut Pending>);
+
+impl Drop for MarkOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(p) = self.0.as_deref_mut()
+        {
+            p.panicked = true;
+        }
+    }
 }
 
 impl<S, B, RB> Service<Request<B>> for AccessLogService<S>
@@ -405,10 +422,8 @@ where
             method: req.method().to_string(),
             route,
             trace: RequestTrace::from_request(&req).cloned(),
-            grpc: req
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")),
+            grpc: is_grpc(req.headers().get(http::header::CONTENT_TYPE)),
+            panicked: false,
         };
         AccessLogFuture {
             inner: self.inner.call(req),
@@ -428,9 +443,11 @@ pin_project! {
     impl<F> PinnedDrop for AccessLogFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             // Dropped before the response (the client reset the stream or went away): no
-            // response, and a gRPC caller reads CANCELLED.
+            // response, and a gRPC caller reads CANCELLED; unwinding from a panic of the
+            // service, UNKNOWN, as the metrics and the spans record it.
             if let Some(p) = this.project().pending.take() {
-                let grpc_status = p.grpc.then(|| "1".to_owned());
+                let code = if p.panicked { "2" } else { "1" };
+                let grpc_status = p.grpc.then(|| code.to_owned());
                 Entry {
                     pending: p,
                     status: 0,
@@ -457,7 +474,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let out = ready!(this.inner.poll(cx));
+        let out = {
+            let _unwind = MarkOnUnwind(this.pending.as_mut());
+            ready!(this.inner.poll(cx))
+        };
         let pending = this.pending.take();
         Poll::Ready(match out {
             Ok(response) => {
@@ -496,6 +516,16 @@ where
             }
         })
     }
+}
+
+/// Whether a request whose `content-type` is `value` is a gRPC call, as the server layer's
+/// metrics and spans decide it: `application/grpc`, `application/grpc+proto`,
+/// `application/grpc;…`, not gRPC-Web (whose status travels in the body).
+fn is_grpc(value: Option<&http::HeaderValue>) -> bool {
+    value.is_some_and(|v| match v.as_bytes().strip_prefix(b"application/grpc") {
+        Some(rest) => matches!(rest.first(), None | Some(b'+' | b';')),
+        None => false,
+    })
 }
 
 /// A request's line, written when its response ends, or when it is abandoned before one
@@ -543,8 +573,14 @@ pin_project! {
 
     impl<B> PinnedDrop for AccessLogBody<B> {
         fn drop(this: Pin<&mut Self>) {
-            // Dropped before its end (the client went away): the line still goes out.
-            if let Some(e) = this.project().entry.take() {
+            // Dropped before its end (the client went away): the line still goes out, and a
+            // gRPC call without a status yet reads CANCELLED (UNKNOWN when the body's
+            // producer panicked), as the metrics and the spans record it.
+            if let Some(mut e) = this.project().entry.take() {
+                if e.pending.grpc && e.grpc_status.is_none() {
+                    let code = if e.pending.panicked { "2" } else { "1" };
+                    e.grpc_status = Some(code.to_owned());
+                }
                 e.write();
             }
         }
@@ -566,7 +602,10 @@ impl<B: http_body::Body> http_body::Body for AccessLogBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
         let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let frame = {
+            let _unwind = MarkOnUnwind(this.entry.as_mut().map(|e| &mut e.pending));
+            ready!(this.inner.as_mut().poll_frame(cx))
+        };
         // Trailers are the last frame (hyper reads nothing after them), whatever the inner
         // body says of its end.
         let trailers = match &frame {
@@ -740,6 +779,62 @@ mod tests {
             (&json!(0), &serde_json::Value::Null)
         );
         assert!(lines[1]["duration_ms"].as_f64().unwrap() >= 20.0);
+    }
+
+    /// The access log reads a call as the metrics and the spans do: gRPC-Web is an HTTP
+    /// request (its status travels in the body); a panicking service is UNKNOWN, not a
+    /// cancellation; a gRPC body dropped before its trailers is CANCELLED.
+    #[tokio::test]
+    async fn calls_are_read_as_the_metrics_read_them() {
+        use futures_util::FutureExt as _;
+        use tower::ServiceExt as _;
+        let log = AccessLog::memory_with_capacity(8);
+        let panics = tower::service_fn(|_: Request<()>| async {
+            tokio::task::yield_now().await;
+            panic!("the handler panics");
+            #[allow(unreachable_code)]
+            Ok::<Response<String>, std::convert::Infallible>(Response::new(String::new()))
+        });
+        let svc = AccessLogLayer::new(log.clone(), "item", "v1").layer(panics);
+        for content_type in ["application/grpc", "application/grpc-web+proto"] {
+            let req = Request::post("/item.v1.ItemService/GetItem")
+                .header(http::header::CONTENT_TYPE, content_type)
+                .body(())
+                .unwrap();
+            let unwound = std::panic::AssertUnwindSafe(svc.clone().oneshot(req))
+                .catch_unwind()
+                .await;
+            assert!(unwound.is_err());
+        }
+        // A streamed gRPC answer whose caller goes away after the first message.
+        let streams = tower::service_fn(|_: Request<()>| async {
+            let frames = futures_util::stream::iter([
+                Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(b"\0\0\0\0\0")),
+                Ok(axum::body::Bytes::from_static(b"\0\0\0\0\0")),
+            ]);
+            Ok::<_, std::convert::Infallible>(Response::new(axum::body::Body::from_stream(frames)))
+        });
+        let svc = AccessLogLayer::new(log.clone(), "item", "v1").layer(streams);
+        let req = Request::post("/item.v1.ItemService/Watch")
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .body(())
+            .unwrap();
+        let response = svc.oneshot(req).await.unwrap();
+        let mut body = Box::pin(response.into_body());
+        let first = std::future::poll_fn(|cx| http_body::Body::poll_frame(body.as_mut(), cx)).await;
+        assert!(first.is_some_and(|f| f.is_ok()));
+        drop(body);
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let grpc: Vec<&serde_json::Value> = lines.iter().map(|l| &l["grpc_status"]).collect();
+        assert_eq!(
+            grpc,
+            [&json!("2"), &serde_json::Value::Null, &json!("1")],
+            "{lines:?}"
+        );
     }
 
     #[test]

@@ -517,6 +517,29 @@ pub trait Injector {
             slots &= slots - 1;
         }
     }
+
+    /// Whether this carrier is gRPC metadata (an outgoing gRPC call), whose keys are
+    /// `[0-9a-z_.-]` and whose values (but `-bin` ones) printable ASCII: a header outside
+    /// those (a prefixed baggage key an HTTP caller sent with `*`, a value with a tab) is left
+    /// out of the call instead of failing it at a peer that checks (gRPC Java does). Asked
+    /// only when such a header could come (prefixed baggage, propagated fields, opaque
+    /// headers), so an ordinary call never pays for it. `false` by default.
+    #[inline]
+    fn is_grpc_metadata(&mut self) -> bool {
+        false
+    }
+}
+
+/// Whether gRPC metadata can carry `name: value`: a key of `[0-9a-z_.-]` (gRPC's
+/// `Custom-Metadata` grammar), and a value of printable ASCII (space to `~`), or base64 under
+/// a `-bin` key (checked where binary values are written).
+#[must_use]
+pub fn grpc_metadata_ok(name: &str, value: &[u8]) -> bool {
+    let key_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'_' | b'.' | b'-'));
+    key_ok && (name.ends_with("-bin") || value.iter().all(|b| (0x20..0x7f).contains(b)))
 }
 
 /// The slots of the span-context headers, those of every context format (see

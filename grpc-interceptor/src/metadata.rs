@@ -241,6 +241,11 @@ impl Injector for MetadataInjector<'_> {
         self.headers_mut(|h| h.remove(name));
     }
 
+    #[inline]
+    fn is_grpc_metadata(&mut self) -> bool {
+        true
+    }
+
     fn reserve(&mut self, additional: usize) {
         // Past the map's size limit the values are set one by one (and refused there).
         self.headers_mut(|h| {
@@ -264,6 +269,27 @@ mod tests {
         SpanContext,
     };
     use tonic::metadata::{KeyAndValueRef, MetadataValue};
+
+    /// Metadata gets no header gRPC cannot carry (a strict peer fails the call on it): a
+    /// prefixed baggage key an HTTP caller sent with `*`, a value with a tab.
+    #[test]
+    fn metadata_gets_only_what_grpc_carries() {
+        let mut received = HeaderMap::new();
+        received.insert("x-b3-traceid", HeaderValue::from_static("463ac35c9f6413ad"));
+        received.insert("x-b3-spanid", HeaderValue::from_static("a2fb4a1d1a96d312"));
+        received.insert("baggage-a*b", HeaderValue::from_static("x"));
+        received.insert("baggage-ok", HeaderValue::from_static("fine"));
+        received.insert("uberctx-tab", HeaderValue::from_static("a\tb"));
+        let p = Propagator::default();
+        let cx = p.extract(&received);
+        let mut map = MetadataMap::new();
+        p.forward(&cx, &mut MetadataInjector::new(&mut map));
+        let headers = AsRef::<HeaderMap>::as_ref(&map);
+        assert_eq!(headers["baggage-ok"], "fine", "{headers:?}");
+        assert_eq!(headers["x-b3-spanid"], "a2fb4a1d1a96d312", "{headers:?}");
+        assert!(!headers.contains_key("baggage-a*b"), "{headers:?}");
+        assert!(!headers.contains_key("uberctx-tab"), "{headers:?}");
+    }
 
     /// The extractor reads the `HeaderMap` under the metadata: a forwarded value is the
     /// received one, shared (not a copy), and the propagator gets the map for its one-pass

@@ -163,6 +163,8 @@ pub(crate) fn write<I: Injector + ?Sized>(
 pub(crate) struct Outgoing<'a> {
     map: &'a mut HeaderMap,
     extra: usize,
+    /// Whether the call is gRPC's, once asked.
+    grpc: Option<bool>,
 }
 
 impl<'a> Outgoing<'a> {
@@ -172,7 +174,19 @@ impl<'a> Outgoing<'a> {
         Outgoing {
             extra: usize::from(host),
             map: req.headers_mut(),
+            grpc: None,
         }
+    }
+
+    /// Whether the call is a gRPC (or gRPC-Web) call, whose peer reads `-bin` values as
+    /// base64 and takes only gRPC's metadata keys and values: its `content-type`, looked at
+    /// once.
+    fn grpc(&mut self) -> bool {
+        *self.grpc.get_or_insert_with(|| {
+            self.map
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+        })
     }
 }
 
@@ -184,12 +198,9 @@ impl Injector for Outgoing<'_> {
         // A `-bin` name (prefixed baggage whose key ends so, a propagated field, a received
         // `grpc-trace-bin`) is binary metadata to a gRPC peer, which fails the whole call on a
         // value that is not base64: such a value is not sent on a gRPC call.
+        // gRPC and gRPC-Web alike read `-bin` values as base64.
         if name.as_str().ends_with("-bin")
-            && self
-                .map
-                .get(http::header::CONTENT_TYPE)
-                // gRPC and gRPC-Web alike read `-bin` values as base64.
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+            && self.grpc()
             && !b3_propagation::codec::grpc_trace_bin::is_base64(value.as_bytes())
         {
             Injector::remove(&mut *self.map, name);
@@ -210,6 +221,10 @@ impl Injector for Outgoing<'_> {
     #[inline]
     fn remove_context_headers(&mut self) {
         Injector::remove_context_headers(&mut *self.map);
+    }
+
+    fn is_grpc_metadata(&mut self) -> bool {
+        self.grpc()
     }
 }
 
@@ -296,6 +311,35 @@ mod tests {
             // The W3C header still carries both.
             let w3c = h["baggage"].to_str().expect("ascii");
             assert!(w3c.contains("user-bin=alice"), "{w3c}");
+        }
+    }
+
+    /// On a gRPC call, no header gRPC metadata cannot carry: a prefixed baggage key with `*`
+    /// or a value with a tab (received from an HTTP caller) stays off it; an HTTP call gets
+    /// them as they came.
+    #[test]
+    fn a_grpc_call_gets_only_what_grpc_carries() {
+        let propagator = Propagator::default();
+        let mut received = HeaderMap::new();
+        received.insert("x-b3-traceid", HeaderValue::from_static("463ac35c9f6413ad"));
+        received.insert("x-b3-spanid", HeaderValue::from_static("a2fb4a1d1a96d312"));
+        received.insert("baggage-a*b", HeaderValue::from_static("x"));
+        received.insert("uberctx-tab", HeaderValue::from_static("a\tb"));
+        received.insert("baggage-ok", HeaderValue::from_static("fine"));
+        let trace = RequestTrace::new(receive(&propagator, &mut received));
+        for grpc in [true, false] {
+            let mut req = http::Request::new(());
+            if grpc {
+                req.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/grpc"),
+                );
+            }
+            write(&propagator, Some(&trace), None, &mut Outgoing::of(&mut req));
+            let h = req.headers();
+            assert_eq!(h["baggage-ok"], "fine", "{h:?}");
+            assert_eq!(h.contains_key("baggage-a*b"), !grpc, "{h:?}");
+            assert_eq!(h.contains_key("uberctx-tab"), !grpc, "{h:?}");
         }
     }
 

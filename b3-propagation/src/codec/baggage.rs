@@ -486,6 +486,12 @@ pub fn inject_with<I: Injector + ?Sized>(
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_str(&e.value),
             ) {
+                // A key or value gRPC metadata cannot carry stays in `baggage` only.
+                if carrier.is_grpc_metadata()
+                    && !crate::carrier::grpc_metadata_ok(name.as_str(), value.as_bytes())
+                {
+                    continue;
+                }
                 carrier.set(&name, value);
             }
         }

@@ -121,9 +121,21 @@ impl Propagator {
             if own_bin && *name == header::GRPC_TRACE_BIN {
                 continue;
             }
+            if carrier.is_grpc_metadata()
+                && !crate::carrier::grpc_metadata_ok(name.as_str(), value.as_bytes())
+            {
+                continue;
+            }
             carrier.set(name, value.clone());
         }
         for (name, value) in &rest.fields {
+            // A field gRPC metadata cannot carry (a name or a value it refuses) stays off a
+            // gRPC call, which it would fail at a strict peer.
+            if carrier.is_grpc_metadata()
+                && !crate::carrier::grpc_metadata_ok(name.as_str(), value.as_bytes())
+            {
+                continue;
+            }
             carrier.set(name, value.clone());
         }
     }

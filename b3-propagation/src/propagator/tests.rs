@@ -923,3 +923,51 @@ fn a_received_grpc_trace_bin_does_not_replace_the_one_written() {
     plain.inject(&ours, &cx, &mut out);
     assert_eq!(out[header::GRPC_TRACE_BIN], caller, "{out:?}");
 }
+
+/// A carrier that is gRPC metadata gets no header gRPC cannot carry: a prefixed baggage key
+/// with a character outside `[0-9a-z_.-]`, a value with a tab. The `baggage` header keeps
+/// every entry, and an HTTP carrier gets them all.
+#[test]
+fn grpc_metadata_gets_only_what_grpc_carries() {
+    struct Grpc(HeaderMap);
+    impl crate::carrier::Injector for Grpc {
+        fn set(&mut self, name: &http::HeaderName, value: HeaderValue) {
+            self.0.insert(name.clone(), value);
+        }
+        fn remove(&mut self, name: &http::HeaderName) {
+            self.0.remove(name);
+        }
+        fn is_grpc_metadata(&mut self) -> bool {
+            true
+        }
+    }
+    let mut received = map(&[
+        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-sampled", "1"),
+        ("baggage-a*b", "x"),
+        ("baggage-ok", "fine"),
+    ]);
+    received.insert("uberctx-tab", HeaderValue::from_static("a\tb"));
+    let p = Propagator::default();
+    let cx = p.extract(&received);
+    let span = SpanContext::new_root(Sampling::Accept);
+
+    let mut grpc = Grpc(HeaderMap::new());
+    p.inject(&span, &cx, &mut grpc);
+    let grpc = grpc.0;
+    assert_eq!(grpc["baggage-ok"], "fine", "{grpc:?}");
+    assert!(!grpc.contains_key("baggage-a*b"), "{grpc:?}");
+    assert!(!grpc.contains_key("uberctx-tab"), "{grpc:?}");
+    for (name, value) in &grpc {
+        assert!(
+            crate::carrier::grpc_metadata_ok(name.as_str(), value.as_bytes()),
+            "{name}: {value:?}"
+        );
+    }
+
+    let mut http = HeaderMap::new();
+    p.inject(&span, &cx, &mut http);
+    assert_eq!(http["baggage-a*b"], "x", "{http:?}");
+    assert_eq!(http["uberctx-tab"], "a\tb", "{http:?}");
+}

@@ -332,16 +332,44 @@ pub enum ServiceCommand {
 }
 
 impl ServiceCommand {
+    /// What a service binary's `main` does: [`run`](Self::run) on a runtime of its own, then
+    /// the calls the drain cut off are ended. tonic and hyper serve each connection on a task
+    /// of its own, so a call still running when the drain timed out outlives the server; it
+    /// is dropped here (bounded, 1 s), which writes its access-log line (status 0), and that
+    /// line then goes out with the rest instead of being lost when the process exits.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run), or when the runtime cannot be built.
+    pub fn main(self) -> Result<(), BoxError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let mut log = None;
+        let result = runtime.block_on(self.run_into(&mut log));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        if let Some(log) = log {
+            log.flush(Duration::from_secs(2));
+        }
+        result
+    }
+
     /// Bind, serve until Ctrl-C or SIGTERM, then flush the spans.
     ///
     /// # Errors
     ///
     /// Bad options, a port that cannot be bound, or the server's error.
     pub async fn run(self) -> Result<(), BoxError> {
+        self.run_into(&mut None).await
+    }
+
+    /// [`run`](Self::run), leaving in `log` the service's access log once it is made.
+    async fn run_into(self, log: &mut Option<AccessLog>) -> Result<(), BoxError> {
         use crate::{frontend, item, order, user};
         match self {
             ServiceCommand::Frontend(a) => {
                 let opts = a.service.options("frontend")?;
+                *log = Some(opts.access_log.clone());
                 let f =
                     frontend::Frontend::new(opts.user_channel(&a.user)?, opts.channel(&a.order)?);
                 let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
@@ -368,6 +396,7 @@ impl ServiceCommand {
             }
             ServiceCommand::User(a) => {
                 let opts = a.service.options("user")?;
+                *log = Some(opts.access_log.clone());
                 let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
                 // The address bound (`--listen 127.0.0.1:0` picks a port).
                 let local = listener.local_addr()?;
@@ -376,6 +405,7 @@ impl ServiceCommand {
             }
             ServiceCommand::Order(a) => {
                 let opts = a.service.options("order")?;
+                *log = Some(opts.access_log.clone());
                 let orders = order::Orders::new(opts.channel(&a.item)?);
                 let listener = tokio::net::TcpListener::bind(a.service.listen).await?;
                 // The address bound (`--listen 127.0.0.1:0` picks a port).
@@ -385,6 +415,7 @@ impl ServiceCommand {
             }
             ServiceCommand::Item(a) => {
                 let opts = a.service.options("item")?;
+                *log = Some(opts.access_log.clone());
                 let items = item::Items::new(&a.service.service_version).with_tail_latency(
                     a.tail_fraction,
                     std::time::Duration::from_millis(a.tail_ms),

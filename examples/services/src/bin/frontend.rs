@@ -15,9 +15,8 @@ struct Cli {
     args: FrontendArgs,
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
-    ServiceCommand::Frontend(Cli::parse().args).run().await
+fn main() -> Result<(), BoxError> {
+    ServiceCommand::Frontend(Cli::parse().args).main()
 }
 
 #[cfg(test)]

@@ -14,9 +14,8 @@ struct Cli {
     args: ItemArgs,
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
-    ServiceCommand::Item(Cli::parse().args).run().await
+fn main() -> Result<(), BoxError> {
+    ServiceCommand::Item(Cli::parse().args).main()
 }
 
 #[cfg(test)]

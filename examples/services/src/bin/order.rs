@@ -14,9 +14,8 @@ struct Cli {
     args: OrderArgs,
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
-    ServiceCommand::Order(Cli::parse().args).run().await
+fn main() -> Result<(), BoxError> {
+    ServiceCommand::Order(Cli::parse().args).main()
 }
 
 #[cfg(test)]

@@ -14,9 +14,8 @@ struct Cli {
     args: UserArgs,
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
-    ServiceCommand::User(Cli::parse().args).run().await
+fn main() -> Result<(), BoxError> {
+    ServiceCommand::User(Cli::parse().args).main()
 }
 
 #[cfg(test)]

@@ -197,10 +197,8 @@ pub async fn serve(
     opts: ServiceOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Health and metrics outside the traced routes: not traced, not logged, not counted.
-    let app = opts.admin_router().merge(router(frontend, &opts));
-    let shutdown = opts.health.draining_on(shutdown);
-    serve::serve(listener, app, opts.serve, shutdown).await
+    let admin = opts.admin_router();
+    serve_beside(listener, frontend, opts, shutdown, admin).await
 }
 
 /// [`serve()`] for a frontend whose admin listener serves its metrics
@@ -218,7 +216,20 @@ pub async fn serve_behind_admin(
     opts: ServiceOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = opts.health.router().merge(router(frontend, &opts));
+    let health = opts.health.router();
+    serve_beside(listener, frontend, opts, shutdown, health).await
+}
+
+/// Serve the frontend's routes with `untraced` beside them (health checks, metrics: outside
+/// the traced routes, so not traced, not logged, not counted).
+async fn serve_beside(
+    listener: tokio::net::TcpListener,
+    frontend: Frontend,
+    opts: ServiceOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    untraced: axum::Router,
+) -> std::io::Result<()> {
+    let app = untraced.merge(router(frontend, &opts));
     let shutdown = opts.health.draining_on(shutdown);
     serve::serve(listener, app, opts.serve, shutdown).await
 }

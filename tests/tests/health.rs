@@ -74,6 +74,10 @@ async fn frontend_health_readiness_and_slow_clients() {
 
     assert!(raw_get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
     assert!(raw_get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+    // Without an admin listener, its own port serves the metrics too.
+    let scrape = raw_get(addr, "/metrics").await;
+    assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
+    assert!(scrape.contains("application/openmetrics-text"), "{scrape}");
     // An ordinary request (its upstream down: 502) is logged; health checks are not.
     assert!(
         raw_get(addr, "/orders/o-1")

@@ -9,7 +9,7 @@
 //! | metric | for | labels |
 //! |---|---|---|
 //! | `http_server_request_duration_seconds` (OTel `http.server.request.duration`) | HTTP requests | `http_request_method` (`_OTHER` for non-standard methods), `http_route` (the route template from [`TraceHeadersLayer::route`], empty when unknown), `http_response_status_code` (when a response head was sent), `error_type` (when the request ended with an error, as its span's `error.type`: the type name of the error the service or the response body failed with, `panic` for a handler or body that panicked, else the status code of a `5xx` response) |
-//! | `rpc_server_call_duration_seconds` (OTel `rpc.server.call.duration`) | gRPC calls (`content-type: application/grpc`, `application/grpc+…`; not gRPC-Web) | `rpc_system` (`grpc`), `rpc_service`, `rpc_method`, `rpc_grpc_status_code` |
+//! | `rpc_server_call_duration_seconds` (OTel `rpc.server.call.duration`) | gRPC calls: a request with a gRPC `content-type` (`application/grpc`, `application/grpc+…`; not gRPC-Web) answered as one (a gRPC `content-type` or a `grpc-status`); a request the client labelled gRPC but answered otherwise (a JSON page, a plain `413` or `503` from a layer in front of the router) counts as the HTTP request it was | `rpc_system` (`grpc`), `rpc_service`, `rpc_method`, `rpc_grpc_status_code` |
 //!
 //! The RPC histogram has the name the RPC conventions gave it after 1.37
 //! (`rpc.server.call.duration`, in seconds like the HTTP one; 1.37's `rpc.server.duration` was
@@ -23,8 +23,9 @@
 //! response body, so a streamed or slow-to-drain response counts whole; a gRPC call's status is
 //! read from the response headers (trailers-only responses) or the trailers. A call whose
 //! client goes away before the end — before the response head too — is recorded with status
-//! `1` (CANCELLED); a response without a gRPC status with the status a gRPC client reads from
-//! its HTTP status (`503` → `14` UNAVAILABLE, ...), else `2` (UNKNOWN), as its span is. An
+//! `1` (CANCELLED); a gRPC-typed response without a gRPC status with the status a gRPC client
+//! reads from its HTTP status (`503` → `14` UNAVAILABLE, ...), else `2` (UNKNOWN), as its span
+//! is. An
 //! HTTP request whose client goes away before the response head has no status label and no
 //! `error_type` (the client's leaving is not the server's error); one the service fails
 //! without a response has no status label and the error's `error_type`.
@@ -42,8 +43,8 @@
 //! beyond that they are recorded as `_OTHER`, and so is a path that is not
 //! `/package.Service/Method`. A gRPC method is kept only once a call to it answered with a
 //! `grpc-status` that shows the method exists (or panicked) — not a status read from the HTTP
-//! status of a response without one (a body limit's `413`, a proxy's `503`) or an error
-//! without a response, not UNIMPLEMENTED, nor what an authentication,
+//! status of a gRPC-typed response without one, or an error without a response, not
+//! UNIMPLEMENTED, nor what an authentication,
 //! rate-limiting, load-shedding, timeout or validating layer in front of the router answers
 //! for any path (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE,
 //! DEADLINE_EXCEEDED, CANCELLED, and INVALID_ARGUMENT, which `grpc-interceptor`'s strict

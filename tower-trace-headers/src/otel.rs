@@ -882,7 +882,9 @@ pub(crate) struct ServerSpan {
     pub(crate) cx: Option<Context>,
     /// This hop's span, when a tracer reports it.
     pub(crate) local: Option<SpanContext>,
-    /// A sampler's decision for a caller's context that arrived deferred, when one ran.
+    /// A sampler's decision, when one ran: the decision for a caller's context that arrived
+    /// deferred, or for a root (nothing received), whose calls then carry it alone (see
+    /// `RequestContext::decide_sampling`).
     pub(crate) decided: Option<Sampling>,
 }
 

@@ -217,12 +217,21 @@ pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
     is_grpc_content_type(headers.get(http::header::CONTENT_TYPE))
 }
 
-/// Whether a request whose `content-type` is `value` is a gRPC call.
-#[cfg_attr(
-    not(any(feature = "metrics", feature = "tracing", feature = "opentelemetry")),
-    allow(dead_code)
-)]
-pub(crate) fn is_grpc_content_type(value: Option<&http::HeaderValue>) -> bool {
+/// Whether a request (or a response) whose `content-type` is `value` is gRPC's:
+/// `application/grpc`, `application/grpc+proto`, `application/grpc;…`, not gRPC-Web (whose
+/// status travels in the body). The rule the layers' spans and metrics use, for code (an
+/// access log) that must read a call the same way.
+///
+/// ```
+/// use http::HeaderValue;
+/// use tower_trace_headers::semconv::is_grpc_content_type;
+///
+/// assert!(is_grpc_content_type(Some(&HeaderValue::from_static("application/grpc+proto"))));
+/// assert!(!is_grpc_content_type(Some(&HeaderValue::from_static("application/grpc-web"))));
+/// assert!(!is_grpc_content_type(None));
+/// ```
+#[must_use]
+pub fn is_grpc_content_type(value: Option<&http::HeaderValue>) -> bool {
     // `application/grpc`, `application/grpc+proto`, `application/grpc;…`: not gRPC-Web
     // (`application/grpc-web…`), whose status travels in the body, where the layers do not
     // look; a gRPC-Web call is an HTTP request to them.

@@ -857,4 +857,27 @@ async fn a_grpc_content_type_on_an_http_route_is_still_an_http_request() {
         !text.contains("rpc_server_call_duration_seconds_count"),
         "no gRPC call was answered: {text}"
     );
+
+    // A real gRPC call a layer in front of the service answers with a plain page (a shedder's
+    // 503, no gRPC `content-type`, no `grpc-status`): an HTTP request, by what was answered.
+    let (shed_registry, metrics) = self::registry();
+    let shed = ServiceBuilder::new()
+        .layer(TraceHeadersLayer::new().without_spans().metrics(metrics))
+        .service(service_fn(|_: Request<Body>| async {
+            let mut r = Response::new(Body::from("overloaded"));
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            Ok::<_, Infallible>(r)
+        }));
+    let response = shed
+        .oneshot(grpc_request("/shop.v1.Shop/Get"))
+        .await
+        .unwrap();
+    response.into_body().collect().await.unwrap();
+    let text = scrape(&shed_registry);
+    let line = r#"http_server_request_duration_seconds_count{http_request_method="POST",http_route="",http_response_status_code="503",error_type="503"} 1"#;
+    assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    assert!(
+        !text.contains("rpc_server_call_duration_seconds_count"),
+        "{text}"
+    );
 }

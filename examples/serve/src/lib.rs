@@ -164,18 +164,24 @@ impl Activity {
             return None;
         }
         if !self.served.load(Ordering::Acquire) {
-            return Some(self.started + options.header_read_timeout);
+            return Some(after(self.started, options.header_read_timeout));
         }
         let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
         Some(after(after(self.started, last), options.idle_timeout))
     }
 }
 
+/// Longer than any bound needs to be (30 years): what a longer one is taken for, so that no
+/// timer (ours or hyper's) overflows.
+const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
 /// `at + d`, or a time too far to matter when that cannot be told (a bound of
 /// `Duration::MAX` means no bound, not a panic).
 fn after(at: Instant, d: Duration) -> Instant {
-    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
-    at.checked_add(d.min(FAR)).unwrap_or(at)
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    at.checked_add(d.min(FAR))
+        .or_else(|| at.checked_add(d.min(DAY)))
+        .unwrap_or(at)
 }
 
 /// One request in flight on a connection; its end when dropped (the response ended, or the
@@ -427,7 +433,7 @@ where
         }
         let limit = *this.limit;
         let since = *this.waiting_since.get_or_insert_with(Instant::now);
-        let deadline = since + limit.saturating_sub(*this.waited);
+        let deadline = after(since, limit.saturating_sub(*this.waited));
         let timer = this
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -495,7 +501,7 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
+        .header_read_timeout(options.header_read_timeout.min(FAR));
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -535,7 +541,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new());
         // Each request knows its peer, as with `axum::serve` and `ConnectInfo`; its body is
-        // bounded in time; it counts as in flight until its response head is out.
+        // bounded in time; it counts as in flight until its response body has ended.
         let body_limit = options.body_read_timeout;
         let signal = Stopping(stopping.clone());
         let in_flight = Arc::clone(&activity);
@@ -624,7 +630,8 @@ pub async fn serve(
                 }
                 // Looked at again at least every `grace`: a request that ends moves the
                 // deadline (the idle timeout may be shorter than the first request's).
-                let next_look = stuck_until.map_or(now + grace, |t| t.min(now + grace));
+                let next_look = after(now, grace);
+                let next_look = stuck_until.map_or(next_look, |t| t.min(next_look));
                 let idle = activity
                     .idle_deadline(&options)
                     .map_or(next_look, |d| d.min(next_look));
@@ -644,7 +651,7 @@ pub async fn serve(
                             .is_some_and(|d| d <= Instant::now())
                         {
                             conn.as_mut().graceful_shutdown();
-                            close_by = Some((Instant::now() + grace, false));
+                            close_by = Some((after(Instant::now(), grace), false));
                         }
                     }
                     // Woken at `next_look` too: a stuck response is dropped during a drain.
@@ -660,7 +667,7 @@ pub async fn serve(
                         if hard || !busy {
                             break;
                         }
-                        close_by = Some((Instant::now() + grace, false));
+                        close_by = Some((after(Instant::now(), grace), false));
                     }
                 }
             }
@@ -1221,6 +1228,32 @@ mod tests {
             // The head (and chunk sizes) besides the body.
             let body = if path == "/chunky" { BIG / 2 } else { BIG };
             assert!(total > body, "{path}: cut after {total} bytes");
+        }
+    }
+
+    /// Bounds of `Duration::MAX` mean no bound, not an overflow: requests are served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unbounded_options_serve() {
+        let addr = short_bounds(ServeOptions {
+            header_read_timeout: Duration::MAX,
+            body_read_timeout: Duration::MAX,
+            send_timeout: Duration::MAX,
+            idle_timeout: Duration::MAX,
+            max_connections: usize::MAX,
+            drain_timeout: Duration::MAX,
+        })
+        .await;
+        for _ in 0..2 {
+            let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            conn.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .expect("write");
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer))
+                .await
+                .expect("answered")
+                .expect("read");
+            assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
         }
     }
 

@@ -422,7 +422,10 @@ where
             method: req.method().to_string(),
             route,
             trace: RequestTrace::from_request(&req).cloned(),
-            grpc: is_grpc(req.headers().get(http::header::CONTENT_TYPE)),
+            // As the server layer's spans and metrics read a call.
+            grpc: tower_trace_headers::semconv::is_grpc_content_type(
+                req.headers().get(http::header::CONTENT_TYPE),
+            ),
             panicked: false,
         };
         AccessLogFuture {
@@ -481,12 +484,18 @@ where
         let pending = this.pending.take();
         Poll::Ready(match out {
             Ok(response) => {
-                let entry = pending.map(|p| {
+                let entry = pending.map(|mut p| {
                     let grpc_status = response
                         .headers()
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
+                    // A gRPC call only if answered as one, as the metrics count it: a request
+                    // a client labelled gRPC and answered with a page is an HTTP request.
+                    p.grpc &= grpc_status.is_some()
+                        || tower_trace_headers::semconv::is_grpc_content_type(
+                            response.headers().get(http::header::CONTENT_TYPE),
+                        );
                     Entry {
                         pending: p,
                         status: response.status().as_u16(),
@@ -516,16 +525,6 @@ where
             }
         })
     }
-}
-
-/// Whether a request whose `content-type` is `value` is a gRPC call, as the server layer's
-/// metrics and spans decide it: `application/grpc`, `application/grpc+proto`,
-/// `application/grpc;…`, not gRPC-Web (whose status travels in the body).
-fn is_grpc(value: Option<&http::HeaderValue>) -> bool {
-    value.is_some_and(|v| match v.as_bytes().strip_prefix(b"application/grpc") {
-        Some(rest) => matches!(rest.first(), None | Some(b'+' | b';')),
-        None => false,
-    })
 }
 
 /// A request's line, written when its response ends, or when it is abandoned before one
@@ -812,7 +811,12 @@ mod tests {
                 Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(b"\0\0\0\0\0")),
                 Ok(axum::body::Bytes::from_static(b"\0\0\0\0\0")),
             ]);
-            Ok::<_, std::convert::Infallible>(Response::new(axum::body::Body::from_stream(frames)))
+            let mut r = Response::new(axum::body::Body::from_stream(frames));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            Ok::<_, std::convert::Infallible>(r)
         });
         let svc = AccessLogLayer::new(log.clone(), "item", "v1").layer(streams);
         let req = Request::post("/item.v1.ItemService/Watch")

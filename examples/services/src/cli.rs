@@ -57,6 +57,7 @@ pub struct ServiceArgs {
     /// Also serve `/healthz`, `/readyz` and `/metrics` (OpenMetrics) on this address, for the
     /// kubelet's probes and Prometheus when the service listens on the pod's loopback behind
     /// its sidecar (and because the gRPC services speak only HTTP/2), e.g. `0.0.0.0:9090`.
+    /// With it, the frontend's own port (the one clients reach) serves no `/metrics`.
     #[arg(long, env = "ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
     /// The HTTP server (the frontend's) cuts off a client that does not send its request

@@ -261,10 +261,9 @@ pub const UNTRACED_PATHS: [&str; 4] = [
 /// any other, logged and traced.
 #[must_use]
 pub fn is_untraced(path: &str) -> bool {
-    UNTRACED_PATHS.iter().any(|p| {
-        path.strip_prefix(p)
-            .is_some_and(|rest| rest.is_empty() || p.ends_with('/') || rest.starts_with('/'))
-    })
+    UNTRACED_PATHS
+        .iter()
+        .any(|p| tower_trace_headers::server::path_is_under(path, p))
 }
 
 impl ServiceOptions {

@@ -10,10 +10,10 @@
 //! `trace_id` (and `span_id`) of a sampled request that fell in them.
 //!
 //! `GET /metrics` serves it as OpenMetrics text (`Content-Type:`
-//! [`OPENMETRICS_CONTENT_TYPE`]; Prometheus reads exemplars only from that format): on the
-//! frontend's own port, and on every service's admin listener (`--admin-listen`, env
-//! `ADMIN_LISTEN`) — tonic speaks only HTTP/2, so the gRPC services need that listener to be
-//! scraped. Scrapes, health checks and `/metrics` itself are not traced and not counted
+//! [`OPENMETRICS_CONTENT_TYPE`]; Prometheus reads exemplars only from that format): on every
+//! service's admin listener (`--admin-listen`, env `ADMIN_LISTEN`) — tonic speaks only
+//! HTTP/2, so the gRPC services need that listener to be scraped — and on the frontend's own
+//! port only when it has no admin listener (that port is the one clients reach). Scrapes, health checks and `/metrics` itself are not traced and not counted
 //! ([`crate::UNTRACED_PATHS`]). A scrape that fails answers 500 and nothing else: requests
 //! are recorded in memory and never wait on it.
 

@@ -49,7 +49,7 @@ mod service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::TraceHeadersLayer;
-pub use self::service::TraceHeaders;
+pub use self::service::{TraceHeaders, path_is_under};
 pub use crate::body::ResponseBody;
 
 /// How the server layer finds a request's route template (`/users/{id}`, not

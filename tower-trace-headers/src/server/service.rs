@@ -69,7 +69,7 @@ where
         let config = &*self.config;
         if !config.skip_paths.is_empty() {
             let path = req.uri().path();
-            if config.skip_paths.iter().any(|p| under(path, p)) {
+            if config.skip_paths.iter().any(|p| path_is_under(path, p)) {
                 return ResponseFuture::untouched(self.inner.call(req));
             }
         }
@@ -108,17 +108,29 @@ impl RequestTrace {
     }
 }
 
-/// Whether `path` is `prefix` or below it, at a segment boundary (see
-/// [`TraceHeadersLayer::skip_paths`](super::TraceHeadersLayer::skip_paths)).
+/// Whether `path` is `prefix` or below it, at a segment boundary, as
+/// [`TraceHeadersLayer::skip_paths`](super::TraceHeadersLayer::skip_paths) matches: `/healthz`
+/// is under `/healthz` and so is `/healthz/ready`, `/healthzX` is not; a prefix ending in `/`
+/// has every path that starts with it under it. For code (an access log) that must skip the
+/// same requests.
+///
+/// ```
+/// use tower_trace_headers::server::path_is_under;
+///
+/// assert!(path_is_under("/healthz/ready", "/healthz"));
+/// assert!(!path_is_under("/healthzX", "/healthz"));
+/// assert!(path_is_under("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/"));
+/// ```
 #[inline]
-fn under(path: &str, prefix: &str) -> bool {
+#[must_use]
+pub fn path_is_under(path: &str, prefix: &str) -> bool {
     path.strip_prefix(prefix)
         .is_some_and(|rest| rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::under;
+    use super::path_is_under as under;
 
     #[test]
     fn skipped_paths_match_at_segment_boundaries() {

@@ -60,6 +60,9 @@ pub struct LogRecord {
     pub start_us: u64,
     /// Duration in microseconds (0 when unknown).
     pub duration_us: u64,
+    /// Whether the line gave a duration (a logged `0` is known: under a millisecond in
+    /// Envoy's whole milliseconds).
+    pub duration_known: bool,
 }
 
 /// The lines of one access-log file the doctor could read, and how many it could not.
@@ -198,7 +201,9 @@ fn json_record(m: &Map<String, Value>) -> Option<LogRecord> {
     } else {
         r.format = LogFormat::OtherJson;
     }
-    r.duration_us = number_field(m, "duration_ms").map_or(0, ms_to_us);
+    let duration = number_field(m, "duration_ms");
+    r.duration_known = duration.is_some();
+    r.duration_us = duration.map_or(0, ms_to_us);
     (r.request_id.is_some() || !r.trace_ids.is_empty()).then_some(r)
 }
 
@@ -239,6 +244,7 @@ fn envoy_text(line: &str) -> Option<LogRecord> {
             .get(4)
             .and_then(|d| d.parse::<f64>().ok())
             .map_or(0, ms_to_us),
+        duration_known: bare.get(4).is_some_and(|d| d.parse::<f64>().is_ok()),
         ..LogRecord::default()
     };
     for extra in quoted.iter().skip(6) {

@@ -233,8 +233,11 @@ pub(crate) fn order_traces(ctx: &Ctx<'_>, g: &mut Group) {
                 continue;
             }
             let bound = match r.format {
-                // Envoy logs whole milliseconds, cut down: `0` is under one.
-                LogFormat::EnvoyJson | LogFormat::EnvoyText => r.duration_us + 999,
+                // Envoy logs whole milliseconds, cut down: `0` is under one. A line without a
+                // duration proves nothing.
+                LogFormat::EnvoyJson | LogFormat::EnvoyText if r.duration_known => {
+                    r.duration_us + 999
+                }
                 _ if r.duration_us > 0 => r.duration_us,
                 _ => continue,
             };

@@ -203,6 +203,7 @@ mod tests {
             (Code::Unavailable, Code::Unavailable),
             (Code::DeadlineExceeded, Code::DeadlineExceeded),
             (Code::ResourceExhausted, Code::ResourceExhausted),
+            (Code::Cancelled, Code::Cancelled),
         ] {
             code_tx.send(item).expect("send");
             let answer = orders

@@ -518,6 +518,21 @@ pub trait Injector {
         }
     }
 
+    /// Remove every opaque header of another tracer (`x-ot-span-context`,
+    /// `x-cloud-trace-context`, `sw8`, `x-datadog-*`): what a propagator whose trust policy
+    /// refuses the caller's context does before it writes one, so that headers copied from an
+    /// incoming request (a handler passing the request on) do not carry the context the policy
+    /// refused. By default each name is removed; a `HeaderMap` looks at its own names once,
+    /// and an empty one costs nothing.
+    fn remove_opaque_headers(&mut self) {
+        let mut slots = OPAQUE_HEADER_SLOTS;
+        while slots != 0 {
+            let s = slots.trailing_zeros() as usize;
+            self.remove(crate::request_context::slot_name(s));
+            slots &= slots - 1;
+        }
+    }
+
     /// Whether this carrier is gRPC metadata (an outgoing gRPC call), whose keys are
     /// `[0-9a-z_.-]` and whose values (but `-bin` ones) printable ASCII: a header outside
     /// those (a prefixed baggage key an HTTP caller sent with `*`, a value with a tab) is left
@@ -557,6 +572,33 @@ const CONTEXT_HEADER_SLOTS: u32 = (1 << slot::B3)
     | (1 << slot::TRACESTATE)
     | (1 << slot::UBER_TRACE_ID)
     | (1 << slot::GRPC_TRACE_BIN);
+
+/// The slots of the opaque headers of other tracers (see [`Injector::remove_opaque_headers`]):
+/// `grpc-trace-bin`, a context format, is a context header.
+const OPAQUE_HEADER_SLOTS: u32 = (1 << slot::X_OT_SPAN_CONTEXT)
+    | (1 << slot::X_CLOUD_TRACE_CONTEXT)
+    | (1 << slot::SW8)
+    | (1 << slot::X_DATADOG_TRACE_ID)
+    | (1 << slot::X_DATADOG_PARENT_ID)
+    | (1 << slot::X_DATADOG_SAMPLING_PRIORITY);
+
+/// Remove from `map`, in one look at its names, the headers of the slots in `mask`.
+fn remove_slots(map: &mut HeaderMap, mask: u32) {
+    if map.is_empty() {
+        return;
+    }
+    let mut found = 0u32;
+    for name in map.keys() {
+        if let Some(s) = scan_slot(name.as_str()) {
+            found |= (1u32 << s) & mask;
+        }
+    }
+    while found != 0 {
+        let s = found.trailing_zeros() as usize;
+        HeaderMap::remove(map, crate::request_context::slot_name(s));
+        found &= found - 1;
+    }
+}
 
 impl Extractor for HeaderMap {
     #[inline]
@@ -606,20 +648,12 @@ impl Injector for HeaderMap {
     /// One look at the map's names (nothing at all for an empty map, the usual outgoing
     /// call), then a removal for each context header found.
     fn remove_context_headers(&mut self) {
-        if self.is_empty() {
-            return;
-        }
-        let mut found = 0u32;
-        for name in self.keys() {
-            if let Some(s) = scan_slot(name.as_str()) {
-                found |= (1u32 << s) & CONTEXT_HEADER_SLOTS;
-            }
-        }
-        while found != 0 {
-            let s = found.trailing_zeros() as usize;
-            HeaderMap::remove(self, crate::request_context::slot_name(s));
-            found &= found - 1;
-        }
+        remove_slots(self, CONTEXT_HEADER_SLOTS);
+    }
+
+    /// As [`remove_context_headers`](Injector::remove_context_headers): one look, if any.
+    fn remove_opaque_headers(&mut self) {
+        remove_slots(self, OPAQUE_HEADER_SLOTS);
     }
 }
 

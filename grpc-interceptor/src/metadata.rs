@@ -257,6 +257,10 @@ impl Injector for MetadataInjector<'_> {
         // One conversion for all of them.
         self.headers_mut(Injector::remove_context_headers);
     }
+
+    fn remove_opaque_headers(&mut self) {
+        self.headers_mut(Injector::remove_opaque_headers);
+    }
 }
 
 #[cfg(test)]

@@ -223,6 +223,11 @@ impl Injector for Outgoing<'_> {
         Injector::remove_context_headers(&mut *self.map);
     }
 
+    #[inline]
+    fn remove_opaque_headers(&mut self) {
+        Injector::remove_opaque_headers(&mut *self.map);
+    }
+
     fn is_grpc_metadata(&mut self) -> bool {
         self.grpc()
     }

@@ -22,7 +22,7 @@ impl Propagator {
         carrier: &mut I,
     ) {
         let formats = self.config.inject;
-        carrier.remove_context_headers();
+        self.clear_carrier(carrier);
         carrier.reserve(span_formats_len(formats) + self.rest_len(cx));
         self.inject_span_formats(span, formats, cx, carrier);
         self.inject_rest(cx, formats, carrier);
@@ -80,6 +80,17 @@ impl Propagator {
             (true, false) => &[P::Baggage],
             (false, true) => &[P::Uberctx],
             (false, false) => &[],
+        }
+    }
+
+    /// Before a context is written: the span-context headers the carrier held go, and so do
+    /// the opaque headers of other tracers when the trust policy refuses the caller's context
+    /// (copied from an incoming request, they would carry what the policy refused).
+    #[inline]
+    fn clear_carrier<I: Injector + ?Sized>(&self, carrier: &mut I) {
+        carrier.remove_context_headers();
+        if self.config.trust.inbound_context() != super::InboundContext::Trust {
+            carrier.remove_opaque_headers();
         }
     }
 
@@ -158,7 +169,7 @@ impl Propagator {
     /// header the carrier held is removed first (see [`Injector::remove_context_headers`]): a
     /// call carries only what the decoder accepted.
     pub fn forward<I: Injector + ?Sized>(&self, cx: &RequestContext, carrier: &mut I) {
-        carrier.remove_context_headers();
+        self.clear_carrier(carrier);
         let r = &cx.rest().received;
         // A caller that sent only its decision (`b3: 1`) named no span: when this hop has a
         // span of its own, the trace starts there, and the calls must name it (re-sending the

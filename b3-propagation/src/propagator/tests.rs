@@ -971,3 +971,50 @@ fn grpc_metadata_gets_only_what_grpc_carries() {
     assert_eq!(http["baggage-a*b"], "x", "{http:?}");
     assert_eq!(http["uberctx-tab"], "a\tb", "{http:?}");
 }
+
+/// A propagator whose trust policy refuses the caller's context clears the opaque headers of
+/// other tracers from the carrier before writing (a handler that copied the incoming request
+/// onto its call would otherwise pass on the context the policy refused); a trusting one
+/// leaves headers the application wrote itself alone.
+#[test]
+fn a_refused_context_leaves_no_opaque_header_behind() {
+    let copied = || {
+        let mut out = map(&[
+            (
+                "x-ot-span-context",
+                "463ac35c9f6413ad;a2fb4a1d1a96d312;0000000000000000;cs",
+            ),
+            ("sw8", "1-abc-def-0-svc-inst-ep-host"),
+            ("x-datadog-trace-id", "1234"),
+            ("content-type", "application/json"),
+        ]);
+        out.insert("x-b3-spanid", HeaderValue::from_static("a2fb4a1d1a96d312"));
+        out
+    };
+    let cx = RequestContext::new();
+    let span = SpanContext::new_root(Sampling::Accept);
+    let edge = Propagator::builder()
+        .trust(TrustPolicy::untrusted())
+        .build();
+    for write in [0, 1] {
+        let mut out = copied();
+        if write == 0 {
+            edge.inject(&span, &cx, &mut out);
+        } else {
+            edge.forward(&cx, &mut out);
+        }
+        for gone in ["x-ot-span-context", "sw8", "x-datadog-trace-id"] {
+            assert!(!out.contains_key(gone), "{gone}: {out:?}");
+        }
+        assert_eq!(out["content-type"], "application/json");
+    }
+    let trusting = Propagator::default();
+    let mut out = copied();
+    trusting.inject(&span, &cx, &mut out);
+    assert!(out.contains_key("x-ot-span-context"), "{out:?}");
+    assert!(out.contains_key("sw8"), "{out:?}");
+    assert_ne!(
+        out["x-b3-spanid"], "a2fb4a1d1a96d312",
+        "context headers are always ours"
+    );
+}

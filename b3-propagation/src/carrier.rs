@@ -510,12 +510,7 @@ pub trait Injector {
     /// hand) names another span or a decision the trust policy refused. By default each name
     /// is removed; a `HeaderMap` looks at its own names once, and an empty one costs nothing.
     fn remove_context_headers(&mut self) {
-        let mut slots = CONTEXT_HEADER_SLOTS;
-        while slots != 0 {
-            let s = slots.trailing_zeros() as usize;
-            self.remove(crate::request_context::slot_name(s));
-            slots &= slots - 1;
-        }
+        remove_each(self, CONTEXT_HEADER_SLOTS);
     }
 
     /// Remove every opaque header of another tracer (`x-ot-span-context`,
@@ -525,12 +520,7 @@ pub trait Injector {
     /// refused. By default each name is removed; a `HeaderMap` looks at its own names once,
     /// and an empty one costs nothing.
     fn remove_opaque_headers(&mut self) {
-        let mut slots = OPAQUE_HEADER_SLOTS;
-        while slots != 0 {
-            let s = slots.trailing_zeros() as usize;
-            self.remove(crate::request_context::slot_name(s));
-            slots &= slots - 1;
-        }
+        remove_each(self, OPAQUE_HEADER_SLOTS);
     }
 
     /// Whether this carrier is gRPC metadata (an outgoing gRPC call), whose keys are
@@ -581,6 +571,16 @@ const OPAQUE_HEADER_SLOTS: u32 = (1 << slot::X_OT_SPAN_CONTEXT)
     | (1 << slot::X_DATADOG_TRACE_ID)
     | (1 << slot::X_DATADOG_PARENT_ID)
     | (1 << slot::X_DATADOG_SAMPLING_PRIORITY);
+
+/// Remove from `carrier`, one name at a time, the headers of the slots in `mask`.
+fn remove_each<I: Injector + ?Sized>(carrier: &mut I, mask: u32) {
+    let mut slots = mask;
+    while slots != 0 {
+        let s = slots.trailing_zeros() as usize;
+        carrier.remove(crate::request_context::slot_name(s));
+        slots &= slots - 1;
+    }
+}
 
 /// Remove from `map`, in one look at its names, the headers of the slots in `mask`.
 fn remove_slots(map: &mut HeaderMap, mask: u32) {

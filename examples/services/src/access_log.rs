@@ -513,11 +513,15 @@ where
                 Ok(response)
             }
             Err(e) => {
+                // The service failed without a response: hyper closes the stream, so the
+                // client gets none (status 0), and a gRPC caller reads UNKNOWN, as the metrics
+                // record it.
                 if let Some(p) = pending {
+                    let grpc_status = p.grpc.then(|| "2".to_owned());
                     Entry {
                         pending: p,
-                        status: 500,
-                        grpc_status: None,
+                        status: 0,
+                        grpc_status,
                     }
                     .write();
                 }
@@ -838,6 +842,25 @@ mod tests {
             grpc,
             [&json!("2"), &serde_json::Value::Null, &json!("1")],
             "{lines:?}"
+        );
+
+        // A service that fails without a response: none was sent (status 0), and a gRPC
+        // caller reads UNKNOWN.
+        let log = AccessLog::memory_with_capacity(8);
+        let fails = tower::service_fn(|_: Request<()>| async {
+            Err::<Response<String>, _>(std::io::Error::other("the backend is gone"))
+        });
+        let svc = AccessLogLayer::new(log.clone(), "item", "v1").layer(fails);
+        let req = Request::post("/item.v1.ItemService/GetItem")
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .body(())
+            .unwrap();
+        assert!(svc.oneshot(req).await.is_err());
+        let line: serde_json::Value = serde_json::from_str(&log.lines()[0]).unwrap();
+        assert_eq!(
+            (&line["status"], &line["grpc_status"]),
+            (&json!(0), &json!("2")),
+            "{line}"
         );
     }
 

@@ -291,6 +291,20 @@ mod tests {
         assert_eq!(headers[X_REQUEST_ID], id.as_str());
     }
 
+    /// The headers `write` puts on an outgoing call for `trace` (no span of this hop's): a
+    /// gRPC call's when `grpc`, else an HTTP one's.
+    fn written(propagator: &Propagator, trace: &RequestTrace, grpc: bool) -> HeaderMap {
+        let mut req = http::Request::new(());
+        if grpc {
+            req.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+        }
+        write(propagator, Some(trace), None, &mut Outgoing::of(&mut req));
+        req.into_parts().0.headers
+    }
+
     /// On a gRPC call, a `-bin` value that is not base64 is not sent (a gRPC peer would fail
     /// the call); on an HTTP call a `-bin` suffix means nothing.
     #[test]
@@ -302,15 +316,7 @@ mod tests {
         trace.set_baggage("user-bin", "alice").expect("baggage");
         trace.set_baggage("pic-bin", "AAEC").expect("baggage");
         for grpc in [true, false] {
-            let mut req = http::Request::new(());
-            if grpc {
-                req.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/grpc"),
-                );
-            }
-            write(&propagator, Some(&trace), None, &mut Outgoing::of(&mut req));
-            let h = req.headers();
+            let h = &written(&propagator, &trace, grpc);
             assert_eq!(h.contains_key("baggage-user-bin"), !grpc, "{h:?}");
             assert_eq!(h["baggage-pic-bin"], "AAEC", "{h:?}");
             // The W3C header still carries both.
@@ -333,15 +339,7 @@ mod tests {
         received.insert("baggage-ok", HeaderValue::from_static("fine"));
         let trace = RequestTrace::new(receive(&propagator, &mut received));
         for grpc in [true, false] {
-            let mut req = http::Request::new(());
-            if grpc {
-                req.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/grpc"),
-                );
-            }
-            write(&propagator, Some(&trace), None, &mut Outgoing::of(&mut req));
-            let h = req.headers();
+            let h = &written(&propagator, &trace, grpc);
             assert_eq!(h["baggage-ok"], "fine", "{h:?}");
             assert_eq!(h.contains_key("baggage-a*b"), !grpc, "{h:?}");
             assert_eq!(h.contains_key("uberctx-tab"), !grpc, "{h:?}");

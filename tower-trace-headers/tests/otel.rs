@@ -504,6 +504,36 @@ impl opentelemetry_sdk::trace::ShouldSample for DropServerSpans {
     }
 }
 
+/// An instrument-mode client layer under `provider` in front of a backend that answers at
+/// once, and the headers of the last call it sent.
+fn recording_client(
+    provider: &SdkTracerProvider,
+) -> (
+    impl Service<
+        Request<Empty<Bytes>>,
+        Response = http::Response<impl http_body::Body>,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static,
+    std::sync::Arc<std::sync::Mutex<HeaderMap>>,
+) {
+    let sent: std::sync::Arc<std::sync::Mutex<HeaderMap>> = std::sync::Arc::default();
+    let client = ServiceBuilder::new()
+        .layer(PropagateTraceHeadersLayer::instrument().tracer_provider(provider))
+        .service(tower::service_fn({
+            let sent = sent.clone();
+            move |req: Request<Empty<Bytes>>| {
+                *sent.lock().unwrap() = req.headers().clone();
+                async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Empty::<Bytes>::new()))
+                }
+            }
+        }));
+    (client, sent)
+}
+
 /// One request through a server layer whose handler injects the current OpenTelemetry
 /// context with `OtelPropagator` (as `opentelemetry-http` or a message producer would) and
 /// makes one call through the client layer: what each of the two sent.
@@ -520,18 +550,7 @@ async fn dropped_server_span(
         .with_sampler(sampler)
         .build();
     let injected: Arc<Mutex<Echo>> = Arc::default();
-    let sent: Arc<Mutex<HeaderMap>> = Arc::default();
-    let client = ServiceBuilder::new()
-        .layer(PropagateTraceHeadersLayer::instrument().tracer_provider(&provider))
-        .service(tower::service_fn({
-            let sent = sent.clone();
-            move |req: Request<Empty<Bytes>>| {
-                *sent.lock().unwrap() = req.headers().clone();
-                async {
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Empty::<Bytes>::new()))
-                }
-            }
-        }));
+    let (client, sent) = recording_client(&provider);
     let handler = tower::service_fn({
         let injected = injected.clone();
         move |_: Request<Empty<Bytes>>| {
@@ -653,25 +672,13 @@ async fn a_dropped_server_span_is_named_by_nobody() {
 async fn a_root_decision_made_by_the_application_is_followed_and_sent() {
     use b3_propagation::{RequestContext, Sampling};
     use opentelemetry_sdk::trace::Sampler;
-    use std::sync::{Arc, Mutex};
     use tower_trace_headers::{FutureExt as _, RequestTrace};
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         .build();
-    let sent: Arc<Mutex<HeaderMap>> = Arc::default();
-    let client = ServiceBuilder::new()
-        .layer(PropagateTraceHeadersLayer::instrument().tracer_provider(&provider))
-        .service(tower::service_fn({
-            let sent = sent.clone();
-            move |req: Request<Empty<Bytes>>| {
-                *sent.lock().unwrap() = req.headers().clone();
-                async {
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Empty::<Bytes>::new()))
-                }
-            }
-        }));
+    let (client, sent) = recording_client(&provider);
     let mut cx = RequestContext::new();
     cx.decide_sampling(Sampling::Deny);
     let trace = RequestTrace::new(cx);
